@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use sqlx::migrate::{Migrate, Migrator};
+use sqlx::migrate::{Migrate, MigrateError, Migrator};
 use sqlx::{Connection, PgConnection, PgExecutor};
 
 use crate::Result;
@@ -118,6 +118,9 @@ mod millis {
         s.serialize_f64(d.as_secs_f64() * 1000.0)
     }
 }
+
+/// The migration ledger table (sqlx's default name, which `sqlx migrate run` uses too).
+const LEDGER: &str = "_sqlx_migrations";
 
 /// One row of `_sqlx_migrations`.
 struct Applied {
@@ -247,24 +250,46 @@ pub async fn sync(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOu
 async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
     let before = read_ledger(&mut *conn).await?;
     let fresh = before.as_ref().is_none_or(|l| l.is_empty());
-    let pending: Vec<i64> = match compare(migrator, before) {
+    match compare(migrator, before) {
         SchemaStatus::UpToDate { .. } => return Ok(SyncOutcome::AlreadyUpToDate),
-        SchemaStatus::UpgradeAvailable { pending } => pending.iter().map(|m| m.version).collect(),
-        SchemaStatus::NoInfo { .. } => migrator
-            .iter()
-            .filter(|m| !m.migration_type.is_down_migration())
-            .map(|m| m.version)
-            .collect(),
-        // run() reports the precise error (checksum mismatch, missing version, dirty)
-        SchemaStatus::Diverged { .. } => Vec::new(),
-    };
-    migrator.run(&mut *conn).await?;
+        SchemaStatus::Diverged {
+            changed,
+            unknown,
+            failed,
+        } => {
+            let err = match (failed.first(), changed.first(), unknown.first()) {
+                (Some(&v), _, _) => MigrateError::Dirty(v),
+                (None, Some(&v), _) => MigrateError::VersionMismatch(v),
+                (None, None, Some(&v)) => MigrateError::VersionMissing(v),
+                (None, None, None) => unreachable!("divergence always names a version"),
+            };
+            return Err(err.into());
+        }
+        SchemaStatus::UpgradeAvailable { .. } | SchemaStatus::NoInfo { .. } => {}
+    }
+    // The same steps as `Migrator::run`, through the `Migrate` trait's boxed (Send) futures, so
+    // that `sync` can run inside a spawned task.
+    conn.ensure_migrations_table(LEDGER).await?;
+    let applied: Vec<i64> = conn
+        .list_applied_migrations(LEDGER)
+        .await?
+        .into_iter()
+        .map(|m| m.version)
+        .collect();
+    let mut done = Vec::new();
+    for m in migrator.iter() {
+        if m.migration_type.is_down_migration() || applied.contains(&m.version) {
+            continue;
+        }
+        conn.apply(LEDGER, m).await?;
+        done.push(m.version);
+    }
     Ok(if fresh {
-        SyncOutcome::Created { applied: pending }
-    } else if pending.is_empty() {
+        SyncOutcome::Created { applied: done }
+    } else if done.is_empty() {
         SyncOutcome::AlreadyUpToDate
     } else {
-        SyncOutcome::Upgraded { applied: pending }
+        SyncOutcome::Upgraded { applied: done }
     })
 }
 

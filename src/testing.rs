@@ -29,11 +29,41 @@ use crate::{Config, Database, Error, MIGRATOR, Result};
 /// Pool size for test databases: enough for the concurrency tests' workers.
 const TEST_POOL_SIZE: u32 = 24;
 
-static SERVER: OnceCell<PgConnectOptions> = OnceCell::const_new();
+static SERVER: OnceCell<Server> = OnceCell::const_new();
+
+/// The server tests run on.
+#[derive(Clone)]
+struct Server {
+    options: PgConnectOptions,
+    /// URL with `{db}` standing for the database name.
+    url_pattern: String,
+}
+
+/// Replaces the database of a PostgreSQL URL by `{db}`, keeping any query string.
+fn url_pattern(url: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let host_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |i| after_scheme + i);
+    let mut pattern = format!("{}/{{db}}", &base[..host_end]);
+    if let Some(q) = query {
+        pattern.push('?');
+        pattern.push_str(q);
+    }
+    pattern
+}
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// Connect options of the test server's maintenance database (`postgres`).
 pub async fn server() -> Result<PgConnectOptions> {
+    Ok(server_info().await?.options)
+}
+
+async fn server_info() -> Result<Server> {
     SERVER
         .get_or_try_init(|| async {
             let url = std::env::var("SHARED_DB_TEST_URL")
@@ -41,13 +71,19 @@ pub async fn server() -> Result<PgConnectOptions> {
                 .or_else(|| std::env::var("DATABASE_URL").ok())
                 .filter(|u| !u.trim().is_empty());
             match url {
-                Some(url) => Ok(Config::new(url.clone())
-                    .connect_options_for(&url)?
-                    .database("postgres")),
+                Some(url) => Ok(Server {
+                    options: Config::new(url.clone())
+                        .connect_options_for(&url)?
+                        .database("postgres"),
+                    url_pattern: url_pattern(&url),
+                }),
                 None => {
                     let cluster = crate::embedded::Cluster::default_location()?;
                     let running = cluster.ensure_running().await?;
-                    Ok(running.connect_options("postgres"))
+                    Ok(Server {
+                        options: running.connect_options("postgres"),
+                        url_pattern: running.url("{db}"),
+                    })
                 }
             }
         })
@@ -61,6 +97,7 @@ pub struct TestDatabase {
     db: Database,
     name: String,
     options: PgConnectOptions,
+    url: String,
 }
 
 impl TestDatabase {
@@ -71,14 +108,14 @@ impl TestDatabase {
 
     /// A fresh database with `migrator`'s migrations applied.
     pub async fn with_migrator(migrator: &Migrator) -> Result<Self> {
-        let server = server().await?;
-        let template = ensure_template(&server, migrator).await?;
+        let server = server_info().await?;
+        let template = ensure_template(&server.options, migrator).await?;
         Self::create(&server, Some(&template)).await
     }
 
     /// A fresh, empty database (no migrations), for schema-lifecycle tests.
     pub async fn empty() -> Result<Self> {
-        let server = server().await?;
+        let server = server_info().await?;
         Self::create(&server, None).await
     }
 
@@ -89,7 +126,7 @@ impl TestDatabase {
         Ok(test_db)
     }
 
-    async fn create(server: &PgConnectOptions, template: Option<&str>) -> Result<Self> {
+    async fn create(server: &Server, template: Option<&str>) -> Result<Self> {
         let name = format!(
             "test_{}_{}_{}",
             std::process::id(),
@@ -104,13 +141,14 @@ impl TestDatabase {
             ),
             None => format!("CREATE DATABASE {}", quote_ident(&name)),
         };
-        let mut admin = PgConnection::connect_with(server).await?;
+        let mut admin = PgConnection::connect_with(&server.options).await?;
         sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
             .execute(&mut admin)
             .await?;
         admin.close().await?;
 
-        let options = server.clone().database(&name);
+        let options = server.options.clone().database(&name);
+        let url = server.url_pattern.replace("{db}", &name);
         let pool = PgPoolOptions::new()
             .max_connections(TEST_POOL_SIZE)
             .connect_with(options.clone())
@@ -119,6 +157,7 @@ impl TestDatabase {
             db: Database::from_pool(pool),
             name,
             options,
+            url,
         })
     }
 
@@ -135,6 +174,11 @@ impl TestDatabase {
     /// The database's name.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// URL of this database (for a child process, say). Contains the password.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     /// Connect options for this database (e.g. for a second process or a dedicated connection).
@@ -244,4 +288,16 @@ async fn create_template_locked(
         .execute(&mut *admin)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_pattern_swaps_the_database_and_keeps_the_query() {
+        assert_eq!(
+            super::url_pattern("postgres://u:p@h:5432/db?sslmode=disable"),
+            "postgres://u:p@h:5432/{db}?sslmode=disable"
+        );
+        assert_eq!(super::url_pattern("postgres://h"), "postgres://h/{db}");
+    }
 }
