@@ -45,7 +45,7 @@ pub async fn consume(
     context: Option<&Value>,
 ) -> Result<NonceUse> {
     if nonce_key.is_empty() || nonce_key.chars().count() > 255 || nonce_key.contains('\0') {
-        return Err(Error::InvalidInput("nonce key must be 1..=255 characters".into()));
+        return Err(Error::invalid_input("nonce key must be 1..=255 characters"));
     }
     let row = sqlx::query!(
         r#"INSERT INTO nonces (nonce_key, created_at, last_accessed_at, request_count, context)

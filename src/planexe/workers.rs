@@ -31,7 +31,7 @@ pub async fn heartbeat(
     current_plan: Option<Uuid>,
 ) -> Result<Worker> {
     if worker_id.is_empty() || worker_id.chars().count() > 255 {
-        return Err(Error::InvalidInput("worker id must be 1..=255 characters".into()));
+        return Err(Error::invalid_input("worker id must be 1..=255 characters"));
     }
     let task = current_plan.map(|id| id.hyphenated().to_string());
     Ok(sqlx::query_as!(

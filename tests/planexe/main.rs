@@ -1,0 +1,1 @@
+//! planexe stories
