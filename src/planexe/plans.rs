@@ -690,8 +690,7 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Retry -> Pending',
                       json_build_object('task_id', upd.id::text, 'retry', true)
                FROM upd)
-           SELECT cur.state AS "from_state", cur.state::text AS from_label,
-                  EXISTS (SELECT 1 FROM upd) AS "done!",
+           SELECT cur.state::text AS from_label, EXISTS (SELECT 1 FROM upd) AS "done!",
                   (SELECT count(*) FROM settle) AS "settled!"
            FROM cur"#,
         id,
@@ -700,8 +699,11 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .await
     .map_err(db_err)?
     .ok_or(Error::NotFound)?;
-    match (row.done, row.from_state) {
-        (true, Some(from)) => Ok(Requeued {
+    // The state is read as text so that an unknown label (e.g. `import_pending`) is reported as
+    // the refused transition's origin rather than failing the whole row decode.
+    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
+    match (row.done, from) {
+        (true, Some(Ok(from))) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
@@ -750,7 +752,7 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Resume -> Pending',
                       json_build_object('task_id', upd.id::text, 'resume', true)
                FROM upd)
-           SELECT cur.state AS "from_state", cur.state::text AS from_label, cur.pipeline_version,
+           SELECT cur.state::text AS from_label, cur.pipeline_version,
                   EXISTS (SELECT 1 FROM upd) AS "done!",
                   (SELECT count(*) FROM settle) AS "settled!"
            FROM cur"#,
@@ -761,12 +763,13 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .await
     .map_err(db_err)?
     .ok_or(Error::NotFound)?;
-    match (row.done, row.from_state) {
-        (true, Some(from)) => Ok(Requeued {
+    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
+    match (row.done, from) {
+        (true, Some(Ok(from))) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
-        (false, Some(PlanState::Failed | PlanState::Stopped)) => Err(Error::invalid_input(format!(
+        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => Err(Error::invalid_input(format!(
             "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
             row.pipeline_version.as_deref().unwrap_or("<none>")
         ))),

@@ -170,7 +170,7 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
             }
         }
     }
-    assert_eq!(refused, 20);
+    assert_eq!(refused, 18);
     assert_eq!(
         plans::request_stop(pool, plan_in(pool, Stopped).await?).await?,
         StopOutcome::AlreadyStopped
