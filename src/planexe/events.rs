@@ -55,7 +55,11 @@ pub async fn append(
 }
 
 /// Events of one plan (`context.task_id`), oldest first. One round trip.
-pub async fn list_by_plan(ex: impl PgExecutor<'_>, plan_id: Uuid, limit: i64) -> Result<Vec<Event>> {
+pub async fn list_by_plan(
+    ex: impl PgExecutor<'_>,
+    plan_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Event>> {
     let rows = sqlx::query_as!(
         Event,
         r#"SELECT id, "timestamp", event_type, message, context

@@ -57,7 +57,9 @@ pub struct NewFeedback<'a> {
 /// Record feedback. One round trip.
 pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<FeedbackItem> {
     if f.category.is_empty() || f.message.is_empty() {
-        return Err(Error::invalid_input("feedback category and message are required"));
+        return Err(Error::invalid_input(
+            "feedback category and message are required",
+        ));
     }
     Ok(sqlx::query_as!(
         FeedbackItem,

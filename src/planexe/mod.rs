@@ -226,7 +226,10 @@ pub fn round_credits(amount: Decimal) -> Decimal {
 /// Strip NUL bytes (PostgreSQL text cannot hold them) and cut to `max_chars` characters (varchar(n)
 /// counts characters).
 pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
-    text.chars().filter(|c| *c != '\0').take(max_chars).collect()
+    text.chars()
+        .filter(|c| *c != '\0')
+        .take(max_chars)
+        .collect()
 }
 
 /// [`clean_text`] for optional values.

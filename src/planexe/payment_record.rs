@@ -81,7 +81,9 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
         return Err(Error::invalid_input("payment credits must be positive"));
     }
     if payment.provider.is_empty() || payment.provider_payment_id.is_empty() {
-        return Err(Error::invalid_input("provider and provider payment id are required"));
+        return Err(Error::invalid_input(
+            "provider and provider payment id are required",
+        ));
     }
     let row = sqlx::query!(
         r#"WITH usr AS (SELECT id FROM user_account WHERE id = $1),

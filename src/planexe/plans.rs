@@ -194,7 +194,9 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
     if let Some(p) = new.parameters
         && !p.is_object()
     {
-        return Err(Error::invalid_input("plan parameters must be a JSON object"));
+        return Err(Error::invalid_input(
+            "plan parameters must be a JSON object",
+        ));
     }
     let id = Uuid::new_v4();
     let prompt = clean_text(new.prompt, usize::MAX);
@@ -769,10 +771,12 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
             from,
             settled_billing_rows: row.settled,
         }),
-        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => Err(Error::invalid_input(format!(
-            "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
-            row.pipeline_version.as_deref().unwrap_or("<none>")
-        ))),
+        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => {
+            Err(Error::invalid_input(format!(
+                "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
+                row.pipeline_version.as_deref().unwrap_or("<none>")
+            )))
+        }
         _ => Err(transition(row.from_label, "resume")),
     }
 }
@@ -812,7 +816,9 @@ pub async fn store_artifacts(
         id,
         artifacts.report_html.map(|s| clean_text(s, usize::MAX)),
         artifacts.zip_snapshot,
-        artifacts.track_activity_jsonl.map(|s| clean_text(s, usize::MAX)),
+        artifacts
+            .track_activity_jsonl
+            .map(|s| clean_text(s, usize::MAX)),
         artifacts.track_activity_bytes,
         json_text(artifacts.activity_overview),
         ARTIFACT_LAYOUT_VERSION,
@@ -828,9 +834,13 @@ pub async fn store_artifacts(
 /// Store the periodic zip snapshot (every few steps, so the run's files can be listed while it
 /// runs). One round trip.
 pub async fn store_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid, zip: &[u8]) -> Result<()> {
-    let done = sqlx::query!("UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1", id, zip)
-        .execute(ex)
-        .await?;
+    let done = sqlx::query!(
+        "UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1",
+        id,
+        zip
+    )
+    .execute(ex)
+    .await?;
     if done.rows_affected() == 0 {
         return Err(Error::NotFound);
     }
@@ -861,10 +871,13 @@ pub async fn fetch_track_activity_jsonl(
     ex: impl PgExecutor<'_>,
     id: Uuid,
 ) -> Result<Option<String>> {
-    sqlx::query_scalar!("SELECT run_track_activity_jsonl FROM plans WHERE id = $1", id)
-        .fetch_optional(ex)
-        .await?
-        .ok_or(Error::NotFound)
+    sqlx::query_scalar!(
+        "SELECT run_track_activity_jsonl FROM plans WHERE id = $1",
+        id
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 /// The reaper (the Python services have none): re-queue `processing` plans that no live worker

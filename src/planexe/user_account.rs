@@ -136,7 +136,9 @@ pub struct SignIn {
 /// second user. One round trip.
 pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Result<SignIn> {
     if profile.provider.is_empty() || profile.provider_user_id.is_empty() {
-        return Err(Error::invalid_input("provider and provider user id are required"));
+        return Err(Error::invalid_input(
+            "provider and provider user id are required",
+        ));
     }
     let row = sqlx::query!(
         r#"WITH link AS (

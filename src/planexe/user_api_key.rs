@@ -57,7 +57,10 @@ impl RawApiKey {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes)
             .map_err(|e| Error::invalid_input(format!("no OS randomness: {e}")))?;
-        Ok(RawApiKey(format!("{KEY_TAG}{}", URL_SAFE_NO_PAD.encode(bytes))))
+        Ok(RawApiKey(format!(
+            "{KEY_TAG}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
     }
     /// Wrap a key presented by a client.
     pub fn from_presented(raw: impl Into<String>) -> Self {
@@ -120,7 +123,10 @@ impl fmt::Debug for UserApiKey {
             .field("key_hash", &"<redacted>")
             .field("key_prefix", &self.key_prefix)
             .field("label", &self.label)
-            .field("key_plaintext", &self.key_plaintext.as_ref().map(|_| "<redacted>"))
+            .field(
+                "key_plaintext",
+                &self.key_plaintext.as_ref().map(|_| "<redacted>"),
+            )
             .field("created_at", &self.created_at)
             .field("last_used_at", &self.last_used_at)
             .field("revoked_at", &self.revoked_at)
@@ -192,7 +198,10 @@ pub async fn create(
             user_id,
             limit: MAX_ACTIVE_KEYS,
         })?;
-        Ok(IssuedKey { key, raw: raw.clone() })
+        Ok(IssuedKey {
+            key,
+            raw: raw.clone(),
+        })
     })
     .await
 }

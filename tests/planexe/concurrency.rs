@@ -20,7 +20,8 @@ const PLANS: i64 = 2000;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/pending_plans_2000.sql")).await?;
+    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/pending_plans_2000.sql"))
+        .await?;
     let mut tasks = JoinSet::new();
     for w in 0..WORKERS {
         let pool = db.pool().clone();
@@ -57,7 +58,11 @@ async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow:
     )
     .fetch_one(db.pool())
     .await?;
-    assert_eq!((states.processing, states.pending, states.total), (PLANS, 0, PLANS), "none lost");
+    assert_eq!(
+        (states.processing, states.pending, states.total),
+        (PLANS, 0, PLANS),
+        "none lost"
+    );
     let processing_events = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM events WHERE event_type = 'TASK_PROCESSING'"#
     )
@@ -65,7 +70,12 @@ async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow:
     .await?;
     assert_eq!(processing_events, PLANS);
     for w in workers::list(db.pool()).await? {
-        assert_eq!(w.current_task_id, last_claim.get(&w.id).map(Uuid::to_string), "{}", w.id);
+        assert_eq!(
+            w.current_task_id,
+            last_claim.get(&w.id).map(Uuid::to_string),
+            "{}",
+            w.id
+        );
     }
     Ok(())
 }
@@ -74,7 +84,10 @@ async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow:
 struct Lcg(u64);
 impl Lcg {
     fn next(&mut self, n: u64) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (self.0 >> 33) % n
     }
 }
@@ -87,7 +100,8 @@ struct Tally {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() -> anyhow::Result<()> {
+async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() -> anyhow::Result<()>
+{
     const USERS: usize = 4;
     const TASKS: u64 = 32;
     const OPS_PER_TASK: u32 = 40;
@@ -129,7 +143,8 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
                         }
                     }
                     6..=7 => {
-                        credit_history::grant(&pool, user, Decimal::ONE, Some("test_grant")).await?;
+                        credit_history::grant(&pool, user, Decimal::ONE, Some("test_grant"))
+                            .await?;
                         Decimal::ONE
                     }
                     _ => {
@@ -157,7 +172,8 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
             Ok::<_, Error>(tally)
         });
     }
-    let mut expected: HashMap<Uuid, Decimal> = users.iter().map(|u| (*u, Decimal::new(5, 0))).collect();
+    let mut expected: HashMap<Uuid, Decimal> =
+        users.iter().map(|u| (*u, Decimal::new(5, 0))).collect();
     let (mut refused, mut ops) = (0, 0);
     while let Some(joined) = tasks.join_next().await {
         let tally = joined??;
@@ -168,9 +184,16 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
         }
     }
     assert_eq!(ops, TASKS as u32 * OPS_PER_TASK);
-    assert!(refused > 0, "some charges hit an empty balance and were refused");
+    assert!(
+        refused > 0,
+        "some charges hit an empty balance and were refused"
+    );
 
-    assert_eq!(credit_history::reconcile(db.pool()).await?, vec![], "balance == SUM(delta)");
+    assert_eq!(
+        credit_history::reconcile(db.pool()).await?,
+        vec![],
+        "balance == SUM(delta)"
+    );
     for user in users {
         let balance = user_account::get(db.pool(), user).await?.credits_balance;
         assert!(balance >= Decimal::ZERO, "charge never overdraws");
@@ -219,7 +242,10 @@ async fn the_same_payment_delivered_ten_times_concurrently_credits_once() -> any
     .fetch_one(db.pool())
     .await?;
     assert_eq!((records, ledger), (1, 1));
-    assert_eq!(user_account::get(db.pool(), user).await?.credits_balance, Decimal::new(25, 0));
+    assert_eq!(
+        user_account::get(db.pool(), user).await?.credits_balance,
+        Decimal::new(25, 0)
+    );
     // Delivered again later: still a duplicate.
     let again = payment_record::apply(
         db.pool(),
@@ -247,7 +273,12 @@ async fn the_same_nonce_consumed_concurrently_is_new_exactly_once() -> anyhow::R
         let pool = db.pool().clone();
         tasks.spawn(async move {
             let ctx = serde_json::json!({ "user_agent": format!("caller-{i}") });
-            nonces::consume(&pool, "CREATE_5f0c6a8e-0000-4000-8000-000000000001", Some(&ctx)).await
+            nonces::consume(
+                &pool,
+                "CREATE_5f0c6a8e-0000-4000-8000-000000000001",
+                Some(&ctx),
+            )
+            .await
         });
     }
     let mut new = 0;
@@ -275,7 +306,14 @@ async fn concurrent_key_creation_never_exceeds_ten_active_keys() -> anyhow::Resu
         tasks.spawn(async move {
             let mut conn = pool.acquire().await?;
             let label = format!("key {i}");
-            user_api_key::create(&mut conn, &secret, user, Some(&label), KeyOptions::default()).await
+            user_api_key::create(
+                &mut conn,
+                &secret,
+                user,
+                Some(&label),
+                KeyOptions::default(),
+            )
+            .await
         });
     }
     let (mut ok, mut refused) = (0, 0);
@@ -360,7 +398,10 @@ async fn concurrent_final_billing_of_one_attempt_charges_once() -> anyhow::Resul
         }
     }
     assert_eq!(charged, 1);
-    assert_eq!(user_account::get(db.pool(), user).await?.credits_balance, Decimal::new(7, 0));
+    assert_eq!(
+        user_account::get(db.pool(), user).await?.credits_balance,
+        Decimal::new(7, 0)
+    );
     assert!(credit_history::reconcile(db.pool()).await?.is_empty());
     Ok(())
 }

@@ -18,16 +18,30 @@ async fn a_key_has_the_python_format_and_authenticates_until_revoked() -> anyhow
     let user = user_with_credits(pool, "keyholder", Decimal::new(3, 0)).await;
     let secret = ApiKeySecret::new("prod-secret");
     let mut conn = pool.acquire().await?;
-    let issued = user_api_key::create(&mut conn, &secret, user, Some("laptop"), KeyOptions::default()).await?;
+    let issued = user_api_key::create(
+        &mut conn,
+        &secret,
+        user,
+        Some("laptop"),
+        KeyOptions::default(),
+    )
+    .await?;
 
     let raw = issued.raw.expose().to_owned();
     assert_eq!(raw.len(), 36);
     assert!(raw.starts_with("pex_"));
-    assert!(raw[4..].chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+    assert!(
+        raw[4..]
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    );
     assert_eq!(issued.key.key_prefix, raw[..10]);
     let python_hash = hex::encode(Sha256::digest(format!("prod-secret:{raw}").as_bytes()));
     assert_eq!(issued.key.key_hash, python_hash);
-    assert_eq!(issued.key.key_plaintext, None, "plaintext is off by default");
+    assert_eq!(
+        issued.key.key_plaintext, None,
+        "plaintext is off by default"
+    );
     assert_eq!(issued.key.label.as_deref(), Some("laptop"));
 
     // Secrets never serialize nor print.
@@ -36,24 +50,54 @@ async fn a_key_has_the_python_format_and_authenticates_until_revoked() -> anyhow
     assert!(!format!("{:?}", issued).contains(&python_hash));
     assert!(!format!("{:?}", issued).contains(&raw));
 
-    let auth = user_api_key::authenticate(pool, &secret, &issued.raw).await?.expect("valid key");
-    assert_eq!((auth.user_id, auth.api_key_id, auth.credits_balance), (user, issued.key.id, Decimal::new(3, 0)));
+    let auth = user_api_key::authenticate(pool, &secret, &issued.raw)
+        .await?
+        .expect("valid key");
+    assert_eq!(
+        (auth.user_id, auth.api_key_id, auth.credits_balance),
+        (user, issued.key.id, Decimal::new(3, 0))
+    );
     let listed = user_api_key::list_for_user(pool, user).await?;
     assert!(listed[0].last_used_at.is_some());
-    assert!(user_api_key::authenticate(pool, &ApiKeySecret::new("other"), &issued.raw).await?.is_none());
+    assert!(
+        user_api_key::authenticate(pool, &ApiKeySecret::new("other"), &issued.raw)
+            .await?
+            .is_none()
+    );
 
     let renamed = user_api_key::rename(pool, user, issued.key.id, Some("desktop")).await?;
     assert_eq!(renamed.label.as_deref(), Some("desktop"));
 
     // Reset: a new key on the same row; the old one stops working.
-    let reset = user_api_key::reset(pool, &secret, user, issued.key.id, KeyOptions { store_plaintext: true }).await?;
+    let reset = user_api_key::reset(
+        pool,
+        &secret,
+        user,
+        issued.key.id,
+        KeyOptions {
+            store_plaintext: true,
+        },
+    )
+    .await?;
     assert_eq!(reset.key.id, issued.key.id);
     assert_eq!(reset.key.key_plaintext.as_deref(), Some(reset.raw.expose()));
-    assert!(user_api_key::authenticate(pool, &secret, &issued.raw).await?.is_none());
-    assert!(user_api_key::authenticate(pool, &secret, &reset.raw).await?.is_some());
+    assert!(
+        user_api_key::authenticate(pool, &secret, &issued.raw)
+            .await?
+            .is_none()
+    );
+    assert!(
+        user_api_key::authenticate(pool, &secret, &reset.raw)
+            .await?
+            .is_some()
+    );
 
     user_api_key::revoke(pool, user, issued.key.id).await?;
-    assert!(user_api_key::authenticate(pool, &secret, &reset.raw).await?.is_none());
+    assert!(
+        user_api_key::authenticate(pool, &secret, &reset.raw)
+            .await?
+            .is_none()
+    );
     assert!(matches!(
         user_api_key::revoke(pool, Uuid::new_v4(), issued.key.id).await,
         Err(Error::NotFound)
@@ -63,12 +107,17 @@ async fn a_key_has_the_python_format_and_authenticates_until_revoked() -> anyhow
 
 #[tokio::test]
 async fn a_key_made_by_the_python_frontend_authenticates_here() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
+    let db =
+        TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
     let raw = RawApiKey::from_presented("pex_AAECAwQFBgcICQoLDA0ODxAREhMUFRYX");
-    let auth = user_api_key::authenticate(db.pool(), &ApiKeySecret::new("dev-api-key-secret"), &raw)
-        .await?
-        .expect("python key accepted");
-    assert_eq!(auth.user_id, "00000000-0000-4000-8000-0000000000b1".parse::<Uuid>()?);
+    let auth =
+        user_api_key::authenticate(db.pool(), &ApiKeySecret::new("dev-api-key-secret"), &raw)
+            .await?
+            .expect("python key accepted");
+    assert_eq!(
+        auth.user_id,
+        "00000000-0000-4000-8000-0000000000b1".parse::<Uuid>()?
+    );
     assert_eq!(raw.prefix(), "pex_AAECAw");
     Ok(())
 }
@@ -110,22 +159,42 @@ async fn sign_in_overwrites_profile_fields_only_with_non_empty_values() -> anyho
     assert!(again.user.last_login_at >= first.user.last_login_at);
     let link = user_provider::get_by_identity(pool, "discord", "77").await?;
     assert_eq!(link.user_id, first.user.id);
-    assert_eq!(user_account::get(pool, first.user.id).await?.credits_balance, Decimal::ZERO);
+    assert_eq!(
+        user_account::get(pool, first.user.id)
+            .await?
+            .credits_balance,
+        Decimal::ZERO
+    );
     Ok(())
 }
 
 #[tokio::test]
-async fn an_orphaned_oauth_link_gets_its_user_back_instead_of_a_second_user() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
+async fn an_orphaned_oauth_link_gets_its_user_back_instead_of_a_second_user() -> anyhow::Result<()>
+{
+    let db =
+        TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
     let signed = user_account::sign_in(
         db.pool(),
-        &OAuthProfile { provider: "github", provider_user_id: "orphan-42", name: Some("Orphan"), ..Default::default() },
+        &OAuthProfile {
+            provider: "github",
+            provider_user_id: "orphan-42",
+            name: Some("Orphan"),
+            ..Default::default()
+        },
     )
     .await?;
-    assert_eq!(signed.user.id, "00000000-0000-4000-8000-0000000000c2".parse::<Uuid>()?);
+    assert_eq!(
+        signed.user.id,
+        "00000000-0000-4000-8000-0000000000c2".parse::<Uuid>()?
+    );
     assert!(signed.created);
     assert_eq!(signed.user.email.as_deref(), None);
-    assert_eq!(user_provider::list_for_user(db.pool(), signed.user.id).await?.len(), 1);
+    assert_eq!(
+        user_provider::list_for_user(db.pool(), signed.user.id)
+            .await?
+            .len(),
+        1
+    );
     Ok(())
 }
 
@@ -138,6 +207,9 @@ async fn the_admin_account_has_the_python_deterministic_id() -> anyhow::Result<(
     let admin = user_account::ensure_admin(db.pool(), "admin").await?;
     assert_eq!(admin.id, expected);
     assert!(admin.is_admin);
-    assert_eq!(user_account::ensure_admin(db.pool(), "admin").await?.id, expected);
+    assert_eq!(
+        user_account::ensure_admin(db.pool(), "admin").await?.id,
+        expected
+    );
     Ok(())
 }

@@ -15,12 +15,15 @@ const SQL_NULLS: &str = "00000000-0000-4000-8000-0000000000a3";
 
 #[tokio::test]
 async fn an_unknown_enum_label_is_a_typed_error_not_a_panic() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
+    let db =
+        TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
     let id: Uuid = IMPORT_PENDING.parse()?;
     for result in [
         plans::get(db.pool(), id).await.map(drop),
         plans::status(db.pool(), id).await.map(drop),
-        plans::list_by_user(db.pool(), "legacy-user", Page::default()).await.map(drop),
+        plans::list_by_user(db.pool(), "legacy-user", Page::default())
+            .await
+            .map(drop),
     ] {
         match result {
             Err(Error::UnknownEnumLabel { type_name, value }) => {
@@ -39,7 +42,8 @@ async fn an_unknown_enum_label_is_a_typed_error_not_a_panic() -> anyhow::Result<
 
 #[tokio::test]
 async fn null_stop_flags_and_json_null_read_as_false_and_absent() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
+    let db =
+        TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
     let a = plans::get(db.pool(), NULL_FLAGS.parse()?).await?;
     assert!(!a.stop_requested);
     assert_eq!((a.parameters, a.run_activity_overview_json), (None, None));
@@ -53,7 +57,8 @@ async fn null_stop_flags_and_json_null_read_as_false_and_absent() -> anyhow::Res
 
 #[tokio::test]
 async fn every_plan_operation_works_on_a_legacy_taskstate_database() -> anyhow::Result<()> {
-    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_taskstate.sql")).await?;
+    let db = TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_taskstate.sql"))
+        .await?;
     let pool = db.pool();
     let renamed = sqlx::query_scalar!(
         r#"SELECT format_type(atttypid, atttypmod) AS "t!" FROM pg_attribute
@@ -64,17 +69,49 @@ async fn every_plan_operation_works_on_a_legacy_taskstate_database() -> anyhow::
     assert_eq!(renamed, "taskstate");
 
     let id = queue_plan(pool, "old", "p").await;
-    assert_eq!(plans::find_duplicate(pool, "old", "p", Some("baseline"), std::time::Duration::from_secs(60)).await?, Some(id));
-    assert_eq!(plans::claim_next(pool, "w").await?.unwrap().state, Some(PlanState::Processing));
-    let f = Failure { reason: "generation_error", error_message: "x", ..Default::default() };
-    assert_eq!(plans::finish_failed(pool, id, &f, None).await?, PlanState::Failed);
+    assert_eq!(
+        plans::find_duplicate(
+            pool,
+            "old",
+            "p",
+            Some("baseline"),
+            std::time::Duration::from_secs(60)
+        )
+        .await?,
+        Some(id)
+    );
+    assert_eq!(
+        plans::claim_next(pool, "w").await?.unwrap().state,
+        Some(PlanState::Processing)
+    );
+    let f = Failure {
+        reason: "generation_error",
+        error_message: "x",
+        ..Default::default()
+    };
+    assert_eq!(
+        plans::finish_failed(pool, id, &f, None).await?,
+        PlanState::Failed
+    );
     plans::retry(pool, id).await?;
     plans::request_stop(pool, id).await?;
     plans::resume(pool, id).await?;
     plans::claim_next(pool, "w").await?;
     plans::finish_completed(pool, id, None).await?;
-    assert_eq!(plans::status(pool, id).await?.state, Some(PlanState::Completed));
-    assert_eq!(plans::list_by_user(pool, "old", Page::default()).await?.len(), 1);
-    assert!(plans::requeue_stale(pool, std::time::Duration::from_secs(60)).await?.is_empty());
+    assert_eq!(
+        plans::status(pool, id).await?.state,
+        Some(PlanState::Completed)
+    );
+    assert_eq!(
+        plans::list_by_user(pool, "old", Page::default())
+            .await?
+            .len(),
+        1
+    );
+    assert!(
+        plans::requeue_stale(pool, std::time::Duration::from_secs(60))
+            .await?
+            .is_empty()
+    );
     Ok(())
 }

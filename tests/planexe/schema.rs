@@ -49,7 +49,11 @@ async fn a_fresh_database_has_exactly_the_python_schema() -> anyhow::Result<()> 
     )
     .fetch_all(db.pool())
     .await?;
-    assert_eq!(present.len(), 11, "all eleven tables live in schema public: {present:?}");
+    assert_eq!(
+        present.len(),
+        11,
+        "all eleven tables live in schema public: {present:?}"
+    );
 
     let columns: BTreeSet<String> = sqlx::query!(
         r#"SELECT c.relname AS "table_name!", a.attname AS "column_name!",
@@ -127,7 +131,9 @@ async fn a_fresh_database_has_exactly_the_python_schema() -> anyhow::Result<()> 
 fn the_expectation_covers_every_table_of_the_reference() {
     for table in TABLES {
         assert!(
-            expected("column").iter().any(|l| l.starts_with(&format!("column|{table}|"))),
+            expected("column")
+                .iter()
+                .any(|l| l.starts_with(&format!("column|{table}|"))),
             "no expected columns for {table}"
         );
         assert!(
