@@ -333,6 +333,14 @@ async fn artifacts_are_stored_and_fetched_by_dedicated_functions() -> anyhow::Re
         p.run_activity_overview_json,
         Some(json!({ "total_cost": 1.25 }))
     );
+    // `json` keeps the text we sent (bound as text, not re-serialised through jsonb).
+    let stored = sqlx::query_scalar!(
+        r#"SELECT run_activity_overview_json::text AS "t!" FROM plans WHERE id = $1"#,
+        id
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(stored, r#"{"total_cost":1.25}"#);
     assert!(matches!(
         plans::fetch_zip_snapshot(pool, Uuid::new_v4()).await,
         Err(Error::NotFound)

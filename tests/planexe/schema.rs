@@ -145,3 +145,69 @@ fn the_expectation_covers_every_table_of_the_reference() {
     }
     assert_eq!(expected("column").len(), 116);
 }
+
+#[tokio::test]
+async fn migrations_adopt_a_database_the_python_services_already_manage() -> anyhow::Result<()> {
+    use shared_db::planexe::{PlanState, plans};
+    let db = TestDatabase::empty().await?;
+    sqlx::raw_sql(include_str!(
+        "../fixtures/planexe/python_legacy_database.sql"
+    ))
+    .execute(db.pool())
+    .await?;
+
+    db.db().migrate().await?;
+
+    // Existing tables, rows and the legacy type name are kept; what was missing is added.
+    let state_type = sqlx::query_scalar!(
+        r#"SELECT format_type(atttypid, atttypmod) AS "t!" FROM pg_attribute
+           WHERE attrelid = 'plans'::regclass AND attname = 'state'"#
+    )
+    .fetch_one(db.pool())
+    .await?;
+    assert_eq!(state_type, "taskstate");
+    let has = |name: &'static str| {
+        let pool = db.pool().clone();
+        async move {
+            sqlx::query_scalar!(
+                r#"SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1)
+                       OR EXISTS (SELECT 1 FROM pg_type WHERE typname = $1) AS "e!""#,
+                name
+            )
+            .fetch_one(&pool)
+            .await
+        }
+    };
+    assert!(
+        has("task_item_pkey").await?,
+        "the renamed table keeps its primary key"
+    );
+    assert!(!has("plans_pkey").await?);
+    assert!(
+        has("ix_token_metrics_task_id").await?,
+        "missing ix_* indexes are added"
+    );
+    assert!(
+        has("ix_plans_pending_fifo").await? && has("uq_payment_record_provider_payment_id").await?
+    );
+    assert!(
+        !has("ix_plans_api_key_id").await?,
+        "no duplicate of idx_plans_api_key_id"
+    );
+    assert!(
+        has("taskstate").await? && !has("planstate").await?,
+        "no second plan-state type"
+    );
+
+    // The queue works on the adopted database, around the orphan label.
+    let claimed = plans::claim_next(db.pool(), "w")
+        .await?
+        .expect("the pending plan");
+    assert_eq!(claimed.prompt.as_deref(), Some("waiting"));
+    assert_eq!(claimed.state, Some(PlanState::Processing));
+    assert!(matches!(
+        plans::get(db.pool(), "00000000-0000-4000-8000-0000000000d1".parse()?).await,
+        Err(shared_db::Error::UnknownEnumLabel { .. })
+    ));
+    Ok(())
+}
