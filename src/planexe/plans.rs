@@ -283,7 +283,17 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
                   SET state = 'processing', progress_message = 'Picked up by server',
                       progress_percentage = 0.0
                FROM next WHERE p.id = next.id
-               RETURNING p.*, next.queued_at),
+               RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
+                         p.progress_message, p.steps_completed, p.steps_total, p.current_step,
+                         p.last_seen_timestamp, p.stop_requested, p.stop_requested_timestamp,
+                         p.user_id, p.api_key_id, p.parameters, p.run_track_activity_bytes,
+                         p.run_activity_overview_json, p.run_artifact_layout_version,
+                         p.failure_reason, p.failed_step, p.error_message, p.recoverable,
+                         p.last_progress_at,
+                         p.generated_report_html IS NOT NULL AS has_report,
+                         p.run_zip_snapshot IS NOT NULL AS has_zip,
+                         p.run_track_activity_jsonl IS NOT NULL AS has_track,
+                         next.queued_at),
            beat AS (
                INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
                SELECT $1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', claimed.id::text
@@ -307,9 +317,8 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
                   user_id, api_key_id, parameters, run_track_activity_bytes,
                   run_activity_overview_json, run_artifact_layout_version, failure_reason,
                   failed_step, error_message, recoverable, last_progress_at,
-                  generated_report_html IS NOT NULL AS "has_generated_report_html!",
-                  run_zip_snapshot IS NOT NULL AS "has_run_zip_snapshot!",
-                  run_track_activity_jsonl IS NOT NULL AS "has_run_track_activity_jsonl!"
+                  has_report AS "has_generated_report_html!", has_zip AS "has_run_zip_snapshot!",
+                  has_track AS "has_run_track_activity_jsonl!"
            FROM claimed"#,
         worker_id,
     )
@@ -518,11 +527,8 @@ pub struct Failure<'a> {
     pub recoverable: bool,
 }
 
-/// The state [`finish_failed`] / [`finish_stopped`] left the plan in.
-pub type Finished = PlanState;
-
 /// Finish a run that did not succeed: state `failed`, or `stopped` when a stop was requested (a stop
-/// request may already have set `stopped`); writes the diagnostics, appends `TASK_FAILED`
+/// request may already have set `stopped`), returned; writes the diagnostics, appends `TASK_FAILED`
 /// ("Processing -> Failed" / "Processing -> Stopped") and releases the worker. One round trip.
 /// Refused unless processing or stopped.
 pub async fn finish_failed(
@@ -530,7 +536,7 @@ pub async fn finish_failed(
     id: Uuid,
     failure: &Failure<'_>,
     event_context: Option<&Value>,
-) -> Result<Finished> {
+) -> Result<PlanState> {
     let ctx = self::event_context(
         event_context,
         json!({ "task_id": id.to_string(), "failure_reason": failure.reason }),
