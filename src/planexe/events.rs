@@ -54,7 +54,8 @@ pub async fn append(
     .map_err(db_err)
 }
 
-/// Events of one plan (`context.task_id`), oldest first. One round trip.
+/// Events of one plan (`context.task_id`, served by `ix_events_context_task_id`), oldest first.
+/// One round trip.
 pub async fn list_by_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,

@@ -17,6 +17,23 @@
 //! | [`retry`] | failed, stopped | pending (artifacts and diagnostics cleared) |
 //! | [`resume`] | failed, stopped (pipeline version 2) | pending (artifacts kept) |
 //! | [`requeue_stale`] (reaper) | processing, worker heartbeat lost | pending |
+//!
+//! A worker's loop, in short:
+//!
+//! ```no_run
+//! use shared_db::planexe::plans::{self, Progress, ProgressAck};
+//! use rust_decimal::Decimal;
+//!
+//! # async fn worker(db: &shared_db::Database) -> shared_db::Result<()> {
+//! while let Some(plan) = plans::claim_next(db.pool(), "worker-1").await? {
+//!     let step = Progress { percentage: Decimal::from(50), message: "Halfway", ..Default::default() };
+//!     match plans::update_progress(db.pool(), plan.id, &step).await? {
+//!         ProgressAck::Recorded => plans::finish_completed(db.pool(), plan.id, None).await?,
+//!         ProgressAck::Abort { .. } => plans::finish_stopped(db.pool(), plan.id, None).await?,
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
 use std::time::Duration;
 

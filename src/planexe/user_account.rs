@@ -203,6 +203,25 @@ pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Res
     })
 }
 
+/// Use the user's free first plan: sets `free_plan_used` if it was not set. `true` when this call
+/// used it, `false` when it had been used before (concurrent callers: exactly one gets `true`).
+/// [`Error::NotFound`] if the user does not exist. One round trip.
+pub async fn claim_free_plan(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
+    let row = sqlx::query!(
+        r#"WITH upd AS (
+               UPDATE user_account
+                  SET free_plan_used = true, updated_at = now() AT TIME ZONE 'utc'
+               WHERE id = $1 AND NOT free_plan_used
+               RETURNING id)
+           SELECT EXISTS (SELECT 1 FROM upd) AS "claimed!" FROM user_account WHERE id = $1"#,
+        user_id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(row.claimed)
+}
+
 /// Who pays for a plan, as the Python worker decides: the `user_account` whose id is `plan_user_id`
 /// if it parses as a UUID and exists, else the first admin account. One round trip.
 pub async fn billing_user_for_plan(

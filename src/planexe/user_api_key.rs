@@ -217,9 +217,15 @@ pub struct Authenticated {
     pub credits_balance: Decimal,
 }
 
-/// Authenticate a presented raw key (the hot path of every API request): an active key with that
-/// hash gets `last_used_at = now`, and its owner and balance are returned. `None` for unknown or
-/// revoked keys, or keys whose user row is missing. One statement, one round trip.
+/// How stale `last_used_at` may get before [`authenticate`] writes it again.
+pub const LAST_USED_GRANULARITY_SECS: f64 = 60.0;
+
+/// Authenticate a presented raw key (the hot path of every API request): the active key with that
+/// hash, its owner and the owner's balance. `None` for unknown or revoked keys, or keys whose user
+/// row is missing. `last_used_at` is set to now when it is older than
+/// [`LAST_USED_GRANULARITY_SECS`] (or unset), so a busy key is not written — and its row not
+/// locked — on every request (the Python services write it every time). One statement, one round
+/// trip.
 pub async fn authenticate(
     ex: impl PgExecutor<'_>,
     secret: &ApiKeySecret,
@@ -231,12 +237,17 @@ pub async fn authenticate(
     Ok(sqlx::query_as!(
         Authenticated,
         r#"WITH k AS (
+               SELECT id, user_id, last_used_at FROM user_api_key
+               WHERE key_hash = $1 AND revoked_at IS NULL),
+           touch AS (
                UPDATE user_api_key SET last_used_at = now() AT TIME ZONE 'utc'
-               WHERE key_hash = $1 AND revoked_at IS NULL
-               RETURNING id, user_id)
+               WHERE id = (SELECT id FROM k)
+                 AND (last_used_at IS NULL OR last_used_at
+                      < (now() AT TIME ZONE 'utc') - make_interval(secs => $2)))
            SELECT k.id AS api_key_id, k.user_id, u.credits_balance
            FROM k JOIN user_account u ON u.id = k.user_id"#,
         raw.hash(secret),
+        LAST_USED_GRANULARITY_SECS,
     )
     .fetch_optional(ex)
     .await?)

@@ -405,3 +405,21 @@ async fn concurrent_final_billing_of_one_attempt_charges_once() -> anyhow::Resul
     assert!(credit_history::reconcile(db.pool()).await?.is_empty());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_free_plan_is_used_once_under_concurrent_requests() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let user = user_with_credits(db.pool(), "freebie", Decimal::ZERO).await;
+    let mut tasks = JoinSet::new();
+    for _ in 0..12 {
+        let pool = db.pool().clone();
+        tasks.spawn(async move { user_account::claim_free_plan(&pool, user).await });
+    }
+    let mut used = 0;
+    while let Some(joined) = tasks.join_next().await {
+        used += joined?? as usize;
+    }
+    assert_eq!(used, 1);
+    assert!(user_account::get(db.pool(), user).await?.free_plan_used);
+    Ok(())
+}
