@@ -1,0 +1,46 @@
+//! The `shop` schema: a multi-shop storefront catalog, its orders and its admin users.
+//!
+//! All tables live in the PostgreSQL schema `shop` (migrations `0020`–`0039`), so they never
+//! collide with the planexe tables in `public`. One module per table (translation tables live
+//! with their parent); free functions next to the struct they return.
+//!
+//! **Scoping:** every function on a shop-owned entity (categories, products, tags,
+//! products_to_tags, attributes and their options and product values, accounts, orders,
+//! info_requests, shops_users) takes the `shop_id`, and a row of another shop is
+//! [`Error::NotFound`](crate::Error::NotFound), for reads, updates and deletes alike. Composite
+//! foreign keys `(shop_id, x_id)` make it impossible to link rows of two shops.
+//!
+//! **Deletes** follow the `ON DELETE` rule declared for each foreign key (see
+//! `migrations/README.md`); deleting a row that is still referenced through a `RESTRICT` key is
+//! [`Error::Conflict`](crate::Error::Conflict) carrying the constraint name, which names the
+//! table that holds it (e.g. `fk_products_category_id_categories`).
+
+pub mod list;
+pub mod roles;
+pub mod shops;
+pub mod shops_users;
+pub mod translation;
+pub mod users;
+
+pub use list::{ContentRange, KeysetPage, ListParams, Page};
+pub use translation::{Lang, Named, Translated};
+
+use crate::{Error, Result};
+
+/// A delete blocked by a `RESTRICT` foreign key becomes [`Error::Conflict`] naming the
+/// constraint (and so the referencing table).
+pub(crate) fn still_referenced(e: impl Into<Error>) -> Error {
+    match e.into() {
+        Error::ForeignKey { constraint } => Error::Conflict { constraint },
+        e => e,
+    }
+}
+
+/// `NotFound` unless exactly one row was affected.
+pub(crate) fn one_row(affected: u64) -> Result<()> {
+    if affected == 0 {
+        Err(Error::NotFound)
+    } else {
+        Ok(())
+    }
+}
