@@ -15,7 +15,9 @@
 //! [`Error::Conflict`](crate::Error::Conflict) carrying the constraint name, which names the
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
+pub mod categories;
 pub mod list;
+pub mod products;
 pub mod roles;
 pub mod shops;
 pub mod shops_users;
@@ -43,4 +45,28 @@ pub(crate) fn one_row(affected: u64) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// Serialises appends to an ordering sequence (`scope` = table, per shop and optionally per
+/// category) for the rest of the transaction, so `max(order_number) + 1` read by the next
+/// statement cannot be taken by a concurrent insert. A transaction-level advisory lock: it
+/// touches no row and is released at commit or rollback.
+pub(crate) async fn lock_ordering(
+    exec: impl sqlx::PgExecutor<'_>,
+    scope: &str,
+    shop_id: uuid::Uuid,
+    category_id: Option<uuid::Uuid>,
+) -> Result<()> {
+    sqlx::query_scalar!(
+        r#"SELECT true AS "locked!" FROM (
+               SELECT pg_advisory_xact_lock(
+                   hashtextextended(concat_ws(':', $1::text, $2::uuid, $3::uuid), 0))
+           ) AS l"#,
+        scope,
+        shop_id,
+        category_id
+    )
+    .fetch_one(exec)
+    .await?;
+    Ok(())
 }
