@@ -15,12 +15,17 @@
 //! [`Error::Conflict`](crate::Error::Conflict) carrying the constraint name, which names the
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
+pub mod attribute_options;
+pub mod attributes;
 pub mod categories;
 pub mod list;
 pub mod products;
+pub mod product_attribute_values;
+pub mod products_to_tags;
 pub mod roles;
 pub mod shops;
 pub mod shops_users;
+pub mod tags;
 pub mod translation;
 pub mod users;
 
