@@ -15,13 +15,20 @@
 //! [`Error::Conflict`](crate::Error::Conflict) carrying the constraint name, which names the
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
+pub mod accounts;
 pub mod attribute_options;
 pub mod attributes;
 pub mod categories;
+pub mod early_access;
+pub mod faq;
+pub mod info_requests;
+pub mod licenses;
 pub mod list;
-pub mod products;
+pub mod orders;
 pub mod product_attribute_values;
+pub mod products;
 pub mod products_to_tags;
+pub mod reference_data;
 pub mod roles;
 pub mod shops;
 pub mod shops_users;
