@@ -55,6 +55,10 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
+    /// The embedded PostgreSQL cluster could not be started or used.
+    #[error("embedded PostgreSQL: {0}")]
+    Embedded(String),
+
     /// shop: completing an order would take a product's stock below zero. Nothing was changed.
     #[error("insufficient stock for product {product_id}: {requested} requested, {available} available")]
     InsufficientStock {
@@ -151,7 +155,9 @@ impl From<sqlx::Error> for Error {
             sqlx::Error::Database(db) => {
                 let constraint = db.constraint().map(str::to_owned);
                 match (db.kind(), constraint) {
-                    (ErrorKind::UniqueViolation, Some(constraint)) => Error::Conflict { constraint },
+                    (ErrorKind::UniqueViolation, Some(constraint)) => {
+                        Error::Conflict { constraint }
+                    }
                     (ErrorKind::ForeignKeyViolation, Some(constraint)) => {
                         Error::ForeignKey { constraint }
                     }
@@ -196,7 +202,11 @@ impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
     fn on_constraint(self, name: &str, f: impl FnOnce(Error) -> Error) -> Result<T> {
         self.map_err(|e| {
             let e = e.into();
-            if e.constraint() == Some(name) { f(e) } else { e }
+            if e.constraint() == Some(name) {
+                f(e)
+            } else {
+                e
+            }
         })
     }
 }

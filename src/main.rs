@@ -1,1 +1,222 @@
-fn main(){}
+//! `shared-db`: schema lifecycle and the embedded cluster from the command line.
+//!
+//! Exit codes of `status`: 0 up to date, 1 upgrade available, 2 no information (unreachable or
+//! never migrated), 3 diverged; so it can back a readiness probe directly.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use shared_db::embedded::Cluster;
+use shared_db::schema::SchemaStatus;
+use shared_db::{Config, Database};
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "shared-db: schema lifecycle for the shared PostgreSQL database"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations (waits for any other migrating process).
+    Migrate,
+    /// Report the schema status. Exit code: 0 up to date, 1 upgrade available, 2 no info, 3 diverged.
+    Status {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply pending migrations and report what was done.
+    Sync {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the embedded PostgreSQL cluster used when DATABASE_URL is unset.
+    Embedded {
+        #[command(subcommand)]
+        command: EmbeddedCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum EmbeddedCommand {
+    /// Start the cluster (creating it on first use) and print where it is.
+    Start,
+    /// Stop the cluster.
+    Stop,
+    /// Say whether the cluster runs, and where.
+    Status,
+    /// Print the URL of a database on the cluster (starting the cluster if needed).
+    Url {
+        /// Database name.
+        #[arg(default_value = "shared_db")]
+        database: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHARED_DB_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(10)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Migrate => {
+            let db = connect(&config).await?;
+            db.migrate().await.context("migration failed")?;
+            println!("migrations applied; schema is up to date");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let status = match connect(&config).await {
+                Ok(db) => db.status().await,
+                Err(e) => SchemaStatus::NoInfo {
+                    reason: format!("{e:#}"),
+                },
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print_status(&status);
+            }
+            Ok(ExitCode::from(status.exit_code() as u8))
+        }
+        Command::Sync { json } => {
+            let db = connect(&config).await?;
+            let outcome = db.sync().await.context("sync failed")?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                match outcome {
+                    shared_db::schema::SyncOutcome::Created { applied } => {
+                        println!(
+                            "created: applied {} migration(s) {applied:?}",
+                            applied.len()
+                        )
+                    }
+                    shared_db::schema::SyncOutcome::Upgraded { applied } => {
+                        println!(
+                            "upgraded: applied {} migration(s) {applied:?}",
+                            applied.len()
+                        )
+                    }
+                    shared_db::schema::SyncOutcome::AlreadyUpToDate => {
+                        println!("already up to date")
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Embedded { command } => embedded(command).await,
+    }
+}
+
+async fn connect(config: &Config) -> anyhow::Result<Database> {
+    if config.database_url.is_none() {
+        let cluster = Cluster::default_location()?;
+        eprintln!(
+            "DATABASE_URL is not set: using the embedded PostgreSQL cluster in {}",
+            cluster.root().display()
+        );
+    }
+    Ok(Database::connect(config).await?)
+}
+
+fn print_status(status: &SchemaStatus) {
+    match status {
+        SchemaStatus::UpToDate { version } => match version {
+            Some(v) => println!("up to date (version {v})"),
+            None => println!("up to date (no migrations)"),
+        },
+        SchemaStatus::UpgradeAvailable { pending } => {
+            println!("upgrade available: {} pending migration(s)", pending.len());
+            for m in pending {
+                println!("  {:>4}  {}", m.version, m.description);
+            }
+        }
+        SchemaStatus::NoInfo { reason } => println!("no information: {reason}"),
+        SchemaStatus::Diverged {
+            changed,
+            unknown,
+            failed,
+        } => {
+            println!("diverged: the database and this binary disagree");
+            if !changed.is_empty() {
+                println!("  edited after being applied: {changed:?}");
+            }
+            if !unknown.is_empty() {
+                println!("  applied but unknown to this binary: {unknown:?}");
+            }
+            if !failed.is_empty() {
+                println!("  recorded as failed: {failed:?}");
+            }
+        }
+    }
+}
+
+async fn embedded(command: EmbeddedCommand) -> anyhow::Result<ExitCode> {
+    let cluster = Cluster::default_location()?;
+    match command {
+        EmbeddedCommand::Start => {
+            let running = cluster.ensure_running().await?;
+            println!(
+                "embedded PostgreSQL running on 127.0.0.1:{} (data: {}, log: {})",
+                running.port,
+                cluster.data_dir().display(),
+                cluster.log_file().display()
+            );
+        }
+        EmbeddedCommand::Stop => {
+            let c = cluster.clone();
+            let was_running = tokio::task::spawn_blocking(move || c.stop()).await??;
+            if was_running {
+                println!("embedded PostgreSQL stopped ({})", cluster.root().display());
+            } else {
+                println!(
+                    "embedded PostgreSQL was not running ({})",
+                    cluster.root().display()
+                );
+            }
+        }
+        EmbeddedCommand::Status => {
+            let c = cluster.clone();
+            match tokio::task::spawn_blocking(move || c.running()).await?? {
+                Some(running) => println!(
+                    "running on 127.0.0.1:{} (data: {})",
+                    running.port,
+                    cluster.data_dir().display()
+                ),
+                None => {
+                    println!("not running ({})", cluster.root().display());
+                    return Ok(ExitCode::from(1));
+                }
+            }
+        }
+        EmbeddedCommand::Url { database } => {
+            let running = cluster.ensure_running().await?;
+            running.ensure_database(&database).await?;
+            println!("{}", running.url(&database));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

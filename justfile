@@ -1,0 +1,38 @@
+# shared-db tasks. `just --list` shows them. Nothing here is needed for the README's two
+# commands (`cargo run -- status`, `cargo test`); these are conveniences.
+
+# Schema status of the database (embedded cluster when DATABASE_URL is unset)
+status:
+    cargo run -q -- status
+
+# Apply pending migrations
+migrate:
+    cargo run -q -- migrate
+
+# Run the test suite (one fresh database per test)
+test:
+    cargo test
+
+# Regenerate .sqlx against a freshly migrated, empty database (after changing SQL or migrations)
+prepare:
+    .ci/prepare
+
+# Verify .sqlx is current
+prepare-check:
+    .ci/prepare --check
+
+# Start the embedded PostgreSQL cluster and print where it is
+db-start:
+    cargo run -q -- embedded start
+
+# Stop the embedded PostgreSQL cluster
+db-stop:
+    cargo run -q -- embedded stop
+
+# Print a URL for a database on the embedded cluster (created if missing)
+db-url database="shared_db":
+    cargo run -q -- embedded url {{database}}
+
+# What CI runs
+ci:
+    bash .ci/run

@@ -1,0 +1,129 @@
+//! [`Database`]: the one handle a service keeps.
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
+use crate::{Config, Error, MIGRATOR, Result};
+
+/// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
+/// inside); build one at start-up and hand clones to every task.
+///
+/// Repository functions do not take a `Database`: they take an executor (`&PgPool`,
+/// `&mut PgConnection`, `&mut *tx`), which [`Database::pool`], [`Database::acquire`] and
+/// [`Database::begin`] provide.
+#[derive(Clone, Debug)]
+pub struct Database {
+    pool: PgPool,
+}
+
+impl Database {
+    /// Connects with `config`. With no `database_url`, starts (or reuses) the embedded
+    /// PostgreSQL cluster under `target/` and uses its `shared_db` database.
+    ///
+    /// The first connection is opened eagerly and must succeed within
+    /// `config.connect_timeout`, so a wrong URL fails here rather than on first use.
+    pub async fn connect(config: &Config) -> Result<Self> {
+        let url = match &config.database_url {
+            Some(url) => url.clone(),
+            None => {
+                let cluster = crate::embedded::Cluster::default_location()?;
+                let running = cluster.ensure_running().await?;
+                tracing::info!(
+                    data_dir = %cluster.data_dir().display(),
+                    port = running.port,
+                    "using the embedded PostgreSQL cluster"
+                );
+                running.ensure_database("shared_db").await?;
+                running.url("shared_db")
+            }
+        };
+        let options = config.connect_options_for(&url)?;
+        let pool_options = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+            .test_before_acquire(config.test_before_acquire);
+        let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
+            .await
+            .map_err(|_| {
+                Error::Database(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "could not connect within {:?} to {}",
+                        config.connect_timeout,
+                        crate::config::redact_url(&url)
+                    ),
+                )))
+            })??;
+        Ok(Database { pool })
+    }
+
+    /// [`Config::from_env`] followed by [`Database::connect`].
+    pub async fn from_env() -> Result<Self> {
+        Self::connect(&Config::from_env()?).await
+    }
+
+    /// Wraps an existing pool.
+    pub fn from_pool(pool: PgPool) -> Self {
+        Database { pool }
+    }
+
+    /// The pool, usable as an executor for single statements.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// A pooled connection, for several statements outside a transaction.
+    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    /// Begins a transaction on a pooled connection; it rolls back when dropped uncommitted.
+    pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    /// Runs `f` in a transaction on a pooled connection; see [`crate::tx::transaction`].
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut sqlx::PgConnection) -> Result<T, E>,
+        E: From<Error>,
+    {
+        let mut conn = self.acquire().await?;
+        crate::tx::transaction(&mut conn, f).await
+    }
+
+    /// Applies pending migrations (see [`schema::migrate`]); safe to call from every replica at
+    /// start-up.
+    pub async fn migrate(&self) -> Result<()> {
+        self.sync().await.map(|_| ())
+    }
+
+    /// Applies pending migrations and reports what was done (see [`schema::sync`]).
+    pub async fn sync(&self) -> Result<SyncOutcome> {
+        let mut conn = schema::dedicated_connection(&self.pool.connect_options()).await?;
+        let outcome = schema::sync(&MIGRATOR, &mut conn).await;
+        // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
+        let _ = sqlx::Connection::close(conn).await;
+        outcome
+    }
+
+    /// Where the database stands (see [`schema::status`]). Read-only.
+    pub async fn status(&self) -> SchemaStatus {
+        schema::status(&MIGRATOR, &self.pool).await
+    }
+
+    /// Readiness answer (see [`schema::health`]).
+    pub async fn health(&self) -> Health {
+        schema::health(&MIGRATOR, &self.pool).await
+    }
+
+    /// Closes every connection; waits for checked-out connections to come back.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}

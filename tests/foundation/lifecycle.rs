@@ -1,0 +1,240 @@
+//! migrate / status / sync / health, and the CLI's exit codes.
+
+use std::process::Command;
+
+use shared_db::schema::{self, SchemaStatus, SyncOutcome};
+use shared_db::testing::TestDatabase;
+use sqlx::{Connection, PgConnection};
+
+use crate::migrator;
+
+const V1: (i64, &str) = (1, "CREATE TABLE step_log (step int NOT NULL)");
+// Slow on purpose, so concurrent migrators overlap while it runs.
+const V2: (i64, &str) = (2, "SELECT pg_sleep(0.3); INSERT INTO step_log VALUES (2)");
+const V3: (i64, &str) = (3, "INSERT INTO step_log VALUES (3)");
+
+async fn connect(test_db: &TestDatabase) -> PgConnection {
+    PgConnection::connect_with(test_db.connect_options())
+        .await
+        .expect("connect")
+}
+
+#[tokio::test]
+async fn a_never_migrated_database_has_no_info_and_sync_creates_it() {
+    let test_db = TestDatabase::empty().await.unwrap();
+    let m = migrator(&[V1, V2, V3]);
+
+    let status = schema::status(&m, test_db.pool()).await;
+    assert!(matches!(status, SchemaStatus::NoInfo { .. }), "{status:?}");
+    assert_eq!(status.exit_code(), 2);
+
+    let mut conn = connect(&test_db).await;
+    let outcome = schema::sync(&m, &mut conn).await.unwrap();
+    assert_eq!(
+        outcome,
+        SyncOutcome::Created {
+            applied: vec![1, 2, 3]
+        }
+    );
+
+    let status = schema::status(&m, test_db.pool()).await;
+    assert_eq!(status, SchemaStatus::UpToDate { version: Some(3) });
+    assert_eq!(status.exit_code(), 0);
+
+    let again = schema::sync(&m, &mut conn).await.unwrap();
+    assert_eq!(again, SyncOutcome::AlreadyUpToDate);
+}
+
+#[tokio::test]
+async fn an_unapplied_migration_is_an_available_upgrade_that_sync_applies() {
+    let test_db = TestDatabase::with_migrator(&migrator(&[V1, V2]))
+        .await
+        .unwrap();
+    let newer = migrator(&[V1, V2, V3]);
+
+    let status = schema::status(&newer, test_db.pool()).await;
+    match &status {
+        SchemaStatus::UpgradeAvailable { pending } => {
+            assert_eq!(
+                pending.iter().map(|m| m.version).collect::<Vec<_>>(),
+                vec![3]
+            );
+        }
+        other => panic!("expected an upgrade, got {other:?}"),
+    }
+    assert_eq!(status.exit_code(), 1);
+
+    let mut conn = connect(&test_db).await;
+    let outcome = schema::sync(&newer, &mut conn).await.unwrap();
+    assert_eq!(outcome, SyncOutcome::Upgraded { applied: vec![3] });
+    let steps: Vec<i32> = sqlx::query_scalar("SELECT step FROM step_log ORDER BY step")
+        .fetch_all(test_db.pool())
+        .await
+        .unwrap();
+    assert_eq!(steps, vec![2, 3]);
+}
+
+#[tokio::test]
+async fn a_tampered_checksum_is_divergence_and_migrate_refuses() {
+    let m = migrator(&[V1, V2]);
+    let test_db = TestDatabase::with_migrator(&m).await.unwrap();
+    sqlx::query("UPDATE _sqlx_migrations SET checksum = '\\x00' WHERE version = 2")
+        .execute(test_db.pool())
+        .await
+        .unwrap();
+
+    let status = schema::status(&m, test_db.pool()).await;
+    assert_eq!(
+        status,
+        SchemaStatus::Diverged {
+            changed: vec![2],
+            unknown: vec![],
+            failed: vec![]
+        }
+    );
+    assert_eq!(status.exit_code(), 3);
+
+    let mut conn = connect(&test_db).await;
+    let err = schema::sync(&m, &mut conn).await.unwrap_err();
+    assert!(matches!(err, shared_db::Error::Migrate(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_version_unknown_to_this_binary_is_divergence() {
+    // A newer binary migrated the database to version 3; this one knows only 1 and 2.
+    let test_db = TestDatabase::with_migrator(&migrator(&[V1, V2, V3]))
+        .await
+        .unwrap();
+    let older = migrator(&[V1, V2]);
+
+    let status = schema::status(&older, test_db.pool()).await;
+    assert_eq!(
+        status,
+        SchemaStatus::Diverged {
+            changed: vec![],
+            unknown: vec![3],
+            failed: vec![]
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_server_has_no_info_and_is_not_ready() {
+    // Bind a port, then close it: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect_lazy_with(
+            sqlx::postgres::PgConnectOptions::new_without_pgpass()
+                .host("127.0.0.1")
+                .port(port)
+                .username("nobody"),
+        );
+    let m = migrator(&[V1]);
+
+    let status = schema::status(&m, &pool).await;
+    assert!(
+        matches!(status, SchemaStatus::NoInfo { ref reason } if reason.contains("unreachable")),
+        "{status:?}"
+    );
+    let health = schema::health(&m, &pool).await;
+    assert!(!health.connected);
+    assert!(!health.is_ready());
+}
+
+#[tokio::test]
+async fn health_is_ready_on_an_up_to_date_database() {
+    let m = migrator(&[V1]);
+    let test_db = TestDatabase::with_migrator(&m).await.unwrap();
+    let health = schema::health(&m, test_db.pool()).await;
+    assert!(health.connected);
+    assert!(health.is_ready(), "{health:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_replicas_migrating_at_once_apply_each_migration_exactly_once() {
+    let test_db = TestDatabase::empty().await.unwrap();
+    let m = std::sync::Arc::new(migrator(&[V1, V2, V3]));
+
+    let replicas: Vec<_> = (0..10)
+        .map(|_| {
+            let m = m.clone();
+            let options = test_db.connect_options().clone();
+            tokio::spawn(async move {
+                let mut conn = PgConnection::connect_with(&options).await.unwrap();
+                schema::sync(&m, &mut conn).await
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for r in replicas {
+        outcomes.push(r.await.unwrap().expect("every replica's migrate succeeds"));
+    }
+
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, SyncOutcome::Created { .. }))
+        .count();
+    let idle = outcomes
+        .iter()
+        .filter(|o| **o == SyncOutcome::AlreadyUpToDate)
+        .count();
+    assert_eq!(
+        (created, idle),
+        (1, 9),
+        "one replica applies, the others find it done: {outcomes:?}"
+    );
+    let steps: Vec<i32> = sqlx::query_scalar("SELECT step FROM step_log ORDER BY step")
+        .fetch_all(test_db.pool())
+        .await
+        .unwrap();
+    assert_eq!(steps, vec![2, 3], "each migration ran exactly once");
+}
+
+fn cli(database_url: &str, args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_shared-db"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run the shared-db binary")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_migrating_at_once_both_succeed_and_the_cli_reports_it() {
+    let test_db = TestDatabase::empty().await.unwrap();
+    let url = test_db.url().to_owned();
+
+    let before = cli(&url, &["status"]).wait_with_output().unwrap();
+    assert_eq!(before.status.code(), Some(2), "never migrated → exit 2");
+
+    let a = cli(&url, &["migrate"]);
+    let b = cli(&url, &["migrate"]);
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
+    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+
+    let after = cli(&url, &["status", "--json"]).wait_with_output().unwrap();
+    assert_eq!(
+        after.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&after.stdout)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
+    assert_eq!(json["status"], "up_to_date");
+
+    // Every migration of the binary is recorded exactly once.
+    let recorded: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+            .fetch_all(test_db.pool())
+            .await
+            .unwrap();
+    let expected: Vec<i64> = shared_db::MIGRATOR.iter().map(|m| m.version).collect();
+    assert_eq!(recorded, expected);
+}
