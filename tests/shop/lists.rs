@@ -97,7 +97,9 @@ async fn a_bare_value_searches_the_names() -> anyhow::Result<()> {
     assert_eq!(list(&mut conn, p.clone().filter("blauw")).await?, ["Blue Shirt"]);
     // LIKE wildcards in the value match literally
     assert_eq!(list(&mut conn, p.clone().filter("100%")).await?, ["100% Wool_Scarf"]);
-    assert!(list(&mut conn, p.clone().filter("l_S")).await?.is_empty());
+    // "d_S" would match "Red Shirt" if `_` were a wildcard
+    assert!(list(&mut conn, p.clone().filter("d_S")).await?.is_empty());
+    assert_eq!(list(&mut conn, p.clone().filter("l_S")).await?, ["100% Wool_Scarf"]);
     assert!(list(&mut conn, p.clone().filter("%")).await?.len() == 1);
 
     // other entities search their own name columns
