@@ -60,7 +60,9 @@ pub enum Error {
     Embedded(String),
 
     /// shop: completing an order would take a product's stock below zero. Nothing was changed.
-    #[error("insufficient stock for product {product_id}: {requested} requested, {available} available")]
+    #[error(
+        "insufficient stock for product {product_id}: {requested} requested, {available} available"
+    )]
     InsufficientStock {
         /// The product that lacks stock.
         product_id: uuid::Uuid,

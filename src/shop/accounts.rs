@@ -138,14 +138,22 @@ pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Re
 
 /// Deletes an account of the shop with its orders (all or nothing).
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("DELETE FROM shop.accounts WHERE shop_id = $1 AND id = $2", shop_id, id)
-        .execute(exec)
-        .await
-        .map_err(super::still_referenced)?;
+    let done = sqlx::query!(
+        "DELETE FROM shop.accounts WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
     super::one_row(done.rows_affected())
 }
 
 /// Lists the shop's accounts.
-pub async fn list(conn: &mut PgConnection, shop_id: Uuid, params: &ListParams) -> Result<Page<Account>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<Account>> {
     list::fetch(conn, &LIST, Some(shop_id), params).await
 }

@@ -145,7 +145,11 @@ pub async fn create(
 }
 
 /// Fetches an attribute of the shop with its translation, in one query.
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<AttributeWithTranslation> {
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<AttributeWithTranslation> {
     let row = sqlx::query!(
         r#"SELECT to_jsonb(a) AS "item!: Json<Attribute>",
                   to_jsonb(t) AS "translation?: Json<AttributeTranslation>"

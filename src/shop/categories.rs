@@ -202,7 +202,11 @@ pub async fn create(
 }
 
 /// Fetches a category of the shop with its translation, in one query.
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<CategoryWithTranslation> {
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<CategoryWithTranslation> {
     let row = sqlx::query!(
         r#"SELECT to_jsonb(c) AS "item!: Json<Category>",
                   to_jsonb(t) AS "translation?: Json<CategoryTranslation>"
@@ -222,7 +226,12 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<C
 }
 
 /// The category's name in `lang`, falling back to the main name, computed in SQL.
-pub async fn name(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid, lang: Lang) -> Result<String> {
+pub async fn name(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+    lang: Lang,
+) -> Result<String> {
     let lang = match lang {
         Lang::Main => "main",
         Lang::Alt1 => "alt1",

@@ -50,10 +50,14 @@ pub async fn create(exec: impl PgExecutor<'_>, email: &str) -> Result<EarlyAcces
 
 /// Fetches a sign-up.
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<EarlyAccess> {
-    sqlx::query_as!(EarlyAccess, "SELECT * FROM shop.early_access WHERE id = $1", id)
-        .fetch_optional(exec)
-        .await?
-        .ok_or(Error::NotFound)
+    sqlx::query_as!(
+        EarlyAccess,
+        "SELECT * FROM shop.early_access WHERE id = $1",
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 /// Deletes a sign-up.

@@ -114,6 +114,10 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's requests.
-pub async fn list(conn: &mut PgConnection, shop_id: Uuid, params: &ListParams) -> Result<Page<InfoRequest>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<InfoRequest>> {
     list::fetch(conn, &LIST, Some(shop_id), params).await
 }

@@ -280,9 +280,8 @@ impl Filters {
                 .column(name)
                 .filter(|c| !c.filter.is_empty())
                 .ok_or_else(|| unknown("filter", name, &spec.filter_columns()))?;
-            let bad = |what: &str| {
-                Error::invalid_input(format!("filter `{}` expects {what}", col.name))
-            };
+            let bad =
+                |what: &str| Error::invalid_input(format!("filter `{}` expects {what}", col.name));
             let value = match col.val {
                 Val::Text => Value::Text(like_pattern(value)),
                 Val::Uuid => Value::Uuid(value.parse().map_err(|_| bad("a uuid"))?),

@@ -205,7 +205,11 @@ pub async fn get_by_customer_order_id(
 }
 
 /// Locks the order row for the rest of the transaction and returns its status and items.
-async fn lock(conn: &mut PgConnection, shop_id: Uuid, id: Uuid) -> Result<(OrderStatus, OrderItems)> {
+async fn lock(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<(OrderStatus, OrderItems)> {
     let row = sqlx::query!(
         "SELECT status, order_info FROM shop.orders WHERE shop_id = $1 AND id = $2 FOR UPDATE",
         shop_id,
@@ -225,7 +229,12 @@ fn transition(from: OrderStatus, to: OrderStatus) -> Error {
 }
 
 /// Replaces the notes, items, account and total of a pending order.
-pub async fn update(conn: &mut PgConnection, shop_id: Uuid, id: Uuid, new: &NewOrder) -> Result<Order> {
+pub async fn update(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    id: Uuid,
+    new: &NewOrder,
+) -> Result<Order> {
     new.validate()?;
     tx::transaction(conn, async |tx| {
         let (status, _) = lock(&mut *tx, shop_id, id).await?;
@@ -342,15 +351,23 @@ pub async fn cancel(conn: &mut PgConnection, shop_id: Uuid, id: Uuid) -> Result<
 /// Deletes an order of the shop; held by a license: [`Error::Conflict`]
 /// `fk_licenses_order_id_orders`. Its number is not reused.
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("DELETE FROM shop.orders WHERE shop_id = $1 AND id = $2", shop_id, id)
-        .execute(exec)
-        .await
-        .map_err(super::still_referenced)?;
+    let done = sqlx::query!(
+        "DELETE FROM shop.orders WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
     super::one_row(done.rows_affected())
 }
 
 /// Lists the shop's orders (offset pagination).
-pub async fn list(conn: &mut PgConnection, shop_id: Uuid, params: &ListParams) -> Result<Page<Order>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<Order>> {
     list::fetch(conn, &LIST, Some(shop_id), params).await
 }
 
@@ -369,7 +386,10 @@ pub async fn list_after(
     }
     let filters = Filters::parse(&LIST, filter)?;
     let after: Option<i32> = after
-        .map(|c| c.parse().map_err(|_| Error::invalid_input("malformed order cursor")))
+        .map(|c| {
+            c.parse()
+                .map_err(|_| Error::invalid_input("malformed order cursor"))
+        })
         .transpose()?;
     let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
     qb.push(LIST.select).push(" FROM ").push(LIST.from);
@@ -377,7 +397,8 @@ pub async fn list_after(
     if let Some(after) = after {
         qb.push(" AND o.customer_order_id < ").push_bind(after);
     }
-    qb.push(" ORDER BY o.customer_order_id DESC LIMIT ").push_bind(limit + 1);
+    qb.push(" ORDER BY o.customer_order_id DESC LIMIT ")
+        .push_bind(limit + 1);
     let mut items: Vec<Order> = qb.build_query_as().fetch_all(&mut *conn).await?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);

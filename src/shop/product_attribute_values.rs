@@ -68,7 +68,11 @@ pub async fn create(
 }
 
 /// Fetches a value of the shop.
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<ProductAttributeValue> {
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<ProductAttributeValue> {
     sqlx::query_as!(
         ProductAttributeValue,
         r#"SELECT v.* FROM shop.product_attribute_values v JOIN shop.products p ON p.id = v.product_id

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder, types::Json};
 use uuid::Uuid;
 
-use super::list::{self, Column, Filters, KeysetPage, ListParams, Page, Spec, Val, eq_col, sort_col, text_col};
+use super::list::{
+    self, Column, Filters, KeysetPage, ListParams, Page, Spec, Val, eq_col, sort_col, text_col,
+};
 use super::translation::{Lang, Named, Translated, blank_to_none, required};
 use crate::{Error, Result, ResultExt, tx};
 
@@ -140,7 +142,10 @@ impl ProductTranslationInput {
     fn normalized(&self) -> Result<Self> {
         required("translation.main_name", &self.main_name)?;
         required("translation.main_description", &self.main_description)?;
-        required("translation.main_description_short", &self.main_description_short)?;
+        required(
+            "translation.main_description_short",
+            &self.main_description_short,
+        )?;
         Ok(ProductTranslationInput {
             main_name: self.main_name.clone(),
             main_description: self.main_description.clone(),
@@ -408,7 +413,11 @@ pub async fn create(
 }
 
 /// Fetches a product of the shop with its translation, in one query.
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<ProductWithTranslation> {
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<ProductWithTranslation> {
     let row = sqlx::query!(
         r#"SELECT to_jsonb(p) AS "item!: Json<Product>",
                   to_jsonb(t) AS "translation?: Json<ProductTranslation>"
@@ -428,7 +437,12 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<P
 }
 
 /// The product's name in `lang`, falling back to the main name, computed in SQL.
-pub async fn name(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid, lang: Lang) -> Result<String> {
+pub async fn name(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+    lang: Lang,
+) -> Result<String> {
     let lang = match lang {
         Lang::Main => "main",
         Lang::Alt1 => "alt1",
@@ -595,7 +609,8 @@ pub async fn list_after(
             .push_bind(id)
             .push(")");
     }
-    qb.push(" ORDER BY p.created_at, p.id LIMIT ").push_bind(limit + 1);
+    qb.push(" ORDER BY p.created_at, p.id LIMIT ")
+        .push_bind(limit + 1);
     let mut items: Vec<ProductWithTranslation> = qb.build_query_as().fetch_all(&mut *conn).await?;
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);

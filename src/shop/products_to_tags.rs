@@ -116,6 +116,10 @@ pub async fn unlink(
 }
 
 /// Lists the shop's links.
-pub async fn list(conn: &mut PgConnection, shop_id: Uuid, params: &ListParams) -> Result<Page<ProductToTag>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<ProductToTag>> {
     list::fetch(conn, &LIST, Some(shop_id), params).await
 }

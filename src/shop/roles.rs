@@ -48,7 +48,11 @@ pub(crate) static LIST: Spec = Spec {
 };
 
 /// Creates a role; a taken name is [`Error::Conflict`] (`uq_roles_name`).
-pub async fn create(exec: impl PgExecutor<'_>, name: &str, description: Option<&str>) -> Result<Role> {
+pub async fn create(
+    exec: impl PgExecutor<'_>,
+    name: &str,
+    description: Option<&str>,
+) -> Result<Role> {
     Ok(sqlx::query_as!(
         Role,
         "INSERT INTO shop.roles (name, description) VALUES ($1, $2) RETURNING *",

@@ -142,7 +142,9 @@ impl NewShop {
             return Err(Error::invalid_input("shop name is required"));
         }
         if !self.config.is_object() || !self.shop_type.is_object() {
-            return Err(Error::invalid_input("config and shop_type must be JSON objects"));
+            return Err(Error::invalid_input(
+                "config and shop_type must be JSON objects",
+            ));
         }
         if self.allowed_ips.as_ref().is_some_and(|v| !v.is_array()) {
             return Err(Error::invalid_input("allowed_ips must be a JSON array"));

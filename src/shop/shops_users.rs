@@ -101,6 +101,10 @@ pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uu
 }
 
 /// Lists a shop's memberships.
-pub async fn list(conn: &mut PgConnection, shop_id: Uuid, params: &ListParams) -> Result<Page<ShopUser>> {
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<ShopUser>> {
     list::fetch(conn, &LIST, Some(shop_id), params).await
 }

@@ -130,7 +130,11 @@ async fn upsert_translation(
 }
 
 /// Creates a tag and its translation in one transaction. Unknown shop: [`Error::NotFound`].
-pub async fn create(conn: &mut PgConnection, shop_id: Uuid, new: &NewTag) -> Result<TagWithTranslation> {
+pub async fn create(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    new: &NewTag,
+) -> Result<TagWithTranslation> {
     let translation = new.translation.normalized()?;
     tx::transaction(conn, async |tx| {
         let tag = sqlx::query_as!(
@@ -194,10 +198,14 @@ pub async fn update(
 
 /// Deletes a tag of the shop with its translation and product links.
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("DELETE FROM shop.tags WHERE shop_id = $1 AND id = $2", shop_id, id)
-        .execute(exec)
-        .await
-        .map_err(super::still_referenced)?;
+    let done = sqlx::query!(
+        "DELETE FROM shop.tags WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
     super::one_row(done.rows_affected())
 }
 

@@ -32,7 +32,9 @@ impl std::str::FromStr for Lang {
             "main" => Ok(Lang::Main),
             "alt1" => Ok(Lang::Alt1),
             "alt2" => Ok(Lang::Alt2),
-            _ => Err(crate::Error::invalid_input("lang must be main, alt1 or alt2")),
+            _ => Err(crate::Error::invalid_input(
+                "lang must be main, alt1 or alt2",
+            )),
         }
     }
 }

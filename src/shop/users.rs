@@ -189,9 +189,13 @@ pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewUser) -> Resul
 /// Replaces the password hash.
 pub async fn set_password(exec: impl PgExecutor<'_>, id: Uuid, plaintext: &str) -> Result<()> {
     let hash = hash_password(plaintext).await?;
-    let done = sqlx::query!("UPDATE shop.users SET password = $2 WHERE id = $1", id, hash)
-        .execute(exec)
-        .await?;
+    let done = sqlx::query!(
+        "UPDATE shop.users SET password = $2 WHERE id = $1",
+        id,
+        hash
+    )
+    .execute(exec)
+    .await?;
     super::one_row(done.rows_affected())
 }
 

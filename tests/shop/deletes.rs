@@ -19,7 +19,12 @@ async fn a_category_with_products_is_not_deleted() -> anyhow::Result<()> {
         categories::delete(&mut *conn, ALPHA.shop, ALPHA.category).await,
         "fk_products_category_id_categories",
     );
-    assert!(categories::get(&mut *conn, ALPHA.shop, ALPHA.category).await?.translation.is_some());
+    assert!(
+        categories::get(&mut *conn, ALPHA.shop, ALPHA.category)
+            .await?
+            .translation
+            .is_some()
+    );
     // once the product is gone the category goes, with its translation
     products::delete(&mut *conn, ALPHA.shop, ALPHA.product).await?;
     categories::delete(&mut *conn, ALPHA.shop, ALPHA.category).await?;
@@ -45,8 +50,18 @@ async fn an_attribute_in_use_is_not_deleted_at_all() -> anyhow::Result<()> {
         "{r:?}"
     );
     // not half-done: attribute, translation and options are all still there
-    assert!(attributes::get(&mut *conn, ALPHA.shop, ALPHA.attribute).await?.translation.is_some());
-    assert_eq!(attribute_options::get(&mut *conn, ALPHA.shop, ALPHA.option).await?.value_key, "small");
+    assert!(
+        attributes::get(&mut *conn, ALPHA.shop, ALPHA.attribute)
+            .await?
+            .translation
+            .is_some()
+    );
+    assert_eq!(
+        attribute_options::get(&mut *conn, ALPHA.shop, ALPHA.option)
+            .await?
+            .value_key,
+        "small"
+    );
     assert_conflict(
         attribute_options::delete(&mut *conn, ALPHA.shop, ALPHA.option).await,
         "fk_product_attribute_values_option_id_attribute_options",
@@ -65,7 +80,12 @@ async fn deleting_a_product_takes_its_links_and_keeps_info_requests() -> anyhow:
     products::delete(&mut *conn, ALPHA.shop, ALPHA.product).await?;
     assert_not_found(products_to_tags::get(&mut *conn, ALPHA.shop, ALPHA.link).await);
     assert_not_found(product_attribute_values::get(&mut *conn, ALPHA.shop, ALPHA.pav).await);
-    assert_eq!(info_requests::get(&mut *conn, ALPHA.shop, ALPHA.info).await?.product_id, None);
+    assert_eq!(
+        info_requests::get(&mut *conn, ALPHA.shop, ALPHA.info)
+            .await?
+            .product_id,
+        None
+    );
     assert!(tags::get(&mut *conn, ALPHA.shop, ALPHA.tag).await.is_ok());
     // deleting the tag takes its links too
     tags::delete(&mut *conn, BETA.shop, BETA.tag).await?;
@@ -99,7 +119,11 @@ async fn an_account_goes_with_its_orders_unless_a_license_holds_one() -> anyhow:
         orders::delete(&mut *conn, ALPHA.shop, ALPHA.order).await,
         "fk_licenses_order_id_orders",
     );
-    assert!(orders::get(&mut *conn, ALPHA.shop, ALPHA.order).await.is_ok());
+    assert!(
+        orders::get(&mut *conn, ALPHA.shop, ALPHA.order)
+            .await
+            .is_ok()
+    );
     licenses::delete(&mut *conn, license.id).await?;
     accounts::delete(&mut *conn, ALPHA.shop, ALPHA.account).await?;
     assert_not_found(orders::get(&mut *conn, ALPHA.shop, ALPHA.order).await);
@@ -111,7 +135,10 @@ async fn a_shop_that_owns_rows_is_not_deleted() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     let r = shops::delete(&mut *conn, BETA.shop).await;
-    assert!(matches!(&r, Err(shared_db::Error::Conflict { constraint }) if constraint.starts_with("fk_")), "{r:?}");
+    assert!(
+        matches!(&r, Err(shared_db::Error::Conflict { constraint }) if constraint.starts_with("fk_")),
+        "{r:?}"
+    );
     assert_eq!(shops::get(&mut *conn, BETA.shop).await?.name, "beta");
     let empty = shops::create(&mut *conn, &shops::NewShop::named("empty")).await?;
     shared_db::shop::shops_users::add(&mut *conn, empty.id, ALPHA.user).await?;
@@ -125,8 +152,16 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     early_access::create(&mut *conn, "first@example.com").await?;
-    assert_conflict(early_access::create(&mut *conn, "first@example.com").await, "uq_early_access_email");
-    assert_eq!(early_access::list(&mut conn, &ListParams::default()).await?.total, 1);
+    assert_conflict(
+        early_access::create(&mut *conn, "first@example.com").await,
+        "uq_early_access_email",
+    );
+    assert_eq!(
+        early_access::list(&mut conn, &ListParams::default())
+            .await?
+            .total,
+        1
+    );
 
     let q = faq::NewFaq {
         question: "Do you ship abroad?".into(),
@@ -136,10 +171,21 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
     faq::create(&mut *conn, &q).await?;
     assert_conflict(faq::create(&mut *conn, &q).await, "uq_faq_question");
 
-    let new = attributes::NewAttribute { name: "size".into(), unit: None, translation: None };
-    assert_conflict(attributes::create(&mut conn, ALPHA.shop, &new).await, "uq_attributes_shop_id_name");
+    let new = attributes::NewAttribute {
+        name: "size".into(),
+        unit: None,
+        translation: None,
+    };
+    assert_conflict(
+        attributes::create(&mut conn, ALPHA.shop, &new).await,
+        "uq_attributes_shop_id_name",
+    );
     // the same attribute name in another shop is fine... but beta already has "size" too
-    let new = attributes::NewAttribute { name: "weight".into(), unit: Some("kg".into()), translation: None };
+    let new = attributes::NewAttribute {
+        name: "weight".into(),
+        unit: Some("kg".into()),
+        translation: None,
+    };
     let weight = attributes::create(&mut conn, BETA.shop, &new).await?;
     assert_eq!(weight.translation.unwrap().main_name, "weight");
     assert_conflict(
@@ -147,7 +193,14 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
         "uq_attribute_options_attribute_id_value_key",
     );
     assert_conflict(
-        product_attribute_values::create(&mut *conn, ALPHA.shop, ALPHA.product, ALPHA.attribute, Some(ALPHA.option)).await,
+        product_attribute_values::create(
+            &mut *conn,
+            ALPHA.shop,
+            ALPHA.product,
+            ALPHA.attribute,
+            Some(ALPHA.option),
+        )
+        .await,
         "uq_product_attribute_values_product_attribute_option",
     );
     // linking twice is idempotent
@@ -155,9 +208,15 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
     assert_eq!(again.id, ALPHA.link);
 
     let admin = roles::create(&mut *conn, "admin", None).await?;
-    assert_conflict(roles::create(&mut *conn, "admin", None).await, "uq_roles_name");
+    assert_conflict(
+        roles::create(&mut *conn, "admin", None).await,
+        "uq_roles_name",
+    );
     roles::grant(&mut *conn, ALPHA.user, admin.id).await?;
-    assert_conflict(roles::delete(&mut *conn, admin.id).await, "fk_roles_users_role_id_roles");
+    assert_conflict(
+        roles::delete(&mut *conn, admin.id).await,
+        "fk_roles_users_role_id_roles",
+    );
     Ok(())
 }
 
@@ -175,10 +234,18 @@ async fn ordering_numbers_append_per_scope_and_swap() -> anyhow::Result<()> {
             },
             ..Default::default()
         };
-        ids.push(categories::create(&mut conn, ALPHA.shop, &new).await?.item.id);
+        ids.push(
+            categories::create(&mut conn, ALPHA.shop, &new)
+                .await?
+                .item
+                .id,
+        );
     }
     let numbers = |page: &shared_db::shop::Page<categories::CategoryWithTranslation>| {
-        page.items.iter().map(|c| (c.item.id, c.item.order_number)).collect::<Vec<_>>()
+        page.items
+            .iter()
+            .map(|c| (c.item.id, c.item.order_number))
+            .collect::<Vec<_>>()
     };
     let p = ListParams::default().sort("order_number");
     let page = categories::list(&mut conn, ALPHA.shop, &p).await?;
@@ -195,6 +262,12 @@ async fn ordering_numbers_append_per_scope_and_swap() -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    assert_eq!(categories::create(&mut conn, BETA.shop, &new).await?.item.order_number, 1);
+    assert_eq!(
+        categories::create(&mut conn, BETA.shop, &new)
+            .await?
+            .item
+            .order_number,
+        1
+    );
     Ok(())
 }

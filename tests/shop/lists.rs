@@ -1,7 +1,9 @@
 //! Lists: filters combine with AND, bare values search names, sorts are whitelisted and stable,
 //! hostile strings are inert, pages carry a content range, and keyset pages walk everything.
 
-use shared_db::shop::products::{self, NewProduct, ProductTranslationInput, ProductWithTranslation};
+use shared_db::shop::products::{
+    self, NewProduct, ProductTranslationInput, ProductWithTranslation,
+};
 use shared_db::shop::{
     ListParams, attribute_options, attributes, categories, early_access, faq, licenses, orders,
     product_attribute_values, roles, shops, tags, users,
@@ -57,7 +59,9 @@ async fn sorted(conn: &mut PgConnection, params: ListParams) -> shared_db::Resul
 }
 
 async fn list(conn: &mut PgConnection, params: ListParams) -> shared_db::Result<Vec<String>> {
-    Ok(names(&products::list(conn, ALPHA.shop, &params).await?.items))
+    Ok(names(
+        &products::list(conn, ALPHA.shop, &params).await?.items,
+    ))
 }
 
 #[tokio::test]
@@ -66,20 +70,42 @@ async fn filters_combine_with_and() -> anyhow::Result<()> {
     let mut conn = t.pool().acquire().await?;
     catalog(&mut conn).await?;
     let p = ListParams::default().sort("main_name");
-    assert_eq!(list(&mut conn, p.clone().filter("main_name:shirt")).await?, ["Blue Shirt", "Red Shirt"]);
     assert_eq!(
-        list(&mut conn, p.clone().filter("main_name:shirt").filter("main_name:RED")).await?,
+        list(&mut conn, p.clone().filter("main_name:shirt")).await?,
+        ["Blue Shirt", "Red Shirt"]
+    );
+    assert_eq!(
+        list(
+            &mut conn,
+            p.clone().filter("main_name:shirt").filter("main_name:RED")
+        )
+        .await?,
         ["Red Shirt"]
     );
     assert_eq!(
-        list(&mut conn, p.clone().filter("main_name:red").filter("featured:false")).await?,
+        list(
+            &mut conn,
+            p.clone().filter("main_name:red").filter("featured:false")
+        )
+        .await?,
         ["Red Hat"]
     );
     assert_eq!(
-        list(&mut conn, p.clone().filter("stock:3").filter("alt1_name:hemd")).await?,
+        list(
+            &mut conn,
+            p.clone().filter("stock:3").filter("alt1_name:hemd")
+        )
+        .await?,
         ["Red Shirt"]
     );
-    assert!(list(&mut conn, p.clone().filter("main_name:shirt").filter("main_name:hat")).await?.is_empty());
+    assert!(
+        list(
+            &mut conn,
+            p.clone().filter("main_name:shirt").filter("main_name:hat")
+        )
+        .await?
+        .is_empty()
+    );
     // typed columns reject malformed values instead of text-casting them
     assert_invalid(list(&mut conn, p.clone().filter("stock:many")).await);
     assert_invalid(list(&mut conn, p.clone().filter("category_id:not-a-uuid")).await);
@@ -94,18 +120,32 @@ async fn a_bare_value_searches_the_names() -> anyhow::Result<()> {
     let p = ListParams::default().sort("main_name");
     assert_eq!(list(&mut conn, p.clone().filter("hat")).await?, ["Red Hat"]);
     // alternative-language names are searched too
-    assert_eq!(list(&mut conn, p.clone().filter("blauw")).await?, ["Blue Shirt"]);
+    assert_eq!(
+        list(&mut conn, p.clone().filter("blauw")).await?,
+        ["Blue Shirt"]
+    );
     // LIKE wildcards in the value match literally
-    assert_eq!(list(&mut conn, p.clone().filter("100%")).await?, ["100% Wool_Scarf"]);
+    assert_eq!(
+        list(&mut conn, p.clone().filter("100%")).await?,
+        ["100% Wool_Scarf"]
+    );
     // "d_S" would match "Red Shirt" if `_` were a wildcard
     assert!(list(&mut conn, p.clone().filter("d_S")).await?.is_empty());
-    assert_eq!(list(&mut conn, p.clone().filter("l_S")).await?, ["100% Wool_Scarf"]);
+    assert_eq!(
+        list(&mut conn, p.clone().filter("l_S")).await?,
+        ["100% Wool_Scarf"]
+    );
     assert!(list(&mut conn, p.clone().filter("%")).await?.len() == 1);
 
     // other entities search their own name columns
     let page = tags::list(&mut conn, ALPHA.shop, &ListParams::default().filter("sal")).await?;
     assert_eq!(page.total, 1);
-    let page = categories::list(&mut conn, ALPHA.shop, &ListParams::default().filter("CLOTHES")).await?;
+    let page = categories::list(
+        &mut conn,
+        ALPHA.shop,
+        &ListParams::default().filter("CLOTHES"),
+    )
+    .await?;
     assert_eq!(page.total, 1);
     let page = shops::list(&mut conn, &ListParams::default().filter("bet")).await?;
     assert_eq!(page.items[0].name, "beta");
@@ -119,12 +159,29 @@ async fn sorting_is_whitelisted_and_stable() -> anyhow::Result<()> {
     catalog(&mut conn).await?;
     let p = ListParams::default();
     assert_eq!(
-        list(&mut conn, p.clone().filter("main_name:e").sort("main_name:desc")).await?,
+        list(
+            &mut conn,
+            p.clone().filter("main_name:e").sort("main_name:desc")
+        )
+        .await?,
         ["Red Shirt", "Red Hat", "Blue Shirt"]
     );
     // ties on stock are broken by the second key, then by id: the same order every time
-    let by_stock = list(&mut conn, p.clone().sort("stock:DESC").sort("main_name:ASC")).await?;
-    assert_eq!(by_stock, ["alpha socks", "Red Hat", "Red Shirt", "100% Wool_Scarf", "Blue Shirt"]);
+    let by_stock = list(
+        &mut conn,
+        p.clone().sort("stock:DESC").sort("main_name:ASC"),
+    )
+    .await?;
+    assert_eq!(
+        by_stock,
+        [
+            "alpha socks",
+            "Red Hat",
+            "Red Shirt",
+            "100% Wool_Scarf",
+            "Blue Shirt"
+        ]
+    );
     let ties = products::list(&mut conn, ALPHA.shop, &p.clone().sort("featured")).await?;
     let again = products::list(&mut conn, ALPHA.shop, &p.clone().sort("featured")).await?;
     let ids = |page: &shared_db::shop::Page<ProductWithTranslation>| {
@@ -132,7 +189,14 @@ async fn sorting_is_whitelisted_and_stable() -> anyhow::Result<()> {
     };
     assert_eq!(ids(&ties), ids(&again));
 
-    for bad in ["password", "shop_id", "id:ASC", "main_name:SIDEWAYS", "attribute_id", ""] {
+    for bad in [
+        "password",
+        "shop_id",
+        "id:ASC",
+        "main_name:SIDEWAYS",
+        "attribute_id",
+        "",
+    ] {
         assert_invalid(list(&mut conn, p.clone().sort(bad)).await);
     }
     assert_invalid(list(&mut conn, p.clone().filter("password:x")).await);
@@ -155,18 +219,47 @@ async fn hostile_filter_and_sort_strings_are_inert() -> anyhow::Result<()> {
     ];
     for h in hostile {
         // as values they are just text that matches nothing
-        assert!(list(&mut conn, ListParams::default().filter(format!("main_name:{h}"))).await?.is_empty());
-        assert!(list(&mut conn, ListParams::default().filter(h)).await.map_or(true, |r| r.is_empty()));
+        assert!(
+            list(
+                &mut conn,
+                ListParams::default().filter(format!("main_name:{h}"))
+            )
+            .await?
+            .is_empty()
+        );
+        assert!(
+            list(&mut conn, ListParams::default().filter(h))
+                .await
+                .map_or(true, |r| r.is_empty())
+        );
         // as column names and sort keys they are rejected
         assert_invalid(list(&mut conn, ListParams::default().filter(format!("{h}:x"))).await);
         assert_invalid(list(&mut conn, ListParams::default().sort(h)).await);
-        assert_invalid(list(&mut conn, ListParams::default().sort(format!("main_name:{h}"))).await);
+        assert_invalid(
+            list(
+                &mut conn,
+                ListParams::default().sort(format!("main_name:{h}")),
+            )
+            .await,
+        );
         assert_invalid(orders::list(&mut conn, ALPHA.shop, &ListParams::default().sort(h)).await);
-        assert_invalid(users::list(&mut conn, &ListParams::default().filter(format!("{h}:x"))).await);
+        assert_invalid(
+            users::list(&mut conn, &ListParams::default().filter(format!("{h}:x"))).await,
+        );
     }
     // nothing was dropped or deleted
-    assert_eq!(products::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.total, 5);
-    assert_eq!(orders::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.total, 1);
+    assert_eq!(
+        products::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .total,
+        5
+    );
+    assert_eq!(
+        orders::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .total,
+        1
+    );
     Ok(())
 }
 
@@ -178,7 +271,10 @@ async fn pages_carry_the_total_and_a_content_range() -> anyhow::Result<()> {
     let page = products::list(
         &mut conn,
         ALPHA.shop,
-        &ListParams::default().sort("stock:DESC").sort("main_name").page(1, 2),
+        &ListParams::default()
+            .sort("stock:DESC")
+            .sort("main_name")
+            .page(1, 2),
     )
     .await?;
     assert_eq!(page.total, 5);
@@ -190,21 +286,66 @@ async fn pages_carry_the_total_and_a_content_range() -> anyhow::Result<()> {
     let past = products::list(&mut conn, ALPHA.shop, &ListParams::default().page(10, 5)).await?;
     assert!(past.items.is_empty());
     assert_eq!(past.content_range.to_string(), "products */5");
-    let filtered =
-        products::list(&mut conn, ALPHA.shop, &ListParams::default().filter("main_name:red")).await?;
+    let filtered = products::list(
+        &mut conn,
+        ALPHA.shop,
+        &ListParams::default().filter("main_name:red"),
+    )
+    .await?;
     assert_eq!(filtered.content_range.to_string(), "products 0-1/2");
-    assert_invalid(products::list(&mut conn, ALPHA.shop, &ListParams::default().page(-1, 10)).await);
+    assert_invalid(
+        products::list(&mut conn, ALPHA.shop, &ListParams::default().page(-1, 10)).await,
+    );
 
     // every entity lists with defaults
-    assert_eq!(categories::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.content_range.to_string(), "categories 0-0/1");
-    assert_eq!(attributes::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.total, 1);
-    assert_eq!(attribute_options::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.total, 1);
-    assert_eq!(product_attribute_values::list(&mut conn, ALPHA.shop, &ListParams::default()).await?.total, 1);
-    assert_eq!(users::list(&mut conn, &ListParams::default().filter("username:alpha")).await?.total, 1);
-    assert_eq!(roles::list(&mut conn, &ListParams::default()).await?.total, 0);
-    assert_eq!(early_access::list(&mut conn, &ListParams::default()).await?.total, 0);
+    assert_eq!(
+        categories::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .content_range
+            .to_string(),
+        "categories 0-0/1"
+    );
+    assert_eq!(
+        attributes::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .total,
+        1
+    );
+    assert_eq!(
+        attribute_options::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .total,
+        1
+    );
+    assert_eq!(
+        product_attribute_values::list(&mut conn, ALPHA.shop, &ListParams::default())
+            .await?
+            .total,
+        1
+    );
+    assert_eq!(
+        users::list(&mut conn, &ListParams::default().filter("username:alpha"))
+            .await?
+            .total,
+        1
+    );
+    assert_eq!(
+        roles::list(&mut conn, &ListParams::default()).await?.total,
+        0
+    );
+    assert_eq!(
+        early_access::list(&mut conn, &ListParams::default())
+            .await?
+            .total,
+        0
+    );
     assert_eq!(faq::list(&mut conn, &ListParams::default()).await?.total, 0);
-    assert_eq!(licenses::list(&mut conn, &ListParams::default()).await?.total, 0);
+    assert_eq!(
+        licenses::list(&mut conn, &ListParams::default())
+            .await?
+            .total,
+        0
+    );
     Ok(())
 }
 
@@ -228,11 +369,20 @@ async fn keyset_pages_walk_every_product_once() -> anyhow::Result<()> {
         }
     }
     assert_eq!(pages, 3); // 11 products: 4 + 4 + 3
-    let all = products::list(&mut conn, ALPHA.shop, &ListParams::default().sort("created_at")).await?;
-    assert_eq!(seen, all.items.iter().map(|p| p.item.id).collect::<Vec<_>>());
+    let all = products::list(
+        &mut conn,
+        ALPHA.shop,
+        &ListParams::default().sort("created_at"),
+    )
+    .await?;
+    assert_eq!(
+        seen,
+        all.items.iter().map(|p| p.item.id).collect::<Vec<_>>()
+    );
 
     // filters apply to keyset pages too
-    let featured = products::list_after(&mut conn, ALPHA.shop, &["featured:true".into()], None, 100).await?;
+    let featured =
+        products::list_after(&mut conn, ALPHA.shop, &["featured:true".into()], None, 100).await?;
     assert_eq!(featured.items.len(), 5);
     assert!(featured.next.is_none());
     assert_invalid(products::list_after(&mut conn, ALPHA.shop, &[], Some("garbage"), 4).await);
@@ -298,23 +448,52 @@ async fn products_filter_by_attributes() -> anyhow::Result<()> {
     let p = ListParams::default().sort("main_name");
     // by attribute id: the fixture's socks (size small) and both new products
     assert_eq!(
-        sorted(&mut conn, p.clone().filter(format!("attribute_id:{}", ALPHA.attribute))).await?,
+        sorted(
+            &mut conn,
+            p.clone()
+                .filter(format!("attribute_id:{}", ALPHA.attribute))
+        )
+        .await?,
         ["Large red", "Small red", "alpha socks"]
     );
     // several option ids: all must match
     assert_eq!(
-        sorted(&mut conn, p.clone().filter(format!("option_id:{}", ALPHA.option)).filter(format!("option_id:{}", red.id))).await?,
+        sorted(
+            &mut conn,
+            p.clone()
+                .filter(format!("option_id:{}", ALPHA.option))
+                .filter(format!("option_id:{}", red.id))
+        )
+        .await?,
         ["Small red"]
     );
-    assert_eq!(sorted(&mut conn, p.clone().filter(format!("option_id:{}", red.id))).await?, ["Large red", "Small red"]);
+    assert_eq!(
+        sorted(&mut conn, p.clone().filter(format!("option_id:{}", red.id))).await?,
+        ["Large red", "Small red"]
+    );
     // by option value key
-    assert_eq!(sorted(&mut conn, p.clone().filter("option_value_key:LARG")).await?, ["Large red"]);
+    assert_eq!(
+        sorted(&mut conn, p.clone().filter("option_value_key:LARG")).await?,
+        ["Large red"]
+    );
     // by attribute name in any language
-    assert_eq!(sorted(&mut conn, p.clone().filter("attribute_name:kleur")).await?, ["Large red", "Small red"]);
-    assert_eq!(sorted(&mut conn, p.clone().filter("attribute_name:maat")).await?, ["Large red", "Small red", "alpha socks"]);
+    assert_eq!(
+        sorted(&mut conn, p.clone().filter("attribute_name:kleur")).await?,
+        ["Large red", "Small red"]
+    );
+    assert_eq!(
+        sorted(&mut conn, p.clone().filter("attribute_name:maat")).await?,
+        ["Large red", "Small red", "alpha socks"]
+    );
     // combined with other filters
     assert_eq!(
-        sorted(&mut conn, p.clone().filter("attribute_name:colour").filter("option_value_key:small")).await?,
+        sorted(
+            &mut conn,
+            p.clone()
+                .filter("attribute_name:colour")
+                .filter("option_value_key:small")
+        )
+        .await?,
         ["Small red"]
     );
     Ok(())

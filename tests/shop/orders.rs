@@ -72,7 +72,11 @@ async fn two_completions_race_for_the_last_item() -> anyhow::Result<()> {
                     assert!(order.completed_at.is_some());
                     ok += 1;
                 }
-                Err(Error::InsufficientStock { product_id, requested, available }) => {
+                Err(Error::InsufficientStock {
+                    product_id,
+                    requested,
+                    available,
+                }) => {
                     assert_eq!((product_id, requested, available), (product, 1, 0));
                     short += 1;
                 }
@@ -81,7 +85,13 @@ async fn two_completions_race_for_the_last_item() -> anyhow::Result<()> {
         }
         assert_eq!((ok, short), (1, 1));
         let mut conn = t.pool().acquire().await?;
-        assert_eq!(products::get(&mut *conn, ALPHA.shop, product).await?.item.stock, 0);
+        assert_eq!(
+            products::get(&mut *conn, ALPHA.shop, product)
+                .await?
+                .item
+                .stock,
+            0
+        );
         // the refused order is untouched and still pending
         let mut pending = 0;
         for id in [first.id, second.id] {
@@ -106,7 +116,11 @@ async fn concurrent_orders_get_unique_gap_free_numbers() -> anyhow::Result<()> {
                 let mut conn = pool.acquire().await?;
                 barrier.wait().await;
                 // every fourth order names beta's customer: refused, and its number given back
-                let account = if i % 4 == 3 { BETA.account } else { ALPHA.account };
+                let account = if i % 4 == 3 {
+                    BETA.account
+                } else {
+                    ALPHA.account
+                };
                 let new = NewOrder {
                     account_id: Some(account),
                     ..Default::default()
@@ -147,14 +161,27 @@ async fn completion_takes_all_stock_or_none() -> anyhow::Result<()> {
     new.items.extend(order_of(plenty, 1).items);
     let order = orders::create(&mut conn, ALPHA.shop, &new).await?;
     match orders::complete(&mut conn, ALPHA.shop, order.id, ALPHA.user).await {
-        Err(Error::InsufficientStock { product_id, requested: 2, available: 1 }) => {
+        Err(Error::InsufficientStock {
+            product_id,
+            requested: 2,
+            available: 1,
+        }) => {
             assert_eq!(product_id, scarce)
         }
         other => panic!("expected InsufficientStock, got {other:?}"),
     }
     // nothing was taken, the order is still pending
-    assert_eq!(products::get(&mut *conn, ALPHA.shop, plenty).await?.item.stock, 10);
-    assert_eq!(orders::get(&mut *conn, ALPHA.shop, order.id).await?.status, OrderStatus::Pending);
+    assert_eq!(
+        products::get(&mut *conn, ALPHA.shop, plenty)
+            .await?
+            .item
+            .stock,
+        10
+    );
+    assert_eq!(
+        orders::get(&mut *conn, ALPHA.shop, order.id).await?.status,
+        OrderStatus::Pending
+    );
 
     let ok = orders::create(&mut conn, ALPHA.shop, &{
         let mut n = order_of(plenty, 4);
@@ -164,7 +191,13 @@ async fn completion_takes_all_stock_or_none() -> anyhow::Result<()> {
     .await?;
     let done = orders::complete(&mut conn, ALPHA.shop, ok.id, ALPHA.user).await?;
     assert_eq!(done.order_info.0.len(), 2);
-    assert_eq!(products::get(&mut *conn, ALPHA.shop, plenty).await?.item.stock, 5);
+    assert_eq!(
+        products::get(&mut *conn, ALPHA.shop, plenty)
+            .await?
+            .item
+            .stock,
+        5
+    );
     Ok(())
 }
 
@@ -175,7 +208,13 @@ async fn status_moves_only_from_pending() -> anyhow::Result<()> {
     let completed = orders::complete(&mut conn, ALPHA.shop, ALPHA.order, ALPHA.user).await?;
     assert_eq!(completed.status, OrderStatus::Complete);
     // the fixture's order took one of the socks' five
-    assert_eq!(products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?.item.stock, 4);
+    assert_eq!(
+        products::get(&mut *conn, ALPHA.shop, ALPHA.product)
+            .await?
+            .item
+            .stock,
+        4
+    );
     for r in [
         orders::complete(&mut conn, ALPHA.shop, ALPHA.order, ALPHA.user).await,
         orders::cancel(&mut conn, ALPHA.shop, ALPHA.order).await,
@@ -190,7 +229,13 @@ async fn status_moves_only_from_pending() -> anyhow::Result<()> {
         orders::complete(&mut conn, BETA.shop, BETA.order, BETA.user).await,
         Err(Error::InvalidTransition { .. })
     ));
-    assert_eq!(products::get(&mut *conn, BETA.shop, BETA.product).await?.item.stock, 5);
+    assert_eq!(
+        products::get(&mut *conn, BETA.shop, BETA.product)
+            .await?
+            .item
+            .stock,
+        5
+    );
     // completing needs a real user
     let pending = orders::create(&mut conn, ALPHA.shop, &Default::default()).await?;
     assert_not_found(orders::complete(&mut conn, ALPHA.shop, pending.id, Uuid::new_v4()).await);
@@ -207,7 +252,8 @@ async fn order_items_round_trip_as_typed_json() -> anyhow::Result<()> {
     let new = order_of(ALPHA.product, 3);
     let created = orders::create(&mut conn, ALPHA.shop, &new).await?;
     assert_eq!(created.order_info.0, new.items);
-    let found = orders::get_by_customer_order_id(&mut *conn, ALPHA.shop, created.customer_order_id).await?;
+    let found =
+        orders::get_by_customer_order_id(&mut *conn, ALPHA.shop, created.customer_order_id).await?;
     assert_eq!(found.id, created.id);
     // quantities must be positive
     assert!(matches!(

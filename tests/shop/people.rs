@@ -30,7 +30,11 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
     let json = serde_json::to_string(&user)?;
     assert!(!json.contains("password") && !json.contains(&hash));
     assert!(!format!("{user:?}").contains(&hash));
-    assert!(users::authenticate(&mut *conn, "new@example.com", "s3cret!").await.is_ok());
+    assert!(
+        users::authenticate(&mut *conn, "new@example.com", "s3cret!")
+            .await
+            .is_ok()
+    );
     assert_not_found(users::authenticate(&mut *conn, "new@example.com", "nope").await);
 
     // hashes written by the existing backend (passlib/bcrypt, $2b$ and $2a$) verify unchanged
@@ -38,9 +42,13 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
         "$2b$04$9Yd29mHR9ESj8XSh/zofSO/dVLQpiEOUcjvfFNgbsmgz/1Am10GJe",
         "$2a$04$iTUlSOqjfuwSgUHqKuz1y.LA3W0THp/qY4UbWHuD4gPML0/WmC82S",
     ] {
-        sqlx::query!("UPDATE shop.users SET password = $2 WHERE id = $1", ALPHA.user, legacy)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query!(
+            "UPDATE shop.users SET password = $2 WHERE id = $1",
+            ALPHA.user,
+            legacy
+        )
+        .execute(&mut *conn)
+        .await?;
         let old = users::get(&mut *conn, ALPHA.user).await?;
         assert!(old.verify_password("correct horse battery staple"));
         assert!(!old.verify_password("Correct horse battery staple"));
@@ -64,7 +72,10 @@ async fn stripe_secrets_never_serialize() -> anyhow::Result<()> {
     // configs must be objects (the old backend found double-encoded strings)
     new.name = "delta".into();
     new.config = serde_json::json!("{\"double\": \"encoded\"}");
-    assert!(matches!(shops::create(&mut *conn, &new).await, Err(shared_db::Error::InvalidInput(_))));
+    assert!(matches!(
+        shops::create(&mut *conn, &new).await,
+        Err(shared_db::Error::InvalidInput(_))
+    ));
     Ok(())
 }
 
@@ -73,13 +84,23 @@ async fn anonymising_an_account_replaces_the_name_by_its_hash() -> anyhow::Resul
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     let details = serde_json::json!({"stripe_customer_id": "cus_123"});
-    accounts::update(&mut *conn, ALPHA.shop, ALPHA.account, Some("customer@alpha.example"), Some(&details)).await?;
+    accounts::update(
+        &mut *conn,
+        ALPHA.shop,
+        ALPHA.account,
+        Some("customer@alpha.example"),
+        Some(&details),
+    )
+    .await?;
     let found = accounts::get_by_stripe_customer_id(&mut *conn, ALPHA.shop, "cus_123").await?;
     assert_eq!(found.id, ALPHA.account);
     let anon = accounts::anonymise(&mut *conn, ALPHA.shop, ALPHA.account).await?;
     // sha256("customer@alpha.example") in hex, computed independently
     let name = anon.name.clone().unwrap();
-    assert_eq!(name, "020fd7cb1f57abc3438ec1180c7c1d9c3985705b9df8efcaf018da3eb761d558");
+    assert_eq!(
+        name,
+        "020fd7cb1f57abc3438ec1180c7c1d9c3985705b9df8efcaf018da3eb761d558"
+    );
     assert_eq!(anon.hash_name.as_deref(), Some(name.as_str()));
     assert!(anon.details.is_none());
     // idempotent: anonymising again keeps the same hash
@@ -98,7 +119,10 @@ async fn roles_make_admins() -> anyhow::Result<()> {
     let again = roles::grant(&mut *conn, ALPHA.user, installed.admin_role_id).await?;
     assert_eq!(grant.id, again.id);
     assert!(roles::is_admin(&mut *conn, ALPHA.user).await?);
-    assert_eq!(roles::of_user(&mut *conn, ALPHA.user).await?[0].name, "admin");
+    assert_eq!(
+        roles::of_user(&mut *conn, ALPHA.user).await?[0].name,
+        "admin"
+    );
     assert_not_found(roles::grant(&mut *conn, Uuid::new_v4(), installed.admin_role_id).await);
     roles::revoke(&mut *conn, ALPHA.user, installed.admin_role_id).await?;
     assert!(!roles::is_admin(&mut *conn, ALPHA.user).await?);
@@ -122,9 +146,19 @@ async fn reference_data_is_a_separate_idempotent_step() -> anyhow::Result<()> {
     let shop = shops::get(&mut *conn, first.default_shop_id).await?;
     assert_eq!(shop.description.as_deref(), Some("Default shop"));
     assert_eq!(
-        [shop.vat_standard, shop.vat_lower_1, shop.vat_lower_2, shop.vat_lower_3, shop.vat_special, shop.vat_zero],
+        [
+            shop.vat_standard,
+            shop.vat_lower_1,
+            shop.vat_lower_2,
+            shop.vat_lower_3,
+            shop.vat_special,
+            shop.vat_zero
+        ],
         [21.0, 15.0, 10.0, 5.0, 2.0, 0.0]
     );
-    assert_eq!(roles::get(&mut *conn, first.admin_role_id).await?.name, "admin");
+    assert_eq!(
+        roles::get(&mut *conn, first.admin_role_id).await?.name,
+        "admin"
+    );
     Ok(())
 }

@@ -1,11 +1,11 @@
 //! Scoping: through beta's scope, every row of alpha is absent — for reads, updates and deletes —
 //! and alpha's rows are untouched afterwards. Links across shops cannot be made.
 
+use shared_db::shop::{ListParams, categories::NewCategory, products::NewProduct};
 use shared_db::shop::{
     accounts, attribute_options, attributes, categories, info_requests, orders,
     product_attribute_values, products, products_to_tags, shops_users, tags,
 };
-use shared_db::shop::{ListParams, categories::NewCategory, products::NewProduct};
 
 use crate::{ALPHA, BETA, assert_not_found, two_shops};
 
@@ -14,12 +14,16 @@ async fn categories_of_another_shop_are_not_found() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     assert_not_found(categories::get(&mut *conn, BETA.shop, ALPHA.category).await);
-    assert_not_found(categories::name(&mut *conn, BETA.shop, ALPHA.category, Default::default()).await);
+    assert_not_found(
+        categories::name(&mut *conn, BETA.shop, ALPHA.category, Default::default()).await,
+    );
     let mut new = NewCategory::default();
     new.translation.main_name = "stolen".into();
     new.translation.main_description = "stolen".into();
     assert_not_found(categories::update(&mut conn, BETA.shop, ALPHA.category, &new).await);
-    assert_not_found(categories::swap_order(&mut *conn, BETA.shop, ALPHA.category, BETA.category).await);
+    assert_not_found(
+        categories::swap_order(&mut *conn, BETA.shop, ALPHA.category, BETA.category).await,
+    );
     assert_not_found(categories::delete(&mut *conn, BETA.shop, ALPHA.category).await);
     let page = categories::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert!(page.items.iter().all(|c| c.item.shop_id == BETA.shop));
@@ -34,13 +38,17 @@ async fn products_of_another_shop_are_not_found() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     assert_not_found(products::get(&mut *conn, BETA.shop, ALPHA.product).await);
-    assert_not_found(products::name(&mut *conn, BETA.shop, ALPHA.product, Default::default()).await);
+    assert_not_found(
+        products::name(&mut *conn, BETA.shop, ALPHA.product, Default::default()).await,
+    );
     let mut new = NewProduct::new(Some(BETA.category), Default::default());
     new.translation.main_name = "stolen".into();
     new.translation.main_description = "stolen".into();
     new.translation.main_description_short = "stolen".into();
     assert_not_found(products::update(&mut conn, BETA.shop, ALPHA.product, &new).await);
-    assert_not_found(products::swap_order(&mut *conn, BETA.shop, ALPHA.product, BETA.product).await);
+    assert_not_found(
+        products::swap_order(&mut *conn, BETA.shop, ALPHA.product, BETA.product).await,
+    );
     assert_not_found(products::delete(&mut *conn, BETA.shop, ALPHA.product).await);
     // a product of beta cannot be put in alpha's category, neither on create nor on update
     new.category_id = Some(ALPHA.category);
@@ -80,7 +88,12 @@ async fn tags_and_their_product_links_of_another_shop_are_not_found() -> anyhow:
     let page = products_to_tags::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert_eq!(page.total, 1);
     assert_eq!(page.items[0].id, BETA.link);
-    assert_eq!(products_to_tags::get(&mut *conn, ALPHA.shop, ALPHA.link).await?.tag_id, ALPHA.tag);
+    assert_eq!(
+        products_to_tags::get(&mut *conn, ALPHA.shop, ALPHA.link)
+            .await?
+            .tag_id,
+        ALPHA.tag
+    );
     assert!(tags::get(&mut *conn, ALPHA.shop, ALPHA.tag).await.is_ok());
     Ok(())
 }
@@ -101,7 +114,9 @@ async fn attributes_options_and_values_of_another_shop_are_not_found() -> anyhow
     assert_not_found(attribute_options::get(&mut *conn, BETA.shop, ALPHA.option).await);
     assert_not_found(attribute_options::update(&mut *conn, BETA.shop, ALPHA.option, "huge").await);
     assert_not_found(attribute_options::delete(&mut *conn, BETA.shop, ALPHA.option).await);
-    assert_not_found(attribute_options::create(&mut *conn, BETA.shop, ALPHA.attribute, "huge").await);
+    assert_not_found(
+        attribute_options::create(&mut *conn, BETA.shop, ALPHA.attribute, "huge").await,
+    );
 
     assert_not_found(product_attribute_values::get(&mut *conn, BETA.shop, ALPHA.pav).await);
     assert_not_found(
@@ -109,25 +124,50 @@ async fn attributes_options_and_values_of_another_shop_are_not_found() -> anyhow
     );
     assert_not_found(product_attribute_values::delete(&mut *conn, BETA.shop, ALPHA.pav).await);
     assert_not_found(
-        product_attribute_values::create(&mut *conn, BETA.shop, ALPHA.product, BETA.attribute, None)
-            .await,
+        product_attribute_values::create(
+            &mut *conn,
+            BETA.shop,
+            ALPHA.product,
+            BETA.attribute,
+            None,
+        )
+        .await,
     );
     assert_not_found(
-        product_attribute_values::create(&mut *conn, BETA.shop, BETA.product, ALPHA.attribute, None)
-            .await,
+        product_attribute_values::create(
+            &mut *conn,
+            BETA.shop,
+            BETA.product,
+            ALPHA.attribute,
+            None,
+        )
+        .await,
     );
     for total in [
-        attributes::list(&mut conn, BETA.shop, &ListParams::default()).await?.total,
-        attribute_options::list(&mut conn, BETA.shop, &ListParams::default()).await?.total,
-        product_attribute_values::list(&mut conn, BETA.shop, &ListParams::default()).await?.total,
+        attributes::list(&mut conn, BETA.shop, &ListParams::default())
+            .await?
+            .total,
+        attribute_options::list(&mut conn, BETA.shop, &ListParams::default())
+            .await?
+            .total,
+        product_attribute_values::list(&mut conn, BETA.shop, &ListParams::default())
+            .await?
+            .total,
     ] {
         assert_eq!(total, 1);
     }
     assert_eq!(
-        product_attribute_values::get(&mut *conn, ALPHA.shop, ALPHA.pav).await?.option_id,
+        product_attribute_values::get(&mut *conn, ALPHA.shop, ALPHA.pav)
+            .await?
+            .option_id,
         Some(ALPHA.option)
     );
-    assert_eq!(attribute_options::get(&mut *conn, ALPHA.shop, ALPHA.option).await?.value_key, "small");
+    assert_eq!(
+        attribute_options::get(&mut *conn, ALPHA.shop, ALPHA.option)
+            .await?
+            .value_key,
+        "small"
+    );
     Ok(())
 }
 
@@ -142,7 +182,10 @@ async fn accounts_of_another_shop_are_not_found() -> anyhow::Result<()> {
     let page = accounts::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert_eq!(page.total, 1);
     assert_eq!(
-        accounts::get(&mut *conn, ALPHA.shop, ALPHA.account).await?.name.as_deref(),
+        accounts::get(&mut *conn, ALPHA.shop, ALPHA.account)
+            .await?
+            .name
+            .as_deref(),
         Some("customer@alpha.example")
     );
     Ok(())
@@ -179,12 +222,20 @@ async fn info_requests_of_another_shop_are_not_found() -> anyhow::Result<()> {
     assert_not_found(info_requests::update(&mut *conn, BETA.shop, ALPHA.info, None, None).await);
     assert_not_found(info_requests::delete(&mut *conn, BETA.shop, ALPHA.info).await);
     assert_not_found(
-        info_requests::create(&mut *conn, BETA.shop, Some("x@example.com"), Some(ALPHA.product)).await,
+        info_requests::create(
+            &mut *conn,
+            BETA.shop,
+            Some("x@example.com"),
+            Some(ALPHA.product),
+        )
+        .await,
     );
     let page = info_requests::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert_eq!(page.total, 1);
     assert_eq!(
-        info_requests::get(&mut *conn, ALPHA.shop, ALPHA.info).await?.product_id,
+        info_requests::get(&mut *conn, ALPHA.shop, ALPHA.info)
+            .await?
+            .product_id,
         Some(ALPHA.product)
     );
     Ok(())
@@ -206,6 +257,9 @@ async fn shop_membership_is_per_shop() -> anyhow::Result<()> {
     let m1 = shops_users::add(&mut *conn, BETA.shop, ALPHA.user).await?;
     let m2 = shops_users::add(&mut *conn, BETA.shop, ALPHA.user).await?;
     assert_eq!(m1.id, m2.id);
-    assert_eq!(shops_users::shops_of(&mut *conn, ALPHA.user).await?.len(), 2);
+    assert_eq!(
+        shops_users::shops_of(&mut *conn, ALPHA.user).await?.len(),
+        2
+    );
     Ok(())
 }

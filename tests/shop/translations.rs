@@ -22,10 +22,26 @@ fn product_translation(name: &str) -> ProductTranslationInput {
 
 async fn count(conn: &mut PgConnection, table: &str) -> anyhow::Result<i64> {
     let n = match table {
-        "products" => sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.products"#).fetch_one(conn).await?,
-        "categories" => sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.categories"#).fetch_one(conn).await?,
-        "tags" => sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.tags"#).fetch_one(conn).await?,
-        "attributes" => sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.attributes"#).fetch_one(conn).await?,
+        "products" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.products"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "categories" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.categories"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "tags" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.tags"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "attributes" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.attributes"#)
+                .fetch_one(conn)
+                .await?
+        }
         _ => unreachable!(),
     };
     Ok(n)
@@ -53,7 +69,11 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
         },
         ..Default::default()
     };
-    assert!(categories::create(&mut conn, ALPHA.shop, &new).await.is_err());
+    assert!(
+        categories::create(&mut conn, ALPHA.shop, &new)
+            .await
+            .is_err()
+    );
     assert_eq!(count(&mut conn, "categories").await?, before);
 
     let before = count(&mut conn, "tags").await?;
@@ -70,13 +90,21 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
         unit: None,
         translation: Some(NameTranslationInput::main(too_long.clone())),
     };
-    assert!(attributes::create(&mut conn, ALPHA.shop, &new).await.is_err());
+    assert!(
+        attributes::create(&mut conn, ALPHA.shop, &new)
+            .await
+            .is_err()
+    );
     assert_eq!(count(&mut conn, "attributes").await?, before);
 
     // an update whose translation fails leaves the parent as it was
     let mut new = NewProduct::new(Some(ALPHA.category), product_translation(&too_long));
     new.price = Some(999.0);
-    assert!(products::update(&mut conn, ALPHA.shop, ALPHA.product, &new).await.is_err());
+    assert!(
+        products::update(&mut conn, ALPHA.shop, ALPHA.product, &new)
+            .await
+            .is_err()
+    );
     let product = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
     assert_eq!(product.item.price, Some(10.0));
     assert_eq!(product.translation.unwrap().main_name, "alpha socks");
@@ -89,7 +117,12 @@ async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow:
     let mut conn = t.pool().acquire().await?;
     let before = count(&mut conn, "products").await?;
     assert_invalid(
-        products::create(&mut conn, ALPHA.shop, &NewProduct::new(None, product_translation(""))).await,
+        products::create(
+            &mut conn,
+            ALPHA.shop,
+            &NewProduct::new(None, product_translation("")),
+        )
+        .await,
     );
     assert_eq!(count(&mut conn, "products").await?, before);
 
@@ -97,9 +130,12 @@ async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow:
     translation.alt1_name = Some(String::new());
     translation.alt2_name = Some("Stiefel".into());
     translation.alt1_description = Some(String::new());
-    let created =
-        products::create(&mut conn, ALPHA.shop, &NewProduct::new(Some(ALPHA.category), translation))
-            .await?;
+    let created = products::create(
+        &mut conn,
+        ALPHA.shop,
+        &NewProduct::new(Some(ALPHA.category), translation),
+    )
+    .await?;
     let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
     let tr = read.translation.as_ref().unwrap();
     assert_eq!(tr.alt1_name, None);
@@ -107,8 +143,14 @@ async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow:
     // the name in a chosen language, falling back to main, in Rust and in SQL
     assert_eq!(read.name(Lang::Alt2), Some("Stiefel"));
     assert_eq!(read.name(Lang::Alt1), Some("Boots"));
-    assert_eq!(products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt1).await?, "Boots");
-    assert_eq!(products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt2).await?, "Stiefel");
+    assert_eq!(
+        products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt1).await?,
+        "Boots"
+    );
+    assert_eq!(
+        products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt2).await?,
+        "Stiefel"
+    );
     let alpha_cat = categories::get(&mut *conn, ALPHA.shop, ALPHA.category).await?;
     assert_eq!(alpha_cat.name(Lang::Alt2), Some("alpha clothes"));
     Ok(())
@@ -160,9 +202,12 @@ async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
     let mut translation = product_translation("Encyclopedia");
     translation.main_description = description.clone();
     translation.alt1_description = Some(incompressible(100 * 1024));
-    let created =
-        products::create(&mut conn, ALPHA.shop, &NewProduct::new(Some(ALPHA.category), translation))
-            .await?;
+    let created = products::create(
+        &mut conn,
+        ALPHA.shop,
+        &NewProduct::new(Some(ALPHA.category), translation),
+    )
+    .await?;
     let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
     assert_eq!(read.translation.unwrap().main_description, description);
 
@@ -187,6 +232,13 @@ async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
         &ListParams::default().filter("main_name:encyclo"),
     )
     .await?;
-    assert_eq!(listed.items[0].translation.as_ref().unwrap().main_description, description);
+    assert_eq!(
+        listed.items[0]
+            .translation
+            .as_ref()
+            .unwrap()
+            .main_description,
+        description
+    );
     Ok(())
 }
