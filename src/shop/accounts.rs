@@ -30,7 +30,7 @@ pub struct Account {
 
 /// List definition: filter and sort `name`, `hash_name`, `stripe_customer_id`
 /// (`details->>'stripe_customer_id'`); bare search over the name.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "accounts",
     select: "a.*",
     from: "shop.accounts a",

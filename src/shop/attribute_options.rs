@@ -22,7 +22,7 @@ pub struct AttributeOption {
 
 /// List definition: filter `attribute_id` (uuid), `value_key`, `attribute_name` (substring);
 /// sort `value_key`, `attribute_name`; bare search over the value key.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "attribute_options",
     select: "o.*",
     from: "shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id",

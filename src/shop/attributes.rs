@@ -70,7 +70,7 @@ pub type AttributeWithTranslation = Translated<Attribute, AttributeTranslation>;
 
 /// List definition: filter and sort `name`, `unit`, `main_name`, `alt1_name`, `alt2_name`; bare
 /// search over the name and the three translated names.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "attributes",
     select: "to_jsonb(a) AS item, to_jsonb(t) AS translation",
     from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id",

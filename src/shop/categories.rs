@@ -124,7 +124,7 @@ pub type CategoryWithTranslation = Translated<Category, CategoryTranslation>;
 
 /// List definition: filter `main_name`, `alt1_name`, `alt2_name`, `color`, `icon` (substring),
 /// `order_number` (exact); sort the same columns; bare search over the three names.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "categories",
     select: "to_jsonb(c) AS item, to_jsonb(t) AS translation",
     from: "shop.categories c LEFT JOIN shop.category_translations t ON t.category_id = c.id",

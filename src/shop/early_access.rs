@@ -20,7 +20,7 @@ pub struct EarlyAccess {
 }
 
 /// List definition: filter and sort `email`; sort `created_at`; bare search over the e-mail.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "early_access",
     select: "e.*",
     from: "shop.early_access e",

@@ -38,7 +38,7 @@ pub struct NewFaq {
 
 /// List definition: filter and sort `question`, `answer`, `category`; sort `created_at`,
 /// `modified_at`; bare search over question and answer.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "faq",
     select: "f.*",
     from: "shop.faq f",

@@ -23,7 +23,7 @@ pub struct InfoRequest {
 
 /// List definition: filter `email` (substring), `product_id` (uuid), `product_name` (main
 /// name, substring); sort `email`, `product_name`; bare search over e-mail and product name.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "info_requests",
     select: "i.*",
     from: "shop.info_requests i LEFT JOIN shop.product_translations t ON t.product_id = i.product_id",

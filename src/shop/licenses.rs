@@ -56,7 +56,7 @@ pub struct NewLicense {
 /// List definition: filter `name` (substring), `improviser_user`, `order_id` (uuid),
 /// `is_recurring` (bool); sort `name`, `is_recurring`, `start_date`, `end_date`, `created_at`,
 /// `seats`; bare search over the name.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "licenses",
     select: "l.*",
     from: "shop.licenses l",

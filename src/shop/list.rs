@@ -179,23 +179,25 @@ macro_rules! sort_col {
 }
 pub(crate) use {eq_col, sort_col, text_col};
 
-/// An entity's list definition.
+/// An entity's list definition: its whitelist of filterable and sortable columns. Each entity
+/// module exposes its own as `LIST` (e.g. [`crate::shop::products::LIST`]), so a service can
+/// advertise the allowed columns with [`Spec::filter_columns`] and [`Spec::sort_columns`].
 #[derive(Debug)]
-pub(crate) struct Spec {
+pub struct Spec {
     /// Unit used in the content range, e.g. `products`.
-    pub unit: &'static str,
+    pub(crate) unit: &'static str,
     /// Select list, e.g. `to_jsonb(p) AS item, to_jsonb(t) AS translation`.
-    pub select: &'static str,
+    pub(crate) select: &'static str,
     /// FROM clause (tables and joins).
-    pub from: &'static str,
+    pub(crate) from: &'static str,
     /// Column holding the owning shop, for shop-owned entities.
-    pub shop_column: Option<&'static str>,
+    pub(crate) shop_column: Option<&'static str>,
     /// The id expression (final tie-break).
-    pub id: &'static str,
+    pub(crate) id: &'static str,
     /// Filterable / sortable columns.
-    pub columns: &'static [Column],
+    pub(crate) columns: &'static [Column],
     /// Expressions searched by a bare filter value.
-    pub search: &'static [&'static str],
+    pub(crate) search: &'static [&'static str],
 }
 
 impl Spec {
@@ -214,6 +216,10 @@ impl Spec {
             .filter(|c| c.sort.is_some())
             .map(|c| c.name)
             .collect()
+    }
+    /// Unit used in the content range.
+    pub fn unit(&self) -> &'static str {
+        self.unit
     }
     fn column(&self, name: &str) -> Option<&'static Column> {
         self.columns.iter().find(|c| c.name == name)
@@ -402,4 +408,33 @@ where
         total,
         content_range,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_renders_inclusive_positions() {
+        let r = ContentRange {
+            unit: "products",
+            first: Some(0),
+            last: Some(99),
+            total: 250,
+        };
+        assert_eq!(r.to_string(), "products 0-99/250");
+        let empty = ContentRange {
+            unit: "tags",
+            first: None,
+            last: None,
+            total: 3,
+        };
+        assert_eq!(empty.to_string(), "tags */3");
+    }
+
+    #[test]
+    fn like_patterns_escape_wildcards() {
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+        assert_eq!(like_pattern(""), "%%");
+    }
 }

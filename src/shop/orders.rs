@@ -120,7 +120,7 @@ impl NewOrder {
 /// `completed_by` (uuid), `customer_order_id` (int); sort `customer_order_id`, `status`,
 /// `created_at`, `completed_at`, `total`, `account_name`; bare search over notes and the
 /// account name.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "orders",
     select: "o.*",
     from: "shop.orders o LEFT JOIN shop.accounts a ON a.id = o.account_id",

@@ -24,7 +24,7 @@ pub struct ProductAttributeValue {
 
 /// List definition: filter `product_id`, `attribute_id`, `option_id` (uuid), `value_key`
 /// (substring); sort `value_key`; bare search over the option key.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "product_attribute_values",
     select: "v.*",
     from: "shop.product_attribute_values v JOIN shop.products p ON p.id = v.product_id \

@@ -247,7 +247,7 @@ pub type ProductWithTranslation = Translated<Product, ProductTranslation>;
 /// `option_value_key`, `attribute_name` (substring, any language). Sorts: the three names,
 /// `tax_category`, `category_id`, `featured`, `new_product`, `stock`, `order_number`, `price`,
 /// `created_at`, `modified_at`. Bare search: the three names.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "products",
     select: "to_jsonb(p) AS item, to_jsonb(t) AS translation",
     from: "shop.products p LEFT JOIN shop.product_translations t ON t.product_id = p.id",

@@ -23,7 +23,7 @@ pub struct ProductToTag {
 
 /// List definition: filter `product_id`, `tag_id` (uuid), `tag_name` (tag main name,
 /// substring); sort `product_id`, `tag_id`, `tag_name`; bare search over the tag's names.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "products_to_tags",
     select: "pt.*",
     from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.tag_id = pt.tag_id",

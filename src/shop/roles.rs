@@ -34,7 +34,7 @@ pub struct RoleUser {
 }
 
 /// List definition: filter and sort `name`, `description`; bare search over both.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "roles",
     select: "r.*",
     from: "shop.roles r",

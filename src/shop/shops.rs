@@ -155,7 +155,7 @@ impl NewShop {
 
 /// List definition: filter `name`, `description`, `internal_url`, `external_url`;
 /// sort those plus `created_at`, `modified_at`; bare search over `name`, `description`.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "shops",
     select: "s.*",
     from: "shop.shops s",

@@ -20,7 +20,7 @@ pub struct ShopUser {
 
 /// List definition (a shop's memberships): filter `user_id` (exact), `email`, `username`; sort
 /// `email`, `username`; bare search over e-mail and username.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "shops_users",
     select: "su.*",
     from: "shop.shops_users su JOIN shop.users u ON u.id = su.user_id",

@@ -93,7 +93,7 @@ pub type TagWithTranslation = Translated<Tag, TagTranslation>;
 
 /// List definition: filter and sort `name`, `main_name`, `alt1_name`, `alt2_name`; bare search
 /// over all four.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "tags",
     select: "to_jsonb(g) AS item, to_jsonb(t) AS translation",
     from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.tag_id = g.id",

@@ -108,7 +108,7 @@ pub async fn hash_password(plaintext: &str) -> Result<String> {
 
 /// List definition: filter `email`, `first_name`, `last_name`, `username`, `active`; sort those
 /// plus `created_at`; bare search over e-mail, names and username.
-pub(crate) static LIST: Spec = Spec {
+pub static LIST: Spec = Spec {
     unit: "users",
     select: "u.*",
     from: "shop.users u",

@@ -6,6 +6,7 @@
 
 mod deletes;
 mod lists;
+mod ordering;
 mod orders;
 mod people;
 mod scoping;
