@@ -4,7 +4,7 @@
 //! Each entity declares a [`Spec`]: the columns that may be filtered and sorted (a Rust
 //! whitelist). Requests name columns by their public name; the SQL text for a column comes only
 //! from the whitelist entry it matches, and every value is bound with `push_bind`. A column that
-//! is not on the whitelist is [`Error::InvalidInput`](crate::Error::InvalidInput); nothing the
+//! is not on the whitelist is [`Error::InvalidInput`]; nothing the
 //! caller sends is ever spliced into SQL text.
 //!
 //! Semantics:
@@ -29,8 +29,10 @@ use crate::{Error, Result};
 /// Default page size.
 pub const DEFAULT_LIMIT: i64 = 100;
 
-/// What a caller asks of a list.
-#[derive(Debug, Clone)]
+/// What a caller asks of a list. Deserializes from query-string-like input; missing fields take
+/// their defaults.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(default)]
 pub struct ListParams {
     /// Rows to skip.
     pub skip: i64,

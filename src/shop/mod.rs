@@ -7,12 +7,12 @@
 //! **Scoping:** every function on a shop-owned entity (categories, products, tags,
 //! products_to_tags, attributes and their options and product values, accounts, orders,
 //! info_requests, shops_users) takes the `shop_id`, and a row of another shop is
-//! [`Error::NotFound`](crate::Error::NotFound), for reads, updates and deletes alike. Composite
+//! [`Error::NotFound`], for reads, updates and deletes alike. Composite
 //! foreign keys `(shop_id, x_id)` make it impossible to link rows of two shops.
 //!
 //! **Deletes** follow the `ON DELETE` rule declared for each foreign key (see
 //! `migrations/README.md`); deleting a row that is still referenced through a `RESTRICT` key is
-//! [`Error::Conflict`](crate::Error::Conflict) carrying the constraint name, which names the
+//! [`Error::Conflict`] carrying the constraint name, which names the
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
 pub mod accounts;

@@ -283,7 +283,10 @@ pub async fn complete(
         // same order and cannot deadlock
         let mut wanted: BTreeMap<Uuid, i32> = BTreeMap::new();
         for item in &items {
-            *wanted.entry(item.product_id).or_default() += item.quantity.max(0);
+            // items written by another service are not trusted to be sane: no overflow, no
+            // negative quantities
+            let q = wanted.entry(item.product_id).or_default();
+            *q = q.saturating_add(item.quantity.max(0));
         }
         for (product_id, quantity) in wanted {
             let taken = sqlx::query_scalar!(
@@ -373,7 +376,7 @@ pub async fn list(
 
 /// Keyset (cursor) pagination over the shop's orders, newest first (descending
 /// `customer_order_id`, unique per shop). The cursor is the last `customer_order_id` of the
-/// previous page, as a decimal string; `filter` works as in [`list`].
+/// previous page, as a decimal string; `filter` works as in [`list()`].
 pub async fn list_after(
     conn: &mut PgConnection,
     shop_id: Uuid,

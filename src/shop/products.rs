@@ -585,7 +585,7 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid)> {
 }
 
 /// Keyset (cursor) pagination over the shop's products in `(created_at, id)` order: the cost of
-/// a page does not depend on how deep it is. `filter` works as in [`list`]; `after` is the
+/// a page does not depend on how deep it is. `filter` works as in [`list()`]; `after` is the
 /// `next` cursor of the previous page (`None` for the first page); `limit` must be positive.
 pub async fn list_after(
     conn: &mut PgConnection,
