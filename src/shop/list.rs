@@ -368,6 +368,7 @@ fn order_by(spec: &Spec, sort: &[String]) -> Result<String> {
 }
 
 /// Runs a list query: count, then the requested page.
+#[tracing::instrument(skip_all, fields(unit = spec.unit))]
 pub(crate) async fn fetch<R>(
     conn: &mut PgConnection,
     spec: &Spec,

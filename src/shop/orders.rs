@@ -142,6 +142,7 @@ pub static LIST: Spec = Spec {
 
 /// Places an order in the shop with the next `customer_order_id`. Unknown shop, or an account
 /// that is not the shop's: [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(conn: &mut PgConnection, shop_id: Uuid, new: &NewOrder) -> Result<Order> {
     new.validate()?;
     tx::transaction(conn, async |tx| {
@@ -268,6 +269,7 @@ pub async fn update(
 /// [`Error::InvalidTransition`] (not pending, e.g. completed concurrently),
 /// [`Error::InsufficientStock`] (some product lacks stock; a product that no longer exists in the
 /// shop counts as having none). On error nothing is changed.
+#[tracing::instrument(skip_all, fields(%shop_id, order_id = %id, %completed_by))]
 pub async fn complete(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -333,6 +335,7 @@ pub async fn complete(
 }
 
 /// Cancels a pending order of the shop (stock is untouched: it was never taken).
+#[tracing::instrument(skip_all, fields(%shop_id, order_id = %id))]
 pub async fn cancel(conn: &mut PgConnection, shop_id: Uuid, id: Uuid) -> Result<Order> {
     tx::transaction(conn, async |tx| {
         let (status, _) = lock(&mut *tx, shop_id, id).await?;
