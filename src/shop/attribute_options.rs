@@ -20,8 +20,8 @@ pub struct AttributeOption {
     pub value_key: String,
 }
 
-/// List definition: filter `attribute_id` (uuid), `value_key`, `attribute_name` (substring);
-/// sort `value_key`, `attribute_name`; bare search over the value key.
+/// List definition: filter and sort `attribute_id` (uuid), `value_key`, `attribute_name`
+/// (substring); bare search over the value key.
 pub static LIST: Spec = Spec {
     unit: "attribute_options",
     select: "o.*",

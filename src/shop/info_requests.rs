@@ -22,7 +22,7 @@ pub struct InfoRequest {
 }
 
 /// List definition: filter `email` (substring), `product_id` (uuid), `product_name` (main
-/// name, substring); sort `email`, `product_name`; bare search over e-mail and product name.
+/// name, substring); sort the same; bare search over e-mail and product name.
 pub static LIST: Spec = Spec {
     unit: "info_requests",
     select: "i.*",

@@ -54,8 +54,8 @@ pub struct NewLicense {
 }
 
 /// List definition: filter `name` (substring), `improviser_user`, `order_id` (uuid),
-/// `is_recurring` (bool); sort `name`, `is_recurring`, `start_date`, `end_date`, `created_at`,
-/// `seats`; bare search over the name.
+/// `is_recurring` (bool), `seats` (int); sort those plus `start_date`, `end_date`, `created_at`;
+/// bare search over the name.
 pub static LIST: Spec = Spec {
     unit: "licenses",
     select: "l.*",

@@ -15,6 +15,21 @@
 //! [`Error::Conflict`] carrying the constraint name, which names the
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
+//! ```no_run
+//! use shared_db::shop::{ListParams, products};
+//!
+//! # async fn example(db: &shared_db::Database, shop_id: uuid::Uuid) -> shared_db::Result<()> {
+//! let mut conn = db.acquire().await?;
+//! let params = ListParams::default()
+//!     .filter("main_name:shirt") // filters combine with AND
+//!     .filter("featured:true")
+//!     .sort("price:DESC") // id is always the final tie-break
+//!     .page(0, 20);
+//! let page = products::list(&mut conn, shop_id, &params).await?;
+//! println!("Content-Range: {}", page.content_range); // e.g. "products 0-19/42"
+//! # Ok(()) }
+//! ```
+
 pub mod accounts;
 pub mod attribute_options;
 pub mod attributes;

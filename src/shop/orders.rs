@@ -117,9 +117,8 @@ impl NewOrder {
 }
 
 /// List definition: filter `status`, `notes`, `account_name` (substring), `account_id`,
-/// `completed_by` (uuid), `customer_order_id` (int); sort `customer_order_id`, `status`,
-/// `created_at`, `completed_at`, `total`, `account_name`; bare search over notes and the
-/// account name.
+/// `completed_by` (uuid), `customer_order_id` (int); sort those plus `created_at`,
+/// `completed_at`, `total`; bare search over notes and the account name.
 pub static LIST: Spec = Spec {
     unit: "orders",
     select: "o.*",

@@ -22,8 +22,8 @@ pub struct ProductAttributeValue {
     pub option_id: Option<Uuid>,
 }
 
-/// List definition: filter `product_id`, `attribute_id`, `option_id` (uuid), `value_key`
-/// (substring); sort `value_key`; bare search over the option key.
+/// List definition: filter and sort `product_id`, `attribute_id`, `option_id` (uuid),
+/// `value_key` (substring); bare search over the option key.
 pub static LIST: Spec = Spec {
     unit: "product_attribute_values",
     select: "v.*",

@@ -244,9 +244,9 @@ pub type ProductWithTranslation = Translated<Product, ProductTranslation>;
 /// List definition. Filters: `main_name`, `alt1_name`, `alt2_name`, `tax_category`, `digital`
 /// (substring); `category_id` (uuid); `featured`, `new_product`, `shippable`, `max_one` (bool);
 /// `stock`, `order_number` (int); attribute filters `attribute_id`, `option_id` (uuid),
-/// `option_value_key`, `attribute_name` (substring, any language). Sorts: the three names,
-/// `tax_category`, `category_id`, `featured`, `new_product`, `stock`, `order_number`, `price`,
-/// `created_at`, `modified_at`. Bare search: the three names.
+/// `option_value_key`, `attribute_name` (substring, any language). Sorts: every filter column
+/// except the attribute filters, plus `price`, `created_at`, `modified_at`. Bare search: the
+/// three names.
 pub static LIST: Spec = Spec {
     unit: "products",
     select: "to_jsonb(p) AS item, to_jsonb(t) AS translation",

@@ -153,8 +153,9 @@ impl NewShop {
     }
 }
 
-/// List definition: filter `name`, `description`, `internal_url`, `external_url`;
-/// sort those plus `created_at`, `modified_at`; bare search over `name`, `description`.
+/// List definition: filter `name`, `description`, `internal_url`, `external_url` (substring),
+/// `config_version` (int); sort those plus `created_at`, `modified_at`; bare search over `name`,
+/// `description`.
 pub static LIST: Spec = Spec {
     unit: "shops",
     select: "s.*",

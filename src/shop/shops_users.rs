@@ -18,8 +18,8 @@ pub struct ShopUser {
     pub shop_id: Uuid,
 }
 
-/// List definition (a shop's memberships): filter `user_id` (exact), `email`, `username`; sort
-/// `email`, `username`; bare search over e-mail and username.
+/// List definition (a shop's memberships): filter and sort `user_id` (exact), `email`,
+/// `username` (substring); bare search over e-mail and username.
 pub static LIST: Spec = Spec {
     unit: "shops_users",
     select: "su.*",

@@ -182,6 +182,18 @@ async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
     .fetch_one(&mut *conn)
     .await?;
     assert_eq!(rows, 1);
+    // and the database refuses a second one outright
+    let second = sqlx::query!(
+        r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
+               main_description_short) VALUES ($1, 'dup', 'dup', 'dup')"#,
+        ALPHA.product
+    )
+    .execute(&mut *conn)
+    .await;
+    crate::assert_conflict(
+        second.map_err(shared_db::Error::from),
+        "uq_product_translations_product_id",
+    );
     Ok(())
 }
 
