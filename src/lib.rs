@@ -33,6 +33,8 @@
 //! ```
 #![warn(missing_docs)]
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod config;
 pub mod database;
 pub mod embedded;
@@ -42,6 +44,8 @@ pub mod shop;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tx;
+#[cfg(feature = "axum")]
+pub mod web;
 
 pub use config::Config;
 pub use database::Database;
