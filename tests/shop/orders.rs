@@ -262,3 +262,33 @@ async fn order_items_round_trip_as_typed_json() -> anyhow::Result<()> {
     ));
     Ok(())
 }
+
+#[tokio::test]
+async fn malformed_items_from_another_service_are_an_error_not_a_panic() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    sqlx::query!(
+        r#"UPDATE shop.orders SET order_info = '[{"product_id": "not a uuid", "quantity": "lots"}]'
+           WHERE id = $1"#,
+        ALPHA.order
+    )
+    .execute(&mut *conn)
+    .await?;
+    assert!(matches!(
+        orders::get(&mut *conn, ALPHA.shop, ALPHA.order).await,
+        Err(Error::Database(_))
+    ));
+    assert!(matches!(
+        orders::complete(&mut conn, ALPHA.shop, ALPHA.order, ALPHA.user).await,
+        Err(Error::Database(_))
+    ));
+    // nothing was taken
+    assert_eq!(
+        products::get(&mut *conn, ALPHA.shop, ALPHA.product)
+            .await?
+            .item
+            .stock,
+        5
+    );
+    Ok(())
+}
