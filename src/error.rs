@@ -59,6 +59,28 @@ pub enum Error {
     #[error("embedded PostgreSQL: {0}")]
     Embedded(String),
 
+    /// shop: completing an order would take a product's stock below zero. Nothing was changed.
+    #[error(
+        "insufficient stock for product {product_id}: {requested} requested, {available} available"
+    )]
+    InsufficientStock {
+        /// The product that lacks stock.
+        product_id: uuid::Uuid,
+        /// Quantity the order asked for.
+        requested: i32,
+        /// Stock at the moment of the attempt.
+        available: i32,
+    },
+
+    /// A status change that the state machine does not allow (e.g. completing a cancelled order).
+    #[error("invalid transition from `{from}` to `{to}`")]
+    InvalidTransition {
+        /// Current state.
+        from: String,
+        /// Requested state.
+        to: String,
+    },
+
     /// Any other database or driver error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),

@@ -40,6 +40,7 @@ pub mod database;
 pub mod embedded;
 pub mod error;
 pub mod schema;
+pub mod shop;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tx;
