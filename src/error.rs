@@ -59,6 +59,29 @@ pub enum Error {
     #[error("embedded PostgreSQL: {0}")]
     Embedded(String),
 
+    /// shop: completing an order would take a product's stock below zero. Nothing was changed.
+    #[error(
+        "insufficient stock for product {product_id}: {requested} requested, {available} available"
+    )]
+    InsufficientStock {
+        /// The product that lacks stock.
+        product_id: uuid::Uuid,
+        /// Quantity the order asked for.
+        requested: i32,
+        /// Stock at the moment of the attempt.
+        available: i32,
+    },
+
+    /// A status change that the state machine does not allow (e.g. completing a cancelled order;
+    /// planexe: retrying a completed plan, `to` = `pending (retry)`).
+    #[error("invalid transition from `{from}` to `{to}`")]
+    InvalidTransition {
+        /// Current state.
+        from: String,
+        /// Requested state.
+        to: String,
+    },
+
     /// Any other database or driver error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
@@ -73,16 +96,6 @@ pub enum Error {
         balance: rust_decimal::Decimal,
         /// The amount asked for.
         requested: rust_decimal::Decimal,
-    },
-
-    /// planexe: the plan's current state does not allow the requested action (e.g. retry of a
-    /// completed plan).
-    #[error("cannot {action} a plan in state `{from}`")]
-    InvalidTransition {
-        /// The current state label as stored (`NULL` when the column is NULL).
-        from: String,
-        /// The refused action: `complete`, `fail`, `stop`, `retry`, `resume`, ...
-        action: &'static str,
     },
 
     /// planexe: a Postgres enum label this library does not know, e.g. the orphan `import_pending`

@@ -41,6 +41,7 @@ pub mod embedded;
 pub mod error;
 pub mod planexe;
 pub mod schema;
+pub mod shop;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod tx;

@@ -484,10 +484,12 @@ pub async fn update_progress(
     })
 }
 
-fn transition(from: Option<String>, action: &'static str) -> Error {
+/// The refused transition: `from` is the stored label (`NULL` if the column is NULL), `to` the
+/// target of the refused action (`pending (retry)` / `pending (resume)` tell the two apart).
+fn transition(from: Option<String>, to: &str) -> Error {
     Error::InvalidTransition {
         from: from.unwrap_or_else(|| "NULL".to_owned()),
-        action,
+        to: to.to_owned(),
     }
 }
 
@@ -527,7 +529,7 @@ pub async fn finish_completed(
     if row.done {
         Ok(())
     } else {
-        Err(transition(row.from_state, "complete"))
+        Err(transition(row.from_state, "completed"))
     }
 }
 
@@ -596,7 +598,7 @@ pub async fn finish_failed(
     .map_err(db_err)?
     .ok_or(Error::NotFound)?;
     row.new_state
-        .ok_or_else(|| transition(row.from_state, "fail"))
+        .ok_or_else(|| transition(row.from_state, "failed"))
 }
 
 /// Finish a run that ended on a stop request: state `stopped`, appends `TASK_FAILED`
@@ -632,7 +634,7 @@ pub async fn finish_stopped(
     if row.done {
         Ok(())
     } else {
-        Err(transition(row.from_state, "finish as stopped"))
+        Err(transition(row.from_state, "stopped"))
     }
 }
 
@@ -668,7 +670,7 @@ pub async fn request_stop(ex: impl PgExecutor<'_>, id: Uuid) -> Result<StopOutco
     match (row.done, row.from_state.as_deref()) {
         (true, _) => Ok(StopOutcome::Stopped),
         (false, Some("stopped")) => Ok(StopOutcome::AlreadyStopped),
-        (false, _) => Err(transition(row.from_state, "stop")),
+        (false, _) => Err(transition(row.from_state, "stopped")),
     }
 }
 
@@ -732,7 +734,7 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
             from,
             settled_billing_rows: row.settled,
         }),
-        _ => Err(transition(row.from_label, "retry")),
+        _ => Err(transition(row.from_label, "pending (retry)")),
     }
 }
 
@@ -800,7 +802,7 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                 row.pipeline_version.as_deref().unwrap_or("<none>")
             )))
         }
-        _ => Err(transition(row.from_label, "resume")),
+        _ => Err(transition(row.from_label, "pending (resume)")),
     }
 }
 

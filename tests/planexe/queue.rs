@@ -174,16 +174,33 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
     use PlanState::*;
     let db = TestDatabase::new().await?;
     let pool = db.pool();
-    let illegal: &[(&str, &[PlanState])] = &[
-        ("complete", &[Pending, Completed, Failed, Stopped]),
-        ("fail", &[Pending, Completed, Failed]),
-        ("finish as stopped", &[Pending, Completed, Failed]),
-        ("stop", &[Completed, Failed]),
-        ("retry", &[Pending, Processing, Completed]),
-        ("resume", &[Pending, Processing, Completed]),
+    // (action, target reported in the error, states it is refused from)
+    let illegal: &[(&str, &str, &[PlanState])] = &[
+        (
+            "complete",
+            "completed",
+            &[Pending, Completed, Failed, Stopped],
+        ),
+        ("fail", "failed", &[Pending, Completed, Failed]),
+        (
+            "finish as stopped",
+            "stopped",
+            &[Pending, Completed, Failed],
+        ),
+        ("stop", "stopped", &[Completed, Failed]),
+        (
+            "retry",
+            "pending (retry)",
+            &[Pending, Processing, Completed],
+        ),
+        (
+            "resume",
+            "pending (resume)",
+            &[Pending, Processing, Completed],
+        ),
     ];
     let mut refused = 0;
-    for (action, states) in illegal {
+    for (action, target, states) in illegal {
         for &state in *states {
             let id = plan_in(pool, state).await?;
             let failure = Failure {
@@ -203,9 +220,9 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
                 _ => unreachable!(),
             };
             match result {
-                Err(Error::InvalidTransition { from, action: a }) => {
+                Err(Error::InvalidTransition { from, to }) => {
                     assert_eq!(from, state.as_str());
-                    assert_eq!(a, *action);
+                    assert_eq!(to, *target);
                 }
                 other => panic!("{action} from {state}: expected InvalidTransition, got {other:?}"),
             }

@@ -1,0 +1,159 @@
+//! `shop.accounts`: a shop's customer accounts. `name` holds the customer e-mail (used as the
+//! Stripe customer e-mail); `details` caches Stripe data (`stripe_customer_id`, …).
+//!
+//! Deleting an account deletes its orders (declared `ON DELETE CASCADE`, as in the existing
+//! backend); if a license holds one of those orders the delete is refused as a whole with
+//! [`Error::Conflict`] `fk_licenses_order_id_orders`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::list::{self, ListParams, Page, Spec, text_col};
+use crate::{Error, Result, ResultExt};
+
+/// A row of `shop.accounts`.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Account {
+    /// Primary key.
+    pub id: Uuid,
+    /// Owning shop.
+    pub shop_id: Uuid,
+    /// Customer e-mail (its SHA-256 hex after [`anonymise`]).
+    pub name: Option<String>,
+    /// SHA-256 hex of the name, set by [`anonymise`].
+    pub hash_name: Option<String>,
+    /// Stripe cache JSON.
+    pub details: Option<Value>,
+}
+
+/// List definition: filter and sort `name`, `hash_name`, `stripe_customer_id`
+/// (`details->>'stripe_customer_id'`); bare search over the name.
+pub static LIST: Spec = Spec {
+    unit: "accounts",
+    select: "a.*",
+    from: "shop.accounts a",
+    shop_column: Some("a.shop_id"),
+    id: "a.id",
+    columns: &[
+        text_col!("name", "a.name"),
+        text_col!("hash_name", "a.hash_name"),
+        text_col!("stripe_customer_id", "(a.details->>'stripe_customer_id')"),
+    ],
+    search: &["a.name"],
+};
+
+/// Creates an account in the shop. Unknown shop: [`Error::NotFound`].
+pub async fn create(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    name: Option<&str>,
+    details: Option<&Value>,
+) -> Result<Account> {
+    sqlx::query_as!(
+        Account,
+        "INSERT INTO shop.accounts (shop_id, name, details) VALUES ($1, $2, $3) RETURNING *",
+        shop_id,
+        name,
+        details
+    )
+    .fetch_one(exec)
+    .await
+    .on_constraint("fk_accounts_shop_id_shops", |_| Error::NotFound)
+}
+
+/// Fetches an account of the shop.
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
+    sqlx::query_as!(
+        Account,
+        "SELECT * FROM shop.accounts WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Finds the shop's account cached for a Stripe customer id.
+pub async fn get_by_stripe_customer_id(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    stripe_customer_id: &str,
+) -> Result<Account> {
+    sqlx::query_as!(
+        Account,
+        r#"SELECT * FROM shop.accounts
+           WHERE shop_id = $1 AND details->>'stripe_customer_id' = $2
+           ORDER BY id LIMIT 1"#,
+        shop_id,
+        stripe_customer_id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Replaces an account's name and details.
+pub async fn update(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+    name: Option<&str>,
+    details: Option<&Value>,
+) -> Result<Account> {
+    sqlx::query_as!(
+        Account,
+        "UPDATE shop.accounts SET name = $3, details = $4 WHERE shop_id = $1 AND id = $2 RETURNING *",
+        shop_id,
+        id,
+        name,
+        details
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Anonymises an account: its name is replaced by the SHA-256 hex of the name (also stored in
+/// `hash_name`, so the same customer can still be recognised) and the Stripe details are
+/// dropped. Idempotent on an already anonymised account.
+pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
+    sqlx::query_as!(
+        Account,
+        r#"UPDATE shop.accounts
+           SET hash_name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')),
+               name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')),
+               details = NULL
+           WHERE shop_id = $1 AND id = $2
+           RETURNING *"#,
+        shop_id,
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Deletes an account of the shop with its orders (all or nothing).
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        "DELETE FROM shop.accounts WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
+    super::one_row(done.rows_affected())
+}
+
+/// Lists the shop's accounts.
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<Account>> {
+    list::fetch(conn, &LIST, Some(shop_id), params).await
+}

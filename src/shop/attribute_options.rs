@@ -1,0 +1,122 @@
+//! `shop.attribute_options`: the values of an attribute ("Small", "Red"). Scoped through their
+//! attribute's shop. An option used by a product cannot be deleted ([`Error::Conflict`]
+//! `fk_product_attribute_values_option_id_attribute_options`).
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use crate::{Error, Result};
+
+/// A row of `shop.attribute_options`.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct AttributeOption {
+    /// Primary key.
+    pub id: Uuid,
+    /// The attribute.
+    pub attribute_id: Uuid,
+    /// Key, unique per attribute.
+    pub value_key: String,
+}
+
+/// List definition: filter and sort `attribute_id` (uuid), `value_key`, `attribute_name`
+/// (substring); bare search over the value key.
+pub static LIST: Spec = Spec {
+    unit: "attribute_options",
+    select: "o.*",
+    from: "shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id",
+    shop_column: Some("a.shop_id"),
+    id: "o.id",
+    columns: &[
+        eq_col!("attribute_id", "o.attribute_id", Uuid),
+        text_col!("value_key", "o.value_key"),
+        text_col!("attribute_name", "a.name"),
+    ],
+    search: &["o.value_key"],
+};
+
+/// Adds an option to an attribute of the shop. An attribute of another shop is
+/// [`Error::NotFound`]; a duplicate key is [`Error::Conflict`]
+/// `uq_attribute_options_attribute_id_value_key`.
+pub async fn create(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    attribute_id: Uuid,
+    value_key: &str,
+) -> Result<AttributeOption> {
+    if value_key.is_empty() {
+        return Err(Error::invalid_input("value_key is required"));
+    }
+    sqlx::query_as!(
+        AttributeOption,
+        r#"INSERT INTO shop.attribute_options (attribute_id, value_key)
+           SELECT a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
+           RETURNING *"#,
+        shop_id,
+        attribute_id,
+        value_key
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Fetches an option of the shop.
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<AttributeOption> {
+    sqlx::query_as!(
+        AttributeOption,
+        r#"SELECT o.* FROM shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id
+           WHERE a.shop_id = $1 AND o.id = $2"#,
+        shop_id,
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Renames an option's key.
+pub async fn update(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+    value_key: &str,
+) -> Result<AttributeOption> {
+    sqlx::query_as!(
+        AttributeOption,
+        r#"UPDATE shop.attribute_options o SET value_key = $3
+           FROM shop.attributes a
+           WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2
+           RETURNING o.*"#,
+        shop_id,
+        id,
+        value_key
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Deletes an option of the shop; in use by a product: [`Error::Conflict`].
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        r#"DELETE FROM shop.attribute_options o USING shop.attributes a
+           WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2"#,
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
+    super::one_row(done.rows_affected())
+}
+
+/// Lists the shop's options (filter `attribute_id:<uuid>` for one attribute).
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<AttributeOption>> {
+    list::fetch(conn, &LIST, Some(shop_id), params).await
+}

@@ -1,0 +1,99 @@
+//! The `shop` schema: a multi-shop storefront catalog, its orders and its admin users.
+//!
+//! All tables live in the PostgreSQL schema `shop` (migrations `0020`–`0039`), so they never
+//! collide with the planexe tables in `public`. One module per table (translation tables live
+//! with their parent); free functions next to the struct they return.
+//!
+//! **Scoping:** every function on a shop-owned entity (categories, products, tags,
+//! products_to_tags, attributes and their options and product values, accounts, orders,
+//! info_requests, shops_users) takes the `shop_id`, and a row of another shop is
+//! [`Error::NotFound`], for reads, updates and deletes alike. Composite
+//! foreign keys `(shop_id, x_id)` make it impossible to link rows of two shops.
+//!
+//! **Deletes** follow the `ON DELETE` rule declared for each foreign key (see
+//! `migrations/README.md`); deleting a row that is still referenced through a `RESTRICT` key is
+//! [`Error::Conflict`] carrying the constraint name, which names the
+//! table that holds it (e.g. `fk_products_category_id_categories`).
+
+//! ```no_run
+//! use shared_db::shop::{ListParams, products};
+//!
+//! # async fn example(db: &shared_db::Database, shop_id: uuid::Uuid) -> shared_db::Result<()> {
+//! let mut conn = db.acquire().await?;
+//! let params = ListParams::default()
+//!     .filter("main_name:shirt") // filters combine with AND
+//!     .filter("featured:true")
+//!     .sort("price:DESC") // id is always the final tie-break
+//!     .page(0, 20);
+//! let page = products::list(&mut conn, shop_id, &params).await?;
+//! println!("Content-Range: {}", page.content_range); // e.g. "products 0-19/42"
+//! # Ok(()) }
+//! ```
+
+pub mod accounts;
+pub mod attribute_options;
+pub mod attributes;
+pub mod categories;
+pub mod early_access;
+pub mod faq;
+pub mod info_requests;
+pub mod licenses;
+pub mod list;
+pub mod orders;
+pub mod product_attribute_values;
+pub mod products;
+pub mod products_to_tags;
+pub mod reference_data;
+pub mod roles;
+pub mod shops;
+pub mod shops_users;
+pub mod tags;
+pub mod translation;
+pub mod users;
+
+pub use list::{ContentRange, KeysetPage, ListParams, Page};
+pub use translation::{Lang, Named, Translated};
+
+use crate::{Error, Result};
+
+/// A delete blocked by a `RESTRICT` foreign key becomes [`Error::Conflict`] naming the
+/// constraint (and so the referencing table).
+pub(crate) fn still_referenced(e: impl Into<Error>) -> Error {
+    match e.into() {
+        Error::ForeignKey { constraint } => Error::Conflict { constraint },
+        e => e,
+    }
+}
+
+/// `NotFound` unless exactly one row was affected.
+pub(crate) fn one_row(affected: u64) -> Result<()> {
+    if affected == 0 {
+        Err(Error::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// Serialises appends to an ordering sequence (`scope` = table, per shop and optionally per
+/// category) for the rest of the transaction, so `max(order_number) + 1` read by the next
+/// statement cannot be taken by a concurrent insert. A transaction-level advisory lock: it
+/// touches no row and is released at commit or rollback.
+pub(crate) async fn lock_ordering(
+    exec: impl sqlx::PgExecutor<'_>,
+    scope: &str,
+    shop_id: uuid::Uuid,
+    category_id: Option<uuid::Uuid>,
+) -> Result<()> {
+    sqlx::query_scalar!(
+        r#"SELECT true AS "locked!" FROM (
+               SELECT pg_advisory_xact_lock(
+                   hashtextextended(concat_ws(':', $1::text, $2::uuid, $3::uuid), 0))
+           ) AS l"#,
+        scope,
+        shop_id,
+        category_id
+    )
+    .fetch_one(exec)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! `shop.products` and `shop.product_translations`.
+//!
+//! A product is created and updated together with its translation in one transaction; its
+//! `order_number` is appended per (shop, category) under a lock and can be swapped within the
+//! category. Deleting a product removes its translation, tag links and attribute values; info
+//! requests keep existing with `product_id = NULL`.
+//!
+//! Lists support the attribute filters `attribute_id:<uuid>`, `option_id:<uuid>` (repeat it:
+//! every option must match), `option_value_key:<text>` and `attribute_name:<text>` (any
+//! language), and keyset pagination ([`list_after`]) ordered by `(created_at, id)`.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder, types::Json};
+use uuid::Uuid;
+
+use super::list::{
+    self, Column, Filters, KeysetPage, ListParams, Page, Spec, Val, eq_col, sort_col, text_col,
+};
+use super::translation::{Lang, Named, Translated, blank_to_none, required};
+use crate::{Error, Result, ResultExt, tx};
+
+/// A row of `shop.products`.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct Product {
+    /// Primary key.
+    pub id: Uuid,
+    /// Owning shop.
+    pub shop_id: Uuid,
+    /// Category (of the same shop).
+    pub category_id: Option<Uuid>,
+    /// Price.
+    pub price: Option<f64>,
+    /// Which `shops.vat_*` rate applies (`vat_standard`, `vat_lower_1`, …).
+    pub tax_category: String,
+    /// Discounted price.
+    pub discounted_price: Option<f64>,
+    /// Discount start.
+    pub discounted_from: Option<DateTime<Utc>>,
+    /// Discount end.
+    pub discounted_to: Option<DateTime<Utc>>,
+    /// Image 1.
+    pub image_1: Option<String>,
+    /// Image 2.
+    pub image_2: Option<String>,
+    /// Image 3.
+    pub image_3: Option<String>,
+    /// Image 4.
+    pub image_4: Option<String>,
+    /// Image 5.
+    pub image_5: Option<String>,
+    /// Image 6.
+    pub image_6: Option<String>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last modification (maintained by a trigger).
+    pub modified_at: DateTime<Utc>,
+    /// Monthly subscription price.
+    pub recurring_price_monthly: Option<f64>,
+    /// Yearly subscription price.
+    pub recurring_price_yearly: Option<f64>,
+    /// At most one per order.
+    pub max_one: bool,
+    /// Link to a digital asset.
+    pub digital: Option<String>,
+    /// Needs shipping.
+    pub shippable: bool,
+    /// Featured.
+    pub featured: bool,
+    /// Marked as new.
+    pub new_product: bool,
+    /// Position within (shop, category).
+    pub order_number: i32,
+    /// Units in stock (never negative).
+    pub stock: i32,
+}
+
+/// A row of `shop.product_translations`.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ProductTranslation {
+    /// Primary key.
+    pub id: Uuid,
+    /// The product (exactly one translation each).
+    pub product_id: Uuid,
+    /// Name, main language.
+    pub main_name: String,
+    /// Description, main language (unbounded, not indexed).
+    pub main_description: String,
+    /// Short description, main language.
+    pub main_description_short: String,
+    /// Name, alt1.
+    pub alt1_name: Option<String>,
+    /// Description, alt1.
+    pub alt1_description: Option<String>,
+    /// Short description, alt1.
+    pub alt1_description_short: Option<String>,
+    /// Name, alt2.
+    pub alt2_name: Option<String>,
+    /// Description, alt2.
+    pub alt2_description: Option<String>,
+    /// Short description, alt2.
+    pub alt2_description_short: Option<String>,
+}
+
+impl Named for ProductTranslation {
+    fn main_name(&self) -> &str {
+        &self.main_name
+    }
+    fn alt_name(&self, lang: Lang) -> Option<&str> {
+        match lang {
+            Lang::Main => Some(&self.main_name),
+            Lang::Alt1 => self.alt1_name.as_deref(),
+            Lang::Alt2 => self.alt2_name.as_deref(),
+        }
+    }
+}
+
+/// Translation fields written with a product; main fields required, empty alt fields → NULL.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ProductTranslationInput {
+    /// Name, main language.
+    pub main_name: String,
+    /// Description, main language.
+    pub main_description: String,
+    /// Short description, main language.
+    pub main_description_short: String,
+    /// Name, alt1.
+    pub alt1_name: Option<String>,
+    /// Description, alt1.
+    pub alt1_description: Option<String>,
+    /// Short description, alt1.
+    pub alt1_description_short: Option<String>,
+    /// Name, alt2.
+    pub alt2_name: Option<String>,
+    /// Description, alt2.
+    pub alt2_description: Option<String>,
+    /// Short description, alt2.
+    pub alt2_description_short: Option<String>,
+}
+
+impl ProductTranslationInput {
+    fn normalized(&self) -> Result<Self> {
+        required("translation.main_name", &self.main_name)?;
+        required("translation.main_description", &self.main_description)?;
+        required(
+            "translation.main_description_short",
+            &self.main_description_short,
+        )?;
+        Ok(ProductTranslationInput {
+            main_name: self.main_name.clone(),
+            main_description: self.main_description.clone(),
+            main_description_short: self.main_description_short.clone(),
+            alt1_name: blank_to_none(self.alt1_name.clone()),
+            alt1_description: blank_to_none(self.alt1_description.clone()),
+            alt1_description_short: blank_to_none(self.alt1_description_short.clone()),
+            alt2_name: blank_to_none(self.alt2_name.clone()),
+            alt2_description: blank_to_none(self.alt2_description.clone()),
+            alt2_description_short: blank_to_none(self.alt2_description_short.clone()),
+        })
+    }
+}
+
+/// Fields of a product written by create and update (the shop comes from the caller's scope).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewProduct {
+    /// Category (must belong to the same shop).
+    pub category_id: Option<Uuid>,
+    /// Price.
+    pub price: Option<f64>,
+    /// VAT category (default `vat_standard`).
+    #[serde(default = "vat_standard")]
+    pub tax_category: String,
+    /// Discounted price.
+    pub discounted_price: Option<f64>,
+    /// Discount start.
+    pub discounted_from: Option<DateTime<Utc>>,
+    /// Discount end.
+    pub discounted_to: Option<DateTime<Utc>>,
+    /// Images 1–6.
+    #[serde(default)]
+    pub images: [Option<String>; 6],
+    /// Monthly subscription price.
+    pub recurring_price_monthly: Option<f64>,
+    /// Yearly subscription price.
+    pub recurring_price_yearly: Option<f64>,
+    /// At most one per order.
+    #[serde(default)]
+    pub max_one: bool,
+    /// Link to a digital asset.
+    pub digital: Option<String>,
+    /// Needs shipping (default true).
+    #[serde(default = "yes")]
+    pub shippable: bool,
+    /// Featured.
+    #[serde(default)]
+    pub featured: bool,
+    /// Marked as new.
+    #[serde(default)]
+    pub new_product: bool,
+    /// Units in stock (default 1).
+    #[serde(default = "one")]
+    pub stock: i32,
+    /// The translation.
+    pub translation: ProductTranslationInput,
+}
+
+fn vat_standard() -> String {
+    "vat_standard".into()
+}
+fn yes() -> bool {
+    true
+}
+fn one() -> i32 {
+    1
+}
+
+impl NewProduct {
+    /// A product with the given translation and defaults elsewhere.
+    pub fn new(category_id: Option<Uuid>, translation: ProductTranslationInput) -> Self {
+        NewProduct {
+            category_id,
+            price: None,
+            tax_category: vat_standard(),
+            discounted_price: None,
+            discounted_from: None,
+            discounted_to: None,
+            images: Default::default(),
+            recurring_price_monthly: None,
+            recurring_price_yearly: None,
+            max_one: false,
+            digital: None,
+            shippable: true,
+            featured: false,
+            new_product: false,
+            stock: 1,
+            translation,
+        }
+    }
+}
+
+/// A product with its translation.
+pub type ProductWithTranslation = Translated<Product, ProductTranslation>;
+
+/// List definition. Filters: `main_name`, `alt1_name`, `alt2_name`, `tax_category`, `digital`
+/// (substring); `category_id` (uuid); `featured`, `new_product`, `shippable`, `max_one` (bool);
+/// `stock`, `order_number` (int); attribute filters `attribute_id`, `option_id` (uuid),
+/// `option_value_key`, `attribute_name` (substring, any language). Sorts: every filter column
+/// except the attribute filters, plus `price`, `created_at`, `modified_at`. Bare search: the
+/// three names.
+pub static LIST: Spec = Spec {
+    unit: "products",
+    select: "to_jsonb(p) AS item, to_jsonb(t) AS translation",
+    from: "shop.products p LEFT JOIN shop.product_translations t ON t.product_id = p.id",
+    shop_column: Some("p.shop_id"),
+    id: "p.id",
+    columns: &[
+        text_col!("main_name", "t.main_name"),
+        text_col!("alt1_name", "t.alt1_name"),
+        text_col!("alt2_name", "t.alt2_name"),
+        text_col!("tax_category", "p.tax_category"),
+        text_col!("digital", "p.digital"),
+        eq_col!("category_id", "p.category_id", Uuid),
+        eq_col!("featured", "p.featured", Bool),
+        eq_col!("new_product", "p.new_product", Bool),
+        eq_col!("shippable", "p.shippable", Bool),
+        eq_col!("max_one", "p.max_one", Bool),
+        eq_col!("stock", "p.stock", Int),
+        eq_col!("order_number", "p.order_number", Int),
+        sort_col!("price", "p.price"),
+        sort_col!("created_at", "p.created_at"),
+        sort_col!("modified_at", "p.modified_at"),
+        Column {
+            name: "attribute_id",
+            filter: &[
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.product_id = p.id AND v.attribute_id = ",
+                ")",
+            ],
+            val: Val::Uuid,
+            sort: None,
+        },
+        Column {
+            name: "option_id",
+            filter: &[
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.product_id = p.id AND v.option_id = ",
+                ")",
+            ],
+            val: Val::Uuid,
+            sort: None,
+        },
+        Column {
+            name: "option_value_key",
+            filter: &[
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v \
+                 JOIN shop.attribute_options o ON o.id = v.option_id \
+                 WHERE v.product_id = p.id AND o.value_key ILIKE ",
+                ")",
+            ],
+            val: Val::Text,
+            sort: None,
+        },
+        Column {
+            name: "attribute_name",
+            filter: &[
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v \
+                 JOIN shop.attributes a ON a.id = v.attribute_id \
+                 LEFT JOIN shop.attribute_translations at ON at.attribute_id = a.id \
+                 WHERE v.product_id = p.id AND (a.name ILIKE ",
+                " OR at.main_name ILIKE ",
+                " OR at.alt1_name ILIKE ",
+                " OR at.alt2_name ILIKE ",
+                "))",
+            ],
+            val: Val::Text,
+            sort: None,
+        },
+    ],
+    search: &["t.main_name", "t.alt1_name", "t.alt2_name"],
+};
+
+async fn upsert_translation(
+    exec: impl PgExecutor<'_>,
+    product_id: Uuid,
+    t: &ProductTranslationInput,
+) -> Result<ProductTranslation> {
+    Ok(sqlx::query_as!(
+        ProductTranslation,
+        r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
+               main_description_short, alt1_name, alt1_description, alt1_description_short,
+               alt2_name, alt2_description, alt2_description_short)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (product_id) DO UPDATE SET
+               main_name = EXCLUDED.main_name, main_description = EXCLUDED.main_description,
+               main_description_short = EXCLUDED.main_description_short,
+               alt1_name = EXCLUDED.alt1_name, alt1_description = EXCLUDED.alt1_description,
+               alt1_description_short = EXCLUDED.alt1_description_short,
+               alt2_name = EXCLUDED.alt2_name, alt2_description = EXCLUDED.alt2_description,
+               alt2_description_short = EXCLUDED.alt2_description_short
+           RETURNING *"#,
+        product_id,
+        t.main_name,
+        t.main_description,
+        t.main_description_short,
+        t.alt1_name,
+        t.alt1_description,
+        t.alt1_description_short,
+        t.alt2_name,
+        t.alt2_description,
+        t.alt2_description_short,
+    )
+    .fetch_one(exec)
+    .await?)
+}
+
+fn missing_shop_or_category(r: Result<Product>) -> Result<Product> {
+    r.on_constraint("fk_products_shop_id_shops", |_| Error::NotFound)
+        .on_constraint("fk_products_category_id_categories", |_| Error::NotFound)
+}
+
+/// Creates a product and its translation in one transaction, appended at the end of its
+/// (shop, category). An unknown shop, or a category that is not the shop's, is
+/// [`Error::NotFound`]; negative stock is [`Error::Check`] `ck_products_stock_non_negative`.
+pub async fn create(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    new: &NewProduct,
+) -> Result<ProductWithTranslation> {
+    let translation = new.translation.normalized()?;
+    let [i1, i2, i3, i4, i5, i6] = new.images.clone();
+    tx::transaction(conn, async |tx| {
+        super::lock_ordering(&mut *tx, "shop.products", shop_id, new.category_id).await?;
+        let product = missing_shop_or_category(
+            sqlx::query_as!(
+                Product,
+                r#"INSERT INTO shop.products (shop_id, category_id, price, tax_category,
+                       discounted_price, discounted_from, discounted_to, image_1, image_2, image_3,
+                       image_4, image_5, image_6, recurring_price_monthly, recurring_price_yearly,
+                       max_one, digital, shippable, featured, new_product, stock, order_number)
+                   SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                          $17, $18, $19, $20, $21, coalesce(max(order_number) + 1, 0)
+                   FROM shop.products
+                   WHERE shop_id = $1 AND category_id IS NOT DISTINCT FROM $2
+                   RETURNING *"#,
+                shop_id,
+                new.category_id,
+                new.price,
+                new.tax_category,
+                new.discounted_price,
+                new.discounted_from,
+                new.discounted_to,
+                i1,
+                i2,
+                i3,
+                i4,
+                i5,
+                i6,
+                new.recurring_price_monthly,
+                new.recurring_price_yearly,
+                new.max_one,
+                new.digital,
+                new.shippable,
+                new.featured,
+                new.new_product,
+                new.stock,
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(Error::from),
+        )?;
+        let translation = upsert_translation(&mut *tx, product.id, &translation).await?;
+        Ok((product, translation).into())
+    })
+    .await
+}
+
+/// Fetches a product of the shop with its translation, in one query.
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+) -> Result<ProductWithTranslation> {
+    let row = sqlx::query!(
+        r#"SELECT to_jsonb(p) AS "item!: Json<Product>",
+                  to_jsonb(t) AS "translation?: Json<ProductTranslation>"
+           FROM shop.products p
+           LEFT JOIN shop.product_translations t ON t.product_id = p.id
+           WHERE p.shop_id = $1 AND p.id = $2"#,
+        shop_id,
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(Translated {
+        item: row.item.0,
+        translation: row.translation.map(|t| t.0),
+    })
+}
+
+/// The product's name in `lang`, falling back to the main name, computed in SQL.
+pub async fn name(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    id: Uuid,
+    lang: Lang,
+) -> Result<String> {
+    let lang = match lang {
+        Lang::Main => "main",
+        Lang::Alt1 => "alt1",
+        Lang::Alt2 => "alt2",
+    };
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
+                           t.main_name) AS "name!"
+           FROM shop.products p JOIN shop.product_translations t ON t.product_id = p.id
+           WHERE p.shop_id = $1 AND p.id = $2"#,
+        shop_id,
+        id,
+        lang
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Replaces a product's fields and translation in one transaction. Moving it to another category
+/// appends it at the end of that category; otherwise its order number is kept. `modified_at` is
+/// set by the database.
+pub async fn update(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    id: Uuid,
+    new: &NewProduct,
+) -> Result<ProductWithTranslation> {
+    let translation = new.translation.normalized()?;
+    let [i1, i2, i3, i4, i5, i6] = new.images.clone();
+    tx::transaction(conn, async |tx| {
+        super::lock_ordering(&mut *tx, "shop.products", shop_id, new.category_id).await?;
+        let product = missing_shop_or_category(
+            sqlx::query_as!(
+                Product,
+                r#"UPDATE shop.products p SET category_id = $3, price = $4, tax_category = $5,
+                       discounted_price = $6, discounted_from = $7, discounted_to = $8,
+                       image_1 = $9, image_2 = $10, image_3 = $11, image_4 = $12, image_5 = $13,
+                       image_6 = $14, recurring_price_monthly = $15, recurring_price_yearly = $16,
+                       max_one = $17, digital = $18, shippable = $19, featured = $20,
+                       new_product = $21, stock = $22,
+                       order_number = CASE WHEN p.category_id IS NOT DISTINCT FROM $3
+                           THEN p.order_number
+                           ELSE (SELECT coalesce(max(o.order_number) + 1, 0) FROM shop.products o
+                                 WHERE o.shop_id = $1 AND o.category_id IS NOT DISTINCT FROM $3)
+                           END
+                   WHERE p.shop_id = $1 AND p.id = $2
+                   RETURNING p.*"#,
+                shop_id,
+                id,
+                new.category_id,
+                new.price,
+                new.tax_category,
+                new.discounted_price,
+                new.discounted_from,
+                new.discounted_to,
+                i1,
+                i2,
+                i3,
+                i4,
+                i5,
+                i6,
+                new.recurring_price_monthly,
+                new.recurring_price_yearly,
+                new.max_one,
+                new.digital,
+                new.shippable,
+                new.featured,
+                new.new_product,
+                new.stock,
+            )
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(Error::from)
+            .and_then(|p| p.ok_or(Error::NotFound)),
+        )?;
+        let translation = upsert_translation(&mut *tx, product.id, &translation).await?;
+        Ok((product, translation).into())
+    })
+    .await
+}
+
+/// Swaps the order numbers of two products of the same shop and category.
+pub async fn swap_order(exec: impl PgExecutor<'_>, shop_id: Uuid, a: Uuid, b: Uuid) -> Result<()> {
+    if a == b {
+        return Err(Error::invalid_input("cannot swap a product with itself"));
+    }
+    let done = sqlx::query!(
+        r#"UPDATE shop.products p SET order_number = o.order_number
+           FROM shop.products o
+           WHERE p.shop_id = $1 AND o.shop_id = $1
+             AND p.category_id IS NOT DISTINCT FROM o.category_id
+             AND ((p.id = $2 AND o.id = $3) OR (p.id = $3 AND o.id = $2))"#,
+        shop_id,
+        a,
+        b
+    )
+    .execute(exec)
+    .await?;
+    if done.rows_affected() == 2 {
+        Ok(())
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+/// Deletes a product of the shop with its translation, tag links and attribute values.
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        "DELETE FROM shop.products WHERE shop_id = $1 AND id = $2",
+        shop_id,
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
+    super::one_row(done.rows_affected())
+}
+
+/// Lists the shop's products with their translations (offset pagination).
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<ProductWithTranslation>> {
+    list::fetch(conn, &LIST, Some(shop_id), params).await
+}
+
+/// Cursor of [`list_after`]: `<created_at as microseconds since the epoch>.<id>`.
+fn encode_cursor(p: &Product) -> String {
+    format!("{}.{}", p.created_at.timestamp_micros(), p.id)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid)> {
+    let bad = || Error::invalid_input("malformed product cursor");
+    let (micros, id) = cursor.split_once('.').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let at = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((at, id.parse().map_err(|_| bad())?))
+}
+
+/// Keyset (cursor) pagination over the shop's products in `(created_at, id)` order: the cost of
+/// a page does not depend on how deep it is. `filter` works as in [`list()`]; `after` is the
+/// `next` cursor of the previous page (`None` for the first page); `limit` must be positive.
+pub async fn list_after(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    filter: &[String],
+    after: Option<&str>,
+    limit: i64,
+) -> Result<KeysetPage<ProductWithTranslation>> {
+    if limit <= 0 {
+        return Err(Error::invalid_input("limit must be positive"));
+    }
+    let filters = Filters::parse(&LIST, filter)?;
+    let after = after.map(decode_cursor).transpose()?;
+    let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+    qb.push(LIST.select).push(" FROM ").push(LIST.from);
+    filters.push_where(&mut qb, &LIST, Some(shop_id));
+    if let Some((at, id)) = after {
+        qb.push(" AND (p.created_at, p.id) > (")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    qb.push(" ORDER BY p.created_at, p.id LIMIT ")
+        .push_bind(limit + 1);
+    let mut items: Vec<ProductWithTranslation> = qb.build_query_as().fetch_all(&mut *conn).await?;
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(|p| encode_cursor(&p.item))
+    } else {
+        None
+    };
+    Ok(KeysetPage { items, next })
+}

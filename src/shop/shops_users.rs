@@ -1,0 +1,110 @@
+//! `shop.shops_users`: which users may act for which shop.
+
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use crate::{Error, Result};
+
+/// A row of `shop.shops_users`.
+#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+pub struct ShopUser {
+    /// Primary key.
+    pub id: Uuid,
+    /// The member.
+    pub user_id: Uuid,
+    /// The shop.
+    pub shop_id: Uuid,
+}
+
+/// List definition (a shop's memberships): filter and sort `user_id` (exact), `email`,
+/// `username` (substring); bare search over e-mail and username.
+pub static LIST: Spec = Spec {
+    unit: "shops_users",
+    select: "su.*",
+    from: "shop.shops_users su JOIN shop.users u ON u.id = su.user_id",
+    shop_column: Some("su.shop_id"),
+    id: "su.id",
+    columns: &[
+        eq_col!("user_id", "su.user_id", Uuid),
+        text_col!("email", "u.email"),
+        text_col!("username", "u.username"),
+    ],
+    search: &["u.email", "u.username"],
+};
+
+/// Makes a user a member of a shop (idempotent). A missing user or shop is
+/// [`Error::NotFound`].
+pub async fn add(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<ShopUser> {
+    sqlx::query_as!(
+        ShopUser,
+        r#"WITH ins AS (
+               INSERT INTO shop.shops_users (shop_id, user_id) VALUES ($1, $2)
+               ON CONFLICT (shop_id, user_id) DO NOTHING
+               RETURNING *)
+           SELECT id AS "id!", user_id AS "user_id!", shop_id AS "shop_id!" FROM ins
+           UNION ALL
+           SELECT id, user_id, shop_id FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2"#,
+        shop_id,
+        user_id
+    )
+    .fetch_one(exec)
+    .await
+    .map_err(|e| match Error::from(e) {
+        Error::ForeignKey { .. } => Error::NotFound,
+        e => e,
+    })
+}
+
+/// Ends a membership; [`Error::NotFound`] if there was none.
+pub async fn remove(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
+    let done = sqlx::query!(
+        "DELETE FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2",
+        shop_id,
+        user_id
+    )
+    .execute(exec)
+    .await?;
+    super::one_row(done.rows_affected())
+}
+
+/// Whether the user is a member of the shop.
+pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<bool> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2) AS "member!""#,
+        shop_id,
+        user_id
+    )
+    .fetch_one(exec)
+    .await?)
+}
+
+/// [`Error::NotFound`] unless the user is a member of the shop: a guard for shop-scoped
+/// operations (a non-member sees the shop as absent).
+pub async fn require_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
+    if is_member(exec, shop_id, user_id).await? {
+        Ok(())
+    } else {
+        Err(Error::NotFound)
+    }
+}
+
+/// The ids of the shops a user belongs to.
+pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        "SELECT shop_id FROM shop.shops_users WHERE user_id = $1 ORDER BY shop_id",
+        user_id
+    )
+    .fetch_all(exec)
+    .await?)
+}
+
+/// Lists a shop's memberships.
+pub async fn list(
+    conn: &mut PgConnection,
+    shop_id: Uuid,
+    params: &ListParams,
+) -> Result<Page<ShopUser>> {
+    list::fetch(conn, &LIST, Some(shop_id), params).await
+}

@@ -1,0 +1,256 @@
+//! Translations are written with their parent in one transaction, read with it in one query,
+//! and hold descriptions of any size.
+
+use shared_db::shop::attributes::{self, NewAttribute};
+use shared_db::shop::categories::{self, CategoryTranslationInput, NewCategory};
+use shared_db::shop::products::{self, NewProduct, ProductTranslationInput};
+use shared_db::shop::tags::{self, NameTranslationInput, NewTag};
+use shared_db::shop::{Lang, ListParams};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{ALPHA, assert_invalid, two_shops};
+
+fn product_translation(name: &str) -> ProductTranslationInput {
+    ProductTranslationInput {
+        main_name: name.into(),
+        main_description: format!("{name}, described"),
+        main_description_short: name.into(),
+        ..Default::default()
+    }
+}
+
+async fn count(conn: &mut PgConnection, table: &str) -> anyhow::Result<i64> {
+    let n = match table {
+        "products" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.products"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "categories" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.categories"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "tags" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.tags"#)
+                .fetch_one(conn)
+                .await?
+        }
+        "attributes" => {
+            sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM shop.attributes"#)
+                .fetch_one(conn)
+                .await?
+        }
+        _ => unreachable!(),
+    };
+    Ok(n)
+}
+
+#[tokio::test]
+async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    // names longer than their varchar columns: the parent insert succeeds, the translation
+    // insert fails in the database, and the whole create is rolled back
+    let too_long = "x".repeat(300);
+
+    let before = count(&mut conn, "products").await?;
+    let new = NewProduct::new(Some(ALPHA.category), product_translation(&too_long));
+    assert!(products::create(&mut conn, ALPHA.shop, &new).await.is_err());
+    assert_eq!(count(&mut conn, "products").await?, before);
+
+    let before = count(&mut conn, "categories").await?;
+    let new = NewCategory {
+        translation: CategoryTranslationInput {
+            main_name: too_long.clone(),
+            main_description: "d".into(),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert!(
+        categories::create(&mut conn, ALPHA.shop, &new)
+            .await
+            .is_err()
+    );
+    assert_eq!(count(&mut conn, "categories").await?, before);
+
+    let before = count(&mut conn, "tags").await?;
+    let new = NewTag {
+        name: Some("ok".into()),
+        translation: NameTranslationInput::main(too_long.clone()),
+    };
+    assert!(tags::create(&mut conn, ALPHA.shop, &new).await.is_err());
+    assert_eq!(count(&mut conn, "tags").await?, before);
+
+    let before = count(&mut conn, "attributes").await?;
+    let new = NewAttribute {
+        name: "colour".into(),
+        unit: None,
+        translation: Some(NameTranslationInput::main(too_long.clone())),
+    };
+    assert!(
+        attributes::create(&mut conn, ALPHA.shop, &new)
+            .await
+            .is_err()
+    );
+    assert_eq!(count(&mut conn, "attributes").await?, before);
+
+    // an update whose translation fails leaves the parent as it was
+    let mut new = NewProduct::new(Some(ALPHA.category), product_translation(&too_long));
+    new.price = Some(999.0);
+    assert!(
+        products::update(&mut conn, ALPHA.shop, ALPHA.product, &new)
+            .await
+            .is_err()
+    );
+    let product = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
+    assert_eq!(product.item.price, Some(10.0));
+    assert_eq!(product.translation.unwrap().main_name, "alpha socks");
+    Ok(())
+}
+
+#[tokio::test]
+async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    let before = count(&mut conn, "products").await?;
+    assert_invalid(
+        products::create(
+            &mut conn,
+            ALPHA.shop,
+            &NewProduct::new(None, product_translation("")),
+        )
+        .await,
+    );
+    assert_eq!(count(&mut conn, "products").await?, before);
+
+    let mut translation = product_translation("Boots");
+    translation.alt1_name = Some(String::new());
+    translation.alt2_name = Some("Stiefel".into());
+    translation.alt1_description = Some(String::new());
+    let created = products::create(
+        &mut conn,
+        ALPHA.shop,
+        &NewProduct::new(Some(ALPHA.category), translation),
+    )
+    .await?;
+    let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
+    let tr = read.translation.as_ref().unwrap();
+    assert_eq!(tr.alt1_name, None);
+    assert_eq!(tr.alt1_description, None);
+    // the name in a chosen language, falling back to main, in Rust and in SQL
+    assert_eq!(read.name(Lang::Alt2), Some("Stiefel"));
+    assert_eq!(read.name(Lang::Alt1), Some("Boots"));
+    assert_eq!(
+        products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt1).await?,
+        "Boots"
+    );
+    assert_eq!(
+        products::name(&mut *conn, ALPHA.shop, created.item.id, Lang::Alt2).await?,
+        "Stiefel"
+    );
+    let alpha_cat = categories::get(&mut *conn, ALPHA.shop, ALPHA.category).await?;
+    assert_eq!(alpha_cat.name(Lang::Alt2), Some("alpha clothes"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    let before = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
+    let mut new = NewProduct::new(Some(ALPHA.category), product_translation("Wool socks"));
+    new.translation.alt1_name = Some("Wollsocken".into());
+    new.price = Some(12.5);
+    new.stock = 7;
+    let after = products::update(&mut conn, ALPHA.shop, ALPHA.product, &new).await?;
+    assert_eq!(after.item.price, Some(12.5));
+    assert_eq!(after.item.stock, 7);
+    assert_eq!(after.item.order_number, before.item.order_number);
+    let tr = after.translation.unwrap();
+    assert_eq!(tr.main_name, "Wool socks");
+    assert_eq!(tr.alt1_name.as_deref(), Some("Wollsocken"));
+    // modified_at is maintained by the database
+    assert!(after.item.modified_at > before.item.modified_at);
+    // the fixture's translation row was updated in place, not duplicated
+    let rows = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM shop.product_translations WHERE product_id = $1"#,
+        ALPHA.product
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    assert_eq!(rows, 1);
+    // and the database refuses a second one outright
+    let second = sqlx::query!(
+        r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
+               main_description_short) VALUES ($1, 'dup', 'dup', 'dup')"#,
+        ALPHA.product
+    )
+    .execute(&mut *conn)
+    .await;
+    crate::assert_conflict(
+        second.map_err(shared_db::Error::from),
+        "uq_product_translations_product_id",
+    );
+    Ok(())
+}
+
+fn incompressible(bytes: usize) -> String {
+    let mut s = String::with_capacity(bytes + 40);
+    while s.len() < bytes {
+        s.push_str(&Uuid::new_v4().simple().to_string());
+    }
+    s.truncate(bytes);
+    s
+}
+
+#[tokio::test]
+async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    let description = incompressible(100 * 1024);
+    let mut translation = product_translation("Encyclopedia");
+    translation.main_description = description.clone();
+    translation.alt1_description = Some(incompressible(100 * 1024));
+    let created = products::create(
+        &mut conn,
+        ALPHA.shop,
+        &NewProduct::new(Some(ALPHA.category), translation),
+    )
+    .await?;
+    let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
+    assert_eq!(read.translation.unwrap().main_description, description);
+
+    let category = categories::create(
+        &mut conn,
+        ALPHA.shop,
+        &NewCategory {
+            translation: CategoryTranslationInput {
+                main_name: "Books".into(),
+                main_description: description.clone(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+    )
+    .await?;
+    let read = categories::get(&mut *conn, ALPHA.shop, category.item.id).await?;
+    assert_eq!(read.translation.unwrap().main_description.len(), 100 * 1024);
+    let listed = products::list(
+        &mut conn,
+        ALPHA.shop,
+        &ListParams::default().filter("main_name:encyclo"),
+    )
+    .await?;
+    assert_eq!(
+        listed.items[0]
+            .translation
+            .as_ref()
+            .unwrap()
+            .main_description,
+        description
+    );
+    Ok(())
+}
