@@ -72,7 +72,8 @@ pub enum Error {
         available: i32,
     },
 
-    /// A status change that the state machine does not allow (e.g. completing a cancelled order).
+    /// A status change that the state machine does not allow (e.g. completing a cancelled order;
+    /// planexe: retrying a completed plan, `to` = `pending (retry)`).
     #[error("invalid transition from `{from}` to `{to}`")]
     InvalidTransition {
         /// Current state.
@@ -84,6 +85,37 @@ pub enum Error {
     /// Any other database or driver error.
     #[error("database error: {0}")]
     Database(#[source] sqlx::Error),
+
+    // ---- planexe domain errors ----
+    /// planexe: a charge would take the user's balance below zero (`credit_history::charge`).
+    #[error("insufficient credits for user {user_id}: balance {balance}, requested {requested}")]
+    InsufficientCredits {
+        /// The user charged.
+        user_id: uuid::Uuid,
+        /// The balance when the charge was refused.
+        balance: rust_decimal::Decimal,
+        /// The amount asked for.
+        requested: rust_decimal::Decimal,
+    },
+
+    /// planexe: a Postgres enum label this library does not know, e.g. the orphan `import_pending`
+    /// that older planexe databases carry. Never a panic.
+    #[error("unknown label `{value}` of enum type `{type_name}`")]
+    UnknownEnumLabel {
+        /// The Postgres enum type (`planstate`, `eventtype`).
+        type_name: &'static str,
+        /// The label read from the database.
+        value: String,
+    },
+
+    /// planexe: a user may hold at most `limit` active API keys.
+    #[error("user {user_id} already has {limit} active API keys")]
+    TooManyApiKeys {
+        /// The user.
+        user_id: uuid::Uuid,
+        /// The limit (10, as in the Python services).
+        limit: i64,
+    },
 }
 
 /// SQLSTATE codes we act on.

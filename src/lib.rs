@@ -39,6 +39,7 @@ pub mod config;
 pub mod database;
 pub mod embedded;
 pub mod error;
+pub mod planexe;
 pub mod schema;
 pub mod shop;
 #[cfg(feature = "testing")]

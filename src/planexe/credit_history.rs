@@ -1,0 +1,393 @@
+//! `credit_history` + `user_account.credits_balance`: the credit ledger and the balance it explains.
+//!
+//! **Invariant:** for every user written only through this module, `credits_balance ==
+//! SUM(credit_history.delta)`. Every function appends its ledger row and moves the balance by the
+//! same amount *relatively* (`credits_balance = credits_balance + delta`) in one statement or one
+//! transaction, so concurrent charges, grants and purchases cannot lose updates (the Python
+//! read-modify-write can). Nothing is clamped: a charge that would go below zero is refused with
+//! [`Error::InsufficientCredits`], except usage billing, which bills work already done and may
+//! leave a negative balance (a debt that the next purchase pays back) — the balance still equals the
+//! ledger sum. [`reconcile`] lists users for whom it does not hold (e.g. rows written by the Python
+//! services, which clamp purchases and grants at 0).
+//!
+//! Usage billing is per plan *attempt*: incremental rows (`usage_billing_progress`) during the run,
+//! one final row (`usage_billing`, unique per plan among unsettled rows:
+//! `uq_credit_history_usage_billing_final`) at the end. Retry, resume and the reaper settle the
+//! attempt's rows (`source = 'usage_billing_settled'`), so the next attempt is billed afresh.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::{Page, clean_opt, clean_text, round_credits};
+use crate::error::{Error, Result};
+
+/// `source` of incremental usage rows.
+pub const SOURCE_USAGE_PROGRESS: &str = "usage_billing_progress";
+/// `source` of the final usage row of an attempt.
+pub const SOURCE_USAGE_FINAL: &str = "usage_billing";
+/// `source` of usage rows of a finished (retried/resumed/reaped) attempt.
+pub const SOURCE_USAGE_SETTLED: &str = "usage_billing_settled";
+/// `source` of admin grants.
+pub const SOURCE_ADMIN: &str = "admin";
+
+/// One row of `credit_history`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CreditEntry {
+    /// Primary key.
+    pub id: Uuid,
+    /// The user.
+    pub user_id: Uuid,
+    /// Signed amount: positive for purchases and grants, negative for usage.
+    pub delta: Decimal,
+    /// `plan_usage_in_progress`, `plan_created_with_usage_cost`, `credits_purchased`, ...
+    pub reason: String,
+    /// `usage_billing_progress`, `usage_billing`, `usage_billing_settled`, `stripe`, `telegram`, `admin`.
+    pub source: String,
+    /// Plan id (usage) or provider payment id (purchase).
+    pub external_id: Option<String>,
+    /// The API key charged, as a string.
+    pub api_key_id: Option<String>,
+    /// Creation time.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// A ledger row appended and the balance it produced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BalanceChange {
+    /// The new ledger row.
+    pub entry_id: Uuid,
+    /// Its signed amount.
+    pub delta: Decimal,
+    /// The user's balance afterwards.
+    pub new_balance: Decimal,
+}
+
+fn positive(amount: Decimal) -> Result<Decimal> {
+    let amount = round_credits(amount);
+    if amount <= Decimal::ZERO {
+        return Err(Error::invalid_input("credit amount must be positive"));
+    }
+    Ok(amount)
+}
+
+/// Grant credits (admin "add credits"): ledger row (`source = 'admin'`, reason defaults to
+/// `admin_grant`) and balance move in one statement. One round trip. [`Error::NotFound`] if the user
+/// does not exist.
+pub async fn grant(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    amount: Decimal,
+    reason: Option<&str>,
+) -> Result<BalanceChange> {
+    let amount = positive(amount)?;
+    let reason = clean_opt(reason, 128)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "admin_grant".to_owned());
+    let row = sqlx::query!(
+        r#"WITH u AS (
+               UPDATE user_account
+                  SET credits_balance = credits_balance + $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               WHERE id = $1
+               RETURNING id, credits_balance),
+           l AS (
+               INSERT INTO credit_history (id, user_id, delta, reason, source, created_at)
+               SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc' FROM u
+               RETURNING id)
+           SELECT l.id, u.credits_balance FROM u, l"#,
+        user_id,
+        amount,
+        reason,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(BalanceChange {
+        entry_id: row.id,
+        delta: amount,
+        new_balance: row.credits_balance,
+    })
+}
+
+/// A charge for [`charge`].
+#[derive(Debug, Clone, Default)]
+pub struct Charge<'a> {
+    /// The user charged.
+    pub user_id: Uuid,
+    /// Positive amount to take (rounded to 9 places).
+    pub amount: Decimal,
+    /// Ledger reason.
+    pub reason: &'a str,
+    /// Ledger source.
+    pub source: &'a str,
+    /// Plan id or other reference.
+    pub external_id: Option<&'a str>,
+    /// The API key charged.
+    pub api_key_id: Option<Uuid>,
+    /// Usage billing after the fact: allow the balance to go negative instead of refusing.
+    pub allow_negative: bool,
+}
+
+/// Charge credits: ledger row and balance move in one statement, refused with
+/// [`Error::InsufficientCredits`] when the balance would go below zero (unless
+/// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
+/// concurrent charges can never overdraw. One round trip. [`Error::NotFound`] if the user does not
+/// exist.
+pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<BalanceChange> {
+    let amount = positive(charge.amount)?;
+    let row = sqlx::query!(
+        r#"WITH u AS (
+               UPDATE user_account
+                  SET credits_balance = credits_balance - $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               WHERE id = $1 AND ($7 OR credits_balance >= $2)
+               RETURNING id, credits_balance),
+           l AS (
+               INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
+                                           api_key_id, created_at)
+               SELECT gen_random_uuid(), u.id, -$2::numeric, $3, $4, $5, $6,
+                      now() AT TIME ZONE 'utc'
+               FROM u
+               RETURNING id)
+           SELECT (SELECT id FROM l) AS entry_id,
+                  (SELECT credits_balance FROM u) AS new_balance,
+                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance"#,
+        charge.user_id,
+        amount,
+        clean_text(charge.reason, 128),
+        clean_text(charge.source, 32),
+        clean_opt(charge.external_id, 256),
+        charge.api_key_id.map(|k| k.to_string()),
+        charge.allow_negative,
+    )
+    .fetch_one(ex)
+    .await?;
+    match (row.entry_id, row.new_balance, row.current_balance) {
+        (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
+            entry_id,
+            delta: -amount,
+            new_balance,
+        }),
+        (_, _, Some(balance)) => Err(Error::InsufficientCredits {
+            user_id: charge.user_id,
+            balance,
+            requested: amount,
+        }),
+        _ => Err(Error::NotFound),
+    }
+}
+
+/// Usage of one plan attempt, for [`bill_usage_progress`] and [`bill_usage_final`].
+#[derive(Debug, Clone, Default)]
+pub struct PlanUsage {
+    /// Who pays (see [`billing_user_for_plan`](super::user_account::billing_user_for_plan)).
+    pub user_id: Uuid,
+    /// The plan.
+    pub plan_id: Uuid,
+    /// The API key charged.
+    pub api_key_id: Option<Uuid>,
+    /// Cost of the attempt so far in credits (progress), or in total including the success fee
+    /// (final). Rounded to 9 places.
+    pub cost: Decimal,
+    /// Final billing only: whether the run succeeded (selects the ledger reason).
+    pub succeeded: bool,
+}
+
+async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
+    sqlx::query_scalar!(
+        "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
+        user_id
+    )
+    .fetch_optional(conn)
+    .await?
+    .ok_or(Error::NotFound)
+    .map(|_| ())
+}
+
+/// Incremental usage billing after a pipeline step: charges `cost − already charged for this
+/// attempt` if positive (row `usage_billing_progress` / `plan_usage_in_progress`; the balance may go
+/// negative). Returns the amount charged now (zero if nothing was due). The user row is locked first,
+/// so concurrent billing of the user's plans is serialised and never double-counts. One transaction:
+/// lock + one statement (4 round trips with BEGIN/COMMIT).
+pub async fn bill_usage_progress(conn: &mut PgConnection, usage: &PlanUsage) -> Result<Decimal> {
+    let cost = round_credits(usage.cost);
+    crate::tx::transaction(conn, async |tx| {
+        lock_user(&mut *tx, usage.user_id).await?;
+        let charged = sqlx::query_scalar!(
+            r#"WITH already AS (
+                   SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
+                   WHERE source = 'usage_billing_progress' AND external_id = $2),
+               due AS (SELECT round($3 - already.amt, 9) AS amt FROM already),
+               l AS (
+                   INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
+                                               api_key_id, created_at)
+                   SELECT gen_random_uuid(), $1, -due.amt, 'plan_usage_in_progress',
+                          'usage_billing_progress', $2, $4, now() AT TIME ZONE 'utc'
+                   FROM due WHERE due.amt > 0
+                   RETURNING delta),
+               u AS (
+                   UPDATE user_account
+                      SET credits_balance = credits_balance + l.delta,
+                          updated_at = now() AT TIME ZONE 'utc'
+                   FROM l WHERE id = $1)
+               SELECT coalesce((SELECT -delta FROM l), 0) AS "charged!""#,
+            usage.user_id,
+            usage.plan_id.to_string(),
+            cost,
+            usage.api_key_id.map(|k| k.to_string()),
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        Ok(charged)
+    })
+    .await
+}
+
+/// What [`bill_usage_final`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FinalBilling {
+    /// The final row was written; `charged` (possibly zero) was taken from the balance.
+    Charged {
+        /// Amount taken now.
+        charged: Decimal,
+    },
+    /// This attempt was already billed (by us or by a Python worker); nothing changed.
+    AlreadyBilled,
+}
+
+/// Final usage billing of a plan attempt, idempotent: charges `cost − incremental charges of this
+/// attempt` (not below zero) in a `usage_billing` row (`plan_created_with_usage_cost` or
+/// `plan_failed_usage_cost`), always writing the row (zero delta if nothing is due) so that it
+/// guards the attempt. A second call, concurrent or later, hits
+/// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`) and gets
+/// [`FinalBilling::AlreadyBilled`]. One transaction: lock + one statement (4 round trips).
+pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Result<FinalBilling> {
+    let cost = round_credits(usage.cost);
+    let reason = if usage.succeeded {
+        "plan_created_with_usage_cost"
+    } else {
+        "plan_failed_usage_cost"
+    };
+    crate::tx::transaction(conn, async |tx| {
+        lock_user(&mut *tx, usage.user_id).await?;
+        let delta = sqlx::query_scalar!(
+            r#"WITH already AS (
+                   SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
+                   WHERE source = 'usage_billing_progress' AND external_id = $2),
+               l AS (
+                   INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
+                                               api_key_id, created_at)
+                   SELECT gen_random_uuid(), $1, -greatest(round($3 - already.amt, 9), 0), $5,
+                          'usage_billing', $2, $4, now() AT TIME ZONE 'utc'
+                   FROM already
+                   ON CONFLICT (external_id) WHERE source = 'usage_billing' DO NOTHING
+                   RETURNING delta),
+               u AS (
+                   UPDATE user_account
+                      SET credits_balance = credits_balance + l.delta,
+                          updated_at = now() AT TIME ZONE 'utc'
+                   FROM l WHERE id = $1 AND l.delta <> 0)
+               SELECT delta FROM l"#,
+            usage.user_id,
+            usage.plan_id.to_string(),
+            cost,
+            usage.api_key_id.map(|k| k.to_string()),
+            reason,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(match delta {
+            Some(d) => FinalBilling::Charged { charged: -d },
+            None => FinalBilling::AlreadyBilled,
+        })
+    })
+    .await
+}
+
+/// Settle a plan's open usage rows (`usage_billing_progress` and `usage_billing` →
+/// `usage_billing_settled`), closing the attempt. Retry, resume and the reaper do this themselves in
+/// the same statement as the state change; this is for callers that re-queue by other means.
+/// Returns the rows settled. One round trip.
+pub async fn settle_plan_usage(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<u64> {
+    let done = sqlx::query!(
+        r#"UPDATE credit_history SET source = 'usage_billing_settled'
+           WHERE external_id = $1 AND source IN ('usage_billing_progress', 'usage_billing')"#,
+        plan_id.to_string(),
+    )
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+/// Spend of one API key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySpend {
+    /// The key id (as stored).
+    pub api_key_id: String,
+    /// Credits spent (positive).
+    pub spent: Decimal,
+}
+
+/// Credits spent per API key (sum of negative deltas), for the keys given. One round trip.
+pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Result<Vec<KeySpend>> {
+    let ids: Vec<String> = key_ids.iter().map(Uuid::to_string).collect();
+    Ok(sqlx::query_as!(
+        KeySpend,
+        r#"SELECT api_key_id AS "api_key_id!", -sum(delta) AS "spent!"
+           FROM credit_history WHERE api_key_id = ANY($1) AND delta < 0
+           GROUP BY api_key_id ORDER BY api_key_id"#,
+        &ids,
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+/// A user's ledger, newest first. One round trip.
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    page: Page,
+) -> Result<Vec<CreditEntry>> {
+    Ok(sqlx::query_as!(
+        CreditEntry,
+        r#"SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
+           FROM credit_history WHERE user_id = $1
+           ORDER BY created_at DESC NULLS LAST, id LIMIT $2 OFFSET $3"#,
+        user_id,
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+/// A user whose balance differs from the ledger sum.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Drift {
+    /// The user.
+    pub user_id: Uuid,
+    /// `user_account.credits_balance`.
+    pub balance: Decimal,
+    /// `SUM(credit_history.delta)`.
+    pub ledger_sum: Decimal,
+}
+
+/// Users whose balance differs from their ledger sum (empty when the invariant holds). One round
+/// trip; scans both tables.
+pub async fn reconcile(ex: impl PgExecutor<'_>) -> Result<Vec<Drift>> {
+    Ok(sqlx::query_as!(
+        Drift,
+        r#"SELECT u.id AS user_id, u.credits_balance AS balance,
+                  coalesce(l.total, 0) AS "ledger_sum!"
+           FROM user_account u
+           LEFT JOIN (SELECT user_id, sum(delta) AS total FROM credit_history GROUP BY user_id) l
+                  ON l.user_id = u.id
+           WHERE u.credits_balance <> coalesce(l.total, 0)
+           ORDER BY u.id"#,
+    )
+    .fetch_all(ex)
+    .await?)
+}

@@ -1,0 +1,136 @@
+//! `events`: the event log (`EventItem`).
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{EventType, db_err, json_absent, json_text};
+use crate::error::Result;
+
+/// One row of `events`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    /// Serial id; increases with insertion order (polling key for [`list_since`]).
+    pub id: i32,
+    /// When it happened (UTC).
+    pub timestamp: DateTime<Utc>,
+    /// Kind.
+    pub event_type: EventType,
+    /// Human-readable message, e.g. `Pending -> Processing`.
+    pub message: String,
+    /// Free-form context (`task_id`, `user_id`, `billing_*`, ...); JSON `null` reads as `None`.
+    pub context: Option<Value>,
+}
+
+impl Event {
+    fn normalized(mut self) -> Self {
+        self.context = json_absent(self.context);
+        self
+    }
+}
+
+/// Append an event. One round trip.
+pub async fn append(
+    ex: impl PgExecutor<'_>,
+    event_type: EventType,
+    message: &str,
+    context: Option<&Value>,
+) -> Result<Event> {
+    let message = super::clean_text(message, usize::MAX);
+    sqlx::query_as!(
+        Event,
+        r#"INSERT INTO events ("timestamp", event_type, message, context)
+           VALUES (now() AT TIME ZONE 'utc', $1, $2, $3::text::json)
+           RETURNING id, "timestamp", event_type, message, context"#,
+        event_type as EventType,
+        message,
+        json_text(context),
+    )
+    .fetch_one(ex)
+    .await
+    .map(Event::normalized)
+    .map_err(db_err)
+}
+
+/// Events of one plan (`context.task_id`, served by `ix_events_context_task_id`), oldest first.
+/// One round trip.
+pub async fn list_by_plan(
+    ex: impl PgExecutor<'_>,
+    plan_id: Uuid,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let rows = sqlx::query_as!(
+        Event,
+        r#"SELECT id, "timestamp", event_type, message, context
+           FROM events WHERE context->>'task_id' = $1::uuid::text
+           ORDER BY id LIMIT $2"#,
+        plan_id,
+        limit,
+    )
+    .fetch_all(ex)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(Event::normalized).collect())
+}
+
+/// Latest events of one type, newest first. One round trip.
+pub async fn list_by_type(
+    ex: impl PgExecutor<'_>,
+    event_type: EventType,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let rows = sqlx::query_as!(
+        Event,
+        r#"SELECT id, "timestamp", event_type, message, context
+           FROM events WHERE event_type = $1
+           ORDER BY "timestamp" DESC, id DESC LIMIT $2"#,
+        event_type as EventType,
+        limit,
+    )
+    .fetch_all(ex)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(Event::normalized).collect())
+}
+
+/// Events with `from <= timestamp < to`, oldest first. One round trip.
+pub async fn list_in_range(
+    ex: impl PgExecutor<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    limit: i64,
+) -> Result<Vec<Event>> {
+    let rows = sqlx::query_as!(
+        Event,
+        r#"SELECT id, "timestamp", event_type, message, context
+           FROM events WHERE "timestamp" >= $1 AND "timestamp" < $2
+           ORDER BY "timestamp", id LIMIT $3"#,
+        from.naive_utc(),
+        to.naive_utc(),
+        limit,
+    )
+    .fetch_all(ex)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(Event::normalized).collect())
+}
+
+/// Polling: events with `id > after_id`, in id order. One round trip.
+///
+/// Serial ids are assigned at insert, not at commit: a poller that must never miss an event should
+/// re-read a short overlap (e.g. the last few seconds) and de-duplicate by id.
+pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> Result<Vec<Event>> {
+    let rows = sqlx::query_as!(
+        Event,
+        r#"SELECT id, "timestamp", event_type, message, context
+           FROM events WHERE id > $1 ORDER BY id LIMIT $2"#,
+        after_id,
+        limit,
+    )
+    .fetch_all(ex)
+    .await
+    .map_err(db_err)?;
+    Ok(rows.into_iter().map(Event::normalized).collect())
+}

@@ -1,0 +1,137 @@
+//! `feedback_item`: feedback submitted through the MCP server (`FeedbackItem`), and aggregates.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{PlanState, clean_opt, clean_text};
+use crate::error::{Error, Result};
+
+/// One row of `feedback_item`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedbackItem {
+    /// UUID string.
+    pub id: String,
+    /// Receipt time.
+    pub received_at: DateTime<Utc>,
+    /// Category (≤32 chars).
+    pub category: String,
+    /// The feedback text.
+    pub message: String,
+    /// Plan id string.
+    pub plan_id: Option<String>,
+    /// Rating.
+    pub rating: Option<i32>,
+    /// User id string.
+    pub user_id: Option<String>,
+    /// The plan's progress at submission.
+    pub plan_progress_pct: Option<f64>,
+    /// The plan's state label at submission.
+    pub plan_state: Option<String>,
+    /// The plan's step at submission.
+    pub plan_current_step: Option<String>,
+}
+
+/// What [`record`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct NewFeedback<'a> {
+    /// Category (required, ≤32 chars).
+    pub category: &'a str,
+    /// Text (required).
+    pub message: &'a str,
+    /// Plan.
+    pub plan_id: Option<Uuid>,
+    /// Rating.
+    pub rating: Option<i32>,
+    /// User id string (≤36 chars).
+    pub user_id: Option<&'a str>,
+    /// Plan snapshot: progress.
+    pub plan_progress_pct: Option<f64>,
+    /// Plan snapshot: state.
+    pub plan_state: Option<PlanState>,
+    /// Plan snapshot: step.
+    pub plan_current_step: Option<&'a str>,
+}
+
+/// Record feedback. One round trip.
+pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<FeedbackItem> {
+    if f.category.is_empty() || f.message.is_empty() {
+        return Err(Error::invalid_input(
+            "feedback category and message are required",
+        ));
+    }
+    Ok(sqlx::query_as!(
+        FeedbackItem,
+        r#"INSERT INTO feedback_item (id, received_at, category, message, plan_id, rating,
+                                     user_id, plan_progress_pct, plan_state, plan_current_step)
+           VALUES ($1, now() AT TIME ZONE 'utc', $2, $3, $4, $5, $6, $7, $8, $9)
+           RETURNING id, received_at, category, message, plan_id, rating, user_id,
+                     plan_progress_pct, plan_state, plan_current_step"#,
+        Uuid::new_v4().to_string(),
+        clean_text(f.category, 32),
+        clean_text(f.message, usize::MAX),
+        f.plan_id.map(|p| p.to_string()),
+        f.rating,
+        clean_opt(f.user_id, 36),
+        f.plan_progress_pct,
+        f.plan_state.map(|s| s.as_str()),
+        clean_opt(f.plan_current_step, 128),
+    )
+    .fetch_one(ex)
+    .await?)
+}
+
+/// Aggregate feedback.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FeedbackSummary {
+    /// Number of items.
+    pub count: i64,
+    /// Items with a rating.
+    pub rated: i64,
+    /// Mean rating of the rated items.
+    pub average_rating: Option<f64>,
+    /// Latest item.
+    pub latest_at: Option<DateTime<Utc>>,
+}
+
+/// Feedback on one plan. One round trip.
+pub async fn summary_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<FeedbackSummary> {
+    Ok(sqlx::query_as!(
+        FeedbackSummary,
+        r#"SELECT count(*) AS "count!", count(rating) AS "rated!",
+                  avg(rating)::float8 AS average_rating,
+                  max(received_at) AS "latest_at: DateTime<Utc>"
+           FROM feedback_item WHERE plan_id = $1"#,
+        plan_id.to_string(),
+    )
+    .fetch_one(ex)
+    .await?)
+}
+
+/// Feedback of one user. One round trip.
+pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<FeedbackSummary> {
+    Ok(sqlx::query_as!(
+        FeedbackSummary,
+        r#"SELECT count(*) AS "count!", count(rating) AS "rated!",
+                  avg(rating)::float8 AS average_rating,
+                  max(received_at) AS "latest_at: DateTime<Utc>"
+           FROM feedback_item WHERE user_id = $1"#,
+        user_id,
+    )
+    .fetch_one(ex)
+    .await?)
+}
+
+/// Feedback items of one plan, newest first. One round trip.
+pub async fn list_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Vec<FeedbackItem>> {
+    Ok(sqlx::query_as!(
+        FeedbackItem,
+        r#"SELECT id, received_at, category, message, plan_id, rating, user_id, plan_progress_pct,
+                  plan_state, plan_current_step
+           FROM feedback_item WHERE plan_id = $1 ORDER BY received_at DESC, id"#,
+        plan_id.to_string(),
+    )
+    .fetch_all(ex)
+    .await?)
+}

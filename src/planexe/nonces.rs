@@ -1,0 +1,88 @@
+//! `nonces`: one-shot form-submission nonces (`NonceItem`).
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+
+use super::{json_absent, json_text, secs};
+use crate::error::{Error, Result};
+
+/// One row of `nonces`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Nonce {
+    /// Serial id.
+    pub id: i32,
+    /// `CREATE_<uuid4>` or `DEMO_<uuid4>`.
+    pub nonce_key: String,
+    /// First use.
+    pub created_at: DateTime<Utc>,
+    /// Latest use.
+    pub last_accessed_at: DateTime<Utc>,
+    /// Number of uses (1 on first use).
+    pub request_count: i32,
+    /// Context of the latest use (user agent, ip, prompt, user id).
+    pub context: Option<Value>,
+}
+
+/// Outcome of [`consume`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NonceUse {
+    /// The row after this use.
+    pub nonce: Nonce,
+    /// `true` for the first use; `false` means a replay (the frontend answers HTTP 409).
+    pub is_new: bool,
+}
+
+/// Consume a nonce: the first use inserts it, later uses bump `request_count` and `last_accessed_at`
+/// and replace the context. One statement (`INSERT … ON CONFLICT (nonce_key) DO UPDATE`), one round
+/// trip; concurrent uses of the same key serialise on the unique index, so exactly one sees `is_new`.
+pub async fn consume(
+    ex: impl PgExecutor<'_>,
+    nonce_key: &str,
+    context: Option<&Value>,
+) -> Result<NonceUse> {
+    if nonce_key.is_empty() || nonce_key.chars().count() > 255 || nonce_key.contains('\0') {
+        return Err(Error::invalid_input("nonce key must be 1..=255 characters"));
+    }
+    let row = sqlx::query!(
+        r#"INSERT INTO nonces (nonce_key, created_at, last_accessed_at, request_count, context)
+           VALUES ($1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 1, $2::text::json)
+           ON CONFLICT (nonce_key) DO UPDATE
+              SET request_count = nonces.request_count + 1,
+                  last_accessed_at = EXCLUDED.last_accessed_at,
+                  context = EXCLUDED.context
+           RETURNING id, nonce_key, created_at, last_accessed_at, request_count, context,
+                     (xmax = 0) AS "inserted!""#,
+        nonce_key,
+        json_text(context),
+    )
+    .fetch_one(ex)
+    .await?;
+    Ok(NonceUse {
+        is_new: row.inserted,
+        nonce: Nonce {
+            id: row.id,
+            nonce_key: row.nonce_key,
+            created_at: row.created_at,
+            last_accessed_at: row.last_accessed_at,
+            request_count: row.request_count,
+            context: json_absent(row.context),
+        },
+    })
+}
+
+/// Delete nonces created more than `age` ago (the Python services never call their cleanup; schedule
+/// this, e.g. daily with 30 days). Returns the number deleted. One round trip.
+pub async fn purge_older_than(ex: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
+    let done = sqlx::query!(
+        r#"DELETE FROM nonces
+           WHERE created_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)"#,
+        secs(age),
+    )
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}

@@ -1,0 +1,198 @@
+//! `token_metrics`: one row per LLM call (`TokenMetrics`), and usage aggregates.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{clean_opt, clean_text, json_absent, json_text};
+use crate::error::{Error, Result};
+
+/// One row of `token_metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenMetric {
+    /// Serial id.
+    pub id: i32,
+    /// Time of the call.
+    pub timestamp: DateTime<Utc>,
+    /// Model name as configured.
+    pub llm_model: String,
+    /// Plan id string.
+    pub task_id: Option<String>,
+    /// User id string.
+    pub user_id: Option<String>,
+    /// API key id string.
+    pub api_key_id: Option<String>,
+    /// Upstream provider (e.g. openrouter).
+    pub upstream_provider: Option<String>,
+    /// Upstream model.
+    pub upstream_model: Option<String>,
+    /// Prompt tokens.
+    pub input_tokens: Option<i32>,
+    /// Completion tokens.
+    pub output_tokens: Option<i32>,
+    /// Reasoning tokens.
+    pub thinking_tokens: Option<i32>,
+    /// Cost in USD.
+    pub cost_usd: Option<f64>,
+    /// Call duration.
+    pub duration_seconds: Option<f64>,
+    /// Whether the call succeeded.
+    pub success: bool,
+    /// Error text of a failed call.
+    pub error_message: Option<String>,
+    /// The provider's raw usage block.
+    pub raw_usage_data: Option<Value>,
+}
+
+/// What [`record`] writes.
+#[derive(Debug, Clone, Default)]
+pub struct NewTokenMetric<'a> {
+    /// Model name (required).
+    pub llm_model: &'a str,
+    /// Plan.
+    pub plan_id: Option<Uuid>,
+    /// User id as stored on the plan.
+    pub user_id: Option<&'a str>,
+    /// API key.
+    pub api_key_id: Option<Uuid>,
+    /// Upstream provider.
+    pub upstream_provider: Option<&'a str>,
+    /// Upstream model.
+    pub upstream_model: Option<&'a str>,
+    /// Prompt tokens.
+    pub input_tokens: Option<i32>,
+    /// Completion tokens.
+    pub output_tokens: Option<i32>,
+    /// Reasoning tokens.
+    pub thinking_tokens: Option<i32>,
+    /// Cost in USD.
+    pub cost_usd: Option<f64>,
+    /// Duration.
+    pub duration_seconds: Option<f64>,
+    /// Success.
+    pub success: bool,
+    /// Error text.
+    pub error_message: Option<&'a str>,
+    /// Raw usage block.
+    pub raw_usage_data: Option<&'a Value>,
+}
+
+/// Record one LLM call. One round trip.
+pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<TokenMetric> {
+    if m.llm_model.is_empty() {
+        return Err(Error::invalid_input("llm_model is required"));
+    }
+    let mut row = sqlx::query_as!(
+        TokenMetric,
+        r#"INSERT INTO token_metrics ("timestamp", llm_model, task_id, user_id, api_key_id,
+                                     upstream_provider, upstream_model, input_tokens,
+                                     output_tokens, thinking_tokens, cost_usd, duration_seconds,
+                                     success, error_message, raw_usage_data)
+           VALUES (now() AT TIME ZONE 'utc', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                   $13, $14::text::json)
+           RETURNING id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
+                     upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
+                     duration_seconds, success, error_message, raw_usage_data"#,
+        clean_text(m.llm_model, 255),
+        m.plan_id.map(|p| p.to_string()),
+        clean_opt(m.user_id, 255),
+        m.api_key_id.map(|k| k.to_string()),
+        clean_opt(m.upstream_provider, 255),
+        clean_opt(m.upstream_model, 255),
+        m.input_tokens,
+        m.output_tokens,
+        m.thinking_tokens,
+        m.cost_usd,
+        m.duration_seconds,
+        m.success,
+        m.error_message.map(|e| clean_text(e, usize::MAX)),
+        json_text(m.raw_usage_data),
+    )
+    .fetch_one(ex)
+    .await?;
+    row.raw_usage_data = json_absent(row.raw_usage_data);
+    Ok(row)
+}
+
+/// Aggregate usage of a set of calls.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TokenUsage {
+    /// What was grouped on: plan id, user id or model name.
+    pub key: String,
+    /// Number of calls.
+    pub calls: i64,
+    /// Failed calls.
+    pub failed_calls: i64,
+    /// Sum of input tokens.
+    pub input_tokens: i64,
+    /// Sum of output tokens.
+    pub output_tokens: i64,
+    /// Sum of thinking tokens.
+    pub thinking_tokens: i64,
+    /// Sum of costs in USD.
+    pub cost_usd: f64,
+    /// Sum of durations.
+    pub duration_seconds: f64,
+}
+
+/// Usage of one plan. `None` if it has no calls. One round trip.
+pub async fn usage_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Option<TokenUsage>> {
+    Ok(sqlx::query_as!(
+        TokenUsage,
+        r#"SELECT task_id AS "key!", count(*) AS "calls!",
+                  count(*) FILTER (WHERE NOT success) AS "failed_calls!",
+                  coalesce(sum(input_tokens), 0)::bigint AS "input_tokens!",
+                  coalesce(sum(output_tokens), 0)::bigint AS "output_tokens!",
+                  coalesce(sum(thinking_tokens), 0)::bigint AS "thinking_tokens!",
+                  coalesce(sum(cost_usd), 0) AS "cost_usd!",
+                  coalesce(sum(duration_seconds), 0) AS "duration_seconds!"
+           FROM token_metrics WHERE task_id = $1 GROUP BY task_id"#,
+        plan_id.to_string(),
+    )
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// Usage of one user. `None` if they have no calls. One round trip.
+pub async fn usage_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<Option<TokenUsage>> {
+    Ok(sqlx::query_as!(
+        TokenUsage,
+        r#"SELECT user_id AS "key!", count(*) AS "calls!",
+                  count(*) FILTER (WHERE NOT success) AS "failed_calls!",
+                  coalesce(sum(input_tokens), 0)::bigint AS "input_tokens!",
+                  coalesce(sum(output_tokens), 0)::bigint AS "output_tokens!",
+                  coalesce(sum(thinking_tokens), 0)::bigint AS "thinking_tokens!",
+                  coalesce(sum(cost_usd), 0) AS "cost_usd!",
+                  coalesce(sum(duration_seconds), 0) AS "duration_seconds!"
+           FROM token_metrics WHERE user_id = $1 GROUP BY user_id"#,
+        user_id,
+    )
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// Usage per model within `[from, to)`, most expensive first. One round trip.
+pub async fn usage_by_model(
+    ex: impl PgExecutor<'_>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<TokenUsage>> {
+    Ok(sqlx::query_as!(
+        TokenUsage,
+        r#"SELECT llm_model AS "key!", count(*) AS "calls!",
+                  count(*) FILTER (WHERE NOT success) AS "failed_calls!",
+                  coalesce(sum(input_tokens), 0)::bigint AS "input_tokens!",
+                  coalesce(sum(output_tokens), 0)::bigint AS "output_tokens!",
+                  coalesce(sum(thinking_tokens), 0)::bigint AS "thinking_tokens!",
+                  coalesce(sum(cost_usd), 0) AS "cost_usd!",
+                  coalesce(sum(duration_seconds), 0) AS "duration_seconds!"
+           FROM token_metrics WHERE "timestamp" >= $1 AND "timestamp" < $2
+           GROUP BY llm_model ORDER BY 7 DESC, 1"#,
+        from.naive_utc(),
+        to.naive_utc(),
+    )
+    .fetch_all(ex)
+    .await?)
+}

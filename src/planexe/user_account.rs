@@ -1,0 +1,243 @@
+//! `user_account`: users (`UserAccount`), OAuth sign-in and the admin account.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{clean_opt, clean_text, json_absent, json_text};
+use crate::error::{Error, Result};
+
+/// One row of `user_account`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserAccount {
+    /// Primary key.
+    pub id: Uuid,
+    /// Creation time.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Last update (set by every write of this library).
+    pub updated_at: Option<DateTime<Utc>>,
+    /// E-mail (not unique).
+    pub email: Option<String>,
+    /// Display name.
+    pub name: Option<String>,
+    /// Given name.
+    pub given_name: Option<String>,
+    /// Family name.
+    pub family_name: Option<String>,
+    /// Locale.
+    pub locale: Option<String>,
+    /// Avatar URL.
+    pub avatar_url: Option<String>,
+    /// Administrator.
+    pub is_admin: bool,
+    /// The free first plan was used.
+    pub free_plan_used: bool,
+    /// Credit balance; equals the sum of the user's `credit_history.delta` (see `credit_history`).
+    pub credits_balance: Decimal,
+    /// Last sign-in.
+    pub last_login_at: Option<DateTime<Utc>>,
+    /// Frontend preferences, e.g. `{"plan_page": {"selected_segment": "info"}}`.
+    pub frontend_multi_user_config: Option<Value>,
+}
+
+impl UserAccount {
+    fn normalized(mut self) -> Self {
+        self.frontend_multi_user_config = json_absent(self.frontend_multi_user_config);
+        self
+    }
+}
+
+/// A user by id. [`Error::NotFound`] if absent. One round trip.
+pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<UserAccount> {
+    sqlx::query_as!(
+        UserAccount,
+        r#"SELECT id, created_at, updated_at, email, name, given_name, family_name, locale,
+                  avatar_url, is_admin, free_plan_used, credits_balance, last_login_at,
+                  frontend_multi_user_config
+           FROM user_account WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .map(UserAccount::normalized)
+    .ok_or(Error::NotFound)
+}
+
+/// The deterministic id of the admin account: `uuid5(NAMESPACE_URL, "planexe-admin-pref:<name>")`,
+/// as the Python frontend computes it.
+pub fn admin_id(admin_username: &str) -> Uuid {
+    Uuid::new_v5(
+        &Uuid::NAMESPACE_URL,
+        format!("planexe-admin-pref:{admin_username}").as_bytes(),
+    )
+}
+
+/// The admin account, created on first use (`is_admin = true`, name "Admin") under its
+/// deterministic id ([`admin_id`]). Race-free (`INSERT … ON CONFLICT (id) DO UPDATE`); one round trip.
+pub async fn ensure_admin(ex: impl PgExecutor<'_>, admin_username: &str) -> Result<UserAccount> {
+    Ok(sqlx::query_as!(
+        UserAccount,
+        r#"INSERT INTO user_account (id, created_at, updated_at, name, is_admin, free_plan_used,
+                                    credits_balance)
+           VALUES ($1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 'Admin', true, false, 0)
+           ON CONFLICT (id) DO UPDATE SET is_admin = true
+           RETURNING id, created_at, updated_at, email, name, given_name, family_name, locale,
+                     avatar_url, is_admin, free_plan_used, credits_balance, last_login_at,
+                     frontend_multi_user_config"#,
+        admin_id(admin_username),
+    )
+    .fetch_one(ex)
+    .await?
+    .normalized())
+}
+
+/// The OAuth profile a sign-in brings.
+#[derive(Debug, Clone, Default)]
+pub struct OAuthProfile<'a> {
+    /// `google`, `github` or `discord`.
+    pub provider: &'a str,
+    /// The provider's user id (`sub` or `id`).
+    pub provider_user_id: &'a str,
+    /// E-mail.
+    pub email: Option<&'a str>,
+    /// Display name.
+    pub name: Option<&'a str>,
+    /// Given name.
+    pub given_name: Option<&'a str>,
+    /// Family name.
+    pub family_name: Option<&'a str>,
+    /// Locale.
+    pub locale: Option<&'a str>,
+    /// Avatar URL.
+    pub avatar_url: Option<&'a str>,
+    /// The full provider profile, stored on the link.
+    pub raw_profile: Option<&'a Value>,
+}
+
+/// Result of [`sign_in`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SignIn {
+    /// The user, after the sign-in.
+    pub user: UserAccount,
+    /// The user row was created by this sign-in.
+    pub created: bool,
+}
+
+/// Sign a user in from an OAuth profile, keyed by (provider, provider user id).
+///
+/// One statement: upsert the `user_provider` link on `uq_user_provider_provider_user_id` (a new
+/// link gets a new user id; an existing one keeps its user), then upsert that `user_account` row.
+/// Profile fields are overwritten only with non-empty values; `last_login_at` is set on both rows.
+/// Concurrent first sign-ins of one identity produce one user and one link, and a link whose user row
+/// is missing (possible with the Python two-commit insert) gets its user row back instead of a
+/// second user. One round trip.
+pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Result<SignIn> {
+    if profile.provider.is_empty() || profile.provider_user_id.is_empty() {
+        return Err(Error::invalid_input(
+            "provider and provider user id are required",
+        ));
+    }
+    let row = sqlx::query!(
+        r#"WITH link AS (
+               INSERT INTO user_provider (id, user_id, provider, provider_user_id, email,
+                                          raw_profile, created_at, last_login_at)
+               VALUES (gen_random_uuid(), gen_random_uuid(), $1, $2, $3, $4::text::json,
+                       now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc')
+               ON CONFLICT (provider, provider_user_id) DO UPDATE
+                  SET email = coalesce(nullif(EXCLUDED.email, ''), user_provider.email),
+                      raw_profile = coalesce(EXCLUDED.raw_profile, user_provider.raw_profile),
+                      last_login_at = EXCLUDED.last_login_at
+               RETURNING user_id)
+           INSERT INTO user_account AS u (id, created_at, updated_at, email, name, given_name,
+                                          family_name, locale, avatar_url, is_admin,
+                                          free_plan_used, credits_balance, last_login_at)
+           SELECT link.user_id, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc',
+                  nullif($3, ''), nullif($5, ''), nullif($6, ''), nullif($7, ''), nullif($8, ''),
+                  nullif($9, ''), false, false, 0, now() AT TIME ZONE 'utc'
+           FROM link
+           ON CONFLICT (id) DO UPDATE
+              SET email = coalesce(EXCLUDED.email, u.email),
+                  name = coalesce(EXCLUDED.name, u.name),
+                  given_name = coalesce(EXCLUDED.given_name, u.given_name),
+                  family_name = coalesce(EXCLUDED.family_name, u.family_name),
+                  locale = coalesce(EXCLUDED.locale, u.locale),
+                  avatar_url = coalesce(EXCLUDED.avatar_url, u.avatar_url),
+                  last_login_at = EXCLUDED.last_login_at,
+                  updated_at = EXCLUDED.updated_at
+           RETURNING id, created_at, updated_at, email, name, given_name, family_name, locale,
+                     avatar_url, is_admin, free_plan_used, credits_balance, last_login_at,
+                     frontend_multi_user_config, (xmax = 0) AS "created!""#,
+        clean_text(profile.provider, 32),
+        clean_text(profile.provider_user_id, 256),
+        clean_opt(profile.email, 256),
+        json_text(profile.raw_profile),
+        clean_opt(profile.name, 256),
+        clean_opt(profile.given_name, 128),
+        clean_opt(profile.family_name, 128),
+        clean_opt(profile.locale, 64),
+        clean_opt(profile.avatar_url, 512),
+    )
+    .fetch_one(ex)
+    .await?;
+    Ok(SignIn {
+        created: row.created,
+        user: UserAccount {
+            id: row.id,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+            email: row.email,
+            name: row.name,
+            given_name: row.given_name,
+            family_name: row.family_name,
+            locale: row.locale,
+            avatar_url: row.avatar_url,
+            is_admin: row.is_admin,
+            free_plan_used: row.free_plan_used,
+            credits_balance: row.credits_balance,
+            last_login_at: row.last_login_at,
+            frontend_multi_user_config: json_absent(row.frontend_multi_user_config),
+        },
+    })
+}
+
+/// Use the user's free first plan: sets `free_plan_used` if it was not set. `true` when this call
+/// used it, `false` when it had been used before (concurrent callers: exactly one gets `true`).
+/// [`Error::NotFound`] if the user does not exist. One round trip.
+pub async fn claim_free_plan(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
+    let row = sqlx::query!(
+        r#"WITH upd AS (
+               UPDATE user_account
+                  SET free_plan_used = true, updated_at = now() AT TIME ZONE 'utc'
+               WHERE id = $1 AND NOT free_plan_used
+               RETURNING id)
+           SELECT EXISTS (SELECT 1 FROM upd) AS "claimed!" FROM user_account WHERE id = $1"#,
+        user_id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(row.claimed)
+}
+
+/// Who pays for a plan, as the Python worker decides: the `user_account` whose id is `plan_user_id`
+/// if it parses as a UUID and exists, else the first admin account. One round trip.
+pub async fn billing_user_for_plan(
+    ex: impl PgExecutor<'_>,
+    plan_user_id: Option<&str>,
+) -> Result<Option<Uuid>> {
+    let as_uuid = plan_user_id.and_then(|s| Uuid::parse_str(s).ok());
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id AS "id!" FROM (
+               (SELECT id, 0 AS rank FROM user_account WHERE id = $1)
+               UNION ALL
+               (SELECT id, 1 AS rank FROM user_account WHERE is_admin
+                ORDER BY created_at NULLS LAST, id LIMIT 1)) candidates
+           ORDER BY rank LIMIT 1"#,
+        as_uuid,
+    )
+    .fetch_optional(ex)
+    .await?)
+}

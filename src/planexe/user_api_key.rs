@@ -1,0 +1,341 @@
+//! `user_api_key`: API keys (`UserApiKey`), in the Python services' exact format so that keys made by
+//! either side work on both.
+//!
+//! * raw key: `pex_` + URL-safe base64 (no padding) of 24 random bytes = 36 characters;
+//! * `key_hash`: lowercase hex SHA-256 of the UTF-8 string `"{secret}:{raw}"` (`PLANEXE_API_KEY_SECRET`);
+//! * `key_prefix`: the first 10 characters of the raw key;
+//! * `key_plaintext`: stored only when [`KeyOptions::store_plaintext`] is set (off by default; the
+//!   Python default stores it unless `PLANEXE_API_KEY_SHOW_ONCE` is truthy);
+//! * at most [`MAX_ACTIVE_KEYS`] active (`revoked_at IS NULL`) keys per user.
+//!
+//! The hash and the plaintext never serialize and never appear in `Debug` output.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use sqlx::{PgConnection, PgExecutor};
+use uuid::Uuid;
+
+use super::clean_opt;
+use crate::error::{Error, Result, ResultExt};
+
+/// Maximum number of active keys per user (as in the Python frontend).
+pub const MAX_ACTIVE_KEYS: i64 = 10;
+/// Length of `key_prefix`.
+pub const KEY_PREFIX_LEN: usize = 10;
+const KEY_TAG: &str = "pex_";
+
+/// The server-side secret mixed into key hashes (`PLANEXE_API_KEY_SECRET`). Redacted in `Debug`.
+#[derive(Clone)]
+pub struct ApiKeySecret(String);
+
+impl ApiKeySecret {
+    /// Wrap the secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        ApiKeySecret(secret.into())
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeySecret(<redacted>)")
+    }
+}
+
+/// A raw API key, shown to its owner once. Redacted in `Debug`; never serialized.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RawApiKey(String);
+
+impl RawApiKey {
+    /// Generate a key: `pex_` + base64url(24 random bytes), no padding.
+    pub fn generate() -> Result<Self> {
+        let mut bytes = [0u8; 24];
+        getrandom::fill(&mut bytes)
+            .map_err(|e| Error::invalid_input(format!("no OS randomness: {e}")))?;
+        Ok(RawApiKey(format!(
+            "{KEY_TAG}{}",
+            URL_SAFE_NO_PAD.encode(bytes)
+        )))
+    }
+    /// Wrap a key presented by a client.
+    pub fn from_presented(raw: impl Into<String>) -> Self {
+        RawApiKey(raw.into())
+    }
+    /// The key text (to show to its owner once).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    /// `key_prefix`: the first 10 characters.
+    pub fn prefix(&self) -> String {
+        self.0.chars().take(KEY_PREFIX_LEN).collect()
+    }
+    /// `key_hash`: lowercase hex SHA-256 of `"{secret}:{raw}"`.
+    pub fn hash(&self, secret: &ApiKeySecret) -> String {
+        let mut h = Sha256::new();
+        h.update(secret.0.as_bytes());
+        h.update(b":");
+        h.update(self.0.as_bytes());
+        hex::encode(h.finalize())
+    }
+}
+
+impl fmt::Debug for RawApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RawApiKey({}…)", self.prefix())
+    }
+}
+
+/// One row of `user_api_key`.
+#[derive(Clone, PartialEq, Serialize)]
+pub struct UserApiKey {
+    /// Primary key.
+    pub id: Uuid,
+    /// Owner.
+    pub user_id: Uuid,
+    /// Hash of the key (secret).
+    #[serde(skip_serializing)]
+    pub key_hash: String,
+    /// First 10 characters of the key, to recognise it.
+    pub key_prefix: String,
+    /// Name given by the user (Python attribute `name`, column `label`).
+    pub label: Option<String>,
+    /// The raw key, if stored (secret).
+    #[serde(skip_serializing)]
+    pub key_plaintext: Option<String>,
+    /// Creation time.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Last successful authentication.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Revocation time; a key is active while this is `None`.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl fmt::Debug for UserApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UserApiKey")
+            .field("id", &self.id)
+            .field("user_id", &self.user_id)
+            .field("key_hash", &"<redacted>")
+            .field("key_prefix", &self.key_prefix)
+            .field("label", &self.label)
+            .field(
+                "key_plaintext",
+                &self.key_plaintext.as_ref().map(|_| "<redacted>"),
+            )
+            .field("created_at", &self.created_at)
+            .field("last_used_at", &self.last_used_at)
+            .field("revoked_at", &self.revoked_at)
+            .finish()
+    }
+}
+
+/// Options of [`create`] and [`reset`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct KeyOptions {
+    /// Store the raw key in `key_plaintext` (the Python default). Off unless asked for.
+    pub store_plaintext: bool,
+}
+
+/// A key just created or reset: the row and the raw key, which is not retrievable later unless
+/// plaintext storage was asked for.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    /// The stored row.
+    pub key: UserApiKey,
+    /// The raw key to hand to the user.
+    pub raw: RawApiKey,
+}
+
+/// Create a key for `user_id` with an optional label (truncated to 128). Refused with
+/// [`Error::TooManyApiKeys`] when the user already has [`MAX_ACTIVE_KEYS`] active keys, and with
+/// [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked before
+/// counting, so concurrent creates cannot exceed the limit. One transaction, two statements
+/// (4 round trips with BEGIN/COMMIT).
+pub async fn create(
+    conn: &mut PgConnection,
+    secret: &ApiKeySecret,
+    user_id: Uuid,
+    label: Option<&str>,
+    options: KeyOptions,
+) -> Result<IssuedKey> {
+    let raw = RawApiKey::generate()?;
+    let label = clean_opt(label, 128);
+    crate::tx::transaction(conn, async |tx| {
+        sqlx::query_scalar!(
+            "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
+            user_id
+        )
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+        let key = sqlx::query_as!(
+            UserApiKey,
+            r#"INSERT INTO user_api_key (id, user_id, key_hash, key_prefix, label, key_plaintext,
+                                         created_at)
+               SELECT gen_random_uuid(), $1, $2, $3, $4, $5, now() AT TIME ZONE 'utc'
+               WHERE (SELECT count(*) FROM user_api_key
+                      WHERE user_id = $1 AND revoked_at IS NULL) < $6
+               RETURNING id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                         last_used_at, revoked_at"#,
+            user_id,
+            raw.hash(secret),
+            raw.prefix(),
+            label,
+            options.store_plaintext.then(|| raw.expose().to_owned()),
+            MAX_ACTIVE_KEYS,
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .on_constraint("user_api_key_key_hash_key", |_| {
+            Error::invalid_input("API key hash collision; try again")
+        })?
+        .ok_or(Error::TooManyApiKeys {
+            user_id,
+            limit: MAX_ACTIVE_KEYS,
+        })?;
+        Ok(IssuedKey {
+            key,
+            raw: raw.clone(),
+        })
+    })
+    .await
+}
+
+/// An authenticated API request's identity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Authenticated {
+    /// The key's id.
+    pub api_key_id: Uuid,
+    /// The key's owner.
+    pub user_id: Uuid,
+    /// The owner's balance.
+    pub credits_balance: Decimal,
+}
+
+/// How stale `last_used_at` may get before [`authenticate`] writes it again.
+pub const LAST_USED_GRANULARITY_SECS: f64 = 60.0;
+
+/// Authenticate a presented raw key (the hot path of every API request): the active key with that
+/// hash, its owner and the owner's balance. `None` for unknown or revoked keys, or keys whose user
+/// row is missing. `last_used_at` is set to now when it is older than
+/// [`LAST_USED_GRANULARITY_SECS`] (or unset), so a busy key is not written — and its row not
+/// locked — on every request (the Python services write it every time). One statement, one round
+/// trip.
+pub async fn authenticate(
+    ex: impl PgExecutor<'_>,
+    secret: &ApiKeySecret,
+    raw: &RawApiKey,
+) -> Result<Option<Authenticated>> {
+    if !raw.expose().starts_with(KEY_TAG) || raw.expose().len() > 64 {
+        return Ok(None);
+    }
+    Ok(sqlx::query_as!(
+        Authenticated,
+        r#"WITH k AS (
+               SELECT id, user_id, last_used_at FROM user_api_key
+               WHERE key_hash = $1 AND revoked_at IS NULL),
+           touch AS (
+               UPDATE user_api_key SET last_used_at = now() AT TIME ZONE 'utc'
+               WHERE id = (SELECT id FROM k)
+                 AND (last_used_at IS NULL OR last_used_at
+                      < (now() AT TIME ZONE 'utc') - make_interval(secs => $2)))
+           SELECT k.id AS api_key_id, k.user_id, u.credits_balance
+           FROM k JOIN user_account u ON u.id = k.user_id"#,
+        raw.hash(secret),
+        LAST_USED_GRANULARITY_SECS,
+    )
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// A user's keys (active and revoked), newest first. One round trip.
+pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserApiKey>> {
+    Ok(sqlx::query_as!(
+        UserApiKey,
+        r#"SELECT id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                  last_used_at, revoked_at
+           FROM user_api_key WHERE user_id = $1
+           ORDER BY created_at DESC NULLS LAST, id"#,
+        user_id,
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+/// Rename a key of `user_id` (label truncated to 128; `None` clears it). [`Error::NotFound`] if the
+/// user has no such key. One round trip.
+pub async fn rename(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    key_id: Uuid,
+    label: Option<&str>,
+) -> Result<UserApiKey> {
+    sqlx::query_as!(
+        UserApiKey,
+        r#"UPDATE user_api_key SET label = $3 WHERE id = $1 AND user_id = $2
+           RETURNING id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                     last_used_at, revoked_at"#,
+        key_id,
+        user_id,
+        clean_opt(label, 128),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Revoke a key of `user_id` (`revoked_at = now`; revoking twice keeps the first time).
+/// [`Error::NotFound`] if the user has no such key. One round trip.
+pub async fn revoke(ex: impl PgExecutor<'_>, user_id: Uuid, key_id: Uuid) -> Result<UserApiKey> {
+    sqlx::query_as!(
+        UserApiKey,
+        r#"UPDATE user_api_key
+              SET revoked_at = coalesce(revoked_at, now() AT TIME ZONE 'utc')
+           WHERE id = $1 AND user_id = $2
+           RETURNING id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                     last_used_at, revoked_at"#,
+        key_id,
+        user_id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// Reset an active key of `user_id`: a new raw key, hash, prefix (and plaintext if asked for) on the
+/// same row; the old key stops working at once. [`Error::NotFound`] if the user has no such active
+/// key. One round trip.
+pub async fn reset(
+    ex: impl PgExecutor<'_>,
+    secret: &ApiKeySecret,
+    user_id: Uuid,
+    key_id: Uuid,
+    options: KeyOptions,
+) -> Result<IssuedKey> {
+    let raw = RawApiKey::generate()?;
+    let key = sqlx::query_as!(
+        UserApiKey,
+        r#"UPDATE user_api_key SET key_hash = $3, key_prefix = $4, key_plaintext = $5,
+                                  last_used_at = NULL
+           WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL
+           RETURNING id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                     last_used_at, revoked_at"#,
+        key_id,
+        user_id,
+        raw.hash(secret),
+        raw.prefix(),
+        options.store_plaintext.then(|| raw.expose().to_owned()),
+    )
+    .fetch_optional(ex)
+    .await
+    .on_constraint("user_api_key_key_hash_key", |_| {
+        Error::invalid_input("API key hash collision; try again")
+    })?
+    .ok_or(Error::NotFound)?;
+    Ok(IssuedKey { key, raw })
+}

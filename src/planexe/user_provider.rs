@@ -1,0 +1,73 @@
+//! `user_provider`: OAuth identities linked to users (`UserProvider`). Sign-in lives in
+//! [`user_account::sign_in`](super::user_account::sign_in), which writes both tables.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::json_absent;
+use crate::error::{Error, Result};
+
+/// One row of `user_provider`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserProvider {
+    /// Primary key.
+    pub id: Uuid,
+    /// The linked user.
+    pub user_id: Uuid,
+    /// `google`, `github` or `discord`.
+    pub provider: String,
+    /// The provider's user id.
+    pub provider_user_id: String,
+    /// E-mail at the provider.
+    pub email: Option<String>,
+    /// The full provider profile.
+    pub raw_profile: Option<Value>,
+    /// Link creation.
+    pub created_at: Option<DateTime<Utc>>,
+    /// Last sign-in through this link.
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+impl UserProvider {
+    fn normalized(mut self) -> Self {
+        self.raw_profile = json_absent(self.raw_profile);
+        self
+    }
+}
+
+/// The link of one provider identity. [`Error::NotFound`] if absent. One round trip.
+pub async fn get_by_identity(
+    ex: impl PgExecutor<'_>,
+    provider: &str,
+    provider_user_id: &str,
+) -> Result<UserProvider> {
+    sqlx::query_as!(
+        UserProvider,
+        r#"SELECT id, user_id, provider, provider_user_id, email, raw_profile, created_at,
+                  last_login_at
+           FROM user_provider WHERE provider = $1 AND provider_user_id = $2"#,
+        provider,
+        provider_user_id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .map(UserProvider::normalized)
+    .ok_or(Error::NotFound)
+}
+
+/// All links of a user, oldest first. One round trip.
+pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserProvider>> {
+    let rows = sqlx::query_as!(
+        UserProvider,
+        r#"SELECT id, user_id, provider, provider_user_id, email, raw_profile, created_at,
+                  last_login_at
+           FROM user_provider WHERE user_id = $1 ORDER BY created_at, id"#,
+        user_id,
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(UserProvider::normalized).collect())
+}

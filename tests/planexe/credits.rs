@@ -1,0 +1,159 @@
+//! Credits: charges refuse to overdraw, usage billing is incremental then final once per attempt,
+//! retry settles the attempt, spend is reported per API key.
+
+use rust_decimal::Decimal;
+use shared_db::Error;
+use shared_db::planexe::credit_history::{self, Charge, FinalBilling, PlanUsage};
+use shared_db::planexe::plans::{self, Failure};
+use shared_db::planexe::user_account;
+use shared_db::testing::TestDatabase;
+use uuid::Uuid;
+
+use crate::{queue_plan, user_with_credits};
+
+fn d(s: &str) -> Decimal {
+    s.parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let user = user_with_credits(db.pool(), "frugal", d("1")).await;
+    let charge = Charge {
+        user_id: user,
+        amount: d("2"),
+        reason: "r",
+        source: "s",
+        ..Default::default()
+    };
+    match credit_history::charge(db.pool(), &charge).await {
+        Err(Error::InsufficientCredits {
+            balance, requested, ..
+        }) => {
+            assert_eq!((balance, requested), (d("1"), d("2")));
+        }
+        other => panic!("expected InsufficientCredits, got {other:?}"),
+    }
+    assert_eq!(
+        credit_history::list_for_user(db.pool(), user, Default::default())
+            .await?
+            .len(),
+        1
+    );
+    // Usage billing after the fact may go negative; the ledger still explains the balance.
+    let after_the_fact = Charge {
+        allow_negative: true,
+        ..charge
+    };
+    let change = credit_history::charge(db.pool(), &after_the_fact).await?;
+    assert_eq!(change.new_balance, d("-1"));
+    assert!(credit_history::reconcile(db.pool()).await?.is_empty());
+    // Amounts are rounded to 9 places; a missing user is NotFound.
+    let grant = credit_history::grant(db.pool(), user, d("0.0000000015"), None).await?;
+    assert_eq!(grant.delta, d("0.000000002"));
+    assert!(matches!(
+        credit_history::grant(db.pool(), Uuid::new_v4(), d("1"), None).await,
+        Err(Error::NotFound)
+    ));
+    Ok(())
+}
+
+#[tokio::test]
+async fn usage_is_billed_incrementally_then_finally_once_per_attempt() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let user = user_with_credits(pool, "worker-billed", d("100")).await;
+    let plan = queue_plan(pool, &user.to_string(), "p").await;
+    let key = Uuid::new_v4();
+    let mut conn = pool.acquire().await?;
+    let usage = |cost: &str, succeeded| PlanUsage {
+        user_id: user,
+        plan_id: plan,
+        api_key_id: Some(key),
+        cost: d(cost),
+        succeeded,
+    };
+
+    assert_eq!(
+        credit_history::bill_usage_progress(&mut conn, &usage("1.0", false)).await?,
+        d("1")
+    );
+    assert_eq!(
+        credit_history::bill_usage_progress(&mut conn, &usage("2.5", false)).await?,
+        d("1.5")
+    );
+    assert_eq!(
+        credit_history::bill_usage_progress(&mut conn, &usage("2.5", false)).await?,
+        d("0")
+    );
+    // Final: usage 2.5 + success fee 1.5 = 4, of which 2.5 is already charged.
+    assert_eq!(
+        credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?,
+        FinalBilling::Charged { charged: d("1.5") }
+    );
+    assert_eq!(
+        credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?,
+        FinalBilling::AlreadyBilled
+    );
+    assert_eq!(
+        user_account::get(pool, user).await?.credits_balance,
+        d("96")
+    );
+
+    // The attempt failed after all; a retry settles it and the next attempt is billed afresh.
+    plans::claim_next(pool, "w").await?;
+    let f = Failure {
+        reason: "generation_error",
+        error_message: "x",
+        ..Default::default()
+    };
+    plans::finish_failed(pool, plan, &f, None).await?;
+    let retried = plans::retry(pool, plan).await?;
+    assert_eq!(
+        retried.settled_billing_rows, 3,
+        "two progress rows and the final row"
+    );
+    assert_eq!(
+        credit_history::bill_usage_progress(&mut conn, &usage("0.5", false)).await?,
+        d("0.5")
+    );
+    assert_eq!(
+        credit_history::bill_usage_final(&mut conn, &usage("2", true)).await?,
+        FinalBilling::Charged { charged: d("1.5") }
+    );
+    assert_eq!(
+        user_account::get(pool, user).await?.credits_balance,
+        d("94")
+    );
+    assert!(credit_history::reconcile(pool).await?.is_empty());
+
+    let spend = credit_history::spend_by_api_key(pool, &[key, Uuid::new_v4()]).await?;
+    assert_eq!(spend.len(), 1);
+    assert_eq!(spend[0].spent, d("6"));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_billing_user_is_the_plan_owner_or_else_the_first_admin() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let owner = user_with_credits(pool, "owner", Decimal::ZERO).await;
+    assert_eq!(
+        user_account::billing_user_for_plan(pool, Some(&owner.to_string())).await?,
+        Some(owner)
+    );
+    assert_eq!(
+        user_account::billing_user_for_plan(pool, Some("machai-123")).await?,
+        None
+    );
+    let admin = user_account::ensure_admin(pool, "admin").await?;
+    assert_eq!(
+        user_account::billing_user_for_plan(pool, Some("machai-123")).await?,
+        Some(admin.id)
+    );
+    assert_eq!(
+        user_account::billing_user_for_plan(pool, None).await?,
+        Some(admin.id)
+    );
+    Ok(())
+}
