@@ -7,9 +7,10 @@
 //!   rolls it back otherwise, so a handler that returns an error never leaves half its writes
 //!   behind (what the Python session middleware promised and did not do). Built on
 //!   [`axum_sqlx_tx`], which does exactly this and is maintained; we add the error mapping.
-//! - [`HttpError`]: [`Error`] → HTTP status: `NotFound` → 404, `Conflict` and
-//!   `ForeignKey` → 409, `InvalidInput`, `Check` and `NotNull` → 422, everything else 500 with a
-//!   generic body that never leaks SQL.
+//! - [`HttpError`]: [`Error`] → HTTP status: `NotFound` → 404; `Conflict`, `ForeignKey`,
+//!   `InvalidTransition`, `InsufficientStock`, `TooManyApiKeys` → 409; `InsufficientCredits` →
+//!   402; `InvalidInput`, `Check` and `NotNull` → 422; retryable failures → 503; everything else
+//!   500 with a generic body that never leaks SQL.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -95,7 +96,12 @@ impl HttpError {
 pub fn status_of(error: &Error) -> StatusCode {
     match error {
         Error::NotFound => StatusCode::NOT_FOUND,
-        Error::Conflict { .. } | Error::ForeignKey { .. } => StatusCode::CONFLICT,
+        Error::Conflict { .. }
+        | Error::ForeignKey { .. }
+        | Error::InvalidTransition { .. }
+        | Error::InsufficientStock { .. }
+        | Error::TooManyApiKeys { .. } => StatusCode::CONFLICT,
+        Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
         Error::InvalidInput(_) | Error::Check { .. } | Error::NotNull { .. } => {
             StatusCode::UNPROCESSABLE_ENTITY
         }
@@ -124,6 +130,7 @@ impl IntoResponse for HttpError {
                 error: match status {
                     StatusCode::NOT_FOUND => "not_found",
                     StatusCode::CONFLICT => "conflict",
+                    StatusCode::PAYMENT_REQUIRED => "insufficient_credits",
                     _ => "invalid",
                 },
                 message: self.0.to_string(),
