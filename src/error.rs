@@ -185,6 +185,12 @@ impl From<sqlx::Error> for Error {
         use sqlx::error::ErrorKind;
         match e {
             sqlx::Error::RowNotFound => Error::NotFound,
+            // A column decoder of ours (e.g. an enum meeting an unknown label) reports a typed
+            // error; surface it as itself rather than as an opaque decode failure.
+            sqlx::Error::ColumnDecode { index, source } => match source.downcast::<Error>() {
+                Ok(inner) => *inner,
+                Err(source) => Error::Database(sqlx::Error::ColumnDecode { index, source }),
+            },
             sqlx::Error::Migrate(m) => Error::Migrate(*m),
             sqlx::Error::Database(db) => {
                 let constraint = db.constraint().map(str::to_owned);

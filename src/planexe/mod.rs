@@ -195,16 +195,11 @@ impl Encode<'_, Postgres> for EventType {
     }
 }
 
-/// Turn a driver error into the library error, surfacing an unknown enum label (raised inside a row
-/// decode) as [`Error::UnknownEnumLabel`] rather than an opaque decode error.
+/// Turn a driver error into the library error. Kept as a named conversion for the call sites;
+/// `From<sqlx::Error>` already surfaces an unknown enum label (raised inside a row decode) as
+/// [`Error::UnknownEnumLabel`] rather than an opaque decode error.
 pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    match e {
-        sqlx::Error::ColumnDecode { index, source } => match source.downcast::<Error>() {
-            Ok(inner) => *inner,
-            Err(source) => Error::from(sqlx::Error::ColumnDecode { index, source }),
-        },
-        other => Error::from(other),
-    }
+    Error::from(e)
 }
 
 /// SQL NULL and the JSON text `null` both mean "absent" (the Python services write either).
