@@ -443,11 +443,7 @@ pub async fn name(
     id: Uuid,
     lang: Lang,
 ) -> Result<String> {
-    let lang = match lang {
-        Lang::Main => "main",
-        Lang::Alt1 => "alt1",
-        Lang::Alt2 => "alt2",
-    };
+    let lang = lang.as_str();
     sqlx::query_scalar!(
         r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
                            t.main_name) AS "name!"

@@ -25,6 +25,17 @@ pub enum Lang {
     Alt2,
 }
 
+impl Lang {
+    /// The slot's name as used in SQL and in APIs: `main`, `alt1`, `alt2`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Lang::Main => "main",
+            Lang::Alt1 => "alt1",
+            Lang::Alt2 => "alt2",
+        }
+    }
+}
+
 impl std::str::FromStr for Lang {
     type Err = crate::Error;
     fn from_str(s: &str) -> crate::Result<Self> {
