@@ -73,6 +73,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SHARED_DB_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
