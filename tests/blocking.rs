@@ -28,6 +28,11 @@ fn a_script_migrates_queues_a_plan_and_reads_its_status_without_async() {
     assert!(matches!(db.status(), SchemaStatus::UpToDate { .. }));
     assert!(db.health().is_ready());
 
+    let pending = |db: &BlockingDatabase| {
+        db.run(async |pool| plans::count_pending(pool).await)
+            .expect("count pending")
+    };
+    assert_eq!(pending(&db), 0);
     let queued = db
         .run(async |pool| {
             plans::enqueue(
@@ -45,6 +50,7 @@ fn a_script_migrates_queues_a_plan_and_reads_its_status_without_async() {
         .run(async |pool| plans::status(pool, queued.id).await)
         .expect("status");
     assert_eq!(status.state, Some(PlanState::Pending));
+    assert_eq!(pending(&db), 1);
 }
 
 #[test]

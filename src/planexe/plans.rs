@@ -348,6 +348,18 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
     Ok(plan.map(Plan::normalized))
 }
 
+/// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
+/// Served by `ix_plans_pending_fifo`. One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn count_pending(ex: impl PgExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM plans
+           WHERE state = 'pending' AND stop_requested IS NOT TRUE"#
+    )
+    .fetch_one(ex)
+    .await?)
+}
+
 /// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
