@@ -6,7 +6,9 @@
 //! go with `cargo run -- embedded stop` + `rm -rf target/shared-db-postgres`). With
 //! `DATABASE_URL`, that database as given: everything the demo writes (OAuth identity, payment id,
 //! shop name, e-mails) carries a per-run suffix, so reruns never collide with earlier runs or with
-//! other data. The closing invariants are checked over the whole database.
+//! other data. The closing invariants are checked over the whole database. The plan queue is
+//! shared, so the demo refuses (exit 2) to start when it already holds pending plans: its
+//! workers would claim them.
 //!
 //! The demo runs no SQL of its own.
 
