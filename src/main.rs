@@ -11,6 +11,8 @@ use shared_db::embedded::Cluster;
 use shared_db::schema::SchemaStatus;
 use shared_db::{Config, Database};
 
+mod demo;
+
 #[derive(Parser)]
 #[command(
     version,
@@ -37,6 +39,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Play one day of the services that share the database and check the invariants
+    /// (fresh database on the embedded cluster, or DATABASE_URL with per-run data). Exit code 1
+    /// if an invariant fails.
+    Demo,
     /// Manage the embedded PostgreSQL cluster used when DATABASE_URL is unset.
     Embedded {
         #[command(subcommand)]
@@ -67,6 +73,7 @@ async fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_env("SHARED_DB_LOG")
                 .unwrap_or_else(|_| "warn".into()),
         )
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
     match run(Cli::parse()).await {
@@ -127,6 +134,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo => demo::run(&config).await,
         Command::Embedded { command } => embedded(command).await,
     }
 }

@@ -76,6 +76,7 @@ fn positive(amount: Decimal) -> Result<Decimal> {
 /// Grant credits (admin "add credits"): ledger row (`source = 'admin'`, reason defaults to
 /// `admin_grant`) and balance move in one statement. One round trip. [`Error::NotFound`] if the user
 /// does not exist.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn grant(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -136,6 +137,7 @@ pub struct Charge<'a> {
 /// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
 /// concurrent charges can never overdraw. One round trip. [`Error::NotFound`] if the user does not
 /// exist.
+#[tracing::instrument(skip_all)]
 pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<BalanceChange> {
     let amount = positive(charge.amount)?;
     let row = sqlx::query!(
@@ -212,6 +214,7 @@ async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
 /// negative). Returns the amount charged now (zero if nothing was due). The user row is locked first,
 /// so concurrent billing of the user's plans is serialised and never double-counts. One transaction:
 /// lock + one statement (4 round trips with BEGIN/COMMIT).
+#[tracing::instrument(skip_all)]
 pub async fn bill_usage_progress(conn: &mut PgConnection, usage: &PlanUsage) -> Result<Decimal> {
     let cost = round_credits(usage.cost);
     crate::tx::transaction(conn, async |tx| {
@@ -264,6 +267,7 @@ pub enum FinalBilling {
 /// guards the attempt. A second call, concurrent or later, hits
 /// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`) and gets
 /// [`FinalBilling::AlreadyBilled`]. One transaction: lock + one statement (4 round trips).
+#[tracing::instrument(skip_all)]
 pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Result<FinalBilling> {
     let cost = round_credits(usage.cost);
     let reason = if usage.succeeded {
@@ -311,6 +315,7 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
 /// `usage_billing_settled`), closing the attempt. Retry, resume and the reaper do this themselves in
 /// the same statement as the state change; this is for callers that re-queue by other means.
 /// Returns the rows settled. One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn settle_plan_usage(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<u64> {
     let done = sqlx::query!(
         r#"UPDATE credit_history SET source = 'usage_billing_settled'
@@ -332,6 +337,7 @@ pub struct KeySpend {
 }
 
 /// Credits spent per API key (sum of negative deltas), for the keys given. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Result<Vec<KeySpend>> {
     let ids: Vec<String> = key_ids.iter().map(Uuid::to_string).collect();
     Ok(sqlx::query_as!(
@@ -346,6 +352,7 @@ pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Resu
 }
 
 /// A user's ledger, newest first. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -377,6 +384,7 @@ pub struct Drift {
 
 /// Users whose balance differs from their ledger sum (empty when the invariant holds). One round
 /// trip; scans both tables.
+#[tracing::instrument(skip_all)]
 pub async fn reconcile(ex: impl PgExecutor<'_>) -> Result<Vec<Drift>> {
     Ok(sqlx::query_as!(
         Drift,

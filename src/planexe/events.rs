@@ -32,6 +32,7 @@ impl Event {
 }
 
 /// Append an event. One round trip.
+#[tracing::instrument(skip_all, fields(%event_type))]
 pub async fn append(
     ex: impl PgExecutor<'_>,
     event_type: EventType,
@@ -56,6 +57,7 @@ pub async fn append(
 
 /// Events of one plan (`context.task_id`, served by `ix_events_context_task_id`), oldest first.
 /// One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_by_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
@@ -76,6 +78,7 @@ pub async fn list_by_plan(
 }
 
 /// Latest events of one type, newest first. One round trip.
+#[tracing::instrument(skip_all, fields(%event_type))]
 pub async fn list_by_type(
     ex: impl PgExecutor<'_>,
     event_type: EventType,
@@ -96,6 +99,7 @@ pub async fn list_by_type(
 }
 
 /// Events with `from <= timestamp < to`, oldest first. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn list_in_range(
     ex: impl PgExecutor<'_>,
     from: DateTime<Utc>,
@@ -121,6 +125,7 @@ pub async fn list_in_range(
 ///
 /// Serial ids are assigned at insert, not at commit: a poller that must never miss an event should
 /// re-read a short overlap (e.g. the last few seconds) and de-duplicate by id.
+#[tracing::instrument(skip_all)]
 pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> Result<Vec<Event>> {
     let rows = sqlx::query_as!(
         Event,

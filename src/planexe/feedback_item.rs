@@ -55,6 +55,7 @@ pub struct NewFeedback<'a> {
 }
 
 /// Record feedback. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<FeedbackItem> {
     if f.category.is_empty() || f.message.is_empty() {
         return Err(Error::invalid_input(
@@ -96,6 +97,7 @@ pub struct FeedbackSummary {
 }
 
 /// Feedback on one plan. One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn summary_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<FeedbackSummary> {
     Ok(sqlx::query_as!(
         FeedbackSummary,
@@ -110,6 +112,7 @@ pub async fn summary_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<
 }
 
 /// Feedback of one user. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<FeedbackSummary> {
     Ok(sqlx::query_as!(
         FeedbackSummary,
@@ -124,6 +127,7 @@ pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<
 }
 
 /// Feedback items of one plan, newest first. One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,

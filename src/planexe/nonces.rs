@@ -39,6 +39,7 @@ pub struct NonceUse {
 /// Consume a nonce: the first use inserts it, later uses bump `request_count` and `last_accessed_at`
 /// and replace the context. One statement (`INSERT … ON CONFLICT (nonce_key) DO UPDATE`), one round
 /// trip; concurrent uses of the same key serialise on the unique index, so exactly one sees `is_new`.
+#[tracing::instrument(skip_all)]
 pub async fn consume(
     ex: impl PgExecutor<'_>,
     nonce_key: &str,
@@ -76,6 +77,7 @@ pub async fn consume(
 
 /// Delete nonces created more than `age` ago (the Python services never call their cleanup; schedule
 /// this, e.g. daily with 30 days). Returns the number deleted. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn purge_older_than(ex: impl PgExecutor<'_>, age: Duration) -> Result<u64> {
     let done = sqlx::query!(
         r#"DELETE FROM nonces

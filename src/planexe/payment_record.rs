@@ -75,6 +75,7 @@ pub enum PaymentOutcome {
 /// again — concurrently (webhook + success page) or later — credits nothing and returns
 /// [`PaymentOutcome::Duplicate`]. [`Error::NotFound`] if the user does not exist (nothing is
 /// written). One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
     let credits = round_credits(payment.credits);
     if credits <= Decimal::ZERO {
@@ -137,6 +138,7 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
 }
 
 /// A payment by provider and provider payment id. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn get_by_provider_id(
     ex: impl PgExecutor<'_>,
     provider: &str,
@@ -160,6 +162,7 @@ pub async fn get_by_provider_id(
 }
 
 /// A user's payments, newest first. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<PaymentRecord>> {
     let rows = sqlx::query_as!(
         PaymentRecord,

@@ -207,6 +207,7 @@ fn event_context(base: Option<&Value>, extra: Value) -> Value {
 
 /// Queue a plan: the `pending` plan and its `TASK_PENDING` event are written by one statement, so
 /// they commit together (the Python services use two commits). One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enqueued> {
     if let Some(p) = new.parameters
         && !p.is_object()
@@ -254,6 +255,7 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
 /// Duplicate-submission lookup (MCP `plan_create`): the newest plan of `user_id` with the same
 /// prompt and `parameters.model_profile`, still pending or processing, created within `window`
 /// (the services use 600 s). One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn find_duplicate(
     ex: impl PgExecutor<'_>,
     user_id: &str,
@@ -283,6 +285,7 @@ pub async fn find_duplicate(
 /// it `processing` ("Picked up by server", 0 %), record it as the worker's `current_task_id` (a
 /// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. `None` when the queue is
 /// empty. One round trip.
+#[tracing::instrument(skip_all, fields(%worker_id))]
 pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Option<Plan>> {
     if worker_id.is_empty() || worker_id.chars().count() > 255 {
         return Err(Error::invalid_input("worker id must be 1..=255 characters"));
@@ -345,7 +348,20 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
     Ok(plan.map(Plan::normalized))
 }
 
+/// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
+/// Served by `ix_plans_pending_fifo`. One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn count_pending(ex: impl PgExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM plans
+           WHERE state = 'pending' AND stop_requested IS NOT TRUE"#
+    )
+    .fetch_one(ex)
+    .await?)
+}
+
 /// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
     let plan = sqlx::query_as!(
         Plan,
@@ -368,6 +384,7 @@ pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
 }
 
 /// Status by id: light columns only. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
     sqlx::query_as!(
         PlanStatus,
@@ -387,6 +404,7 @@ pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
 
 /// A user's plans, newest first, with a short prompt preview; served by
 /// `idx_plans_user_id_timestamp_created`. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_by_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
@@ -443,6 +461,7 @@ pub enum ProgressAck {
 /// `last_progress_at = now`). Text is truncated to the column widths and NUL bytes are stripped.
 /// Refuses to write when the plan is not processing or a stop was requested, and says so
 /// ([`ProgressAck::Abort`]). [`Error::NotFound`] if the plan does not exist. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update_progress(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -496,6 +515,7 @@ fn transition(from: Option<String>, to: &str) -> Error {
 /// Finish a processing plan as `completed` (100 %, "Completed", `steps_completed = steps_total`),
 /// append `TASK_COMPLETED` with `event_context` (billing figures) merged in, and release the worker
 /// (`workers.current_task_id = NULL`). One statement, one round trip. Refused unless processing.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn finish_completed(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -550,6 +570,7 @@ pub struct Failure<'a> {
 /// request may already have set `stopped`), returned; writes the diagnostics, appends `TASK_FAILED`
 /// ("Processing -> Failed" / "Processing -> Stopped") and releases the worker. One round trip.
 /// Refused unless processing or stopped.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn finish_failed(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -604,6 +625,7 @@ pub async fn finish_failed(
 /// Finish a run that ended on a stop request: state `stopped`, appends `TASK_FAILED`
 /// ("Processing -> Stopped") and releases the worker. One round trip. Refused unless processing or
 /// stopped.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn finish_stopped(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -651,6 +673,7 @@ pub enum StopOutcome {
 /// Request a stop: `stop_requested = true`, `stop_requested_timestamp = now`, and for a pending or
 /// processing plan `state = stopped` with "Stop requested by user.". Refused for completed and failed
 /// plans. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn request_stop(ex: impl PgExecutor<'_>, id: Uuid) -> Result<StopOutcome> {
     let row = sqlx::query!(
         r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
@@ -689,6 +712,7 @@ pub struct Requeued {
 /// diagnostics cleared (JSON ones to JSON `null`, as the Python services do), `last_seen_timestamp =
 /// now`; in the same statement the previous attempt's billing rows are settled and `TASK_PENDING` is
 /// appended. One round trip. Refused unless failed or stopped.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     let row = sqlx::query!(
         r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
@@ -744,6 +768,7 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
 /// resume in Python) and `TASK_PENDING` is appended. One round trip. Refused unless failed or
 /// stopped; [`Error::InvalidInput`] when `parameters.pipeline_version` is not
 /// [`PIPELINE_VERSION`].
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     let row = sqlx::query!(
         r#"WITH cur AS (
@@ -826,6 +851,7 @@ pub const ARTIFACT_LAYOUT_VERSION: i32 = 2;
 
 /// Store a run's artifacts in one statement (one round trip); sets
 /// `run_artifact_layout_version = 2`. [`Error::NotFound`] if the plan does not exist.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn store_artifacts(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -858,6 +884,7 @@ pub async fn store_artifacts(
 
 /// Store the periodic zip snapshot (every few steps, so the run's files can be listed while it
 /// runs). One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn store_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid, zip: &[u8]) -> Result<()> {
     let done = sqlx::query!(
         "UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1",
@@ -874,6 +901,7 @@ pub async fn store_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid, zip: &[u8]) -
 
 /// The report HTML (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn fetch_report_html(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
     sqlx::query_scalar!("SELECT generated_report_html FROM plans WHERE id = $1", id)
         .fetch_optional(ex)
@@ -883,6 +911,7 @@ pub async fn fetch_report_html(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Opti
 
 /// The run zip snapshot (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn fetch_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Vec<u8>>> {
     sqlx::query_scalar!("SELECT run_zip_snapshot FROM plans WHERE id = $1", id)
         .fetch_optional(ex)
@@ -892,6 +921,7 @@ pub async fn fetch_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Opt
 
 /// The activity log (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn fetch_track_activity_jsonl(
     ex: impl PgExecutor<'_>,
     id: Uuid,
@@ -912,6 +942,7 @@ pub async fn fetch_track_activity_jsonl(
 /// incremental billing is settled, the dead worker's `current_task_id` is cleared and a
 /// `TASK_PENDING` event is appended. Plans locked by a concurrent claim or reaper are skipped.
 /// Returns the re-queued plan ids. One statement, one round trip.
+#[tracing::instrument(skip_all)]
 pub async fn requeue_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar!(
         r#"WITH cutoff AS (

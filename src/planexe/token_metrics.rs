@@ -80,6 +80,7 @@ pub struct NewTokenMetric<'a> {
 }
 
 /// Record one LLM call. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<TokenMetric> {
     if m.llm_model.is_empty() {
         return Err(Error::invalid_input("llm_model is required"));
@@ -138,6 +139,7 @@ pub struct TokenUsage {
 }
 
 /// Usage of one plan. `None` if it has no calls. One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn usage_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Option<TokenUsage>> {
     Ok(sqlx::query_as!(
         TokenUsage,
@@ -156,6 +158,7 @@ pub async fn usage_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Op
 }
 
 /// Usage of one user. `None` if they have no calls. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn usage_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<Option<TokenUsage>> {
     Ok(sqlx::query_as!(
         TokenUsage,
@@ -174,6 +177,7 @@ pub async fn usage_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<Op
 }
 
 /// Usage per model within `[from, to)`, most expensive first. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn usage_by_model(
     ex: impl PgExecutor<'_>,
     from: DateTime<Utc>,

@@ -51,6 +51,7 @@ impl UserAccount {
 }
 
 /// A user by id. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<UserAccount> {
     sqlx::query_as!(
         UserAccount,
@@ -77,6 +78,7 @@ pub fn admin_id(admin_username: &str) -> Uuid {
 
 /// The admin account, created on first use (`is_admin = true`, name "Admin") under its
 /// deterministic id ([`admin_id`]). Race-free (`INSERT … ON CONFLICT (id) DO UPDATE`); one round trip.
+#[tracing::instrument(skip_all)]
 pub async fn ensure_admin(ex: impl PgExecutor<'_>, admin_username: &str) -> Result<UserAccount> {
     Ok(sqlx::query_as!(
         UserAccount,
@@ -134,6 +136,7 @@ pub struct SignIn {
 /// Concurrent first sign-ins of one identity produce one user and one link, and a link whose user row
 /// is missing (possible with the Python two-commit insert) gets its user row back instead of a
 /// second user. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Result<SignIn> {
     if profile.provider.is_empty() || profile.provider_user_id.is_empty() {
         return Err(Error::invalid_input(
@@ -206,6 +209,7 @@ pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Res
 /// Use the user's free first plan: sets `free_plan_used` if it was not set. `true` when this call
 /// used it, `false` when it had been used before (concurrent callers: exactly one gets `true`).
 /// [`Error::NotFound`] if the user does not exist. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn claim_free_plan(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
     let row = sqlx::query!(
         r#"WITH upd AS (
@@ -224,6 +228,7 @@ pub async fn claim_free_plan(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<b
 
 /// Who pays for a plan, as the Python worker decides: the `user_account` whose id is `plan_user_id`
 /// if it parses as a UUID and exists, else the first admin account. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn billing_user_for_plan(
     ex: impl PgExecutor<'_>,
     plan_user_id: Option<&str>,

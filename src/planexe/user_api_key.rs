@@ -156,6 +156,7 @@ pub struct IssuedKey {
 /// [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked before
 /// counting, so concurrent creates cannot exceed the limit. One transaction, two statements
 /// (4 round trips with BEGIN/COMMIT).
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn create(
     conn: &mut PgConnection,
     secret: &ApiKeySecret,
@@ -226,6 +227,7 @@ pub const LAST_USED_GRANULARITY_SECS: f64 = 60.0;
 /// [`LAST_USED_GRANULARITY_SECS`] (or unset), so a busy key is not written — and its row not
 /// locked — on every request (the Python services write it every time). One statement, one round
 /// trip.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(
     ex: impl PgExecutor<'_>,
     secret: &ApiKeySecret,
@@ -254,6 +256,7 @@ pub async fn authenticate(
 }
 
 /// A user's keys (active and revoked), newest first. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserApiKey>> {
     Ok(sqlx::query_as!(
         UserApiKey,
@@ -269,6 +272,7 @@ pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec
 
 /// Rename a key of `user_id` (label truncated to 128; `None` clears it). [`Error::NotFound`] if the
 /// user has no such key. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id, %key_id))]
 pub async fn rename(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
@@ -291,6 +295,7 @@ pub async fn rename(
 
 /// Revoke a key of `user_id` (`revoked_at = now`; revoking twice keeps the first time).
 /// [`Error::NotFound`] if the user has no such key. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id, %key_id))]
 pub async fn revoke(ex: impl PgExecutor<'_>, user_id: Uuid, key_id: Uuid) -> Result<UserApiKey> {
     sqlx::query_as!(
         UserApiKey,
@@ -310,6 +315,7 @@ pub async fn revoke(ex: impl PgExecutor<'_>, user_id: Uuid, key_id: Uuid) -> Res
 /// Reset an active key of `user_id`: a new raw key, hash, prefix (and plaintext if asked for) on the
 /// same row; the old key stops working at once. [`Error::NotFound`] if the user has no such active
 /// key. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id, %key_id))]
 pub async fn reset(
     ex: impl PgExecutor<'_>,
     secret: &ApiKeySecret,

@@ -39,6 +39,7 @@ impl UserProvider {
 }
 
 /// The link of one provider identity. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn get_by_identity(
     ex: impl PgExecutor<'_>,
     provider: &str,
@@ -59,6 +60,7 @@ pub async fn get_by_identity(
 }
 
 /// All links of a user, oldest first. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserProvider>> {
     let rows = sqlx::query_as!(
         UserProvider,

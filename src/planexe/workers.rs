@@ -25,6 +25,7 @@ pub struct Worker {
 
 /// Record a heartbeat: insert the worker on first sight, else move `last_heartbeat_at` and set the
 /// current plan (`None` = idle). One statement (`INSERT … ON CONFLICT DO UPDATE`), one round trip.
+#[tracing::instrument(skip_all, fields(%worker_id))]
 pub async fn heartbeat(
     ex: impl PgExecutor<'_>,
     worker_id: &str,
@@ -50,6 +51,7 @@ pub async fn heartbeat(
 }
 
 /// All workers, most recent heartbeat first. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn list(ex: impl PgExecutor<'_>) -> Result<Vec<Worker>> {
     Ok(sqlx::query_as!(
         Worker,
@@ -61,6 +63,7 @@ pub async fn list(ex: impl PgExecutor<'_>) -> Result<Vec<Worker>> {
 }
 
 /// Workers whose last heartbeat is older than `threshold`. One round trip.
+#[tracing::instrument(skip_all)]
 pub async fn list_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Result<Vec<Worker>> {
     Ok(sqlx::query_as!(
         Worker,

@@ -45,6 +45,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Creates an account in the shop. Unknown shop: [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -64,6 +65,7 @@ pub async fn create(
 }
 
 /// Fetches an account of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
     sqlx::query_as!(
         Account,
@@ -77,6 +79,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<A
 }
 
 /// Finds the shop's account cached for a Stripe customer id.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn get_by_stripe_customer_id(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -96,6 +99,7 @@ pub async fn get_by_stripe_customer_id(
 }
 
 /// Replaces an account's name and details.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -119,6 +123,7 @@ pub async fn update(
 /// Anonymises an account: its name is replaced by the SHA-256 hex of the name (also stored in
 /// `hash_name`, so the same customer can still be recognised) and the Stripe details are
 /// dropped. Idempotent on an already anonymised account.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
     sqlx::query_as!(
         Account,
@@ -137,6 +142,7 @@ pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Re
 }
 
 /// Deletes an account of the shop with its orders (all or nothing).
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.accounts WHERE shop_id = $1 AND id = $2",
@@ -150,6 +156,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's accounts.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -39,6 +39,7 @@ pub static LIST: Spec = Spec {
 /// Adds an option to an attribute of the shop. An attribute of another shop is
 /// [`Error::NotFound`]; a duplicate key is [`Error::Conflict`]
 /// `uq_attribute_options_attribute_id_value_key`.
+#[tracing::instrument(skip_all, fields(%shop_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -63,6 +64,7 @@ pub async fn create(
 }
 
 /// Fetches an option of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<AttributeOption> {
     sqlx::query_as!(
         AttributeOption,
@@ -77,6 +79,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<A
 }
 
 /// Renames an option's key.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -99,6 +102,7 @@ pub async fn update(
 }
 
 /// Deletes an option of the shop; in use by a product: [`Error::Conflict`].
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         r#"DELETE FROM shop.attribute_options o USING shop.attributes a
@@ -113,6 +117,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's options (filter `attribute_id:<uuid>` for one attribute).
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

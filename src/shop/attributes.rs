@@ -121,6 +121,7 @@ async fn upsert_translation(
 
 /// Creates an attribute and its translation in one transaction. A name already used in the
 /// shop is [`Error::Conflict`] `uq_attributes_shop_id_name`; unknown shop: [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -145,6 +146,7 @@ pub async fn create(
 }
 
 /// Fetches an attribute of the shop with its translation, in one query.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -168,6 +170,7 @@ pub async fn get(
 }
 
 /// Replaces an attribute's fields and translation in one transaction.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -195,6 +198,7 @@ pub async fn update(
 
 /// Deletes an attribute of the shop with its translation and options; in use by a product:
 /// [`Error::Conflict`], nothing deleted.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.attributes WHERE shop_id = $1 AND id = $2",
@@ -208,6 +212,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's attributes with their translations.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -170,6 +170,7 @@ async fn upsert_translation(
 
 /// Creates a category and its translation in one transaction, appending it at the end of the
 /// shop's order. An unknown shop is [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -202,6 +203,7 @@ pub async fn create(
 }
 
 /// Fetches a category of the shop with its translation, in one query.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -226,6 +228,7 @@ pub async fn get(
 }
 
 /// The category's name in `lang`, falling back to the main name, computed in SQL.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn name(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -249,6 +252,7 @@ pub async fn name(
 
 /// Replaces a category's fields and its translation in one transaction (the translation row is
 /// created if another service left it missing). The order number is kept.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -281,6 +285,7 @@ pub async fn update(
 }
 
 /// Swaps the order numbers of two categories of the shop (gaps in the numbering do not matter).
+#[tracing::instrument(skip_all, fields(%shop_id, %a, %b))]
 pub async fn swap_order(exec: impl PgExecutor<'_>, shop_id: Uuid, a: Uuid, b: Uuid) -> Result<()> {
     if a == b {
         return Err(Error::invalid_input("cannot swap a category with itself"));
@@ -305,6 +310,7 @@ pub async fn swap_order(exec: impl PgExecutor<'_>, shop_id: Uuid, a: Uuid, b: Uu
 
 /// Deletes a category of the shop (and its translation). Still holding products:
 /// [`Error::Conflict`] `fk_products_category_id_categories`.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.categories WHERE shop_id = $1 AND id = $2",
@@ -318,6 +324,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's categories with their translations.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

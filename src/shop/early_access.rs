@@ -35,6 +35,7 @@ pub static LIST: Spec = Spec {
 
 /// Signs an e-mail up. An e-mail already signed up is [`Error::Conflict`]
 /// `uq_early_access_email`.
+#[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, email: &str) -> Result<EarlyAccess> {
     if email.trim().is_empty() {
         return Err(Error::invalid_input("email is required"));
@@ -49,6 +50,7 @@ pub async fn create(exec: impl PgExecutor<'_>, email: &str) -> Result<EarlyAcces
 }
 
 /// Fetches a sign-up.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<EarlyAccess> {
     sqlx::query_as!(
         EarlyAccess,
@@ -61,6 +63,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<EarlyAccess> {
 }
 
 /// Deletes a sign-up.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.early_access WHERE id = $1", id)
         .execute(exec)
@@ -69,6 +72,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists sign-ups.
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<EarlyAccess>> {
     list::fetch(conn, &LIST, None, params).await
 }

@@ -55,6 +55,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Creates an entry; a question asked before is [`Error::Conflict`] `uq_faq_question`.
+#[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, new: &NewFaq) -> Result<Faq> {
     Ok(sqlx::query_as!(
         Faq,
@@ -68,6 +69,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewFaq) -> Result<Faq> {
 }
 
 /// Fetches an entry.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Faq> {
     sqlx::query_as!(Faq, "SELECT * FROM shop.faq WHERE id = $1", id)
         .fetch_optional(exec)
@@ -76,6 +78,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Faq> {
 }
 
 /// Replaces an entry (`modified_at` set by the database).
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewFaq) -> Result<Faq> {
     sqlx::query_as!(
         Faq,
@@ -91,6 +94,7 @@ pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewFaq) -> Result
 }
 
 /// Deletes an entry.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.faq WHERE id = $1", id)
         .execute(exec)
@@ -99,6 +103,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists entries.
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<Faq>> {
     list::fetch(conn, &LIST, None, params).await
 }

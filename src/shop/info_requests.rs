@@ -43,6 +43,7 @@ fn not_the_shops(r: Result<InfoRequest>) -> Result<InfoRequest> {
 }
 
 /// Records a request. Unknown shop, or a product that is not the shop's: [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -64,6 +65,7 @@ pub async fn create(
 }
 
 /// Fetches a request of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<InfoRequest> {
     sqlx::query_as!(
         InfoRequest,
@@ -77,6 +79,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<I
 }
 
 /// Replaces a request's e-mail and product.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -102,6 +105,7 @@ pub async fn update(
 }
 
 /// Deletes a request of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.info_requests WHERE shop_id = $1 AND id = $2",
@@ -114,6 +118,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's requests.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

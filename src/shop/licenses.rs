@@ -76,6 +76,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Creates a licence. Unknown order: [`Error::NotFound`]; `seats <= 0`: [`Error::Check`].
+#[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, new: &NewLicense) -> Result<License> {
     sqlx::query_as!(
         License,
@@ -97,6 +98,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewLicense) -> Result<Licen
 }
 
 /// Fetches a licence.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<License> {
     sqlx::query_as!(License, "SELECT * FROM shop.licenses WHERE id = $1", id)
         .fetch_optional(exec)
@@ -105,6 +107,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<License> {
 }
 
 /// Replaces a licence's fields.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewLicense) -> Result<License> {
     sqlx::query_as!(
         License,
@@ -128,6 +131,7 @@ pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewLicense) -> Re
 }
 
 /// Deletes a licence.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.licenses WHERE id = $1", id)
         .execute(exec)
@@ -136,6 +140,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists licences.
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<License>> {
     list::fetch(conn, &LIST, None, params).await
 }

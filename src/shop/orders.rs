@@ -175,6 +175,7 @@ pub async fn create(conn: &mut PgConnection, shop_id: Uuid, new: &NewOrder) -> R
 }
 
 /// Fetches an order of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Order> {
     sqlx::query_as!(
         Order,
@@ -188,6 +189,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<O
 }
 
 /// Fetches an order of the shop by its customer order number.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn get_by_customer_order_id(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -229,6 +231,7 @@ fn transition(from: OrderStatus, to: OrderStatus) -> Error {
 }
 
 /// Replaces the notes, items, account and total of a pending order.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -355,6 +358,7 @@ pub async fn cancel(conn: &mut PgConnection, shop_id: Uuid, id: Uuid) -> Result<
 
 /// Deletes an order of the shop; held by a license: [`Error::Conflict`]
 /// `fk_licenses_order_id_orders`. Its number is not reused.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.orders WHERE shop_id = $1 AND id = $2",
@@ -368,6 +372,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's orders (offset pagination).
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -379,6 +384,7 @@ pub async fn list(
 /// Keyset (cursor) pagination over the shop's orders, newest first (descending
 /// `customer_order_id`, unique per shop). The cursor is the last `customer_order_id` of the
 /// previous page, as a decimal string; `filter` works as in [`list()`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list_after(
     conn: &mut PgConnection,
     shop_id: Uuid,

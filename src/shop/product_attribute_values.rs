@@ -43,6 +43,7 @@ pub static LIST: Spec = Spec {
 /// Gives a product of the shop an attribute value. Product or attribute not the shop's:
 /// [`Error::NotFound`]; an option that is not the attribute's: [`Error::ForeignKey`]; the same
 /// triple twice: [`Error::Conflict`] `uq_product_attribute_values_product_attribute_option`.
+#[tracing::instrument(skip_all, fields(%shop_id, %product_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -68,6 +69,7 @@ pub async fn create(
 }
 
 /// Fetches a value of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -86,6 +88,7 @@ pub async fn get(
 }
 
 /// Changes the option of a value of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn set_option(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -108,6 +111,7 @@ pub async fn set_option(
 }
 
 /// Deletes a value of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         r#"DELETE FROM shop.product_attribute_values v USING shop.products p
@@ -121,6 +125,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's attribute values (filter `product_id:<uuid>` for one product).
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -359,6 +359,7 @@ fn missing_shop_or_category(r: Result<Product>) -> Result<Product> {
 /// Creates a product and its translation in one transaction, appended at the end of its
 /// (shop, category). An unknown shop, or a category that is not the shop's, is
 /// [`Error::NotFound`]; negative stock is [`Error::Check`] `ck_products_stock_non_negative`.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -413,6 +414,7 @@ pub async fn create(
 }
 
 /// Fetches a product of the shop with its translation, in one query.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -437,6 +439,7 @@ pub async fn get(
 }
 
 /// The product's name in `lang`, falling back to the main name, computed in SQL.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn name(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -461,6 +464,7 @@ pub async fn name(
 /// Replaces a product's fields and translation in one transaction. Moving it to another category
 /// appends it at the end of that category; otherwise its order number is kept. `modified_at` is
 /// set by the database.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -522,6 +526,7 @@ pub async fn update(
 }
 
 /// Swaps the order numbers of two products of the same shop and category.
+#[tracing::instrument(skip_all, fields(%shop_id, %a, %b))]
 pub async fn swap_order(exec: impl PgExecutor<'_>, shop_id: Uuid, a: Uuid, b: Uuid) -> Result<()> {
     if a == b {
         return Err(Error::invalid_input("cannot swap a product with itself"));
@@ -546,6 +551,7 @@ pub async fn swap_order(exec: impl PgExecutor<'_>, shop_id: Uuid, a: Uuid, b: Uu
 }
 
 /// Deletes a product of the shop with its translation, tag links and attribute values.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.products WHERE shop_id = $1 AND id = $2",
@@ -559,6 +565,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's products with their translations (offset pagination).
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -583,6 +590,7 @@ fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid)> {
 /// Keyset (cursor) pagination over the shop's products in `(created_at, id)` order: the cost of
 /// a page does not depend on how deep it is. `filter` works as in [`list()`]; `after` is the
 /// `next` cursor of the previous page (`None` for the first page); `limit` must be positive.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list_after(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -38,6 +38,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Tags a product (idempotent). A product or tag that is not the shop's is [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id, %product_id, %tag_id))]
 pub async fn link(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -73,6 +74,7 @@ pub async fn link(
 }
 
 /// Fetches a link of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<ProductToTag> {
     sqlx::query_as!(
         ProductToTag,
@@ -86,6 +88,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<P
 }
 
 /// Deletes a link of the shop by id.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.products_to_tags WHERE shop_id = $1 AND id = $2",
@@ -98,6 +101,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Removes a tag from a product of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %product_id, %tag_id))]
 pub async fn unlink(
     exec: impl PgExecutor<'_>,
     shop_id: Uuid,
@@ -116,6 +120,7 @@ pub async fn unlink(
 }
 
 /// Lists the shop's links.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -31,6 +31,7 @@ pub struct Installed {
 
 /// Inserts the reference rows that are missing, in one transaction; existing rows are left as
 /// they are.
+#[tracing::instrument(skip_all)]
 pub async fn install(conn: &mut PgConnection) -> Result<Installed> {
     tx::transaction(conn, async |tx| {
         sqlx::query!(

@@ -48,6 +48,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Creates a role; a taken name is [`Error::Conflict`] (`uq_roles_name`).
+#[tracing::instrument(skip_all)]
 pub async fn create(
     exec: impl PgExecutor<'_>,
     name: &str,
@@ -64,6 +65,7 @@ pub async fn create(
 }
 
 /// Fetches a role.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Role> {
     sqlx::query_as!(Role, "SELECT * FROM shop.roles WHERE id = $1", id)
         .fetch_optional(exec)
@@ -72,6 +74,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Role> {
 }
 
 /// Fetches a role by name.
+#[tracing::instrument(skip_all)]
 pub async fn get_by_name(exec: impl PgExecutor<'_>, name: &str) -> Result<Role> {
     sqlx::query_as!(Role, "SELECT * FROM shop.roles WHERE name = $1", name)
         .fetch_optional(exec)
@@ -80,6 +83,7 @@ pub async fn get_by_name(exec: impl PgExecutor<'_>, name: &str) -> Result<Role> 
 }
 
 /// Renames / re-describes a role.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
     id: Uuid,
@@ -100,6 +104,7 @@ pub async fn update(
 
 /// Deletes a role; a role still held by a user is [`Error::Conflict`]
 /// (`fk_roles_users_role_id_roles`).
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.roles WHERE id = $1", id)
         .execute(exec)
@@ -109,11 +114,13 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists roles.
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<Role>> {
     list::fetch(conn, &LIST, None, params).await
 }
 
 /// Gives a user a role (idempotent). A missing user or role is [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%user_id, %role_id))]
 pub async fn grant(exec: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> Result<RoleUser> {
     sqlx::query_as!(
         RoleUser,
@@ -136,6 +143,7 @@ pub async fn grant(exec: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> R
 }
 
 /// Takes a role away; [`Error::NotFound`] if the user did not hold it.
+#[tracing::instrument(skip_all, fields(%user_id, %role_id))]
 pub async fn revoke(exec: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.roles_users WHERE user_id = $1 AND role_id = $2",
@@ -148,6 +156,7 @@ pub async fn revoke(exec: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> 
 }
 
 /// The roles a user holds, by name.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn of_user(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Role>> {
     Ok(sqlx::query_as!(
         Role,
@@ -162,6 +171,7 @@ pub async fn of_user(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Rol
 }
 
 /// Whether the user holds the `admin` role.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn is_admin(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (

@@ -175,6 +175,7 @@ pub static LIST: Spec = Spec {
 };
 
 /// Creates a shop.
+#[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, new: &NewShop) -> Result<Shop> {
     new.validate()?;
     let [v0, v1, v2, v3, v4, v5] = new.vat;
@@ -208,6 +209,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewShop) -> Result<Shop> {
 }
 
 /// Fetches a shop.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Shop> {
     sqlx::query_as!(Shop, "SELECT * FROM shop.shops WHERE id = $1", id)
         .fetch_optional(exec)
@@ -216,6 +218,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Shop> {
 }
 
 /// Fetches a shop by its unique name.
+#[tracing::instrument(skip_all)]
 pub async fn get_by_name(exec: impl PgExecutor<'_>, name: &str) -> Result<Shop> {
     sqlx::query_as!(Shop, "SELECT * FROM shop.shops WHERE name = $1", name)
         .fetch_optional(exec)
@@ -224,6 +227,7 @@ pub async fn get_by_name(exec: impl PgExecutor<'_>, name: &str) -> Result<Shop> 
 }
 
 /// Replaces a shop's fields; `modified_at` is set by the database.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewShop) -> Result<Shop> {
     new.validate()?;
     let [v0, v1, v2, v3, v4, v5] = new.vat;
@@ -261,6 +265,7 @@ pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewShop) -> Resul
 /// Deletes a shop. A shop that still owns rows (products, categories, orders, …) is
 /// [`Error::Conflict`] naming the constraint of the table that holds it; its memberships and order
 /// counter go with it.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.shops WHERE id = $1", id)
         .execute(exec)
@@ -270,6 +275,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists shops (see [`LIST`] for the whitelist).
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<Shop>> {
     list::fetch(conn, &LIST, None, params).await
 }

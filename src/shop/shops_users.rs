@@ -36,6 +36,7 @@ pub static LIST: Spec = Spec {
 
 /// Makes a user a member of a shop (idempotent). A missing user or shop is
 /// [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
 pub async fn add(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<ShopUser> {
     sqlx::query_as!(
         ShopUser,
@@ -58,6 +59,7 @@ pub async fn add(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Res
 }
 
 /// Ends a membership; [`Error::NotFound`] if there was none.
+#[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
 pub async fn remove(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2",
@@ -70,6 +72,7 @@ pub async fn remove(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> 
 }
 
 /// Whether the user is a member of the shop.
+#[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
 pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2) AS "member!""#,
@@ -82,6 +85,7 @@ pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) 
 
 /// [`Error::NotFound`] unless the user is a member of the shop: a guard for shop-scoped
 /// operations (a non-member sees the shop as absent).
+#[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
 pub async fn require_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
     if is_member(exec, shop_id, user_id).await? {
         Ok(())
@@ -91,6 +95,7 @@ pub async fn require_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: U
 }
 
 /// The ids of the shops a user belongs to.
+#[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uuid>> {
     Ok(sqlx::query_scalar!(
         "SELECT shop_id FROM shop.shops_users WHERE user_id = $1 ORDER BY shop_id",
@@ -101,6 +106,7 @@ pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uu
 }
 
 /// Lists a shop's memberships.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -130,6 +130,7 @@ async fn upsert_translation(
 }
 
 /// Creates a tag and its translation in one transaction. Unknown shop: [`Error::NotFound`].
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -153,6 +154,7 @@ pub async fn create(
 }
 
 /// Fetches a tag of the shop with its translation, in one query.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<TagWithTranslation> {
     let row = sqlx::query!(
         r#"SELECT to_jsonb(g) AS "item!: Json<Tag>",
@@ -172,6 +174,7 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<T
 }
 
 /// Replaces a tag's name and translation in one transaction.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: Uuid,
@@ -197,6 +200,7 @@ pub async fn update(
 }
 
 /// Deletes a tag of the shop with its translation and product links.
+#[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.tags WHERE shop_id = $1 AND id = $2",
@@ -210,6 +214,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 }
 
 /// Lists the shop's tags with their translations.
+#[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: Uuid,

@@ -98,6 +98,7 @@ impl std::fmt::Debug for NewUser {
 pub const BCRYPT_COST: u32 = bcrypt::DEFAULT_COST;
 
 /// Hashes a password with bcrypt on the blocking pool.
+#[tracing::instrument(skip_all)]
 pub async fn hash_password(plaintext: &str) -> Result<String> {
     let plaintext = plaintext.to_owned();
     tokio::task::spawn_blocking(move || bcrypt::hash(plaintext, BCRYPT_COST))
@@ -127,6 +128,7 @@ pub static LIST: Spec = Spec {
 
 /// Creates a user; a taken e-mail or username is [`Error::Conflict`] (`uq_users_email`,
 /// `uq_users_username`).
+#[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, new: &NewUser) -> Result<User> {
     let hash = match &new.password {
         Some(p) => Some(hash_password(p).await?),
@@ -150,6 +152,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewUser) -> Result<User> {
 }
 
 /// Fetches a user.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
     sqlx::query_as!(User, "SELECT * FROM shop.users WHERE id = $1", id)
         .fetch_optional(exec)
@@ -158,6 +161,7 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
 }
 
 /// Fetches a user by e-mail.
+#[tracing::instrument(skip_all)]
 pub async fn get_by_email(exec: impl PgExecutor<'_>, email: &str) -> Result<User> {
     sqlx::query_as!(User, "SELECT * FROM shop.users WHERE email = $1", email)
         .fetch_optional(exec)
@@ -166,6 +170,7 @@ pub async fn get_by_email(exec: impl PgExecutor<'_>, email: &str) -> Result<User
 }
 
 /// Updates profile fields (not the password; see [`set_password`]).
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewUser) -> Result<User> {
     sqlx::query_as!(
         User,
@@ -187,6 +192,7 @@ pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewUser) -> Resul
 }
 
 /// Replaces the password hash.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn set_password(exec: impl PgExecutor<'_>, id: Uuid, plaintext: &str) -> Result<()> {
     let hash = hash_password(plaintext).await?;
     let done = sqlx::query!(
@@ -200,6 +206,7 @@ pub async fn set_password(exec: impl PgExecutor<'_>, id: Uuid, plaintext: &str) 
 }
 
 /// Marks the e-mail as confirmed now.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn confirm(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
     sqlx::query_as!(
         User,
@@ -213,6 +220,7 @@ pub async fn confirm(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
 
 /// Looks a user up by e-mail and checks the password. A missing user, an inactive user and a
 /// wrong password are all [`Error::NotFound`], so callers cannot tell them apart.
+#[tracing::instrument(skip_all)]
 pub async fn authenticate(exec: impl PgExecutor<'_>, email: &str, plaintext: &str) -> Result<User> {
     let user = get_by_email(exec, email).await?;
     let hash = user.password.clone();
@@ -231,6 +239,7 @@ pub async fn authenticate(exec: impl PgExecutor<'_>, email: &str, plaintext: &st
 
 /// Deletes a user; their role and shop memberships go with them, orders they completed keep
 /// `completed_by = NULL`.
+#[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
     let done = sqlx::query!("DELETE FROM shop.users WHERE id = $1", id)
         .execute(exec)
@@ -240,6 +249,7 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 }
 
 /// Lists users.
+#[tracing::instrument(skip_all)]
 pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<User>> {
     list::fetch(conn, &LIST, None, params).await
 }
