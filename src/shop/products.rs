@@ -706,9 +706,10 @@ pub async fn catalog_page_after(
     }
     let mut items = match after.map(decode_catalog_cursor).transpose()? {
         None => catalog_page(exec, shop_id, 0, limit + 1).await?,
-        Some((order_number, id)) => sqlx::query_as!(
-            CatalogEntry,
-            r#"WITH page AS (
+        Some((order_number, id)) => {
+            sqlx::query_as!(
+                CatalogEntry,
+                r#"WITH page AS (
                    SELECT id, order_number, price FROM shop.products
                    WHERE shop_id = $1 AND (order_number, id) > ($2, $3)
                    ORDER BY order_number, id
@@ -723,13 +724,14 @@ pub async fn catalog_page_after(
                             ORDER BY 1) AS "tag_names!"
                FROM page LEFT JOIN shop.product_translations t ON t.product_id = page.id
                ORDER BY page.order_number, page.id"#,
-            shop_id,
-            order_number,
-            id,
-            limit + 1,
-        )
-        .fetch_all(exec)
-        .await?,
+                shop_id,
+                order_number,
+                id,
+                limit + 1,
+            )
+            .fetch_all(exec)
+            .await?
+        }
     };
     let next = if items.len() as i64 > limit {
         items.truncate(limit as usize);
