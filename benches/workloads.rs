@@ -18,10 +18,12 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{self, Charge};
 use shared_db::planexe::plans;
@@ -243,21 +245,60 @@ async fn pool(base: &Config, url: &str, n: u32) -> anyhow::Result<Database> {
     Ok(db)
 }
 
-/// Runs `clients` tasks calling `op` until `secs` have passed; returns operations per second.
-async fn timed<F, Fut>(clients: usize, secs: u64, op: F) -> anyhow::Result<(f64, u64)>
+/// One measured operation on a connection, with the client's random source.
+type Op = Arc<
+    dyn for<'a> Fn(&'a mut PgConnection, &'a mut Xorshift) -> BoxFuture<'a, anyhow::Result<()>>
+        + Send
+        + Sync,
+>;
+
+fn op<F>(f: F) -> Op
 where
-    F: Fn(usize, u64) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+    F: for<'a> Fn(&'a mut PgConnection, &'a mut Xorshift) -> BoxFuture<'a, anyhow::Result<()>>
+        + Send
+        + Sync
+        + 'static,
 {
+    Arc::new(f)
+}
+
+/// How a client gets its connection.
+#[derive(Clone, Copy, PartialEq)]
+enum Mode {
+    /// From the pool for every operation, as a request handler passing `db.pool()` does (sqlx
+    /// pings a connection when it goes back to the pool: one extra round trip per operation).
+    Pooled,
+    /// One connection acquired per client and kept, as pgbench keeps its connections.
+    Held,
+}
+
+/// Runs `clients` tasks calling `op` until `secs` have passed; returns operations per second and
+/// the number of operations.
+async fn timed(
+    db: &Database,
+    clients: usize,
+    secs: u64,
+    mode: Mode,
+    op: Op,
+) -> anyhow::Result<(f64, u64)> {
     let start = Instant::now();
     let deadline = start + Duration::from_secs(secs);
     let mut tasks = Vec::new();
     for c in 0..clients {
         let op = op.clone();
+        let db = db.clone();
         tasks.push(tokio::spawn(async move {
+            let mut rng = Xorshift::new(c as u64 + 1);
             let mut n = 0u64;
+            let mut held = match mode {
+                Mode::Held => Some(db.acquire().await?),
+                Mode::Pooled => None,
+            };
             while Instant::now() < deadline {
-                op(c, n).await?;
+                match held.as_mut() {
+                    Some(conn) => op(conn, &mut rng).await?,
+                    None => op(&mut *db.acquire().await?, &mut rng).await?,
+                }
                 n += 1;
             }
             anyhow::Ok(n)
@@ -501,13 +542,13 @@ async fn bench(settings: &Settings, base: &Config, url: &str, dir: &Path) -> any
     );
     let mut rows = Vec::new();
     if settings.wants("w1") {
-        rows.push(w1(settings, base, url, &setup, &pg, &queries).await?);
+        rows.extend(w1(settings, base, url, &setup, &pg, &queries).await?);
     }
     if settings.wants("w2") {
-        rows.push(w2(settings, base, url, &setup, &pg, &queries).await?);
+        rows.extend(w2(settings, base, url, &setup, &pg, &queries).await?);
     }
     if settings.wants("w3") {
-        rows.push(w3(settings, base, url, &setup, &pg, &queries).await?);
+        rows.extend(w3(settings, base, url, &setup, &pg, &queries).await?);
     }
     if settings.wants("w4") {
         rows.extend(w4(settings, base, url, &setup, &pg, &queries).await?);
@@ -603,39 +644,51 @@ async fn w1(
     setup: &Database,
     pg: &Pgbench<'_>,
     q: &Queries,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     let _ = s;
-    // shared-db: 8 workers drain 20,000 plans: claim_next (claim + processing), finish_completed.
-    seed_queue(setup, W1_PLANS).await?;
-    let db = pool(base, url, W1_WORKERS as u32).await?;
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for w in 0..W1_WORKERS {
-        let db = db.clone();
-        tasks.push(tokio::spawn(async move {
-            let worker = w.to_string();
-            let mut done = Vec::new();
-            while let Some(plan) = plans::claim_next(db.pool(), &worker).await? {
-                plans::finish_completed(db.pool(), plan.id, None).await?;
-                done.push(plan.id);
-            }
-            anyhow::Ok(done)
-        }));
-    }
-    let mut seen = HashSet::new();
-    for t in tasks {
-        for id in t.await?? {
-            ensure!(seen.insert(id), "W1: plan {id} completed twice");
+    // shared-db: 8 workers drain 20,000 plans: claim_next (claim + processing), finish_completed;
+    // once with a pooled connection per statement, once with a connection held per worker.
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        seed_queue(setup, W1_PLANS).await?;
+        let db = pool(base, url, W1_WORKERS as u32).await?;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..W1_WORKERS {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let worker = w.to_string();
+                let mut done = Vec::new();
+                if mode == Mode::Held {
+                    let mut conn = db.acquire().await?;
+                    while let Some(plan) = plans::claim_next(&mut *conn, &worker).await? {
+                        plans::finish_completed(&mut *conn, plan.id, None).await?;
+                        done.push(plan.id);
+                    }
+                } else {
+                    while let Some(plan) = plans::claim_next(db.pool(), &worker).await? {
+                        plans::finish_completed(db.pool(), plan.id, None).await?;
+                        done.push(plan.id);
+                    }
+                }
+                anyhow::Ok(done)
+            }));
         }
+        let mut seen = HashSet::new();
+        for t in tasks {
+            for id in t.await?? {
+                ensure!(seen.insert(id), "W1: plan {id} completed twice");
+            }
+        }
+        ours.push(seen.len() as f64 / start.elapsed().as_secs_f64());
+        ensure!(
+            seen.len() as i64 == W1_PLANS,
+            "W1: drained {} plans",
+            seen.len()
+        );
+        verify_queue(setup, W1_PLANS, true).await?;
+        db.close().await;
     }
-    let ours = seen.len() as f64 / start.elapsed().as_secs_f64();
-    ensure!(
-        seen.len() as i64 == W1_PLANS,
-        "W1: drained {} plans",
-        seen.len()
-    );
-    verify_queue(setup, W1_PLANS, true).await?;
-    db.close().await;
 
     // pgbench: the same two statements per transaction, 2,500 transactions per client on a queue
     // with 200 spare plans (so a tail claim never finds only locked rows and aborts its client).
@@ -659,13 +712,29 @@ async fn w1(
         &["-t", &per_client],
     )?;
     verify_queue(setup, W1_PLANS, false).await?;
-    Ok(row(
+    Ok(pair(
         "W1 queue drain, 8 workers (plans/s)",
-        format!("{ours:.0}"),
-        format!("{:.0}", run.tps),
-        format!("{:.2}", ours / run.tps),
-        "20,000 completed once each (both)",
+        &ours,
+        run.tps,
+        "20,000 completed once each",
     ))
+}
+
+/// The pooled and held rows of a workload against one pgbench figure.
+fn pair(name: &str, ours: &[f64], pgbench: f64, check: &str) -> Vec<Row> {
+    ["pooled", "held conn"]
+        .iter()
+        .zip(ours)
+        .map(|(mode, v)| {
+            row(
+                &format!("{name}, {mode}"),
+                format!("{v:.0}"),
+                format!("{pgbench:.0}"),
+                format!("{:.2}", v / pgbench),
+                check,
+            )
+        })
+        .collect()
 }
 
 // ---------------------------------------------------------------- W2 API-key authentication
@@ -685,7 +754,7 @@ async fn w2(
     setup: &Database,
     pg: &Pgbench<'_>,
     q: &Queries,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     exec(
         setup,
         &format!(
@@ -719,28 +788,27 @@ async fn w2(
     exec(setup, "UPDATE user_api_key SET last_used_at = NULL").await?;
 
     let db = pool(base, url, 16).await?;
-    let keys: std::sync::Arc<Vec<RawApiKey>> = std::sync::Arc::new(
+    let keys: Arc<Vec<RawApiKey>> = Arc::new(
         (0..2000)
             .map(|k| RawApiKey::from_presented(raw_key(k)))
             .collect(),
     );
-    let (ours, _) = timed(16, s.secs, {
-        let db = db.clone();
-        let secret = secret.clone();
-        move |c, n| {
-            let db = db.clone();
-            let secret = secret.clone();
-            let keys = keys.clone();
-            async move {
-                let mut rng = Xorshift::new((c as u64) << 32 | n);
-                let key = &keys[rng.below(keys.len())];
-                let auth = user_api_key::authenticate(db.pool(), &secret, key).await?;
-                ensure!(auth.is_some(), "W2: a seeded key did not authenticate");
-                Ok(())
-            }
-        }
-    })
-    .await?;
+    let shared_secret = Arc::new(secret.clone());
+    let authenticate = op(move |conn, rng| {
+        let keys = keys.clone();
+        let secret = shared_secret.clone();
+        let i = rng.below(keys.len());
+        Box::pin(async move {
+            let auth = user_api_key::authenticate(&mut *conn, &secret, &keys[i]).await?;
+            ensure!(auth.is_some(), "W2: a seeded key did not authenticate");
+            Ok(())
+        })
+    });
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        exec(setup, "UPDATE user_api_key SET last_used_at = NULL").await?;
+        ours.push(timed(&db, 16, s.secs, mode, authenticate.clone()).await?.0);
+    }
     db.close().await;
 
     let sql = q.find("authenticate", |s| s.contains("touch AS ("))?;
@@ -760,16 +828,18 @@ async fn w2(
     }
     let secs = s.secs.to_string();
     let run = pg.run("w2", &scripts, &defines, 16, &["-T", &secs])?;
-    Ok(row(
+    Ok(pair(
         "W2 API-key auth, 16 clients (ops/s)",
-        format!("{ours:.0}"),
-        format!("{:.0}", run.tps),
-        format!("{:.2}", ours / run.tps),
+        &ours,
+        run.tps,
         "every key authenticated",
     ))
 }
 
 // ---------------------------------------------------------------- W3 credit charge
+
+const W3_PLAN: &str = "00000000-0000-0000-0000-000000003333";
+const W3_KEY: Uuid = Uuid::from_u128(0x4444);
 
 fn w3_user(i: usize) -> Uuid {
     Uuid::from_u128(0x3000_0000_0000_0000_0000_0000_0000_0000 | (i as u128 + 1))
@@ -811,7 +881,7 @@ async fn w3(
     setup: &Database,
     pg: &Pgbench<'_>,
     q: &Queries,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Vec<Row>> {
     seed_w3(setup).await?;
     ensure!(
         scalar(
@@ -824,38 +894,35 @@ async fn w3(
         .await?
             == 1
     );
-    let plan = Uuid::from_u128(0x3333).to_string();
-    let key = Uuid::from_u128(0x4444);
     let db = pool(base, url, 16).await?;
-    let (ours, n) = timed(16, s.secs, {
-        let db = db.clone();
-        let plan = plan.clone();
-        move |c, n| {
-            let db = db.clone();
-            let plan = plan.clone();
-            async move {
-                let mut rng = Xorshift::new((c as u64) << 32 | n);
-                credit_history::charge(
-                    db.pool(),
-                    &Charge {
-                        user_id: w3_user(rng.below(100)),
-                        amount: Decimal::new(1, 2),
-                        reason: "plan_usage_in_progress",
-                        source: credit_history::SOURCE_USAGE_PROGRESS,
-                        external_id: Some(&plan),
-                        api_key_id: Some(key),
-                        allow_negative: true,
-                    },
-                )
-                .await?;
-                Ok(())
-            }
-        }
-    })
-    .await?;
+    let charge = op(move |conn, rng| {
+        let user = w3_user(rng.below(100));
+        Box::pin(async move {
+            credit_history::charge(
+                &mut *conn,
+                &Charge {
+                    user_id: user,
+                    amount: Decimal::new(1, 2),
+                    reason: "plan_usage_in_progress",
+                    source: credit_history::SOURCE_USAGE_PROGRESS,
+                    external_id: Some(W3_PLAN),
+                    api_key_id: Some(W3_KEY),
+                    allow_negative: true,
+                },
+            )
+            .await?;
+            Ok(())
+        })
+    });
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        seed_w3(setup).await?;
+        let (rate, n) = timed(&db, 16, s.secs, mode, charge.clone()).await?;
+        let rows = verify_w3(setup).await?;
+        ensure!(rows == n as i64, "W3: {n} charges but {rows} ledger rows");
+        ours.push(rate);
+    }
     db.close().await;
-    let rows = verify_w3(setup).await?;
-    ensure!(rows == n as i64, "W3: {n} charges but {rows} ledger rows");
 
     let sql = q.find("charge", |s| s.contains("credits_balance - $2"))?;
     seed_w3(setup).await?;
@@ -868,8 +935,8 @@ async fn w3(
             "source".into(),
             credit_history::SOURCE_USAGE_PROGRESS.into(),
         ),
-        ("ext".into(), plan),
-        ("key".into(), key.to_string()),
+        ("ext".into(), W3_PLAN.into()),
+        ("key".into(), W3_KEY.to_string()),
         ("neg".into(), "true".into()),
     ];
     for i in 0..100 {
@@ -887,12 +954,11 @@ async fn w3(
         "W3 pgbench: {} charges but {rows} ledger rows",
         run.transactions
     );
-    Ok(row(
+    Ok(pair(
         "W3 credit charge, 16 clients (charges/s)",
-        format!("{ours:.0}"),
-        format!("{:.0}", run.tps),
-        format!("{:.2}", ours / run.tps),
-        "balance = 1,000,000 + ledger sum (both)",
+        &ours,
+        run.tps,
+        "balance = 1,000,000 + ledger sum",
     ))
 }
 
@@ -910,46 +976,22 @@ async fn w4(
     let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM plans ORDER BY id")
         .fetch_all(setup.pool())
         .await?;
-    let ids = std::sync::Arc::new(ids);
+    let ids = Arc::new(ids);
     let db = pool(base, url, 16).await?;
-    let (ours, _) = timed(16, s.secs, {
-        let db = db.clone();
+    let status = op({
         let ids = ids.clone();
-        move |c, n| {
-            let db = db.clone();
-            let ids = ids.clone();
-            async move {
-                let mut rng = Xorshift::new((c as u64) << 32 | n);
-                plans::status(db.pool(), ids[rng.below(ids.len())]).await?;
+        move |conn, rng| {
+            let id = ids[rng.below(ids.len())];
+            Box::pin(async move {
+                plans::status(&mut *conn, id).await?;
                 Ok(())
-            }
+            })
         }
-    })
-    .await?;
-    // The same reads on one connection held per client, as pgbench holds its connections: the
-    // difference to the pooled figure is what the pool's acquire/release costs per operation.
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(s.secs);
-    let mut tasks = Vec::new();
-    for c in 0..16u64 {
-        let db = db.clone();
-        let ids = ids.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut conn = db.acquire().await?;
-            let mut rng = Xorshift::new(c + 1);
-            let mut n = 0u64;
-            while Instant::now() < deadline {
-                plans::status(&mut *conn, ids[rng.below(ids.len())]).await?;
-                n += 1;
-            }
-            anyhow::Ok(n)
-        }));
+    });
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        ours.push(timed(&db, 16, s.secs, mode, status.clone()).await?.0);
     }
-    let mut held_total = 0;
-    for t in tasks {
-        held_total += t.await??;
-    }
-    let held = held_total as f64 / start.elapsed().as_secs_f64();
     db.close().await;
 
     let sql = q.find("status", |s| {
@@ -964,22 +1006,12 @@ async fn w4(
     }
     let secs = s.secs.to_string();
     let run = pg.run("w4", &scripts, &defines, 16, &["-T", &secs])?;
-    Ok(vec![
-        row(
-            "W4 plan status, 16 clients (reads/s)",
-            format!("{ours:.0}"),
-            format!("{:.0}", run.tps),
-            format!("{:.2}", ours / run.tps),
-            "every read found its plan",
-        ),
-        row(
-            "W4' same, connection held per client",
-            format!("{held:.0}"),
-            format!("{:.0}", run.tps),
-            format!("{:.2}", held / run.tps),
-            "every read found its plan",
-        ),
-    ])
+    Ok(pair(
+        "W4 plan status, 16 clients (reads/s)",
+        &ours,
+        run.tps,
+        "every read found its plan",
+    ))
 }
 
 // ---------------------------------------------------------------- W5 catalog page
