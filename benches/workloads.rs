@@ -8,10 +8,12 @@
 //! `pgbench -M prepared` at the same concurrency, verifies the invariants and prints one table.
 //! The database is dropped at the end (`BENCH_KEEP_DB=1` keeps it).
 //!
-//! Knobs (environment): `BENCH_SECS` (timed phases of W2–W4, default 8), `BENCH_W5_ITERS`
+//! Knobs (environment): `BENCH_SECS` (timed phases of W2–W4, default 10), `BENCH_W5_ITERS`
 //! (default 200), `BENCH_ONLY` (e.g. `w1,w5,mem`), `BENCH_EXPLAIN=1` (print EXPLAIN ANALYZE of
 //! the hot queries), `BENCH_PGBENCH` (path of pgbench), `BENCH_PGBENCH_THREADS` (default 2), and
-//! the usual `SHARED_DB_*` pool settings (e.g. `SHARED_DB_TEST_BEFORE_ACQUIRE=false`).
+//! the usual `SHARED_DB_*` pool settings (e.g. `SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). For
+//! before/after figures: `BENCH_PING_EVERY_ACQUIRE=1` (the pool as it was: sqlx pings on every
+//! acquire), `BENCH_W5_DROP_INDEX=1` (the catalog without index 0040), `BENCH_RUNTIME=current_thread`.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
@@ -100,7 +102,7 @@ impl Settings {
                 .map_or(Ok(d), |v| v.parse().with_context(|| format!("{k}={v:?}")))
         };
         Ok(Settings {
-            secs: num("BENCH_SECS", 8)?,
+            secs: num("BENCH_SECS", 10)?,
             w5_iters: num("BENCH_W5_ITERS", 200)? as usize,
             only: std::env::var("BENCH_ONLY")
                 .ok()
@@ -236,7 +238,18 @@ async fn pool(base: &Config, url: &str, n: u32) -> anyhow::Result<Database> {
     c.database_url = Some(url.to_owned());
     c.max_connections = n;
     c.min_connections = 0;
-    let db = Database::connect(&c).await?;
+    let db = if std::env::var("BENCH_PING_EVERY_ACQUIRE").is_ok_and(|v| v == "1") {
+        // the pool as shared-db built it before the benchmarks: sqlx's test_before_acquire
+        Database::from_pool(
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(n)
+                .test_before_acquire(true)
+                .connect_with(c.connect_options_for(url)?)
+                .await?,
+        )
+    } else {
+        Database::connect(&c).await?
+    };
     let mut held = Vec::new();
     for _ in 0..n {
         held.push(db.acquire().await?);
@@ -1057,6 +1070,10 @@ async fn w5(
         ),
     )
     .await?;
+    if std::env::var("BENCH_W5_DROP_INDEX").is_ok_and(|v| v == "1") {
+        // the catalog as it was before migration 0040
+        exec(setup, "DROP INDEX shop.ix_products_shop_id_order_number_id").await?;
+    }
     let shop = Uuid::parse_str(W5_SHOP)?;
     let db = pool(base, url, 1).await?;
     let mut conn = db.acquire().await?;
