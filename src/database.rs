@@ -50,10 +50,11 @@ impl Database {
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
-            // sqlx's own test pings on every acquire: one extra round trip per pooled statement,
-            // which cost 25–35 % of throughput in the benchmarks (BENCHMARKS.md). A connection
-            // back from use moments ago is as good as the ping would say; only one that sat
-            // idle for a while may have been cut by the server, a proxy or a firewall.
+            // sqlx's own test pings on every acquire: one extra round trip per pooled
+            // statement, which cost 10–30 % of pooled throughput in the benchmarks
+            // (BENCHMARKS.md). A connection back from use moments ago is as good as the ping
+            // would say; only one that sat idle for a while may have been cut by the server, a
+            // proxy or a firewall.
             .test_before_acquire(false);
         if config.test_before_acquire {
             pool_options = pool_options.before_acquire(|conn, meta| {
