@@ -33,6 +33,11 @@ db-stop:
 db-url database="shared_db":
     cargo run -q -- embedded url {{database}}
 
+# Benchmarks: shared-db vs pgbench -M prepared on five workloads (BENCHMARKS.md; ~2 min)
+# (knobs: BENCH_SECS, BENCH_ONLY=w1,w5,mem, BENCH_EXPLAIN=1, DATABASE_URL; see BENCHMARKS.md)
+bench:
+    cargo bench --bench workloads
+
 # What CI runs
 ci:
     bash .ci/run

@@ -12,7 +12,7 @@
 //! | `SHARED_DB_MAX_LIFETIME_SECS` | `1800` | connections are recycled after this (`0` = never) |
 //! | `SHARED_DB_STATEMENT_TIMEOUT_MS` | `60000` | server-side `statement_timeout` (`0` = none) |
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
-//! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection before handing it out |
+//! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle for 10 s or more before handing it out ([`crate::database::PING_WHEN_IDLE_FOR`]) |
 //!
 //! Every session runs with `TimeZone = UTC`, so `timestamp without time zone` columns written
 //! with `now()` hold UTC wall-clock time, as the Python services expect.
@@ -48,7 +48,8 @@ pub struct Config {
     pub statement_timeout: Option<Duration>,
     /// Prepared statements cached per connection; 0 disables caching (PgBouncer transaction mode).
     pub statement_cache_capacity: usize,
-    /// Ping connections before handing them out.
+    /// Ping connections that sat idle for [`PING_WHEN_IDLE_FOR`](crate::database::PING_WHEN_IDLE_FOR)
+    /// or more before handing them out.
     pub test_before_acquire: bool,
 }
 

@@ -7,6 +7,10 @@ use sqlx::{Postgres, Transaction};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
+/// With [`Config::test_before_acquire`], a pooled connection idle for at least this long is
+/// pinged before it is handed out (a broken one is replaced); busier connections are not.
+pub const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
 /// inside); build one at start-up and hand clones to every task.
 ///
@@ -40,13 +44,28 @@ impl Database {
             }
         };
         let options = config.connect_options_for(&url)?;
-        let pool_options = PgPoolOptions::new()
+        let mut pool_options = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
             .acquire_timeout(config.acquire_timeout)
             .idle_timeout(config.idle_timeout)
             .max_lifetime(config.max_lifetime)
-            .test_before_acquire(config.test_before_acquire);
+            // sqlx's own test pings on every acquire: one extra round trip per pooled
+            // statement, which cost 10–30 % of pooled throughput in the benchmarks
+            // (BENCHMARKS.md). A connection back from use moments ago is as good as the ping
+            // would say; only one that sat idle for a while may have been cut by the server, a
+            // proxy or a firewall.
+            .test_before_acquire(false);
+        if config.test_before_acquire {
+            pool_options = pool_options.before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
+        }
         let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
             .await
             .map_err(|_| {

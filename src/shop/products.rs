@@ -624,3 +624,124 @@ pub async fn list_after(
     };
     Ok(KeysetPage { items, next })
 }
+
+/// One line of the storefront catalog: what a product grid shows ([`catalog_page`],
+/// [`catalog_page_after`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CatalogEntry {
+    /// The product.
+    pub id: Uuid,
+    /// Position within (shop, category); the catalog's first sort key.
+    pub order_number: i32,
+    /// Name in the main language (`None` if the product has no translation row).
+    pub main_name: Option<String>,
+    /// Price.
+    pub price: Option<f64>,
+    /// Names of the product's tags (main-language name, else the internal name), sorted.
+    pub tag_names: Vec<String>,
+}
+
+/// A page of the shop's catalog in `(order_number, id)` order, by offset. The page's rows are
+/// picked from `ix_products_shop_id_order_number_id` first and only those are joined to their
+/// translation and tags, so a deep offset costs an index walk, not joins; for deep pages prefer
+/// [`catalog_page_after`]. `limit` must be positive, `skip` not negative. One round trip.
+pub async fn catalog_page(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<CatalogEntry>> {
+    if limit <= 0 || skip < 0 {
+        return Err(Error::invalid_input(
+            "limit must be positive and skip not negative",
+        ));
+    }
+    Ok(sqlx::query_as!(
+        CatalogEntry,
+        r#"WITH page AS (
+               SELECT id, order_number, price FROM shop.products
+               WHERE shop_id = $1
+               ORDER BY order_number, id
+               LIMIT $2 OFFSET $3)
+           SELECT page.id AS "id!", page.order_number AS "order_number!",
+                  t.main_name AS "main_name?", page.price,
+                  array(SELECT coalesce(tt.main_name, g.name, '')
+                        FROM shop.products_to_tags pt
+                        JOIN shop.tags g ON g.id = pt.tag_id
+                        LEFT JOIN shop.tag_translations tt ON tt.tag_id = g.id
+                        WHERE pt.product_id = page.id
+                        ORDER BY 1) AS "tag_names!"
+           FROM page LEFT JOIN shop.product_translations t ON t.product_id = page.id
+           ORDER BY page.order_number, page.id"#,
+        shop_id,
+        limit,
+        skip,
+    )
+    .fetch_all(exec)
+    .await?)
+}
+
+/// Cursor of [`catalog_page_after`]: `<order_number>.<id>`.
+fn encode_catalog_cursor(e: &CatalogEntry) -> String {
+    format!("{}.{}", e.order_number, e.id)
+}
+
+fn decode_catalog_cursor(cursor: &str) -> Result<(i32, Uuid)> {
+    let bad = || Error::invalid_input("malformed catalog cursor");
+    let (order_number, id) = cursor.split_once('.').ok_or_else(bad)?;
+    Ok((
+        order_number.parse().map_err(|_| bad())?,
+        id.parse().map_err(|_| bad())?,
+    ))
+}
+
+/// Keyset (cursor) pagination over the shop's catalog in `(order_number, id)` order: a page
+/// costs the same at any depth (it starts from `ix_products_shop_id_order_number_id` at the
+/// cursor). `after` is the `next` cursor of the previous page (`None` for the first page);
+/// `limit` must be positive. One round trip.
+pub async fn catalog_page_after(
+    exec: impl PgExecutor<'_>,
+    shop_id: Uuid,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<KeysetPage<CatalogEntry>> {
+    if limit <= 0 {
+        return Err(Error::invalid_input("limit must be positive"));
+    }
+    let mut items = match after.map(decode_catalog_cursor).transpose()? {
+        None => catalog_page(exec, shop_id, 0, limit + 1).await?,
+        Some((order_number, id)) => {
+            sqlx::query_as!(
+                CatalogEntry,
+                r#"WITH page AS (
+                   SELECT id, order_number, price FROM shop.products
+                   WHERE shop_id = $1 AND (order_number, id) > ($2, $3)
+                   ORDER BY order_number, id
+                   LIMIT $4)
+               SELECT page.id AS "id!", page.order_number AS "order_number!",
+                      t.main_name AS "main_name?", page.price,
+                      array(SELECT coalesce(tt.main_name, g.name, '')
+                            FROM shop.products_to_tags pt
+                            JOIN shop.tags g ON g.id = pt.tag_id
+                            LEFT JOIN shop.tag_translations tt ON tt.tag_id = g.id
+                            WHERE pt.product_id = page.id
+                            ORDER BY 1) AS "tag_names!"
+               FROM page LEFT JOIN shop.product_translations t ON t.product_id = page.id
+               ORDER BY page.order_number, page.id"#,
+                shop_id,
+                order_number,
+                id,
+                limit + 1,
+            )
+            .fetch_all(exec)
+            .await?
+        }
+    };
+    let next = if items.len() as i64 > limit {
+        items.truncate(limit as usize);
+        items.last().map(encode_catalog_cursor)
+    } else {
+        None
+    };
+    Ok(KeysetPage { items, next })
+}

@@ -4,6 +4,7 @@
 mod embedded;
 mod errors;
 mod lifecycle;
+mod pool;
 mod transactions;
 
 use sqlx::SqlSafeStr;

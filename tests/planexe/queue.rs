@@ -366,6 +366,55 @@ async fn artifacts_are_stored_and_fetched_by_dedicated_functions() -> anyhow::Re
 }
 
 #[tokio::test]
+async fn a_big_snapshot_is_stored_and_fetched_in_slices_and_comes_back_whole() -> anyhow::Result<()>
+{
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let id = queue_plan(pool, "alice", "p").await;
+    let mut conn = pool.acquire().await?;
+    assert_eq!(
+        plans::fetch_zip_snapshot_chunked(&mut conn, id).await?,
+        None
+    );
+    // two full slices and a partial third, every byte distinct from its neighbours
+    let zip: Vec<u8> = (0..2 * plans::ZIP_CHUNK_BYTES as usize + 12_345)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    plans::store_zip_snapshot_chunked(&mut conn, id, &zip).await?;
+    assert_eq!(
+        plans::fetch_zip_snapshot(pool, id).await?,
+        Some(zip.clone())
+    );
+    assert_eq!(
+        plans::fetch_zip_snapshot_chunked(&mut conn, id).await?,
+        Some(zip.clone())
+    );
+    let leftover = sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pg_largeobject_metadata"#)
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(leftover, 0, "the staging large object is unlinked");
+    // an exact multiple of the slice size
+    let exact = vec![9u8; plans::ZIP_CHUNK_BYTES as usize];
+    plans::store_zip_snapshot(pool, id, &exact).await?;
+    assert_eq!(
+        plans::fetch_zip_snapshot_chunked(&mut conn, id).await?,
+        Some(exact)
+    );
+    assert!(matches!(
+        plans::fetch_zip_snapshot_chunked(&mut conn, Uuid::new_v4()).await,
+        Err(Error::NotFound)
+    ));
+    assert!(matches!(
+        plans::store_zip_snapshot_chunked(&mut conn, Uuid::new_v4(), &[1, 2, 3]).await,
+        Err(Error::NotFound)
+    ));
+    // an empty zip is stored as an empty value, not as no snapshot
+    plans::store_zip_snapshot_chunked(&mut conn, id, &[]).await?;
+    assert_eq!(plans::fetch_zip_snapshot(pool, id).await?, Some(vec![]));
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_user_lists_their_plans_newest_first_with_a_prompt_preview() -> anyhow::Result<()> {
     let db = TestDatabase::new().await?;
     let pool = db.pool();

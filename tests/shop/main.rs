@@ -4,6 +4,7 @@
 //! Most stories start from `tests/fixtures/shop/two_shops.sql`: shops *alpha* and *beta*, each
 //! owning one row of every shop-owned table. Their ids are below.
 
+mod catalog;
 mod deletes;
 mod lists;
 mod ordering;
