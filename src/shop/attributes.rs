@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, text_col};
 use super::tags::NameTranslationInput;
-use super::translation::{Lang, Named, Translated};
+use super::translation::Translated;
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.attributes`.
@@ -41,18 +41,7 @@ pub struct AttributeTranslation {
     pub alt2_name: Option<String>,
 }
 
-impl Named for AttributeTranslation {
-    fn main_name(&self) -> &str {
-        &self.main_name
-    }
-    fn alt_name(&self, lang: Lang) -> Option<&str> {
-        match lang {
-            Lang::Main => Some(&self.main_name),
-            Lang::Alt1 => self.alt1_name.as_deref(),
-            Lang::Alt2 => self.alt2_name.as_deref(),
-        }
-    }
-}
+super::translation::impl_named!(AttributeTranslation);
 
 /// Fields of an attribute written by create and update.
 #[derive(Debug, Clone, Default, Deserialize)]

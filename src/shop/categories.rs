@@ -10,7 +10,7 @@ use sqlx::{PgConnection, PgExecutor, types::Json};
 use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
-use super::translation::{Lang, Named, Translated, blank_to_none, required};
+use super::translation::{Lang, Translated, blank_to_none, required};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.categories`.
@@ -55,18 +55,7 @@ pub struct CategoryTranslation {
     pub alt2_description: Option<String>,
 }
 
-impl Named for CategoryTranslation {
-    fn main_name(&self) -> &str {
-        &self.main_name
-    }
-    fn alt_name(&self, lang: Lang) -> Option<&str> {
-        match lang {
-            Lang::Main => Some(&self.main_name),
-            Lang::Alt1 => self.alt1_name.as_deref(),
-            Lang::Alt2 => self.alt2_name.as_deref(),
-        }
-    }
-}
+super::translation::impl_named!(CategoryTranslation);
 
 /// Translation fields written with a category. Main fields are required; empty alt fields are
 /// stored as NULL.

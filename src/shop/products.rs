@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::list::{
     self, Column, Filters, KeysetPage, ListParams, Page, Spec, Val, eq_col, sort_col, text_col,
 };
-use super::translation::{Lang, Named, Translated, blank_to_none, required};
+use super::translation::{Lang, Translated, blank_to_none, required};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.products`.
@@ -102,18 +102,7 @@ pub struct ProductTranslation {
     pub alt2_description_short: Option<String>,
 }
 
-impl Named for ProductTranslation {
-    fn main_name(&self) -> &str {
-        &self.main_name
-    }
-    fn alt_name(&self, lang: Lang) -> Option<&str> {
-        match lang {
-            Lang::Main => Some(&self.main_name),
-            Lang::Alt1 => self.alt1_name.as_deref(),
-            Lang::Alt2 => self.alt2_name.as_deref(),
-        }
-    }
-}
+super::translation::impl_named!(ProductTranslation);
 
 /// Translation fields written with a product; main fields required, empty alt fields → NULL.
 #[derive(Debug, Clone, Default, Deserialize)]

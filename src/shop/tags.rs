@@ -6,7 +6,7 @@ use sqlx::{PgConnection, PgExecutor, types::Json};
 use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, text_col};
-use super::translation::{Lang, Named, Translated, blank_to_none, required};
+use super::translation::{Translated, blank_to_none, required};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.tags`.
@@ -35,18 +35,7 @@ pub struct TagTranslation {
     pub alt2_name: Option<String>,
 }
 
-impl Named for TagTranslation {
-    fn main_name(&self) -> &str {
-        &self.main_name
-    }
-    fn alt_name(&self, lang: Lang) -> Option<&str> {
-        match lang {
-            Lang::Main => Some(&self.main_name),
-            Lang::Alt1 => self.alt1_name.as_deref(),
-            Lang::Alt2 => self.alt2_name.as_deref(),
-        }
-    }
-}
+super::translation::impl_named!(TagTranslation);
 
 /// Translation names written with a tag or attribute; main required, empty alt → NULL.
 #[derive(Debug, Clone, Default, Deserialize)]

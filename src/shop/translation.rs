@@ -65,6 +65,26 @@ pub trait Named {
     }
 }
 
+/// Implements [`Named`] for translation rows with `main_name`, `alt1_name` and `alt2_name` fields.
+macro_rules! impl_named {
+    ($($row:ty),+ $(,)?) => {$(
+        impl $crate::shop::translation::Named for $row {
+            fn main_name(&self) -> &str {
+                &self.main_name
+            }
+            fn alt_name(&self, lang: $crate::shop::translation::Lang) -> Option<&str> {
+                use $crate::shop::translation::Lang;
+                match lang {
+                    Lang::Main => Some(&self.main_name),
+                    Lang::Alt1 => self.alt1_name.as_deref(),
+                    Lang::Alt2 => self.alt2_name.as_deref(),
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use impl_named;
+
 /// A parent row together with its translation (absent only for rows written by another
 /// service without one).
 #[derive(Debug, Clone, Serialize)]
