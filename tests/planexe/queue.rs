@@ -489,17 +489,19 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
         Some(live_plan)
     );
 
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Wide margins (dead ≥ 2.5 s old, live fresh) against a threshold of 1.5 s, so a slow CI
+    // machine cannot blur the two.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     // Only the live worker keeps beating (and reporting progress).
     workers::heartbeat(pool, "live-worker", Some(live_plan)).await?;
 
-    let stale = workers::list_stale(pool, Duration::from_secs(1)).await?;
+    let stale = workers::list_stale(pool, Duration::from_millis(1500)).await?;
     assert_eq!(
         stale.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
         ["dead-worker"]
     );
 
-    let requeued = plans::requeue_stale(pool, Duration::from_secs(1)).await?;
+    let requeued = plans::requeue_stale(pool, Duration::from_millis(1500)).await?;
     assert_eq!(requeued, [dead_plan]);
     assert_eq!(
         plans::status(pool, dead_plan).await?.state,
@@ -518,7 +520,7 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
 
     // Nothing left to reap; the re-queued plan is claimable again.
     assert!(
-        plans::requeue_stale(pool, Duration::from_secs(1))
+        plans::requeue_stale(pool, Duration::from_millis(1500))
             .await?
             .is_empty()
     );
