@@ -12,7 +12,8 @@
 //! | `SHARED_DB_MAX_LIFETIME_SECS` | `1800` | connections are recycled after this (`0` = never) |
 //! | `SHARED_DB_STATEMENT_TIMEOUT_MS` | `60000` | server-side `statement_timeout` (`0` = none) |
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
-//! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle for 10 s or more before handing it out ([`crate::database::PING_WHEN_IDLE_FOR`]) |
+//! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
+//! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
 //!
 //! Every session runs with `TimeZone = UTC`, so `timestamp without time zone` columns written
 //! with `now()` hold UTC wall-clock time, as the Python services expect.
@@ -51,6 +52,9 @@ pub struct Config {
     /// Ping connections that sat idle for [`PING_WHEN_IDLE_FOR`](crate::database::PING_WHEN_IDLE_FOR)
     /// or more before handing them out.
     pub test_before_acquire: bool,
+    /// With `test_before_acquire`, only connections idle at least this long are pinged (zero:
+    /// every acquire). Pinging every acquire costs a round trip per pooled statement.
+    pub ping_idle_after: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -70,6 +74,7 @@ impl fmt::Debug for Config {
             .field("statement_timeout", &self.statement_timeout)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
+            .field("ping_idle_after", &self.ping_idle_after)
             .finish()
     }
 }
@@ -88,6 +93,7 @@ impl Default for Config {
             statement_timeout: Some(Duration::from_secs(60)),
             statement_cache_capacity: 100,
             test_before_acquire: true,
+            ping_idle_after: crate::database::PING_WHEN_IDLE_FOR,
         }
     }
 }
@@ -158,6 +164,7 @@ impl Config {
                 .map_or(Ok(d.test_before_acquire), |v| {
                     parse("SHARED_DB_TEST_BEFORE_ACQUIRE", &v)
                 })?,
+            ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
         })
     }
 

@@ -7,8 +7,9 @@ use sqlx::{Postgres, Transaction};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
-/// With [`Config::test_before_acquire`], a pooled connection idle for at least this long is
-/// pinged before it is handed out (a broken one is replaced); busier connections are not.
+/// Default of [`Config::ping_idle_after`]: with [`Config::test_before_acquire`], a pooled
+/// connection idle for at least this long is pinged before it is handed out (a broken one is
+/// replaced); busier connections are not.
 pub const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
@@ -57,9 +58,10 @@ impl Database {
             // proxy or a firewall.
             .test_before_acquire(false);
         if config.test_before_acquire {
-            pool_options = pool_options.before_acquire(|conn, meta| {
+            let ping_idle_after = config.ping_idle_after;
+            pool_options = pool_options.before_acquire(move |conn, meta| {
                 Box::pin(async move {
-                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                    if meta.idle_for >= ping_idle_after {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)
