@@ -5,7 +5,7 @@
 //! `fk_product_attribute_values_option_id_attribute_options`).
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor, types::Json};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, text_col};
@@ -141,10 +141,14 @@ pub async fn get(
     shop_id: Uuid,
     id: Uuid,
 ) -> Result<AttributeWithTranslation> {
-    let row = sqlx::query!(
-        r#"SELECT to_jsonb(a) AS "item!: Json<Attribute>",
-                  to_jsonb(t) AS "translation?: Json<AttributeTranslation>"
-           FROM shop.attributes a LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id
+    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
+    // schema; the translation's columns are nullable through the LEFT JOIN.
+    let r = sqlx::query!(
+        r#"SELECT a.id, a.shop_id, a.name, a.unit,
+                  t.id AS "t_id?", t.main_name AS "t_main_name?",
+                  t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
+           FROM shop.attributes a
+           LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id
            WHERE a.shop_id = $1 AND a.id = $2"#,
         shop_id,
         id
@@ -152,9 +156,24 @@ pub async fn get(
     .fetch_optional(exec)
     .await?
     .ok_or(Error::NotFound)?;
+    let translation = match (r.t_id, r.t_main_name) {
+        (Some(t_id), Some(main_name)) => Some(AttributeTranslation {
+            id: t_id,
+            attribute_id: r.id,
+            main_name,
+            alt1_name: r.t_alt1_name,
+            alt2_name: r.t_alt2_name,
+        }),
+        _ => None,
+    };
     Ok(Translated {
-        item: row.item.0,
-        translation: row.translation.map(|t| t.0),
+        item: Attribute {
+            id: r.id,
+            shop_id: r.shop_id,
+            name: r.name,
+            unit: r.unit,
+        },
+        translation,
     })
 }
 

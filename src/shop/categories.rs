@@ -6,7 +6,7 @@
 //! `fk_products_category_id_categories`; its translation goes with it.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor, types::Json};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
@@ -198,9 +198,15 @@ pub async fn get(
     shop_id: Uuid,
     id: Uuid,
 ) -> Result<CategoryWithTranslation> {
-    let row = sqlx::query!(
-        r#"SELECT to_jsonb(c) AS "item!: Json<Category>",
-                  to_jsonb(t) AS "translation?: Json<CategoryTranslation>"
+    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
+    // schema; the translation's columns are nullable through the LEFT JOIN.
+    let r = sqlx::query!(
+        r#"SELECT c.id, c.shop_id, c.color, c.icon, c.order_number,
+                  c.main_image, c.alt1_image, c.alt2_image,
+                  t.id AS "t_id?", t.main_name AS "t_main_name?",
+                  t.main_description AS "t_main_description?",
+                  t.alt1_name AS "t_alt1_name?", t.alt1_description AS "t_alt1_description?",
+                  t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?"
            FROM shop.categories c
            LEFT JOIN shop.category_translations t ON t.category_id = c.id
            WHERE c.shop_id = $1 AND c.id = $2"#,
@@ -210,9 +216,31 @@ pub async fn get(
     .fetch_optional(exec)
     .await?
     .ok_or(Error::NotFound)?;
+    let translation = match (r.t_id, r.t_main_name, r.t_main_description) {
+        (Some(t_id), Some(main_name), Some(main_description)) => Some(CategoryTranslation {
+            id: t_id,
+            category_id: r.id,
+            main_name,
+            main_description,
+            alt1_name: r.t_alt1_name,
+            alt1_description: r.t_alt1_description,
+            alt2_name: r.t_alt2_name,
+            alt2_description: r.t_alt2_description,
+        }),
+        _ => None,
+    };
     Ok(Translated {
-        item: row.item.0,
-        translation: row.translation.map(|t| t.0),
+        item: Category {
+            id: r.id,
+            shop_id: r.shop_id,
+            color: r.color,
+            icon: r.icon,
+            order_number: r.order_number,
+            main_image: r.main_image,
+            alt1_image: r.alt1_image,
+            alt2_image: r.alt2_image,
+        },
+        translation,
     })
 }
 

@@ -11,7 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder, types::Json};
+use sqlx::{PgConnection, PgExecutor, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use super::list::{
@@ -409,9 +409,21 @@ pub async fn get(
     shop_id: Uuid,
     id: Uuid,
 ) -> Result<ProductWithTranslation> {
-    let row = sqlx::query!(
-        r#"SELECT to_jsonb(p) AS "item!: Json<Product>",
-                  to_jsonb(t) AS "translation?: Json<ProductTranslation>"
+    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
+    // schema; the translation's columns are nullable through the LEFT JOIN.
+    let r = sqlx::query!(
+        r#"SELECT p.id, p.shop_id, p.category_id, p.price, p.tax_category, p.discounted_price,
+                  p.discounted_from, p.discounted_to, p.image_1, p.image_2, p.image_3, p.image_4,
+                  p.image_5, p.image_6, p.created_at, p.modified_at, p.recurring_price_monthly,
+                  p.recurring_price_yearly, p.max_one, p.digital, p.shippable, p.featured,
+                  p.new_product, p.order_number, p.stock,
+                  t.id AS "t_id?", t.main_name AS "t_main_name?",
+                  t.main_description AS "t_main_description?",
+                  t.main_description_short AS "t_main_description_short?",
+                  t.alt1_name AS "t_alt1_name?", t.alt1_description AS "t_alt1_description?",
+                  t.alt1_description_short AS "t_alt1_description_short?",
+                  t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?",
+                  t.alt2_description_short AS "t_alt2_description_short?"
            FROM shop.products p
            LEFT JOIN shop.product_translations t ON t.product_id = p.id
            WHERE p.shop_id = $1 AND p.id = $2"#,
@@ -421,9 +433,58 @@ pub async fn get(
     .fetch_optional(exec)
     .await?
     .ok_or(Error::NotFound)?;
+    let translation = match (
+        r.t_id,
+        r.t_main_name,
+        r.t_main_description,
+        r.t_main_description_short,
+    ) {
+        (Some(t_id), Some(main_name), Some(main_description), Some(main_description_short)) => {
+            Some(ProductTranslation {
+                id: t_id,
+                product_id: r.id,
+                main_name,
+                main_description,
+                main_description_short,
+                alt1_name: r.t_alt1_name,
+                alt1_description: r.t_alt1_description,
+                alt1_description_short: r.t_alt1_description_short,
+                alt2_name: r.t_alt2_name,
+                alt2_description: r.t_alt2_description,
+                alt2_description_short: r.t_alt2_description_short,
+            })
+        }
+        _ => None,
+    };
     Ok(Translated {
-        item: row.item.0,
-        translation: row.translation.map(|t| t.0),
+        item: Product {
+            id: r.id,
+            shop_id: r.shop_id,
+            category_id: r.category_id,
+            price: r.price,
+            tax_category: r.tax_category,
+            discounted_price: r.discounted_price,
+            discounted_from: r.discounted_from,
+            discounted_to: r.discounted_to,
+            image_1: r.image_1,
+            image_2: r.image_2,
+            image_3: r.image_3,
+            image_4: r.image_4,
+            image_5: r.image_5,
+            image_6: r.image_6,
+            created_at: r.created_at,
+            modified_at: r.modified_at,
+            recurring_price_monthly: r.recurring_price_monthly,
+            recurring_price_yearly: r.recurring_price_yearly,
+            max_one: r.max_one,
+            digital: r.digital,
+            shippable: r.shippable,
+            featured: r.featured,
+            new_product: r.new_product,
+            order_number: r.order_number,
+            stock: r.stock,
+        },
+        translation,
     })
 }
 

@@ -2,7 +2,7 @@
 //! product links.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgConnection, PgExecutor, types::Json};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::list::{self, ListParams, Page, Spec, text_col};
@@ -145,10 +145,14 @@ pub async fn create(
 /// Fetches a tag of the shop with its translation, in one query.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<TagWithTranslation> {
-    let row = sqlx::query!(
-        r#"SELECT to_jsonb(g) AS "item!: Json<Tag>",
-                  to_jsonb(t) AS "translation?: Json<TagTranslation>"
-           FROM shop.tags g LEFT JOIN shop.tag_translations t ON t.tag_id = g.id
+    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
+    // schema; the translation's columns are nullable through the LEFT JOIN.
+    let r = sqlx::query!(
+        r#"SELECT g.id, g.shop_id, g.name,
+                  t.id AS "t_id?", t.main_name AS "t_main_name?",
+                  t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
+           FROM shop.tags g
+           LEFT JOIN shop.tag_translations t ON t.tag_id = g.id
            WHERE g.shop_id = $1 AND g.id = $2"#,
         shop_id,
         id
@@ -156,9 +160,23 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<T
     .fetch_optional(exec)
     .await?
     .ok_or(Error::NotFound)?;
+    let translation = match (r.t_id, r.t_main_name) {
+        (Some(t_id), Some(main_name)) => Some(TagTranslation {
+            id: t_id,
+            tag_id: r.id,
+            main_name,
+            alt1_name: r.t_alt1_name,
+            alt2_name: r.t_alt2_name,
+        }),
+        _ => None,
+    };
     Ok(Translated {
-        item: row.item.0,
-        translation: row.translation.map(|t| t.0),
+        item: Tag {
+            id: r.id,
+            shop_id: r.shop_id,
+            name: r.name,
+        },
+        translation,
     })
 }
 

@@ -254,3 +254,32 @@ async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_product_another_service_left_without_translation_reads_with_none() -> anyhow::Result<()>
+{
+    let t = two_shops().await?;
+    let mut conn = t.pool().acquire().await?;
+    let with = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
+    assert!(with.translation.is_some());
+    let main_name = with.translation.as_ref().map(|tr| tr.main_name.clone());
+
+    // The old backend could leave a product without its translation row.
+    sqlx::query!(
+        "DELETE FROM shop.product_translations WHERE product_id = $1",
+        ALPHA.product
+    )
+    .execute(&mut *conn)
+    .await?;
+
+    let without = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
+    assert_eq!(without.item.id, ALPHA.product);
+    assert_eq!(
+        without.item.stock, with.item.stock,
+        "the parent's columns read back unchanged"
+    );
+    assert!(without.translation.is_none());
+    assert_eq!(without.name(Lang::Alt1), None);
+    assert!(main_name.is_some());
+    Ok(())
+}
