@@ -314,7 +314,13 @@ impl Cluster {
 /// How server commands are run: directly, or as the `postgres` user when we are root.
 enum Runner {
     Direct,
-    AsPostgres { uid: u32, gid: u32 },
+    AsPostgres {
+        uid: u32,
+        gid: u32,
+        /// `runuser`, found on `PATH` or in the sbin directories (which a root shell's `PATH`
+        /// does not always include).
+        runuser: PathBuf,
+    },
 }
 
 impl Runner {
@@ -344,15 +350,23 @@ impl Runner {
             ),
             _ => return Err(Error::Embedded("bad /etc/passwd entry for postgres".into())),
         };
-        Ok(Runner::AsPostgres { uid, gid })
+        let runuser = find_runuser().ok_or_else(|| {
+            Error::Embedded(
+                "running as root, and PostgreSQL refuses to run as root, but `runuser` (util-linux) \
+                 was not found to run it as `postgres`; install util-linux, run as an ordinary \
+                 user, or set DATABASE_URL"
+                    .into(),
+            )
+        })?;
+        Ok(Runner::AsPostgres { uid, gid, runuser })
     }
 
     fn run(&self, cmd: &mut Command) -> Result<Output> {
         let program = cmd.get_program().to_string_lossy().into_owned();
         let output = match self {
             Runner::Direct => cmd.output(),
-            Runner::AsPostgres { .. } => {
-                let mut wrapped = Command::new("runuser");
+            Runner::AsPostgres { runuser, .. } => {
+                let mut wrapped = Command::new(runuser);
                 wrapped
                     .args(["-u", "postgres", "--"])
                     .arg(cmd.get_program());
@@ -368,7 +382,7 @@ impl Runner {
 
     /// Gives `path` to the postgres user (root only).
     fn hand_over(&self, path: &Path) -> Result<()> {
-        if let Runner::AsPostgres { uid, gid } = self {
+        if let Runner::AsPostgres { uid, gid, .. } = self {
             std::os::unix::fs::chown(path, Some(*uid), Some(*gid))
                 .map_err(|e| io_err("chown", path, e))?;
         }
@@ -385,6 +399,17 @@ impl Runner {
             }
         }
     }
+}
+
+fn find_runuser() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(["/usr/sbin", "/sbin", "/usr/bin", "/bin"].map(PathBuf::from))
+        .map(|dir| dir.join("runuser"))
+        .find(|p| p.is_file())
 }
 
 fn is_root() -> bool {
