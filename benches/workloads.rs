@@ -1182,38 +1182,23 @@ async fn memory(base: &Config, url: &str, setup: &Database) -> anyhow::Result<Ve
     fresh.close().await;
     db.close().await;
     let _ = setup;
-    let mb = |b: usize| b as f64 / (1024.0 * 1024.0);
-    let x = |b: usize| b as f64 / SIZE as f64;
-    Ok(vec![
+    Ok([
+        ("store_zip_snapshot peak heap", store_peak),
+        ("fetch_zip_snapshot peak heap", fetch_peak),
+        ("store_zip_snapshot_chunked peak", chunked_store_peak),
+        ("fetch_zip_snapshot_chunked peak", chunked_peak),
+    ]
+    .into_iter()
+    .map(|(what, peak)| {
         row(
-            "40 MB zip: store_zip_snapshot peak heap",
-            format!("{:.1} MB", mb(store_peak)),
+            &format!("40 MB zip: {what}"),
+            format!("{:.1} MB", peak as f64 / (1024.0 * 1024.0)),
             "-".into(),
-            format!("{:.2}× size", x(store_peak)),
+            format!("{:.2}× size", peak as f64 / SIZE as f64),
             "bytes round-trip equal",
-        ),
-        row(
-            "40 MB zip: fetch_zip_snapshot peak heap",
-            format!("{:.1} MB", mb(fetch_peak)),
-            "-".into(),
-            format!("{:.2}× size", x(fetch_peak)),
-            "bytes round-trip equal",
-        ),
-        row(
-            "40 MB zip: store_zip_snapshot_chunked peak",
-            format!("{:.1} MB", mb(chunked_store_peak)),
-            "-".into(),
-            format!("{:.2}× size", x(chunked_store_peak)),
-            "bytes round-trip equal",
-        ),
-        row(
-            "40 MB zip: fetch_zip_snapshot_chunked peak",
-            format!("{:.1} MB", mb(chunked_peak)),
-            "-".into(),
-            format!("{:.2}× size", x(chunked_peak)),
-            "bytes round-trip equal",
-        ),
-    ])
+        )
+    })
+    .collect())
 }
 
 // ---------------------------------------------------------------- EXPLAIN
