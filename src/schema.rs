@@ -208,16 +208,32 @@ pub async fn status(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Schem
 }
 
 /// Readiness probe: one round trip that checks connectivity and reads [`status`].
+///
+/// The answer is meant for a probe endpoint that anyone may reach, so when the database cannot
+/// be read its `reason` names only the kind of failure (`timed out`, `unreachable`); the driver's
+/// text (host names, user names, SQL) goes to the log as a `tracing` warning.
 pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Health {
     let started = Instant::now();
     let (connected, schema) = match read_ledger(executor).await {
         Ok(ledger) => (true, compare(migrator, ledger)),
-        Err(e) => (
-            false,
-            SchemaStatus::NoInfo {
-                reason: format!("database unreachable: {e}"),
-            },
-        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe could not read the migration ledger");
+            let reason = match crate::Error::from(e) {
+                crate::Error::PoolTimeout | crate::Error::StatementTimeout { .. } => {
+                    "database unreachable: timed out"
+                }
+                e if e.is_retryable() || e.is_outcome_unknown() => {
+                    "database unreachable: connection failed"
+                }
+                _ => "database unreachable: the migration ledger could not be read",
+            };
+            (
+                false,
+                SchemaStatus::NoInfo {
+                    reason: reason.into(),
+                },
+            )
+        }
     };
     Health {
         connected,

@@ -1,10 +1,12 @@
-//! Foundation stories: the schema lifecycle, transactions, error mapping, retries and the
-//! embedded cluster, each against a real PostgreSQL database of its own.
+//! Foundation stories: connecting, the schema lifecycle, transactions, error mapping, timeouts,
+//! retries and the embedded cluster, each against a real PostgreSQL database of its own.
 
+mod connect;
 mod embedded;
 mod errors;
 mod lifecycle;
 mod pool;
+mod timeouts;
 mod transactions;
 
 use sqlx::SqlSafeStr;
