@@ -16,8 +16,8 @@ use crate::{Config, Error, MIGRATOR, Result};
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: PgPool,
-    /// `lock_timeout` of each migration attempt (see [`schema::migrate`]).
-    migration_lock_timeout: std::time::Duration,
+    /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
+    migration_locks: schema::MigrationLocks,
 }
 
 impl Database {
@@ -61,7 +61,10 @@ impl Database {
             })??;
         Ok(Database {
             pool,
-            migration_lock_timeout: config.migration_lock_timeout,
+            migration_locks: schema::MigrationLocks {
+                timeout: config.migration_lock_timeout,
+                ..schema::MigrationLocks::default()
+            },
         })
     }
 
@@ -96,11 +99,11 @@ impl Database {
         }
     }
 
-    /// Wraps an existing pool (migrations then use [`Config::default`]'s lock timeout).
+    /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]).
     pub fn from_pool(pool: PgPool) -> Self {
         Database {
             pool,
-            migration_lock_timeout: Config::default().migration_lock_timeout,
+            migration_locks: schema::MigrationLocks::default(),
         }
     }
 
@@ -130,7 +133,8 @@ impl Database {
     }
 
     /// Applies pending migrations (see [`schema::migrate`]); safe to call from every replica at
-    /// start-up.
+    /// start-up. No statement timeout; lock waits bounded by `SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS`
+    /// and retried with backoff ([`schema::sync_with`]).
     pub async fn migrate(&self) -> Result<()> {
         self.sync().await.map(|_| ())
     }
@@ -138,7 +142,7 @@ impl Database {
     /// Applies pending migrations and reports what was done (see [`schema::sync`]).
     pub async fn sync(&self) -> Result<SyncOutcome> {
         let mut conn = schema::dedicated_connection(&self.pool.connect_options()).await?;
-        let outcome = schema::sync(&MIGRATOR, &mut conn).await;
+        let outcome = schema::sync_with(&MIGRATOR, &mut conn, self.migration_locks).await;
         // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
         let _ = sqlx::Connection::close(conn).await;
         outcome

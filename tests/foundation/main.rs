@@ -5,6 +5,7 @@ mod connect;
 mod embedded;
 mod errors;
 mod lifecycle;
+mod online_migrations;
 mod pool;
 mod timeouts;
 mod transactions;
@@ -24,7 +25,8 @@ pub fn migrator(steps: &[(i64, &'static str)]) -> Migrator {
                     format!("step {version}").into(),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    // as sqlx reads the first line of a migration file
+                    sql.starts_with("-- no-transaction"),
                 )
             })
             .collect(),
