@@ -16,6 +16,7 @@
 //! every writer queue behind itself, gives up quickly, backs off and tries again.
 
 mod apply;
+mod lock;
 
 pub use apply::MigrationLocks;
 
@@ -280,14 +281,14 @@ pub async fn sync_with(
     // Waiting for another replica's migration is not bounded by the lock timeout: take the
     // migration lock first, then bound every other lock wait.
     apply::unbounded_session(conn).await?;
-    // Hold sqlx's migration lock across the look and the run, so the outcome we report is the
-    // one this process caused. Advisory locks nest, so the migrator's own lock is re-entrant.
-    conn.lock().await?;
+    // Hold the migration lock (sqlx's key, taken by polling: see `lock`) across the look and the
+    // run, so the outcome we report is the one this process caused.
+    let held = lock::acquire(conn).await?;
     let outcome = match apply::bound_lock_waits(conn, locks).await {
         Ok(()) => sync_locked(migrator, conn, locks).await,
         Err(e) => Err(e),
     };
-    let unlocked = conn.unlock().await;
+    let unlocked = lock::release(conn, held).await;
     let reset = apply::reset_session(conn).await;
     let outcome = outcome?;
     unlocked?;
