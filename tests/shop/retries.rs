@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 use shared_db::shop::orders::{self, OrderFields, OrderStatus};
 use shared_db::shop::products;
+use shared_db::testing::TestDatabase;
+use shared_db::testing::proxy::FaultProxy;
+use shared_db::tx::{self, RetryPolicy};
+use sqlx::PgPool;
+use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
@@ -67,5 +72,67 @@ async fn a_completion_repeated_by_the_same_user_takes_stock_once() -> anyhow::Re
     assert_eq!(again.completed_at, first.completed_at);
     let socks = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
     assert_eq!(socks.item.stock, 4, "five in the fixture, one taken once");
+    Ok(())
+}
+
+/// A pool that reaches the test database through `proxy`.
+async fn pool_through(proxy: &FaultProxy, db: &TestDatabase) -> anyhow::Result<PgPool> {
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(proxy.connect_options(db.connect_options()))
+        .await?)
+}
+
+#[tokio::test]
+async fn create_and_complete_retried_after_a_lost_commit_apply_once() -> anyhow::Result<()> {
+    let t = two_shops().await?;
+    let proxy = FaultProxy::in_front_of(t.connect_options()).await?;
+    let pool = pool_through(&proxy, &t).await?;
+    let fields = OrderFields {
+        items: vec![shared_db::shop::orders::OrderItem {
+            description: None,
+            price: rust_decimal::Decimal::TEN,
+            product_id: ALPHA.product,
+            product_name: "alpha socks".into(),
+            quantity: 2,
+        }],
+        ..Default::default()
+    };
+    let key = Uuid::new_v4();
+
+    // the first attempt of each operation commits on the server, and the client hears nothing
+    let placed = tx::retry(RetryPolicy::default(), async |attempt| {
+        if attempt == 1 {
+            proxy.drop_next_commit();
+        }
+        let mut conn = pool.acquire().await?;
+        orders::create(&mut conn, ALPHA.shop, &fields, Some(key)).await
+    })
+    .await?;
+    let completed = tx::retry(RetryPolicy::default(), async |attempt| {
+        if attempt == 1 {
+            proxy.drop_next_commit();
+        }
+        let mut conn = pool.acquire().await?;
+        orders::complete(&mut conn, ALPHA.shop, placed.id, ALPHA.user).await
+    })
+    .await?;
+    assert_eq!(
+        proxy.commits_dropped(),
+        2,
+        "both first attempts lost their COMMIT answer"
+    );
+
+    assert_eq!(completed.id, placed.id);
+    assert_eq!(completed.status, OrderStatus::Complete);
+    let orders_with_key = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM shop.orders WHERE idempotency_key = $1"#,
+        key
+    )
+    .fetch_one(t.pool())
+    .await?;
+    assert_eq!(orders_with_key, 1, "one order placed");
+    let socks = products::get(t.pool(), ALPHA.shop, ALPHA.product).await?;
+    assert_eq!(socks.item.stock, 3, "five in the fixture, two taken once");
     Ok(())
 }
