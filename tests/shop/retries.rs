@@ -101,7 +101,7 @@ async fn create_and_complete_retried_after_a_lost_commit_apply_once() -> anyhow:
     let key = Uuid::new_v4();
 
     // the first attempt of each operation commits on the server, and the client hears nothing
-    let placed = tx::retry(RetryPolicy::default(), async |attempt| {
+    let placed = tx::retry(RetryPolicy::idempotent(), async |attempt| {
         if attempt == 1 {
             proxy.drop_next_commit();
         }
@@ -109,7 +109,7 @@ async fn create_and_complete_retried_after_a_lost_commit_apply_once() -> anyhow:
         orders::create(&mut conn, ALPHA.shop, &fields, Some(key)).await
     })
     .await?;
-    let completed = tx::retry(RetryPolicy::default(), async |attempt| {
+    let completed = tx::retry(RetryPolicy::idempotent(), async |attempt| {
         if attempt == 1 {
             proxy.drop_next_commit();
         }

@@ -15,7 +15,8 @@
 //! - Safe to repeat after an unknown outcome (a connection lost around COMMIT): [`create`] with
 //!   an idempotency key returns the order the first call placed, and [`complete`] by the same
 //!   user returns the completed order instead of [`Error::InvalidTransition`]. Stock is taken
-//!   once.
+//!   once. Both may therefore run under [`crate::tx::RetryPolicy::idempotent`] (a keyless create
+//!   may not).
 
 mod lifecycle;
 mod status;
