@@ -3,7 +3,7 @@
 use shared_db::Database;
 use shared_db::planexe::{EventType, credit_history, events};
 use shared_db::schema::SchemaStatus;
-use shared_db::shop::{ListParams, products};
+use shared_db::shop::{ListParams, MAX_LIMIT, ShopId, products};
 use uuid::Uuid;
 
 use super::shop_admin::PRODUCTS;
@@ -13,7 +13,7 @@ use super::{Checks, heading, short};
 pub(super) async fn run(
     db: &Database,
     plan_ids: &[Uuid],
-    shop_id: Uuid,
+    shop_id: ShopId,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
     heading("closing");
@@ -77,11 +77,17 @@ pub(super) async fn run(
     );
 
     let mut conn = db.acquire().await?;
-    let all = products::list(&mut conn, shop_id, &ListParams::default().page(0, 0)).await?;
+    // the demo shop's 30 products fit in one page of the largest size
+    let all = products::list(
+        &mut conn,
+        shop_id,
+        &ListParams::default().page(0, MAX_LIMIT),
+    )
+    .await?;
     let negative = all.items.iter().filter(|p| p.item.stock < 0).count();
     let total_stock: i64 = all.items.iter().map(|p| i64::from(p.item.stock)).sum();
     checks.check(
-        negative == 0 && all.items.len() == PRODUCTS,
+        negative == 0 && all.items.len() == PRODUCTS && all.total == PRODUCTS as i64,
         format!(
             "stock never negative ({} products, {total_stock} units in stock)",
             all.items.len()

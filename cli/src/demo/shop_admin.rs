@@ -1,11 +1,11 @@
 //! Shop admin: catalog, lists, translations, last-item race, stock.
 
+use rust_decimal::Decimal;
 use shared_db::shop::{
-    Lang, ListParams, accounts, attribute_options, attributes, categories, orders,
+    Lang, ListParams, ShopId, accounts, attribute_options, attributes, categories, orders,
     product_attribute_values, products, products_to_tags, shops, shops_users, tags, users,
 };
 use shared_db::{Database, Error};
-use uuid::Uuid;
 
 use super::{Checks, heading, short};
 
@@ -13,17 +13,21 @@ use super::{Checks, heading, short};
 pub(super) const PRODUCTS: usize = 30;
 
 /// Shop admin: catalog, lists, translations, last-item race, stock.
-pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow::Result<Uuid> {
+pub(super) async fn run(
+    db: &Database,
+    run_id: &str,
+    checks: &mut Checks,
+) -> anyhow::Result<ShopId> {
     heading("shop admin");
     let shop = shops::create(
         db.pool(),
-        &shops::NewShop::named(format!("Demo poster shop {run_id}")),
+        &shops::ShopFields::named(format!("Demo poster shop {run_id}")),
     )
     .await?;
-    println!("shop created: {} ({})", shop.name, short(shop.id));
+    println!("shop created: {} ({})", shop.name, short(shop.id.get()));
     let admin = users::create(
         db.pool(),
-        &users::NewUser {
+        &users::UserFields {
             email: Some(format!("admin+{run_id}@example.com")),
             username: Some(format!("admin-{run_id}")),
             first_name: Some("Grace".into()),
@@ -48,7 +52,7 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
         let c = categories::create(
             &mut conn,
             shop.id,
-            &categories::NewCategory {
+            &categories::CategoryFields {
                 translation: categories::CategoryTranslationInput {
                     main_name: main.into(),
                     main_description: format!("All our {}", main.to_lowercase()),
@@ -67,7 +71,7 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
         let t = tags::create(
             &mut conn,
             shop.id,
-            &tags::NewTag {
+            &tags::TagFields {
                 name: Some(main.into()),
                 translation: tags::NameTranslationInput {
                     main_name: main.into(),
@@ -82,7 +86,7 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
     let colour = attributes::create(
         &mut conn,
         shop.id,
-        &attributes::NewAttribute {
+        &attributes::AttributeFields {
             name: "colour".into(),
             unit: None,
             translation: Some(tags::NameTranslationInput {
@@ -125,7 +129,7 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
         };
         // every tenth product has no alt1 name: shown in alt1 it falls back to the main name
         let alt1_name = (i % 10 != 4).then(|| format!("{main_name} (NL)"));
-        let mut new = products::NewProduct::new(
+        let mut new = products::ProductFields::new(
             Some(cat_id),
             products::ProductTranslationInput {
                 main_name: main_name.clone(),
@@ -140,11 +144,11 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
                 ..Default::default()
             },
         );
-        new.price = Some(9.5 + (i * 7 % 23) as f64);
-        new.stock = if last_item { 1 } else { 5 + (i as i32 % 7) };
+        new.price = Some(Decimal::new(950 + (i as i64 * 7 % 23) * 100, 2));
+        let stock = if last_item { 1 } else { 5 + (i as i32 % 7) };
         new.featured = i % 4 == 0;
         new.new_product = i % 5 == 0;
-        let p = products::create(&mut conn, shop.id, &new).await?;
+        let p = products::create(&mut conn, shop.id, &new, stock).await?;
         if i % 3 == 0 {
             products_to_tags::link(db.pool(), shop.id, p.item.id, tag_ids[0]).await?;
         }
@@ -215,18 +219,19 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
         let order = orders::create(
             &mut conn,
             shop.id,
-            &orders::NewOrder {
+            &orders::OrderFields {
                 account_id: Some(account.id),
                 items: vec![orders::OrderItem {
                     description: None,
-                    price: 49.0,
+                    price: Decimal::new(49, 0),
                     product_id: last,
                     product_name: last_name.clone(),
                     quantity: 1,
                 }],
-                total: Some(49.0),
+                total: Some(Decimal::new(49, 0)),
                 ..Default::default()
             },
+            None,
         )
         .await?;
         println!(
@@ -282,7 +287,7 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
     let order = orders::create(
         &mut conn,
         shop.id,
-        &orders::NewOrder {
+        &orders::OrderFields {
             items: vec![orders::OrderItem {
                 description: Some("gift wrap".into()),
                 price: before.item.price.unwrap_or_default(),
@@ -290,9 +295,10 @@ pub(super) async fn run(db: &Database, run_id: &str, checks: &mut Checks) -> any
                 product_name: before.name(Lang::Main).unwrap_or("?").to_owned(),
                 quantity: 2,
             }],
-            total: before.item.price.map(|p| p * 2.0),
+            total: before.item.price.map(|p| p * Decimal::TWO),
             ..Default::default()
         },
+        None,
     )
     .await?;
     let done = orders::complete(&mut conn, shop.id, order.id, admin.id).await?;
