@@ -14,15 +14,16 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use shared_db::Database;
+use shared_db::{Database, Error};
 use shared_db::planexe::credit_history::{self, PlanUsage};
-use shared_db::planexe::plans::{self, Failure, Plan, Progress, ProgressAck};
+use shared_db::planexe::plans::{self, Attempt, Failure, Plan, Progress, ProgressAck};
 use shared_db::planexe::{user_account, workers};
 use tokio::sync::watch;
 
 const STEPS: [&str; 3] = ["Outline", "Drafting", "Review"];
 const IDLE_POLL: Duration = Duration::from_secs(2);
 const REAPER_THRESHOLD: Duration = Duration::from_secs(120);
+const REAPER_MAX_REQUEUES: u32 = 3;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -61,11 +62,15 @@ async fn work(
 ) -> anyhow::Result<()> {
     while !*stop.borrow() {
         // Plans whose worker died (no heartbeat, no progress) go back to the queue.
-        for id in plans::requeue_stale(db.pool(), REAPER_THRESHOLD).await? {
+        let reaped = plans::requeue_stale(db.pool(), REAPER_THRESHOLD, REAPER_MAX_REQUEUES).await?;
+        for id in reaped.requeued {
             tracing::warn!(plan = %id, "re-queued a plan whose worker was lost");
         }
+        for id in reaped.failed {
+            tracing::error!(plan = %id, "failed a plan that lost its worker too often");
+        }
         // Claiming also records the heartbeat and the plan as our current task.
-        let Some(plan) = plans::claim_next(db.pool(), worker_id).await? else {
+        let Some(claimed) = plans::claim_next(db.pool(), worker_id).await? else {
             workers::heartbeat(db.pool(), worker_id, None).await?;
             tokio::select! {
                 _ = tokio::time::sleep(IDLE_POLL) => {}
@@ -73,12 +78,18 @@ async fn work(
             }
             continue;
         };
+        let (plan, run) = (&claimed.plan, claimed.attempt);
         tracing::info!(plan = %plan.id, "claimed");
-        if let Err(e) = process(db, worker_id, &plan).await {
+        if let Err(e) = process(db, worker_id, plan, run).await {
+            if let Some(Error::Superseded { .. }) = e.downcast_ref::<Error>() {
+                // Stopped and retried, or re-queued by the reaper: another run owns the plan now.
+                tracing::warn!(plan = %plan.id, "run taken away; dropping it");
+                continue;
+            }
             tracing::error!(plan = %plan.id, error = %e, "plan failed");
             plans::finish_failed(
                 db.pool(),
-                plan.id,
+                run,
                 &Failure {
                     reason: "worker_error",
                     failed_step: None,
@@ -95,18 +106,18 @@ async fn work(
 
 /// Runs one plan: a heartbeat and a progress report per step, incremental usage billing, then
 /// final billing and completion. Stops early if the plan was stopped meanwhile.
-async fn process(db: &Database, worker_id: &str, plan: &Plan) -> anyhow::Result<()> {
+async fn process(db: &Database, worker_id: &str, plan: &Plan, run: Attempt) -> anyhow::Result<()> {
     let payer = user_account::billing_user_for_plan(db.pool(), plan.user_id.as_deref()).await?;
     let api_key_id = plan.api_key_id.as_deref().and_then(|k| k.parse().ok());
     let mut cost = Decimal::ZERO;
     for (i, step) in STEPS.iter().enumerate() {
         run_step(step).await;
         cost += Decimal::new(10, 2);
-        workers::heartbeat(db.pool(), worker_id, Some(plan.id)).await?;
+        workers::heartbeat(db.pool(), worker_id, Some(run)).await?;
         let done = i as i32 + 1;
         let ack = plans::update_progress(
             db.pool(),
-            plan.id,
+            run,
             &Progress {
                 percentage: Decimal::from(done * 100) / Decimal::from(STEPS.len() as i32),
                 message: step,
@@ -122,14 +133,14 @@ async fn process(db: &Database, worker_id: &str, plan: &Plan) -> anyhow::Result<
         } = ack
         {
             tracing::info!(plan = %plan.id, "stop requested");
-            plans::finish_stopped(db.pool(), plan.id, None).await?;
+            plans::finish_stopped(db.pool(), run, None).await?;
             return Ok(());
         }
         if let Some(user_id) = payer {
             let mut conn = db.acquire().await?;
             let usage = PlanUsage {
                 user_id,
-                plan_id: plan.id,
+                attempt: run,
                 api_key_id,
                 cost,
                 succeeded: false,
@@ -142,7 +153,7 @@ async fn process(db: &Database, worker_id: &str, plan: &Plan) -> anyhow::Result<
         let mut conn = db.acquire().await?;
         let usage = PlanUsage {
             user_id,
-            plan_id: plan.id,
+            attempt: run,
             api_key_id,
             cost,
             succeeded: true,
@@ -151,7 +162,7 @@ async fn process(db: &Database, worker_id: &str, plan: &Plan) -> anyhow::Result<
     }
     plans::finish_completed(
         db.pool(),
-        plan.id,
+        run,
         Some(&json!({ "usage_cost": cost.to_string() })),
     )
     .await?;

@@ -42,6 +42,8 @@ const STEPS: [&str; 4] = ["Outline", "Research", "Drafting", "Review"];
 const STEP_TIME: Duration = Duration::from_millis(120);
 /// Heartbeat age after which the reaper treats a worker as dead.
 const REAPER_THRESHOLD: Duration = Duration::from_secs(2);
+/// Re-queues of one plan before the reaper gives up and fails it (`worker_lost`).
+const REAPER_MAX_REQUEUES: u32 = 3;
 /// Products the shop admin creates.
 const PRODUCTS: usize = 30;
 
@@ -250,6 +252,7 @@ async fn frontend(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow::R
         &mut conn,
         &secret,
         user_id,
+        &RawApiKey::generate()?,
         Some("demo script"),
         KeyOptions::default(),
     )
@@ -471,8 +474,9 @@ async fn workers_section(
                 None => bail!("every worker stopped before the queue was done"),
             },
             _ = reaper.tick() => {
-                let ids = plans::requeue_stale(db.pool(), REAPER_THRESHOLD).await?;
-                for id in ids {
+                let reaped_now =
+                    plans::requeue_stale(db.pool(), REAPER_THRESHOLD, REAPER_MAX_REQUEUES).await?;
+                for id in reaped_now.requeued {
                     println!(
                         "  {:>5.2}s reaper: plan {} held by a worker silent for > {}s → re-queued",
                         t0.elapsed().as_secs_f64(),
@@ -569,7 +573,9 @@ impl Worker {
         workers::heartbeat(&pool, &self.id, None).await?;
         self.barrier.wait().await; // all three claim at the same moment
         while !*self.stop.borrow() {
-            let Some(plan) = plans::claim_next(&pool, &self.id).await? else {
+            let Some(plans::Claimed { attempt: run, plan }) =
+                plans::claim_next(&pool, &self.id).await?
+            else {
                 workers::heartbeat(&pool, &self.id, None).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_millis(100)) => {}
@@ -596,12 +602,12 @@ impl Worker {
                     return Ok(()); // the process is gone: no finish, no heartbeat
                 }
                 tokio::time::sleep(STEP_TIME).await;
-                workers::heartbeat(&pool, &self.id, Some(plan.id)).await?;
+                workers::heartbeat(&pool, &self.id, Some(run)).await?;
                 let done = i as i32 + 1;
                 let pct = Decimal::from(done * 100) / Decimal::from(STEPS.len() as i32);
                 let ack = plans::update_progress(
                     &pool,
-                    plan.id,
+                    run,
                     &Progress {
                         percentage: pct,
                         message: step,
@@ -620,7 +626,7 @@ impl Worker {
                     &mut conn,
                     &credit_history::PlanUsage {
                         user_id: payer,
-                        plan_id: plan.id,
+                        attempt: run,
                         api_key_id,
                         cost,
                         succeeded: false,
@@ -643,7 +649,7 @@ impl Worker {
                 &mut conn,
                 &credit_history::PlanUsage {
                     user_id: payer,
-                    plan_id: plan.id,
+                    attempt: run,
                     api_key_id,
                     cost: total,
                     succeeded: true,
@@ -653,7 +659,7 @@ impl Worker {
             drop(conn);
             plans::finish_completed(
                 &pool,
-                plan.id,
+                run,
                 Some(&json!({ "billed_credits": total.to_string(), "billing": billing })),
             )
             .await?;

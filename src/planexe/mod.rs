@@ -201,14 +201,79 @@ pub fn json_absent(value: Option<serde_json::Value>) -> Option<serde_json::Value
 }
 
 /// The text bound into a `json` column (`$n::text::json`): `None` writes SQL NULL; `Some(Value::Null)`
-/// writes the JSON text `null`.
+/// writes the JSON text `null`. NUL characters are stripped from every string and key (the one NUL
+/// rule): PostgreSQL stores `\u0000` in `json` but cannot turn it into text, so `->>` and a cast to
+/// `jsonb` would fail on the row later.
 pub(crate) fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
-    value.map(|v| v.to_string())
+    value.map(|v| {
+        let text = v.to_string();
+        if text.contains("\\u0000") {
+            without_nul(v).to_string()
+        } else {
+            text
+        }
+    })
+}
+
+fn without_nul(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let clean = |s: &str| s.replace('\0', "");
+    match value {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (clean(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Round a credit amount to the column scale (9 places), half-to-even like Python's `Decimal.quantize`.
 pub fn round_credits(amount: Decimal) -> Decimal {
     amount.round_dp(9)
+}
+
+/// The largest magnitude a `numeric(18,9)` credit column holds: 999 999 999.999999999.
+pub const MAX_CREDITS: Decimal = Decimal::from_parts(2_808_348_671, 232_830_643, 0, false, 9);
+
+/// `amount` rounded to 9 places, refused with [`Error::InvalidInput`] naming `field` unless it is
+/// positive and fits `numeric(18,9)`.
+pub(crate) fn credit_amount(field: &'static str, amount: Decimal) -> Result<Decimal, Error> {
+    let amount = round_credits(amount);
+    if amount <= Decimal::ZERO {
+        return Err(Error::invalid_input(format!("{field} must be positive")));
+    }
+    if amount > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "{field} must be at most {MAX_CREDITS} (numeric(18,9))"
+        )));
+    }
+    Ok(amount)
+}
+
+/// An identifier (payment id, provider user id, plan owner, source, ...) as written or looked up:
+/// NUL bytes stripped (the one NUL rule), then refused with [`Error::InvalidInput`] naming `field`
+/// when longer than `max_chars` characters. Identifiers are never cut: two different long ids with
+/// the same prefix would become one.
+pub(crate) fn ident(field: &'static str, value: &str, max_chars: usize) -> Result<String, Error> {
+    let value = clean_text(value, usize::MAX);
+    if value.chars().count() > max_chars {
+        return Err(Error::invalid_input(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// [`ident`] for optional values.
+pub(crate) fn ident_opt(
+    field: &'static str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<Option<String>, Error> {
+    value.map(|v| ident(field, v, max_chars)).transpose()
 }
 
 /// Strip NUL bytes (PostgreSQL text cannot hold them) and cut to `max_chars` characters (varchar(n)
