@@ -14,10 +14,10 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use shared_db::{Database, Error};
 use shared_db::planexe::credit_history::{self, PlanUsage};
 use shared_db::planexe::plans::{self, Attempt, Failure, Plan, Progress, ProgressAck};
 use shared_db::planexe::{user_account, workers};
+use shared_db::{Database, Error};
 use tokio::sync::watch;
 
 const STEPS: [&str; 3] = ["Outline", "Drafting", "Review"];

@@ -157,7 +157,12 @@ pub async fn grant(
     )
     .fetch_one(ex)
     .await?;
-    let prior = (row.prior_id, row.prior_user, row.prior_delta, row.prior_balance);
+    let prior = (
+        row.prior_id,
+        row.prior_user,
+        row.prior_delta,
+        row.prior_balance,
+    );
     if let Some(outcome) = replayed(user_id, amount, prior, row.current_balance) {
         return outcome;
     }
@@ -250,7 +255,12 @@ pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<Bala
     )
     .fetch_one(ex)
     .await?;
-    let prior = (row.prior_id, row.prior_user, row.prior_delta, row.prior_balance);
+    let prior = (
+        row.prior_id,
+        row.prior_user,
+        row.prior_delta,
+        row.prior_balance,
+    );
     if let Some(outcome) = replayed(charge.user_id, -amount, prior, row.current_balance) {
         return outcome;
     }
@@ -261,11 +271,9 @@ pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<Bala
             new_balance,
         }),
         // With `allow_negative` the only condition left to fail is the range.
-        (_, _, Some(_)) if charge.allow_negative => {
-            Err(Error::invalid_input(format!(
-                "the charge would take the balance below -{MAX_CREDITS} (numeric(18,9))"
-            )))
-        }
+        (_, _, Some(_)) if charge.allow_negative => Err(Error::invalid_input(format!(
+            "the charge would take the balance below -{MAX_CREDITS} (numeric(18,9))"
+        ))),
         (_, _, Some(balance)) => Err(Error::InsufficientCredits {
             user_id: charge.user_id,
             balance,

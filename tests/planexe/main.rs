@@ -5,6 +5,7 @@ mod credits;
 mod exactly_once;
 mod identity;
 mod legacy;
+mod ownership;
 mod queue;
 mod schema;
 mod telemetry;

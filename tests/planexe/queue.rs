@@ -548,7 +548,9 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
         plans::Reaped::default()
     );
     assert_eq!(
-        plans::claim_next(pool, "fresh-worker").await?.map(|c| c.plan.id),
+        plans::claim_next(pool, "fresh-worker")
+            .await?
+            .map(|c| c.plan.id),
         Some(dead_plan)
     );
     Ok(())

@@ -76,7 +76,11 @@ fn stored(attempt: Attempt, stored: bool, exists: bool) -> Result<()> {
 /// runs). [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run. One round
 /// trip.
 #[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
-pub async fn store_zip_snapshot(ex: impl PgExecutor<'_>, attempt: Attempt, zip: &[u8]) -> Result<()> {
+pub async fn store_zip_snapshot(
+    ex: impl PgExecutor<'_>,
+    attempt: Attempt,
+    zip: &[u8],
+) -> Result<()> {
     let row = sqlx::query!(
         r#"WITH upd AS (
                UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1 AND run_attempt = $3
@@ -128,10 +132,11 @@ pub async fn store_zip_snapshot_chunked(
 ) -> Result<()> {
     let id = attempt.plan_id;
     crate::tx::transaction(conn, async |tx| {
-        let owner = sqlx::query_scalar!("SELECT run_attempt FROM plans WHERE id = $1 FOR UPDATE", id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let owner =
+            sqlx::query_scalar!("SELECT run_attempt FROM plans WHERE id = $1 FOR UPDATE", id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound)?;
         if owner != Some(attempt.token) {
             return Err(superseded(attempt));
         }
