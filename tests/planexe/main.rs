@@ -4,6 +4,7 @@ mod concurrency;
 mod credits;
 mod exactly_once;
 mod identity;
+mod input_rules;
 mod legacy;
 mod ownership;
 mod queue;
