@@ -95,6 +95,8 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
     let row = sqlx::query!(
         r#"WITH usr AS (
                SELECT id FROM user_account WHERE id = $1 AND credits_balance + $4 <= $8),
+           known AS (
+               SELECT 1 FROM payment_record WHERE provider = $2 AND provider_payment_id = $3),
            pay AS (
                INSERT INTO payment_record (id, user_id, provider, provider_payment_id, credits,
                                            amount, currency, status, raw_payload, created_at)
@@ -123,6 +125,7 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
                FROM pay)
            SELECT EXISTS (SELECT 1 FROM user_account WHERE id = $1) AS "user_exists!",
                   EXISTS (SELECT 1 FROM usr) AS "in_range!",
+                  EXISTS (SELECT 1 FROM known) AS "known!",
                   (SELECT id FROM pay) AS payment_id,
                   (SELECT credits_balance FROM bal) AS new_balance"#,
         payment.user_id,
@@ -138,7 +141,7 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
     .await?;
     match (row.user_exists, row.payment_id, row.new_balance) {
         (false, _, _) => Err(Error::NotFound),
-        (true, None, _) if !row.in_range => Err(Error::invalid_input(format!(
+        (true, None, _) if !row.in_range && !row.known => Err(Error::invalid_input(format!(
             "the payment would take the balance above {MAX_CREDITS} (numeric(18,9))"
         ))),
         (true, Some(payment_id), Some(new_balance)) => Ok(PaymentOutcome::Applied {
