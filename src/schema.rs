@@ -237,14 +237,43 @@ pub async fn migrate(migrator: &Migrator, conn: &mut PgConnection) -> Result<()>
 /// Applies pending migrations and reports what was done. Fails (applying nothing) when the
 /// database has [`SchemaStatus::Diverged`].
 pub async fn sync(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
-    // Hold sqlx's migration lock across the look and the run, so the outcome we report is the
-    // one this process caused. Advisory locks nest, so the migrator's own lock is re-entrant.
-    conn.lock().await?;
+    // Hold a migration lock across the look and the run, so the outcome we report is the one this
+    // process caused; sqlx's own lock, taken inside, is then never contended among our processes.
+    lock_migrations(conn).await?;
     let outcome = sync_locked(migrator, conn).await;
-    let unlocked = conn.unlock().await;
+    let unlocked = sqlx::query_scalar!(
+        r#"SELECT pg_advisory_unlock($1) AS "unlocked!""#,
+        MIGRATION_LOCK
+    )
+    .fetch_one(&mut *conn)
+    .await;
     let outcome = outcome?;
     unlocked?;
     Ok(outcome)
+}
+
+/// The session-level advisory lock [`sync`] holds while it migrates.
+const MIGRATION_LOCK: i64 = 0x7368_6172_6564_6462;
+
+/// Takes [`MIGRATION_LOCK`], polling instead of waiting inside `pg_advisory_lock`: a session
+/// blocked in a statement holds a snapshot, and `CREATE INDEX CONCURRENTLY` in the migrating
+/// session waits for every older snapshot to go away, so a blocked waiter and the migrator would
+/// deadlock. Between polls the waiter holds nothing.
+async fn lock_migrations(conn: &mut PgConnection) -> Result<()> {
+    let mut pause = Duration::from_millis(20);
+    loop {
+        let locked = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_lock($1) AS "locked!""#,
+            MIGRATION_LOCK
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if locked {
+            return Ok(());
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(500));
+    }
 }
 
 async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
