@@ -117,7 +117,7 @@ async fn a_charge_retried_after_a_lost_commit_returns_the_first_outcome_and_char
     let change = retried_after_a_lost_commit(&proxy, move |_| async move {
         let mut conn = pool.acquire().await?;
         tx::transaction(&mut conn, async |tx| {
-            credit_history::charge(tx, &charge).await
+            credit_history::charge(tx, charge).await
         })
         .await
     })
@@ -197,7 +197,7 @@ async fn usage_billing_retried_after_a_lost_commit_bills_once() -> anyhow::Resul
     let (pool, step) = (&pool, &step);
     let charged = retried_after_a_lost_commit(&proxy, move |_| async move {
         let mut conn = pool.acquire().await?;
-        credit_history::bill_usage_progress(&mut conn, &step).await
+        credit_history::bill_usage_progress(&mut conn, step).await
     })
     .await?;
     assert_eq!(charged, Decimal::new(15, 1), "the first answer");
@@ -206,7 +206,7 @@ async fn usage_billing_retried_after_a_lost_commit_bills_once() -> anyhow::Resul
     let fin = &fin;
     let billed = retried_after_a_lost_commit(&proxy, move |_| async move {
         let mut conn = pool.acquire().await?;
-        credit_history::bill_usage_final(&mut conn, &fin).await
+        credit_history::bill_usage_final(&mut conn, fin).await
     })
     .await?;
     assert_eq!(
@@ -250,7 +250,7 @@ async fn a_payment_retried_after_a_lost_commit_is_credited_once() -> anyhow::Res
     let outcome = retried_after_a_lost_commit(&proxy, move |_| async move {
         let mut conn = pool.acquire().await?;
         tx::transaction(&mut conn, async |tx| {
-            payment_record::apply(tx, &payment).await
+            payment_record::apply(tx, payment).await
         })
         .await
     })
@@ -286,9 +286,9 @@ async fn an_api_key_created_again_after_a_lost_commit_is_the_same_single_key() -
         let mut conn = pool.acquire().await?;
         user_api_key::create(
             &mut conn,
-            &secret,
+            secret,
             user,
-            &raw,
+            raw,
             Some("laptop"),
             KeyOptions::default(),
         )
