@@ -675,14 +675,14 @@ async fn w1(
                 let mut done = Vec::new();
                 if mode == Mode::Held {
                     let mut conn = db.acquire().await?;
-                    while let Some(plan) = plans::claim_next(&mut *conn, &worker).await? {
-                        plans::finish_completed(&mut *conn, plan.id, None).await?;
-                        done.push(plan.id);
+                    while let Some(claimed) = plans::claim_next(&mut *conn, &worker).await? {
+                        plans::finish_completed(&mut *conn, claimed.attempt, None).await?;
+                        done.push(claimed.plan.id);
                     }
                 } else {
-                    while let Some(plan) = plans::claim_next(db.pool(), &worker).await? {
-                        plans::finish_completed(db.pool(), plan.id, None).await?;
-                        done.push(plan.id);
+                    while let Some(claimed) = plans::claim_next(db.pool(), &worker).await? {
+                        plans::finish_completed(db.pool(), claimed.attempt, None).await?;
+                        done.push(claimed.plan.id);
                     }
                 }
                 anyhow::Ok(done)
@@ -713,15 +713,16 @@ async fn w1(
     seed_queue(setup, W1_PLANS + 200).await?;
     let script = format!(
         "{}\n\\gset\n{};\n",
-        for_pgbench(claim, &["client_id"]),
-        for_pgbench(finish, &["id", "ctx"])
+        for_pgbench(claim, &["client_id", "run"]),
+        for_pgbench(finish, &["id", "ctx", "run"])
     );
     let ctx = format!(r#"{{"task_id": "{}"}}"#, Uuid::nil());
     let per_client = (W1_PLANS as usize / W1_WORKERS).to_string();
     let run = pg.run(
         "w1",
         &[script],
-        &[("ctx".into(), ctx)],
+        // One run token for every claim: the statements do the same work as with fresh ones.
+        &[("ctx".into(), ctx), ("run".into(), Uuid::nil().to_string())],
         W1_WORKERS as u32,
         &["-t", &per_client],
     )?;
@@ -922,6 +923,7 @@ async fn w3(
                     external_id: Some(W3_PLAN),
                     api_key_id: Some(W3_KEY),
                     allow_negative: true,
+                    idempotency_key: None,
                 },
             )
             .await?;
@@ -938,7 +940,13 @@ async fn w3(
     }
     db.close().await;
 
-    let sql = q.find("charge", |s| s.contains("credits_balance - $2"))?;
+    // No idempotency key ($8 NULL) and the numeric(18,9) bound ($9) as literals: pgbench variables
+    // cannot be NULL.
+    let sql = q
+        .find("charge", |s| s.contains("credits_balance - $2"))?
+        .replace("$9", "999999999.999999999")
+        .replace("$8", "NULL::text");
+    let sql = sql.as_str();
     seed_w3(setup).await?;
     let vars = ["u", "amount", "reason", "source", "ext", "key", "neg"];
     let mut scripts = Vec::new();
@@ -1160,11 +1168,21 @@ async fn memory(base: &Config, url: &str, setup: &Database) -> anyhow::Result<Ve
     )
     .await?
     .id;
+    // The snapshot writes need the run's attempt; stamp one as a claim would.
+    let run = plans::Attempt {
+        plan_id: id,
+        token: Uuid::new_v4(),
+    };
+    sqlx::query("UPDATE plans SET run_attempt = $2 WHERE id = $1")
+        .bind(run.plan_id)
+        .bind(run.token)
+        .execute(db.pool())
+        .await?;
     // incompressible-looking bytes, as a zip is
     let mut rng = Xorshift::new(42);
     let zip: Vec<u8> = (0..SIZE).map(|_| rng.below(256) as u8).collect();
     let (r, store_peak) =
-        peak_during(async || plans::store_zip_snapshot(db.pool(), id, &zip).await).await;
+        peak_during(async || plans::store_zip_snapshot(db.pool(), run, &zip).await).await;
     r?;
     let (r, fetch_peak) =
         peak_during(async || plans::fetch_zip_snapshot(db.pool(), id).await).await;
@@ -1175,7 +1193,7 @@ async fn memory(base: &Config, url: &str, setup: &Database) -> anyhow::Result<Ve
     let fresh = pool(base, url, 1).await?;
     let mut conn = fresh.acquire().await?;
     let (r, chunked_store_peak) =
-        peak_during(async || plans::store_zip_snapshot_chunked(&mut conn, id, &zip).await).await;
+        peak_during(async || plans::store_zip_snapshot_chunked(&mut conn, run, &zip).await).await;
     r?;
     let (r, chunked_peak) =
         peak_during(async || plans::fetch_zip_snapshot_chunked(&mut conn, id).await).await;
@@ -1235,7 +1253,7 @@ async fn explain(
                 s.contains("FOR UPDATE SKIP LOCKED)") && s.contains("'TASK_PROCESSING'")
             })?
             .to_owned(),
-            vec![Bind::Text("explain".into())],
+            vec![Bind::Text("explain".into()), Bind::Uuid(Uuid::nil())],
         ),
         (
             "W2 authenticate",

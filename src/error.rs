@@ -187,6 +187,15 @@ pub enum Error {
         value: String,
     },
 
+    /// planexe: the plan's run was taken from this worker (stopped and retried, or re-queued by
+    /// the reaper) and a newer attempt, or none, owns it now. Nothing the stale worker sent was
+    /// written or billed; it should drop the plan. Not retryable.
+    #[error("plan {plan_id}: this run attempt was superseded; nothing was written")]
+    Superseded {
+        /// The plan.
+        plan_id: uuid::Uuid,
+    },
+
     /// planexe: a user may hold at most `limit` active API keys.
     #[error("user {user_id} already has {limit} active API keys")]
     TooManyApiKeys {

@@ -101,7 +101,8 @@ pub fn status_of(error: &Error) -> StatusCode {
         | Error::ForeignKey { .. }
         | Error::InvalidTransition { .. }
         | Error::InsufficientStock { .. }
-        | Error::TooManyApiKeys { .. } => StatusCode::CONFLICT,
+        | Error::TooManyApiKeys { .. }
+        | Error::Superseded { .. } => StatusCode::CONFLICT,
         Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
         Error::InvalidInput(_)
         | Error::DataException { .. }

@@ -55,9 +55,13 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::planexe::credit_history::{self, FinalBilling, PlanUsage};
-use crate::planexe::plans::{self, Failure, Plan, Progress, ProgressAck};
+use crate::planexe::plans::{self, Attempt, Failure, Plan, Progress, ProgressAck};
 use crate::planexe::{user_account, workers};
-use crate::{Database, Result};
+use crate::{Database, Error, Result};
+
+/// How often the reaper of [`Worker::reaper`] re-queues one plan before it fails it instead
+/// (`failure_reason = 'worker_lost'`, see [`plans::requeue_stale`]).
+pub const REAPER_MAX_REQUEUES: u32 = 3;
 
 /// The work a [`Worker`] does for each plan.
 pub trait Pipeline: Send + Sync {
@@ -202,7 +206,8 @@ impl<P: Pipeline> Worker<P> {
     }
 
     /// Before each claim, re-queue plans whose worker has been silent (no heartbeat, no
-    /// progress) for `threshold` ([`plans::requeue_stale`]).
+    /// progress) for `threshold` ([`plans::requeue_stale`]); a plan re-queued
+    /// [`REAPER_MAX_REQUEUES`] times fails instead.
     pub fn reaper(mut self, threshold: Duration) -> Self {
         self.reaper = Some(threshold);
         self
@@ -220,13 +225,17 @@ impl<P: Pipeline> Worker<P> {
         let pool = self.db.pool();
         while !*stop.borrow() {
             if let Some(threshold) = self.reaper {
-                for plan in plans::requeue_stale(pool, threshold).await? {
+                let reaped = plans::requeue_stale(pool, threshold, REAPER_MAX_REQUEUES).await?;
+                for plan in reaped.requeued {
                     tracing::warn!(%plan, "re-queued a plan whose worker went silent");
                     self.emit(Event::Requeued { plan });
                 }
+                for plan in reaped.failed {
+                    tracing::error!(%plan, "failed a plan that lost its worker too often");
+                }
             }
             // Claiming also records the heartbeat and the plan as this worker's task.
-            let Some(plan) = plans::claim_next(pool, &self.id).await? else {
+            let Some(claimed) = plans::claim_next(pool, &self.id).await? else {
                 workers::heartbeat(pool, &self.id, None).await?;
                 tokio::select! {
                     _ = tokio::time::sleep(self.idle_poll) => {}
@@ -234,13 +243,25 @@ impl<P: Pipeline> Worker<P> {
                 }
                 continue;
             };
+            let plan = &claimed.plan;
             tracing::info!(worker = %self.id, plan = %plan.id, "claimed");
             self.emit(Event::Claimed {
                 worker: self.id.clone(),
                 plan: plan.id,
             });
-            if let Outcome::Abandoned = self.process(&plan).await? {
-                return Ok(());
+            match self.process(plan, claimed.attempt).await {
+                Ok(Outcome::Next) => {}
+                Ok(Outcome::Abandoned) => return Ok(()),
+                // Stopped and retried, or re-queued by the reaper: another run owns the plan, and
+                // nothing this one sent was written.
+                Err(Error::Superseded { plan_id }) => {
+                    tracing::warn!(worker = %self.id, plan = %plan_id, "run taken away");
+                    self.emit(Event::Lost {
+                        worker: self.id.clone(),
+                        plan: plan_id,
+                    });
+                }
+                Err(e) => return Err(e),
             }
         }
         workers::heartbeat(pool, &self.id, None).await?;
@@ -248,13 +269,13 @@ impl<P: Pipeline> Worker<P> {
     }
 
     /// Runs one plan to its end.
-    async fn process(&self, plan: &Plan) -> Result<Outcome> {
+    async fn process(&self, plan: &Plan, run: Attempt) -> Result<Outcome> {
         let pool = self.db.pool();
         let payer = user_account::billing_user_for_plan(pool, plan.user_id.as_deref()).await?;
         let usage = |cost, succeeded| {
             payer.map(|user_id| PlanUsage {
                 user_id,
-                plan_id: plan.id,
+                attempt: run,
                 api_key_id: plan.api_key_id.as_deref().and_then(|k| k.parse().ok()),
                 cost,
                 succeeded,
@@ -283,7 +304,7 @@ impl<P: Pipeline> Worker<P> {
                         error_message: &error,
                         recoverable: true,
                     };
-                    plans::finish_failed(pool, plan.id, &failure, None).await?;
+                    plans::finish_failed(pool, run, &failure, None).await?;
                     self.emit(Event::Failed {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -292,7 +313,7 @@ impl<P: Pipeline> Worker<P> {
                     return Ok(Outcome::Next);
                 }
             }
-            workers::heartbeat(pool, &self.id, Some(plan.id)).await?;
+            workers::heartbeat(pool, &self.id, Some(run)).await?;
             let done = i + 1;
             let progress = Progress {
                 percentage: Decimal::from(done * 100) / Decimal::from(steps.len()),
@@ -301,13 +322,13 @@ impl<P: Pipeline> Worker<P> {
                 steps_total: i32::try_from(steps.len()).ok(),
                 current_step: Some(name),
             };
-            match plans::update_progress(pool, plan.id, &progress).await? {
+            match plans::update_progress(pool, run, &progress).await? {
                 ProgressAck::Recorded => {}
                 ProgressAck::Abort {
                     stop_requested: true,
                     ..
                 } => {
-                    plans::finish_stopped(pool, plan.id, None).await?;
+                    plans::finish_stopped(pool, run, None).await?;
                     self.emit(Event::Stopped {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -347,7 +368,7 @@ impl<P: Pipeline> Worker<P> {
             "billed_credits": billed.to_string(),
             "billing": billing.map(|b: FinalBilling| json!(b)),
         });
-        plans::finish_completed(pool, plan.id, Some(&context)).await?;
+        plans::finish_completed(pool, run, Some(&context)).await?;
         tracing::info!(worker = %self.id, plan = %plan.id, %billed, "completed");
         self.emit(Event::Completed {
             worker: self.id.clone(),

@@ -21,7 +21,10 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{PageRequest, clean_opt, clean_text, round_credits};
+use super::plans::Attempt;
+use super::{
+    MAX_CREDITS, PageRequest, clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits,
+};
 use crate::error::{Error, Result};
 
 /// `source` of incremental usage rows.
@@ -65,16 +68,49 @@ pub struct BalanceChange {
     pub new_balance: Decimal,
 }
 
-fn positive(amount: Decimal) -> Result<Decimal> {
-    let amount = round_credits(amount);
-    if amount <= Decimal::ZERO {
-        return Err(Error::invalid_input("credit amount must be positive"));
+/// The stored form of a caller's idempotency key (`caller:<key>`, apart from the keys the library
+/// derives for usage billing); 1..=128 characters.
+fn caller_key(key: Option<&str>) -> Result<Option<String>> {
+    let Some(key) = ident_opt("idempotency key", key, 128)? else {
+        return Ok(None);
+    };
+    if key.is_empty() {
+        return Err(Error::invalid_input("idempotency key must not be empty"));
     }
-    Ok(amount)
+    Ok(Some(format!("caller:{key}")))
+}
+
+/// The row an idempotency key already names, if the same request wrote it; a key naming a different
+/// request is a [`Error::Conflict`] on `uq_credit_history_idempotency_key`.
+fn replayed(
+    user_id: Uuid,
+    delta: Decimal,
+    prior: (Option<Uuid>, Option<Uuid>, Option<Decimal>, Option<Decimal>),
+    current_balance: Option<Decimal>,
+) -> Option<Result<BalanceChange>> {
+    let (Some(entry_id), Some(prior_user), Some(prior_delta)) = (prior.0, prior.1, prior.2) else {
+        return None;
+    };
+    if prior_user != user_id || prior_delta != delta {
+        return Some(Err(Error::Conflict {
+            constraint: "uq_credit_history_idempotency_key".to_owned(),
+        }));
+    }
+    Some(Ok(BalanceChange {
+        entry_id,
+        delta,
+        new_balance: prior.3.or(current_balance).unwrap_or_default(),
+    }))
 }
 
 /// Grant credits (admin "add credits"): ledger row (`source = 'admin'`, reason defaults to
-/// `admin_grant`) and balance move in one statement. One round trip. [`Error::NotFound`] if the user
+/// `admin_grant`) and balance move in one statement. One round trip.
+///
+/// Safe to repeat with the same `idempotency_key` (the caller's, ≤ 128 characters): a repeat finds
+/// the first grant's ledger row and returns the first outcome without moving the balance again;
+/// the key used for a different user or amount is [`Error::Conflict`]
+/// (`uq_credit_history_idempotency_key`). [`Error::InvalidInput`], nothing written, when the amount
+/// is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`] if the user
 /// does not exist.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn grant(
@@ -82,35 +118,65 @@ pub async fn grant(
     user_id: Uuid,
     amount: Decimal,
     reason: Option<&str>,
+    idempotency_key: Option<&str>,
 ) -> Result<BalanceChange> {
-    let amount = positive(amount)?;
+    let amount = credit_amount("grant amount", amount)?;
+    let key = caller_key(idempotency_key)?;
     let reason = clean_opt(reason, 128)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "admin_grant".to_owned());
     let row = sqlx::query!(
-        r#"WITH u AS (
+        r#"WITH prior AS (
+               SELECT id, user_id, delta, balance_after FROM credit_history
+               WHERE idempotency_key = $4),
+           u AS (
                UPDATE user_account
                   SET credits_balance = credits_balance + $2,
                       updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1
+               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
+                 AND credits_balance + $2 <= $5
                RETURNING id, credits_balance),
            l AS (
-               INSERT INTO credit_history (id, user_id, delta, reason, source, created_at)
-               SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc' FROM u
+               INSERT INTO credit_history (id, user_id, delta, reason, source, created_at,
+                                           idempotency_key, balance_after)
+               SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
+                      u.credits_balance
+               FROM u
                RETURNING id)
-           SELECT l.id, u.credits_balance FROM u, l"#,
+           SELECT (SELECT id FROM l) AS entry_id,
+                  (SELECT credits_balance FROM u) AS new_balance,
+                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
+                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
+                  (SELECT delta FROM prior) AS prior_delta,
+                  (SELECT balance_after FROM prior) AS prior_balance"#,
         user_id,
         amount,
         reason,
+        key,
+        MAX_CREDITS,
     )
-    .fetch_optional(ex)
-    .await?
-    .ok_or(Error::NotFound)?;
-    Ok(BalanceChange {
-        entry_id: row.id,
-        delta: amount,
-        new_balance: row.credits_balance,
-    })
+    .fetch_one(ex)
+    .await?;
+    let prior = (
+        row.prior_id,
+        row.prior_user,
+        row.prior_delta,
+        row.prior_balance,
+    );
+    if let Some(outcome) = replayed(user_id, amount, prior, row.current_balance) {
+        return outcome;
+    }
+    match (row.entry_id, row.new_balance, row.current_balance) {
+        (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
+            entry_id,
+            delta: amount,
+            new_balance,
+        }),
+        (_, _, Some(_)) => Err(Error::invalid_input(format!(
+            "the grant would take the balance above {MAX_CREDITS} (numeric(18,9))"
+        ))),
+        _ => Err(Error::NotFound),
+    }
 }
 
 /// A charge for [`charge`].
@@ -118,61 +184,96 @@ pub async fn grant(
 pub struct Charge<'a> {
     /// The `user_account` charged.
     pub user_id: Uuid,
-    /// Positive amount to take (rounded to 9 places).
+    /// Positive amount in credits, rounded to 9 places; at most [`MAX_CREDITS`].
     pub amount: Decimal,
-    /// Ledger reason.
+    /// Ledger reason (content: cut to 128 characters).
     pub reason: &'a str,
-    /// Ledger source.
+    /// Ledger source, an identifier of at most 32 characters (refused, never cut).
     pub source: &'a str,
-    /// Plan id or other reference.
+    /// Plan id or other reference, at most 256 characters (refused, never cut).
     pub external_id: Option<&'a str>,
     /// The API key charged.
     pub api_key_id: Option<Uuid>,
     /// Usage billing after the fact: allow the balance to go negative instead of refusing.
     pub allow_negative: bool,
+    /// Makes the charge safe to repeat after an unknown outcome (≤ 128 characters, chosen by the
+    /// caller, e.g. the request id): a repeat returns the first outcome and charges nothing.
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Charge credits: ledger row and balance move in one statement, refused with
 /// [`Error::InsufficientCredits`] when the balance would go below zero (unless
 /// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
-/// concurrent charges can never overdraw. One round trip. [`Error::NotFound`] if the user does not
-/// exist.
+/// concurrent charges can never overdraw. One round trip.
+///
+/// With [`Charge::idempotency_key`] the charge is safe to repeat: a repeat (say, `tx::retry` after
+/// the connection was lost at COMMIT) finds the first charge's ledger row and returns the first
+/// outcome. The key used for a different user or amount, or by a concurrent call that has not
+/// committed yet, is [`Error::Conflict`] (`uq_credit_history_idempotency_key`); nothing is written.
+/// [`Error::InvalidInput`], nothing written, for an amount outside `numeric(18,9)`, an overlong
+/// source or external id, or a negative balance beyond `-MAX_CREDITS`; [`Error::NotFound`] if the
+/// user does not exist.
 #[tracing::instrument(skip_all)]
 pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<BalanceChange> {
-    let amount = positive(charge.amount)?;
+    let amount = credit_amount("charge amount", charge.amount)?;
+    let key = caller_key(charge.idempotency_key)?;
+    let source = ident("ledger source", charge.source, 32)?;
+    let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
     let row = sqlx::query!(
-        r#"WITH u AS (
+        r#"WITH prior AS (
+               SELECT id, user_id, delta, balance_after FROM credit_history
+               WHERE idempotency_key = $8),
+           u AS (
                UPDATE user_account
                   SET credits_balance = credits_balance - $2,
                       updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND ($7 OR credits_balance >= $2)
+               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
+                 AND ($7 OR credits_balance >= $2) AND credits_balance - $2 >= -$9::numeric
                RETURNING id, credits_balance),
            l AS (
                INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
-                                           api_key_id, created_at)
+                                           api_key_id, created_at, idempotency_key, balance_after)
                SELECT gen_random_uuid(), u.id, -$2::numeric, $3, $4, $5, $6,
-                      now() AT TIME ZONE 'utc'
+                      now() AT TIME ZONE 'utc', $8, u.credits_balance
                FROM u
                RETURNING id)
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
-                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance"#,
+                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
+                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
+                  (SELECT delta FROM prior) AS prior_delta,
+                  (SELECT balance_after FROM prior) AS prior_balance"#,
         charge.user_id,
         amount,
         clean_text(charge.reason, 128),
-        clean_text(charge.source, 32),
-        clean_opt(charge.external_id, 256),
+        source,
+        external_id,
         charge.api_key_id.map(|k| k.to_string()),
         charge.allow_negative,
+        key,
+        MAX_CREDITS,
     )
     .fetch_one(ex)
     .await?;
+    let prior = (
+        row.prior_id,
+        row.prior_user,
+        row.prior_delta,
+        row.prior_balance,
+    );
+    if let Some(outcome) = replayed(charge.user_id, -amount, prior, row.current_balance) {
+        return outcome;
+    }
     match (row.entry_id, row.new_balance, row.current_balance) {
         (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
             entry_id,
             delta: -amount,
             new_balance,
         }),
+        // With `allow_negative` the only condition left to fail is the range.
+        (_, _, Some(_)) if charge.allow_negative => Err(Error::invalid_input(format!(
+            "the charge would take the balance below -{MAX_CREDITS} (numeric(18,9))"
+        ))),
         (_, _, Some(balance)) => Err(Error::InsufficientCredits {
             user_id: charge.user_id,
             balance,
@@ -183,64 +284,97 @@ pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<Bala
 }
 
 /// Usage of one plan attempt, for [`bill_usage_progress`] and [`bill_usage_final`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PlanUsage {
     /// Who pays (see [`billing_user_for_plan`](super::user_account::billing_user_for_plan)).
     pub user_id: Uuid,
-    /// The plan.
-    pub plan_id: Uuid,
+    /// The run billed, as [`claim_next`](super::plans::claim_next) handed it out.
+    pub attempt: Attempt,
     /// The API key charged.
     pub api_key_id: Option<Uuid>,
     /// Cost of the attempt so far in credits (progress), or in total including the success fee
-    /// (final). Rounded to 9 places.
+    /// (final). Rounded to 9 places; 0..=[`MAX_CREDITS`].
     pub cost: Decimal,
     /// Final billing only: whether the run succeeded (selects the ledger reason).
     pub succeeded: bool,
 }
 
-async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
+fn usage_cost(cost: Decimal) -> Result<Decimal> {
+    let cost = round_credits(cost);
+    if cost < Decimal::ZERO || cost > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "usage cost must be within 0..={MAX_CREDITS} (numeric(18,9))"
+        )));
+    }
+    Ok(cost)
+}
+
+/// Locks the user row (serialising all billing of the user), then holds the plan row `FOR SHARE`
+/// so that no retry, resume or reaper can take the run while it is billed. [`Error::Superseded`]
+/// when the attempt no longer owns the plan.
+async fn lock_user_and_run(conn: &mut PgConnection, usage: &PlanUsage) -> Result<()> {
     sqlx::query_scalar!(
         "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
-        user_id
+        usage.user_id
     )
-    .fetch_optional(conn)
+    .fetch_optional(&mut *conn)
     .await?
-    .ok_or(Error::NotFound)
-    .map(|_| ())
+    .ok_or(Error::NotFound)?;
+    let owner = sqlx::query_scalar!(
+        "SELECT run_attempt FROM plans WHERE id = $1 FOR SHARE",
+        usage.attempt.plan_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if owner != Some(usage.attempt.token) {
+        return Err(Error::Superseded {
+            plan_id: usage.attempt.plan_id,
+        });
+    }
+    Ok(())
 }
 
 /// Incremental usage billing after a pipeline step: charges `cost − already charged for this
 /// attempt` if positive (row `usage_billing_progress` / `plan_usage_in_progress`; the balance may go
 /// negative). Returns the amount charged now (zero if nothing was due). The user row is locked first,
-/// so concurrent billing of the user's plans is serialised and never double-counts. One transaction:
-/// lock + one statement (4 round trips with BEGIN/COMMIT).
-#[tracing::instrument(skip_all)]
+/// so concurrent billing of the user's plans is serialised and never double-counts.
+///
+/// Safe to repeat: the row carries the key `usage_progress:<attempt>:<cost>`, so a repeat of the
+/// same report returns the first answer and charges nothing. [`Error::Superseded`], nothing
+/// billed, when the attempt no longer owns the plan. One transaction: two locks + one statement
+/// (5 round trips with BEGIN/COMMIT).
+#[tracing::instrument(skip_all, fields(plan_id = %usage.attempt.plan_id))]
 pub async fn bill_usage_progress(conn: &mut PgConnection, usage: &PlanUsage) -> Result<Decimal> {
-    let cost = round_credits(usage.cost);
+    let cost = usage_cost(usage.cost)?;
+    let key = format!("usage_progress:{}:{cost}", usage.attempt.token);
     crate::tx::transaction(conn, async |tx| {
-        lock_user(&mut *tx, usage.user_id).await?;
+        lock_user_and_run(&mut *tx, usage).await?;
         let charged = sqlx::query_scalar!(
-            r#"WITH already AS (
+            r#"WITH prior AS (SELECT delta FROM credit_history WHERE idempotency_key = $5),
+               already AS (
                    SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
                    WHERE source = 'usage_billing_progress' AND external_id = $2),
                due AS (SELECT round($3 - already.amt, 9) AS amt FROM already),
                l AS (
                    INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
-                                               api_key_id, created_at)
+                                               api_key_id, created_at, idempotency_key)
                    SELECT gen_random_uuid(), $1, -due.amt, 'plan_usage_in_progress',
-                          'usage_billing_progress', $2, $4, now() AT TIME ZONE 'utc'
-                   FROM due WHERE due.amt > 0
+                          'usage_billing_progress', $2, $4, now() AT TIME ZONE 'utc', $5
+                   FROM due WHERE due.amt > 0 AND NOT EXISTS (SELECT 1 FROM prior)
                    RETURNING delta),
                u AS (
                    UPDATE user_account
                       SET credits_balance = credits_balance + l.delta,
                           updated_at = now() AT TIME ZONE 'utc'
                    FROM l WHERE id = $1)
-               SELECT coalesce((SELECT -delta FROM l), 0) AS "charged!""#,
+               SELECT coalesce((SELECT -delta FROM prior), (SELECT -delta FROM l), 0)
+                      AS "charged!""#,
             usage.user_id,
-            usage.plan_id.to_string(),
+            usage.attempt.plan_id.to_string(),
             cost,
             usage.api_key_id.map(|k| k.to_string()),
+            key,
         )
         .fetch_one(&mut *tx)
         .await?;
@@ -252,41 +386,48 @@ pub async fn bill_usage_progress(conn: &mut PgConnection, usage: &PlanUsage) -> 
 /// What [`bill_usage_final`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum FinalBilling {
-    /// The final row was written; `charged` (possibly zero) was taken from the balance.
+    /// The final row of this attempt was written (by this call or, for a repeat, by the first call
+    /// with the same attempt); `charged` (possibly zero) was taken from the balance.
     Charged {
-        /// Amount taken now.
+        /// Amount taken, in credits.
         charged: Decimal,
     },
-    /// This attempt was already billed (by us or by a Python worker); nothing changed.
+    /// The plan was already billed by someone else (a Python worker); nothing changed.
     AlreadyBilled,
 }
 
-/// Final usage billing of a plan attempt, idempotent: charges `cost − incremental charges of this
-/// attempt` (not below zero) in a `usage_billing` row (`plan_created_with_usage_cost` or
+/// Final usage billing of a plan attempt: charges `cost − incremental charges of this attempt`
+/// (not below zero) in a `usage_billing` row (`plan_created_with_usage_cost` or
 /// `plan_failed_usage_cost`), always writing the row (zero delta if nothing is due) so that it
-/// guards the attempt. A second call, concurrent or later, hits
-/// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`) and gets
-/// [`FinalBilling::AlreadyBilled`]. One transaction: lock + one statement (4 round trips).
-#[tracing::instrument(skip_all)]
+/// guards the attempt.
+///
+/// Safe to repeat: the row carries the key `usage_final:<attempt>`, so a repeat returns the first
+/// [`FinalBilling::Charged`]. A final row written by someone else (a Python worker) hits
+/// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`): [`FinalBilling::AlreadyBilled`].
+/// [`Error::Superseded`], nothing billed, when the attempt no longer owns the plan. One
+/// transaction: two locks + one statement (5 round trips).
+#[tracing::instrument(skip_all, fields(plan_id = %usage.attempt.plan_id))]
 pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Result<FinalBilling> {
-    let cost = round_credits(usage.cost);
+    let cost = usage_cost(usage.cost)?;
+    let key = format!("usage_final:{}", usage.attempt.token);
     let reason = if usage.succeeded {
         "plan_created_with_usage_cost"
     } else {
         "plan_failed_usage_cost"
     };
     crate::tx::transaction(conn, async |tx| {
-        lock_user(&mut *tx, usage.user_id).await?;
-        let delta = sqlx::query_scalar!(
-            r#"WITH already AS (
+        lock_user_and_run(&mut *tx, usage).await?;
+        let row = sqlx::query!(
+            r#"WITH prior AS (SELECT delta FROM credit_history WHERE idempotency_key = $6),
+               already AS (
                    SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
                    WHERE source = 'usage_billing_progress' AND external_id = $2),
                l AS (
                    INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
-                                               api_key_id, created_at)
+                                               api_key_id, created_at, idempotency_key)
                    SELECT gen_random_uuid(), $1, -greatest(round($3 - already.amt, 9), 0), $5,
-                          'usage_billing', $2, $4, now() AT TIME ZONE 'utc'
-                   FROM already
+                          'usage_billing', $2, $4, now() AT TIME ZONE 'utc', $6
+                   FROM already WHERE NOT EXISTS (SELECT 1 FROM prior)
                    ON CONFLICT (external_id) WHERE source = 'usage_billing' DO NOTHING
                    RETURNING delta),
                u AS (
@@ -294,16 +435,17 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
                       SET credits_balance = credits_balance + l.delta,
                           updated_at = now() AT TIME ZONE 'utc'
                    FROM l WHERE id = $1 AND l.delta <> 0)
-               SELECT delta FROM l"#,
+               SELECT (SELECT delta FROM prior) AS prior_delta, (SELECT delta FROM l) AS delta"#,
             usage.user_id,
-            usage.plan_id.to_string(),
+            usage.attempt.plan_id.to_string(),
             cost,
             usage.api_key_id.map(|k| k.to_string()),
             reason,
+            key,
         )
-        .fetch_optional(&mut *tx)
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(match delta {
+        Ok(match row.prior_delta.or(row.delta) {
             Some(d) => FinalBilling::Charged { charged: -d },
             None => FinalBilling::AlreadyBilled,
         })

@@ -15,8 +15,41 @@
 //!   `planstate` is called `taskstate` on legacy databases, so no query binds a `PlanState` parameter:
 //!   states are written as SQL literals (`state = 'pending'`), which PostgreSQL types after the column,
 //!   whatever the type's name.
-//! * **Credits** are exact [`Decimal`]s rounded to 9 places ([`round_credits`]).
-//! * **Text** written to the database has NUL bytes stripped and is truncated to the column width.
+//! * **Credits** are exact [`Decimal`]s rounded to 9 places ([`round_credits`]). An amount, or a
+//!   balance an operation would produce, beyond ±[`MAX_CREDITS`] (`numeric(18,9)`) is refused with
+//!   [`Error::InvalidInput`] before anything is written.
+//! * **NUL bytes** are stripped from every text input: stored text, identifiers, lookup keys, and
+//!   every string and key inside JSON. It is the one rule PlanExe applies to prompts, and PostgreSQL
+//!   cannot hold NUL in `text` (nor turn a `\u0000` inside `json` into text). A lookup with a NUL
+//!   therefore finds what a write with the same input stored.
+//! * **Identifiers** (payment ids, provider user ids, plan owners, ledger sources, worker ids, ...)
+//!   are never cut: longer than their column, they are refused with [`Error::InvalidInput`] naming
+//!   the field, since two different ids with a common prefix would otherwise become one.
+//!   **Content** (prompts, progress text, error messages, labels, profile fields) is cut to its
+//!   column width, as PlanExe cuts it.
+//!
+//! # Safe to retry
+//!
+//! `tx::retry` repeats an operation after a retryable error, and a lost connection is retryable even
+//! when the server had already committed (the client cannot know). These operations may be
+//! repeated after such an unknown outcome and still apply once:
+//!
+//! | operation | how |
+//! | --- | --- |
+//! | [`credit_history::charge`], [`credit_history::grant`] | with a caller's idempotency key: a repeat returns the first outcome (`uq_credit_history_idempotency_key`) |
+//! | [`credit_history::bill_usage_progress`] | key derived from the run attempt and cumulative cost: a repeat returns the first answer |
+//! | [`credit_history::bill_usage_final`] | key derived from the run attempt: a repeat returns the first `Charged` |
+//! | [`payment_record::apply`] | the provider payment id: a repeat answers `Duplicate`, credited once |
+//! | [`user_api_key::create`] | the caller generates the raw key once, outside the retry; a repeat returns the same key |
+//! | [`user_account::sign_in`], [`user_account::ensure_admin`], [`user_account::claim_free_plan`] | upserts / state checks |
+//! | [`plans::update_progress`], [`plans::store_artifacts`], [`plans::store_zip_snapshot`], [`workers::heartbeat`] | overwrite with the same values |
+//!
+//! Not idempotent, so not to be retried blindly after an unknown outcome: [`plans::enqueue`] (a
+//! repeat queues a second plan: check [`plans::find_duplicate`] first), [`plans::claim_next`] (a
+//! repeat claims another plan; the first one is re-queued by the reaper), a charge or grant
+//! *without* an idempotency key, and the `finish_*`/[`plans::retry`]/[`plans::resume`] transitions,
+//! whose repeat is refused with [`Error::InvalidTransition`] after the first one went through (read
+//! the plan's state to learn the outcome).
 
 use std::fmt;
 use std::str::FromStr;
@@ -201,14 +234,79 @@ pub fn json_absent(value: Option<serde_json::Value>) -> Option<serde_json::Value
 }
 
 /// The text bound into a `json` column (`$n::text::json`): `None` writes SQL NULL; `Some(Value::Null)`
-/// writes the JSON text `null`.
+/// writes the JSON text `null`. NUL characters are stripped from every string and key (the one NUL
+/// rule): PostgreSQL stores `\u0000` in `json` but cannot turn it into text, so `->>` and a cast to
+/// `jsonb` would fail on the row later.
 pub(crate) fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
-    value.map(|v| v.to_string())
+    value.map(|v| {
+        let text = v.to_string();
+        if text.contains("\\u0000") {
+            without_nul(v).to_string()
+        } else {
+            text
+        }
+    })
+}
+
+fn without_nul(value: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    let clean = |s: &str| s.replace('\0', "");
+    match value {
+        Value::String(s) => Value::String(clean(s)),
+        Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (clean(k), without_nul(v)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
 }
 
 /// Round a credit amount to the column scale (9 places), half-to-even like Python's `Decimal.quantize`.
 pub fn round_credits(amount: Decimal) -> Decimal {
     amount.round_dp(9)
+}
+
+/// The largest magnitude a `numeric(18,9)` credit column holds: 999 999 999.999999999.
+pub const MAX_CREDITS: Decimal = Decimal::from_parts(2_808_348_671, 232_830_643, 0, false, 9);
+
+/// `amount` rounded to 9 places, refused with [`Error::InvalidInput`] naming `field` unless it is
+/// positive and fits `numeric(18,9)`.
+pub(crate) fn credit_amount(field: &'static str, amount: Decimal) -> Result<Decimal, Error> {
+    let amount = round_credits(amount);
+    if amount <= Decimal::ZERO {
+        return Err(Error::invalid_input(format!("{field} must be positive")));
+    }
+    if amount > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "{field} must be at most {MAX_CREDITS} (numeric(18,9))"
+        )));
+    }
+    Ok(amount)
+}
+
+/// An identifier (payment id, provider user id, plan owner, source, ...) as written or looked up:
+/// NUL bytes stripped (the one NUL rule), then refused with [`Error::InvalidInput`] naming `field`
+/// when longer than `max_chars` characters. Identifiers are never cut: two different long ids with
+/// the same prefix would become one.
+pub(crate) fn ident(field: &'static str, value: &str, max_chars: usize) -> Result<String, Error> {
+    let value = clean_text(value, usize::MAX);
+    if value.chars().count() > max_chars {
+        return Err(Error::invalid_input(format!(
+            "{field} is longer than {max_chars} characters"
+        )));
+    }
+    Ok(value)
+}
+
+/// [`ident`] for optional values.
+pub(crate) fn ident_opt(
+    field: &'static str,
+    value: Option<&str>,
+    max_chars: usize,
+) -> Result<Option<String>, Error> {
+    value.map(|v| ident(field, v, max_chars)).transpose()
 }
 
 /// Strip NUL bytes (PostgreSQL text cannot hold them) and cut to `max_chars` characters (varchar(n)

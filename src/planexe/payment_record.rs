@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{clean_text, json_absent, json_text, round_credits};
+use super::{MAX_CREDITS, credit_amount, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `payment_record`.
@@ -73,21 +73,30 @@ pub enum PaymentOutcome {
 /// and a `GENERIC_EVENT` are written by one statement. The insert is gated by
 /// `uq_payment_record_provider_payment_id` with `ON CONFLICT DO NOTHING`: the same payment delivered
 /// again — concurrently (webhook + success page) or later — credits nothing and returns
-/// [`PaymentOutcome::Duplicate`]. [`Error::NotFound`] if the user does not exist (nothing is
-/// written). One round trip.
+/// [`PaymentOutcome::Duplicate`]. That makes `apply` safe to repeat after an unknown outcome (a
+/// connection lost at COMMIT): the repeat answers `Duplicate`, and the payment was credited once.
+///
+/// Identifiers are never cut: a provider longer than 32, a payment id longer than 256 or a currency
+/// longer than 16 characters is [`Error::InvalidInput`] naming the field. So is an amount of
+/// credits outside `numeric(18,9)` or one that would take the balance beyond [`MAX_CREDITS`];
+/// nothing is written. [`Error::NotFound`] if the user does not exist (nothing is written). One
+/// round trip.
 #[tracing::instrument(skip_all)]
 pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
-    let credits = round_credits(payment.credits);
-    if credits <= Decimal::ZERO {
-        return Err(Error::invalid_input("payment credits must be positive"));
-    }
-    if payment.provider.is_empty() || payment.provider_payment_id.is_empty() {
+    let credits = credit_amount("payment credits", payment.credits)?;
+    let provider = ident("payment provider", payment.provider, 32)?;
+    let provider_payment_id = ident("provider payment id", payment.provider_payment_id, 256)?;
+    let currency = ident("payment currency", payment.currency, 16)?;
+    if provider.is_empty() || provider_payment_id.is_empty() {
         return Err(Error::invalid_input(
             "provider and provider payment id are required",
         ));
     }
     let row = sqlx::query!(
-        r#"WITH usr AS (SELECT id FROM user_account WHERE id = $1),
+        r#"WITH usr AS (
+               SELECT id FROM user_account WHERE id = $1 AND credits_balance + $4 <= $8),
+           known AS (
+               SELECT 1 FROM payment_record WHERE provider = $2 AND provider_payment_id = $3),
            pay AS (
                INSERT INTO payment_record (id, user_id, provider, provider_payment_id, credits,
                                            amount, currency, status, raw_payload, created_at)
@@ -114,21 +123,27 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
                       json_build_object('user_id', pay.user_id::text, 'provider', $2::text,
                                         'provider_payment_id', $3::text, 'credits', pay.credits)
                FROM pay)
-           SELECT EXISTS (SELECT 1 FROM usr) AS "user_exists!",
+           SELECT EXISTS (SELECT 1 FROM user_account WHERE id = $1) AS "user_exists!",
+                  EXISTS (SELECT 1 FROM usr) AS "in_range!",
+                  EXISTS (SELECT 1 FROM known) AS "known!",
                   (SELECT id FROM pay) AS payment_id,
                   (SELECT credits_balance FROM bal) AS new_balance"#,
         payment.user_id,
-        clean_text(payment.provider, 32),
-        clean_text(payment.provider_payment_id, 256),
+        provider,
+        provider_payment_id,
         credits,
         payment.amount,
-        clean_text(payment.currency, 16),
+        currency,
         json_text(payment.raw_payload),
+        MAX_CREDITS,
     )
     .fetch_one(ex)
     .await?;
     match (row.user_exists, row.payment_id, row.new_balance) {
         (false, _, _) => Err(Error::NotFound),
+        (true, None, _) if !row.in_range && !row.known => Err(Error::invalid_input(format!(
+            "the payment would take the balance above {MAX_CREDITS} (numeric(18,9))"
+        ))),
         (true, Some(payment_id), Some(new_balance)) => Ok(PaymentOutcome::Applied {
             payment_id,
             new_balance,
@@ -137,13 +152,16 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
     }
 }
 
-/// A payment by provider and provider payment id. [`Error::NotFound`] if absent. One round trip.
+/// A payment by provider and provider payment id. [`Error::NotFound`] if absent;
+/// [`Error::InvalidInput`] for ids longer than [`apply`] accepts. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn get_by_provider_id(
     ex: impl PgExecutor<'_>,
     provider: &str,
     provider_payment_id: &str,
 ) -> Result<PaymentRecord> {
+    let provider = ident("payment provider", provider, 32)?;
+    let provider_payment_id = ident("provider payment id", provider_payment_id, 256)?;
     sqlx::query_as!(
         PaymentRecord,
         r#"SELECT id, user_id, provider, provider_payment_id, credits, amount, currency, status,

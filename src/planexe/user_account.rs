@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{clean_opt, clean_text, json_absent, json_text};
+use super::{clean_opt, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `user_account`.
@@ -101,7 +101,7 @@ pub async fn ensure_admin(ex: impl PgExecutor<'_>, admin_username: &str) -> Resu
 pub struct OAuthProfile<'a> {
     /// `google`, `github` or `discord`.
     pub provider: &'a str,
-    /// The provider's user id (`sub` or `id`).
+    /// The provider's user id (`sub` or `id`), at most 256 characters (refused, never cut).
     pub provider_user_id: &'a str,
     /// Profile fields: `None` or empty keeps what the user row holds; longer text is cut to the
     /// column width (256 for e-mail and name, 128 for given/family name, 64 for the locale, 512
@@ -137,10 +137,14 @@ pub struct SignIn {
 /// Profile fields are overwritten only with non-empty values; `last_login_at` is set on both rows.
 /// Concurrent first sign-ins of one identity produce one user and one link, and a link whose user row
 /// is missing (possible with the Python two-commit insert) gets its user row back instead of a
-/// second user. One round trip.
+/// second user. Safe to repeat. The identity is never cut: a provider longer than 32 or a provider
+/// user id longer than 256 characters is [`Error::InvalidInput`] naming the field; profile text is
+/// content and is cut to its column. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Result<SignIn> {
-    if profile.provider.is_empty() || profile.provider_user_id.is_empty() {
+    let provider = ident("OAuth provider", profile.provider, 32)?;
+    let provider_user_id = ident("provider user id", profile.provider_user_id, 256)?;
+    if provider.is_empty() || provider_user_id.is_empty() {
         return Err(Error::invalid_input(
             "provider and provider user id are required",
         ));
@@ -175,8 +179,8 @@ pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Res
            RETURNING id, created_at, updated_at, email, name, given_name, family_name, locale,
                      avatar_url, is_admin, free_plan_used, credits_balance, last_login_at,
                      frontend_multi_user_config, (xmax = 0) AS "created!""#,
-        clean_text(profile.provider, 32),
-        clean_text(profile.provider_user_id, 256),
+        provider,
+        provider_user_id,
         clean_opt(profile.email, 256),
         json_text(profile.raw_profile),
         clean_opt(profile.name, 256),

@@ -62,6 +62,14 @@ impl RawApiKey {
             URL_SAFE_NO_PAD.encode(bytes)
         )))
     }
+    /// Whether this has the shape of a generated key: `pex_` and 32 base64url characters.
+    pub fn is_well_formed(&self) -> bool {
+        self.0.len() == KEY_TAG.len() + 32
+            && self.0.starts_with(KEY_TAG)
+            && self.0[KEY_TAG.len()..]
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }
     /// Wrap a key presented by a client.
     pub fn from_presented(raw: impl Into<String>) -> Self {
         RawApiKey(raw.into())
@@ -152,21 +160,34 @@ pub struct IssuedKey {
     pub raw: RawApiKey,
 }
 
-/// Create a key for `user_id` with an optional label (truncated to 128). Refused with
-/// [`Error::TooManyApiKeys`] when the user already has [`MAX_ACTIVE_KEYS`] active keys, and with
-/// [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked before
-/// counting, so concurrent creates cannot exceed the limit. One transaction, two statements
-/// (4 round trips with BEGIN/COMMIT).
+/// Create the key `raw` for `user_id` with an optional label (content: cut to 128 characters).
+///
+/// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: `create` is
+/// idempotent on the key's hash, so repeating it after an unknown outcome (a connection lost at
+/// COMMIT) finds the row the first call wrote and returns the same [`IssuedKey`]; there is one key.
+/// A hash already held by another user is [`Error::Conflict`] (`user_api_key_key_hash_key`); a raw
+/// key that does not look generated is [`Error::InvalidInput`].
+///
+/// Refused with [`Error::TooManyApiKeys`] when the user already has [`MAX_ACTIVE_KEYS`] active keys,
+/// and with [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked
+/// before counting, so concurrent creates cannot exceed the limit. One transaction, three statements
+/// (5 round trips with BEGIN/COMMIT).
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn create(
     conn: &mut PgConnection,
     secret: &ApiKeySecret,
     user_id: Uuid,
+    raw: &RawApiKey,
     label: Option<&str>,
     options: KeyOptions,
 ) -> Result<IssuedKey> {
-    let raw = RawApiKey::generate()?;
+    if !raw.is_well_formed() {
+        return Err(Error::invalid_input(
+            "an API key to create must come from RawApiKey::generate",
+        ));
+    }
     let label = clean_opt(label, 128);
+    let hash = raw.hash(secret);
     crate::tx::transaction(conn, async |tx| {
         sqlx::query_scalar!(
             "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
@@ -175,6 +196,27 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
+        let existing = sqlx::query_as!(
+            UserApiKey,
+            r#"SELECT id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                      last_used_at, revoked_at
+               FROM user_api_key WHERE key_hash = $1"#,
+            hash,
+        )
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(key) = existing {
+            return if key.user_id == user_id {
+                Ok(IssuedKey {
+                    key,
+                    raw: raw.clone(),
+                })
+            } else {
+                Err(Error::Conflict {
+                    constraint: "user_api_key_key_hash_key".to_owned(),
+                })
+            };
+        }
         let key = sqlx::query_as!(
             UserApiKey,
             r#"INSERT INTO user_api_key (id, user_id, key_hash, key_prefix, label, key_plaintext,
@@ -185,17 +227,14 @@ pub async fn create(
                RETURNING id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
                          last_used_at, revoked_at"#,
             user_id,
-            raw.hash(secret),
+            hash,
             raw.prefix(),
             label,
             options.store_plaintext.then(|| raw.expose().to_owned()),
             MAX_ACTIVE_KEYS,
         )
         .fetch_optional(&mut *tx)
-        .await
-        .on_constraint("user_api_key_key_hash_key", |_| {
-            Error::invalid_input("API key hash collision; try again")
-        })?
+        .await?
         .ok_or(Error::TooManyApiKeys {
             user_id,
             limit: MAX_ACTIVE_KEYS,

@@ -7,7 +7,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::json_absent;
+use super::{ident, json_absent};
 use crate::error::{Error, Result};
 
 /// One row of `user_provider`.
@@ -38,13 +38,16 @@ impl UserProvider {
     }
 }
 
-/// The link of one provider identity. [`Error::NotFound`] if absent. One round trip.
+/// The link of one provider identity. [`Error::NotFound`] if absent; [`Error::InvalidInput`] for ids
+/// longer than sign-in accepts. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn get_by_identity(
     ex: impl PgExecutor<'_>,
     provider: &str,
     provider_user_id: &str,
 ) -> Result<UserProvider> {
+    let provider = ident("OAuth provider", provider, 32)?;
+    let provider_user_id = ident("provider user id", provider_user_id, 256)?;
     sqlx::query_as!(
         UserProvider,
         r#"SELECT id, user_id, provider, provider_user_id, email, raw_profile, created_at,

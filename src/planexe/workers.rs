@@ -1,13 +1,13 @@
-//! `workers`: queue-worker heartbeats (`WorkerItem`).
+//! `workers`: queue-worker heartbeats (Python model `WorkerItem`).
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::PgExecutor;
-use uuid::Uuid;
 
-use super::secs;
+use super::plans::Attempt;
+use super::{ident, secs};
 use crate::error::{Error, Result};
 
 /// One row of `workers`.
@@ -24,30 +24,55 @@ pub struct Worker {
 }
 
 /// Record a heartbeat: insert the worker on first sight, else move `last_heartbeat_at` and set the
-/// current plan (`None` = idle). One statement (`INSERT … ON CONFLICT DO UPDATE`), one round trip.
+/// current plan (`None` = idle). A worker naming its current run asserts that it still owns it:
+/// when `current` is no longer the plan's attempt (stop + retry, the reaper), nothing is written
+/// and the answer is [`Error::Superseded`], so a lost run cannot hide from the reaper behind a
+/// live worker. One statement (`INSERT … ON CONFLICT DO UPDATE`), one round trip.
 #[tracing::instrument(skip_all, fields(%worker_id))]
 pub async fn heartbeat(
     ex: impl PgExecutor<'_>,
     worker_id: &str,
-    current_plan: Option<Uuid>,
+    current: Option<Attempt>,
 ) -> Result<Worker> {
-    if worker_id.is_empty() || worker_id.chars().count() > 255 {
-        return Err(Error::invalid_input("worker id must be 1..=255 characters"));
+    let worker_id = ident("worker id", worker_id, 255)?;
+    if worker_id.is_empty() {
+        return Err(Error::invalid_input("worker id must not be empty"));
     }
-    let task = current_plan.map(|id| id.hyphenated().to_string());
-    Ok(sqlx::query_as!(
-        Worker,
-        r#"INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
-           VALUES ($1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', $2)
-           ON CONFLICT (id) DO UPDATE
-              SET last_heartbeat_at = EXCLUDED.last_heartbeat_at,
-                  current_task_id = EXCLUDED.current_task_id
-           RETURNING id, started_at, last_heartbeat_at, current_task_id"#,
+    let row = sqlx::query!(
+        r#"WITH owned AS (
+               SELECT $2::uuid IS NULL
+                      OR EXISTS (SELECT 1 FROM plans WHERE id = $2 AND run_attempt = $3) AS ok),
+           beat AS (
+               INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
+               SELECT $1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', $2::uuid::text
+               FROM owned WHERE owned.ok
+               ON CONFLICT (id) DO UPDATE
+                  SET last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+                      current_task_id = EXCLUDED.current_task_id
+               RETURNING id, started_at, last_heartbeat_at, current_task_id)
+           SELECT owned.ok AS "owned!", beat.id AS "id?",
+                  beat.started_at AS "started_at?: DateTime<Utc>",
+                  beat.last_heartbeat_at AS "last_heartbeat_at?: DateTime<Utc>",
+                  beat.current_task_id
+           FROM owned LEFT JOIN beat ON true"#,
         worker_id,
-        task,
+        current.map(|a| a.plan_id),
+        current.map(|a| a.token),
     )
     .fetch_one(ex)
-    .await?)
+    .await?;
+    match (row.owned, row.id, row.started_at, row.last_heartbeat_at) {
+        (true, Some(id), Some(started_at), Some(last_heartbeat_at)) => Ok(Worker {
+            id,
+            started_at,
+            last_heartbeat_at,
+            current_task_id: row.current_task_id,
+        }),
+        (false, ..) => Err(Error::Superseded {
+            plan_id: current.map(|a| a.plan_id).unwrap_or_default(),
+        }),
+        _ => Err(Error::NotFound),
+    }
 }
 
 /// All workers, most recent heartbeat first. One round trip.

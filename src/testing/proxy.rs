@@ -1,7 +1,7 @@
 //! A fault-injecting TCP proxy between a client and PostgreSQL, for the failure that matters most
 //! to money: **the server committed, the client never heard**.
 //!
-//! [`FaultProxy`] forwards bytes both ways unchanged. Told to [`drop_next_commit`], it watches the
+//! [`FaultProxy`] forwards bytes both ways unchanged. Told to [`drop_next_commit`](FaultProxy::drop_next_commit), it watches the
 //! server → client stream for the `CommandComplete` message whose tag is `COMMIT`, swallows it and
 //! closes both sockets. The transaction is committed on the server; the client sees a lost
 //! connection (an I/O error, which [`Error::is_retryable`](crate::Error::is_retryable) treats as

@@ -7,7 +7,7 @@ use shared_db::Error;
 use shared_db::planexe::credit_history::{self, Charge};
 use shared_db::planexe::payment_record::{self, NewPayment, PaymentOutcome};
 use shared_db::planexe::user_account::{self, OAuthProfile};
-use shared_db::planexe::user_api_key::{self, ApiKeySecret, KeyOptions};
+use shared_db::planexe::user_api_key::{self, ApiKeySecret, KeyOptions, RawApiKey};
 use shared_db::planexe::{nonces, plans, workers};
 use shared_db::testing::TestDatabase;
 use tokio::task::JoinSet;
@@ -28,8 +28,8 @@ async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow:
         tasks.spawn(async move {
             let worker = format!("worker-{w}");
             let mut mine = Vec::new();
-            while let Some(plan) = plans::claim_next(&pool, &worker).await? {
-                mine.push(plan.id);
+            while let Some(claimed) = plans::claim_next(&pool, &worker).await? {
+                mine.push(claimed.plan.id);
             }
             Ok::<_, Error>((worker, mine))
         });
@@ -143,7 +143,7 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
                         }
                     }
                     6..=7 => {
-                        credit_history::grant(&pool, user, Decimal::ONE, Some("test_grant"))
+                        credit_history::grant(&pool, user, Decimal::ONE, Some("test_grant"), None)
                             .await?;
                         Decimal::ONE
                     }
@@ -310,6 +310,7 @@ async fn concurrent_key_creation_never_exceeds_ten_active_keys() -> anyhow::Resu
                 &mut conn,
                 &secret,
                 user,
+                &RawApiKey::generate()?,
                 Some(&label),
                 KeyOptions::default(),
             )
@@ -372,7 +373,8 @@ async fn concurrent_first_sign_ins_create_one_user_and_one_link() -> anyhow::Res
 async fn concurrent_final_billing_of_one_attempt_charges_once() -> anyhow::Result<()> {
     let db = TestDatabase::new().await?;
     let user = user_with_credits(db.pool(), "payer", Decimal::new(10, 0)).await;
-    let plan = crate::queue_plan(db.pool(), &user.to_string(), "p").await;
+    crate::queue_plan(db.pool(), &user.to_string(), "p").await;
+    let run = crate::claim(db.pool(), "w").await;
     let mut tasks = JoinSet::new();
     for _ in 0..8 {
         let pool = db.pool().clone();
@@ -382,22 +384,30 @@ async fn concurrent_final_billing_of_one_attempt_charges_once() -> anyhow::Resul
                 &mut conn,
                 &credit_history::PlanUsage {
                     user_id: user,
-                    plan_id: plan,
+                    attempt: run,
+                    api_key_id: None,
                     cost: Decimal::new(3, 0),
                     succeeded: true,
-                    ..Default::default()
                 },
             )
             .await
         });
     }
-    let mut charged = 0;
+    // Every call is a repeat of the same request: all report the one charge.
     while let Some(joined) = tasks.join_next().await {
-        if let credit_history::FinalBilling::Charged { .. } = joined?? {
-            charged += 1;
-        }
+        assert_eq!(
+            joined??,
+            credit_history::FinalBilling::Charged {
+                charged: Decimal::new(3, 0)
+            }
+        );
     }
-    assert_eq!(charged, 1);
+    let final_rows = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM credit_history WHERE source = 'usage_billing'"#
+    )
+    .fetch_one(db.pool())
+    .await?;
+    assert_eq!(final_rows, 1);
     assert_eq!(
         user_account::get(db.pool(), user).await?.credits_balance,
         Decimal::new(7, 0)

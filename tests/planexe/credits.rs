@@ -9,7 +9,7 @@ use shared_db::planexe::user_account;
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
-use crate::{queue_plan, user_with_credits};
+use crate::{claim, queue_plan, user_with_credits};
 
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
@@ -49,10 +49,10 @@ async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::R
     assert_eq!(change.new_balance, d("-1"));
     assert!(credit_history::reconcile(db.pool()).await?.is_empty());
     // Amounts are rounded to 9 places; a missing user is NotFound.
-    let grant = credit_history::grant(db.pool(), user, d("0.0000000015"), None).await?;
+    let grant = credit_history::grant(db.pool(), user, d("0.0000000015"), None, None).await?;
     assert_eq!(grant.delta, d("0.000000002"));
     assert!(matches!(
-        credit_history::grant(db.pool(), Uuid::new_v4(), d("1"), None).await,
+        credit_history::grant(db.pool(), Uuid::new_v4(), d("1"), None, None).await,
         Err(Error::NotFound)
     ));
     Ok(())
@@ -64,61 +64,58 @@ async fn usage_is_billed_incrementally_then_finally_once_per_attempt() -> anyhow
     let pool = db.pool();
     let user = user_with_credits(pool, "worker-billed", d("100")).await;
     let plan = queue_plan(pool, &user.to_string(), "p").await;
+    let first_run = claim(pool, "w").await;
     let key = Uuid::new_v4();
     let mut conn = pool.acquire().await?;
-    let usage = |cost: &str, succeeded| PlanUsage {
+    let usage = |attempt, cost: &str, succeeded| PlanUsage {
         user_id: user,
-        plan_id: plan,
+        attempt,
         api_key_id: Some(key),
         cost: d(cost),
         succeeded,
     };
 
-    assert_eq!(
-        credit_history::bill_usage_progress(&mut conn, &usage("1.0", false)).await?,
-        d("1")
-    );
-    assert_eq!(
-        credit_history::bill_usage_progress(&mut conn, &usage("2.5", false)).await?,
-        d("1.5")
-    );
-    assert_eq!(
-        credit_history::bill_usage_progress(&mut conn, &usage("2.5", false)).await?,
-        d("0")
-    );
-    // Final: usage 2.5 + success fee 1.5 = 4, of which 2.5 is already charged.
-    assert_eq!(
-        credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?,
-        FinalBilling::Charged { charged: d("1.5") }
-    );
-    assert_eq!(
-        credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?,
-        FinalBilling::AlreadyBilled
-    );
+    let progress = async |conn: &mut sqlx::PgConnection, attempt, cost| {
+        credit_history::bill_usage_progress(conn, &usage(attempt, cost, false)).await
+    };
+    assert_eq!(progress(&mut conn, first_run, "1.0").await?, d("1"));
+    assert_eq!(progress(&mut conn, first_run, "2.5").await?, d("1.5"));
+    // The same report again (a retry after a lost answer) returns its first answer, charges nothing.
+    assert_eq!(progress(&mut conn, first_run, "2.5").await?, d("1.5"));
+    // Final: usage 2.5 + success fee 1.5 = 4, of which 2.5 is already charged. Repeated, the
+    // same answer and no second charge.
+    for _ in 0..2 {
+        assert_eq!(
+            credit_history::bill_usage_final(&mut conn, &usage(first_run, "4", true)).await?,
+            FinalBilling::Charged { charged: d("1.5") }
+        );
+    }
     assert_eq!(
         user_account::get(pool, user).await?.credits_balance,
         d("96")
     );
 
     // The attempt failed after all; a retry settles it and the next attempt is billed afresh.
-    plans::claim_next(pool, "w").await?;
     let f = Failure {
         reason: "generation_error",
         error_message: "x",
         ..Default::default()
     };
-    plans::finish_failed(pool, plan, &f, None).await?;
+    plans::finish_failed(pool, first_run, &f, None).await?;
     let retried = plans::retry(pool, plan).await?;
     assert_eq!(
         retried.settled_billing_rows, 3,
         "two progress rows and the final row"
     );
+    let second_run = claim(pool, "w").await;
+    assert_eq!(progress(&mut conn, second_run, "0.5").await?, d("0.5"));
+    // The first run's worker no longer bills anything.
+    assert!(matches!(
+        progress(&mut conn, first_run, "9").await,
+        Err(Error::Superseded { .. })
+    ));
     assert_eq!(
-        credit_history::bill_usage_progress(&mut conn, &usage("0.5", false)).await?,
-        d("0.5")
-    );
-    assert_eq!(
-        credit_history::bill_usage_final(&mut conn, &usage("2", true)).await?,
+        credit_history::bill_usage_final(&mut conn, &usage(second_run, "2", true)).await?,
         FinalBilling::Charged { charged: d("1.5") }
     );
     assert_eq!(

@@ -22,6 +22,7 @@ async fn a_key_has_the_python_format_and_authenticates_until_revoked() -> anyhow
         &mut conn,
         &secret,
         user,
+        &RawApiKey::generate()?,
         Some("laptop"),
         KeyOptions::default(),
     )

@@ -51,7 +51,7 @@ async fn null_stop_flags_and_json_null_read_as_false_and_absent() -> anyhow::Res
     assert_eq!((b.parameters, b.run_activity_overview_json), (None, None));
     // A pending plan with a NULL stop flag is claimable.
     let claimed = plans::claim_next(db.pool(), "w").await?.expect("claimable");
-    assert_eq!(claimed.id, NULL_FLAGS.parse::<Uuid>()?);
+    assert_eq!(claimed.plan.id, NULL_FLAGS.parse::<Uuid>()?);
     Ok(())
 }
 
@@ -80,24 +80,22 @@ async fn every_plan_operation_works_on_a_legacy_taskstate_database() -> anyhow::
         .await?,
         Some(id)
     );
-    assert_eq!(
-        plans::claim_next(pool, "w").await?.unwrap().state,
-        Some(PlanState::Processing)
-    );
+    let claimed = plans::claim_next(pool, "w").await?.unwrap();
+    assert_eq!(claimed.plan.state, Some(PlanState::Processing));
     let f = Failure {
         reason: "generation_error",
         error_message: "x",
         ..Default::default()
     };
     assert_eq!(
-        plans::finish_failed(pool, id, &f, None).await?,
+        plans::finish_failed(pool, claimed.attempt, &f, None).await?,
         PlanState::Failed
     );
     plans::retry(pool, id).await?;
     plans::request_stop(pool, id).await?;
     plans::resume(pool, id).await?;
-    plans::claim_next(pool, "w").await?;
-    plans::finish_completed(pool, id, None).await?;
+    let run = crate::claim(pool, "w").await;
+    plans::finish_completed(pool, run, None).await?;
     assert_eq!(
         plans::status(pool, id).await?.state,
         Some(PlanState::Completed)
@@ -108,10 +106,9 @@ async fn every_plan_operation_works_on_a_legacy_taskstate_database() -> anyhow::
             .len(),
         1
     );
-    assert!(
-        plans::requeue_stale(pool, std::time::Duration::from_secs(60))
-            .await?
-            .is_empty()
+    assert_eq!(
+        plans::requeue_stale(pool, std::time::Duration::from_secs(60), 3).await?,
+        plans::Reaped::default()
     );
     Ok(())
 }

@@ -4,7 +4,9 @@ mod concurrency;
 mod credits;
 mod exactly_once;
 mod identity;
+mod input_rules;
 mod legacy;
+mod ownership;
 mod queue;
 mod schema;
 mod telemetry;
@@ -29,7 +31,7 @@ pub async fn user_with_credits(pool: &PgPool, name: &str, credits: Decimal) -> U
     .await
     .expect("sign in");
     if credits > Decimal::ZERO {
-        shared_db::planexe::credit_history::grant(pool, signed.user.id, credits, None)
+        shared_db::planexe::credit_history::grant(pool, signed.user.id, credits, None, None)
             .await
             .expect("grant");
     }
@@ -51,4 +53,13 @@ pub async fn queue_plan(pool: &PgPool, user: &str, prompt: &str) -> Uuid {
     .await
     .expect("enqueue")
     .id
+}
+
+/// Claim the next plan as `worker`; its run's attempt.
+pub async fn claim(pool: &PgPool, worker: &str) -> plans::Attempt {
+    plans::claim_next(pool, worker)
+        .await
+        .expect("claim")
+        .expect("a pending plan")
+        .attempt
 }

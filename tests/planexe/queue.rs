@@ -5,13 +5,15 @@ use std::time::Duration;
 use rust_decimal::Decimal;
 use serde_json::json;
 use shared_db::Error;
-use shared_db::planexe::plans::{self, Artifacts, Failure, Progress, ProgressAck, StopOutcome};
+use shared_db::planexe::plans::{
+    self, Artifacts, Attempt, Failure, Progress, ProgressAck, StopOutcome,
+};
 use shared_db::planexe::{EventType, PageRequest, PlanState, events, workers};
 use shared_db::testing::TestDatabase;
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::queue_plan;
+use crate::{claim, queue_plan};
 
 #[tokio::test]
 async fn a_plan_is_queued_with_its_event_and_claimed_oldest_first() -> anyhow::Result<()> {
@@ -25,7 +27,7 @@ async fn a_plan_is_queued_with_its_event_and_claimed_oldest_first() -> anyhow::R
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].event_type, EventType::TaskPending);
 
-    let claimed = plans::claim_next(pool, "w1").await?.expect("work");
+    let claimed = plans::claim_next(pool, "w1").await?.expect("work").plan;
     assert_eq!(claimed.id, first);
     assert_eq!(claimed.state, Some(PlanState::Processing));
     assert_eq!(
@@ -41,7 +43,7 @@ async fn a_plan_is_queued_with_its_event_and_claimed_oldest_first() -> anyhow::R
     );
 
     assert_eq!(
-        plans::claim_next(pool, "w2").await?.map(|p| p.id),
+        plans::claim_next(pool, "w2").await?.map(|c| c.plan.id),
         Some(second)
     );
     assert!(
@@ -73,11 +75,11 @@ async fn progress_is_truncated_to_the_column_width_and_stripped_of_nul_bytes() -
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let id = queue_plan(pool, "alice", "p").await;
-    plans::claim_next(pool, "w").await?;
+    let run = claim(pool, "w").await;
     let long = format!("a\0b{}", "é".repeat(300));
     let ack = plans::update_progress(
         pool,
-        id,
+        run,
         &Progress {
             percentage: Decimal::new(421234, 4),
             message: &long,
@@ -103,11 +105,11 @@ async fn a_stop_request_reaches_the_worker_at_its_next_progress_report() -> anyh
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let id = queue_plan(pool, "alice", "p").await;
-    plans::claim_next(pool, "w").await?;
+    let run = claim(pool, "w").await;
     plans::request_stop(pool, id).await?;
     let ack = plans::update_progress(
         pool,
-        id,
+        run,
         &Progress {
             message: "step",
             ..Default::default()
@@ -128,7 +130,7 @@ async fn a_stop_request_reaches_the_worker_at_its_next_progress_report() -> anyh
         ..Default::default()
     };
     assert_eq!(
-        plans::finish_failed(pool, id, &failure, None).await?,
+        plans::finish_failed(pool, run, &failure, None).await?,
         PlanState::Stopped
     );
     let evs = events::list_by_plan(pool, id, 10).await?;
@@ -140,33 +142,35 @@ async fn a_stop_request_reaches_the_worker_at_its_next_progress_report() -> anyh
     Ok(())
 }
 
-/// Puts a new plan into `state` through the regular operations.
-async fn plan_in(pool: &PgPool, state: PlanState) -> anyhow::Result<Uuid> {
+/// Puts a new plan into `state` through the regular operations; returns the attempt of its last
+/// claim (for a pending plan, one that never owned it).
+async fn plan_in(pool: &PgPool, state: PlanState) -> anyhow::Result<Attempt> {
     let id = queue_plan(pool, "matrix", "p").await;
     if state == PlanState::Pending {
-        return Ok(id);
+        return Ok(Attempt {
+            plan_id: id,
+            token: Uuid::new_v4(),
+        });
     }
-    let claimed = plans::claim_next(pool, "w")
-        .await?
-        .expect("the only pending plan");
-    assert_eq!(claimed.id, id);
+    let run = claim(pool, "w").await;
+    assert_eq!(run.plan_id, id, "the only pending plan");
     match state {
         PlanState::Processing | PlanState::Pending => {}
-        PlanState::Completed => plans::finish_completed(pool, id, None).await?,
+        PlanState::Completed => plans::finish_completed(pool, run, None).await?,
         PlanState::Failed => {
             let f = Failure {
                 reason: "generation_error",
                 error_message: "boom",
                 ..Default::default()
             };
-            plans::finish_failed(pool, id, &f, None).await?;
+            plans::finish_failed(pool, run, &f, None).await?;
         }
         PlanState::Stopped => {
             plans::request_stop(pool, id).await?;
         }
     }
     assert_eq!(plans::status(pool, id).await?.state, Some(state));
-    Ok(id)
+    Ok(run)
 }
 
 #[tokio::test]
@@ -176,17 +180,9 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
     let pool = db.pool();
     // (action, target reported in the error, states it is refused from)
     let illegal: &[(&str, &str, &[PlanState])] = &[
-        (
-            "complete",
-            "completed",
-            &[Pending, Completed, Failed, Stopped],
-        ),
-        ("fail", "failed", &[Pending, Completed, Failed]),
-        (
-            "finish as stopped",
-            "stopped",
-            &[Pending, Completed, Failed],
-        ),
+        ("complete", "completed", &[Completed, Failed, Stopped]),
+        ("fail", "failed", &[Completed, Failed]),
+        ("finish as stopped", "stopped", &[Completed, Failed]),
         ("stop", "stopped", &[Completed, Failed]),
         (
             "retry",
@@ -202,18 +198,19 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
     let mut refused = 0;
     for (action, target, states) in illegal {
         for &state in *states {
-            let id = plan_in(pool, state).await?;
+            let run = plan_in(pool, state).await?;
+            let id = run.plan_id;
             let failure = Failure {
                 reason: "internal_error",
                 error_message: "x",
                 ..Default::default()
             };
             let result = match *action {
-                "complete" => plans::finish_completed(pool, id, None).await,
-                "fail" => plans::finish_failed(pool, id, &failure, None)
+                "complete" => plans::finish_completed(pool, run, None).await,
+                "fail" => plans::finish_failed(pool, run, &failure, None)
                     .await
                     .map(drop),
-                "finish as stopped" => plans::finish_stopped(pool, id, None).await,
+                "finish as stopped" => plans::finish_stopped(pool, run, None).await,
                 "stop" => plans::request_stop(pool, id).await.map(drop),
                 "retry" => plans::retry(pool, id).await.map(drop),
                 "resume" => plans::resume(pool, id).await.map(drop),
@@ -238,10 +235,29 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
             }
         }
     }
-    assert_eq!(refused, 18);
+    assert_eq!(refused, 15);
     assert_eq!(
-        plans::request_stop(pool, plan_in(pool, Stopped).await?).await?,
+        plans::request_stop(pool, plan_in(pool, Stopped).await?.plan_id).await?,
         StopOutcome::AlreadyStopped
+    );
+    // A pending plan belongs to no run: a worker's finish is refused as superseded.
+    let pending = plan_in(pool, Pending).await?;
+    let failure = Failure::default();
+    assert!(matches!(
+        plans::finish_completed(pool, pending, None).await,
+        Err(Error::Superseded { .. })
+    ));
+    assert!(matches!(
+        plans::finish_failed(pool, pending, &failure, None).await,
+        Err(Error::Superseded { .. })
+    ));
+    assert!(matches!(
+        plans::finish_stopped(pool, pending, None).await,
+        Err(Error::Superseded { .. })
+    ));
+    assert_eq!(
+        plans::status(pool, pending.plan_id).await?.state,
+        Some(Pending)
     );
     Ok(())
 }
@@ -250,10 +266,11 @@ async fn every_illegal_state_transition_is_refused_and_changes_nothing() -> anyh
 async fn retry_starts_over_and_resume_continues_with_pipeline_version_two() -> anyhow::Result<()> {
     let db = TestDatabase::new().await?;
     let pool = db.pool();
-    let id = plan_in(pool, PlanState::Failed).await?;
+    let run = plan_in(pool, PlanState::Failed).await?;
+    let id = run.plan_id;
     plans::store_artifacts(
         pool,
-        id,
+        run,
         &Artifacts {
             report_html: Some("<html/>"),
             zip_snapshot: Some(&[1, 2, 3]),
@@ -275,14 +292,15 @@ async fn retry_starts_over_and_resume_continues_with_pipeline_version_two() -> a
     assert_eq!(p.failure_reason, None);
 
     // Fail it again, then retry: artifacts and diagnostics are cleared, JSON columns read as absent.
-    assert_eq!(plans::claim_next(pool, "w").await?.map(|p| p.id), Some(id));
+    let run = claim(pool, "w").await;
+    assert_eq!(run.plan_id, id);
     let f = Failure {
         reason: "worker_error",
         error_message: "again",
         recoverable: true,
         ..Default::default()
     };
-    plans::finish_failed(pool, id, &f, None).await?;
+    plans::finish_failed(pool, run, &f, None).await?;
     plans::retry(pool, id).await?;
     let p = plans::get(pool, id).await?;
     assert_eq!(p.state, Some(PlanState::Pending));
@@ -319,11 +337,12 @@ async fn artifacts_are_stored_and_fetched_by_dedicated_functions() -> anyhow::Re
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let id = queue_plan(pool, "alice", "p").await;
+    let run = claim(pool, "w").await;
     let zip = vec![7u8; 3 * 1024 * 1024];
-    plans::store_zip_snapshot(pool, id, &zip).await?;
+    plans::store_zip_snapshot(pool, run, &zip).await?;
     plans::store_artifacts(
         pool,
-        id,
+        run,
         &Artifacts {
             report_html: Some("<h1>report</h1>"),
             zip_snapshot: Some(&zip),
@@ -371,6 +390,7 @@ async fn a_big_snapshot_is_stored_and_fetched_in_slices_and_comes_back_whole() -
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let id = queue_plan(pool, "alice", "p").await;
+    let run = claim(pool, "w").await;
     let mut conn = pool.acquire().await?;
     assert_eq!(
         plans::fetch_zip_snapshot_chunked(&mut conn, id).await?,
@@ -380,7 +400,7 @@ async fn a_big_snapshot_is_stored_and_fetched_in_slices_and_comes_back_whole() -
     let zip: Vec<u8> = (0..2 * plans::ZIP_CHUNK_BYTES as usize + 12_345)
         .map(|i| (i % 251) as u8)
         .collect();
-    plans::store_zip_snapshot_chunked(&mut conn, id, &zip).await?;
+    plans::store_zip_snapshot_chunked(&mut conn, run, &zip).await?;
     assert_eq!(
         plans::fetch_zip_snapshot(pool, id).await?,
         Some(zip.clone())
@@ -395,7 +415,7 @@ async fn a_big_snapshot_is_stored_and_fetched_in_slices_and_comes_back_whole() -
     assert_eq!(leftover, 0, "the staging large object is unlinked");
     // an exact multiple of the slice size
     let exact = vec![9u8; plans::ZIP_CHUNK_BYTES as usize];
-    plans::store_zip_snapshot(pool, id, &exact).await?;
+    plans::store_zip_snapshot(pool, run, &exact).await?;
     assert_eq!(
         plans::fetch_zip_snapshot_chunked(&mut conn, id).await?,
         Some(exact)
@@ -405,11 +425,19 @@ async fn a_big_snapshot_is_stored_and_fetched_in_slices_and_comes_back_whole() -
         Err(Error::NotFound)
     ));
     assert!(matches!(
-        plans::store_zip_snapshot_chunked(&mut conn, Uuid::new_v4(), &[1, 2, 3]).await,
+        plans::store_zip_snapshot_chunked(
+            &mut conn,
+            Attempt {
+                plan_id: Uuid::new_v4(),
+                token: run.token
+            },
+            &[1, 2, 3]
+        )
+        .await,
         Err(Error::NotFound)
     ));
     // an empty zip is stored as an empty value, not as no snapshot
-    plans::store_zip_snapshot_chunked(&mut conn, id, &[]).await?;
+    plans::store_zip_snapshot_chunked(&mut conn, run, &[]).await?;
     assert_eq!(plans::fetch_zip_snapshot(pool, id).await?, Some(vec![]));
     Ok(())
 }
@@ -480,20 +508,15 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
     let pool = db.pool();
     let dead_plan = queue_plan(pool, "alice", "dead").await;
     let live_plan = queue_plan(pool, "alice", "live").await;
-    assert_eq!(
-        plans::claim_next(pool, "dead-worker").await?.map(|p| p.id),
-        Some(dead_plan)
-    );
-    assert_eq!(
-        plans::claim_next(pool, "live-worker").await?.map(|p| p.id),
-        Some(live_plan)
-    );
+    let dead_run = claim(pool, "dead-worker").await;
+    let live_run = claim(pool, "live-worker").await;
+    assert_eq!((dead_run.plan_id, live_run.plan_id), (dead_plan, live_plan));
 
     // Wide margins (dead ≥ 2.5 s old, live fresh) against a threshold of 1.5 s, so a slow CI
     // machine cannot blur the two.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     // Only the live worker keeps beating (and reporting progress).
-    workers::heartbeat(pool, "live-worker", Some(live_plan)).await?;
+    workers::heartbeat(pool, "live-worker", Some(live_run)).await?;
 
     let stale = workers::list_stale(pool, Duration::from_millis(1500)).await?;
     assert_eq!(
@@ -501,8 +524,9 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
         ["dead-worker"]
     );
 
-    let requeued = plans::requeue_stale(pool, Duration::from_millis(1500)).await?;
-    assert_eq!(requeued, [dead_plan]);
+    let reaped = plans::requeue_stale(pool, Duration::from_millis(1500), 3).await?;
+    assert_eq!(reaped.requeued, [dead_plan]);
+    assert!(reaped.failed.is_empty());
     assert_eq!(
         plans::status(pool, dead_plan).await?.state,
         Some(PlanState::Pending)
@@ -519,13 +543,14 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
     assert_eq!(dead.current_task_id, None);
 
     // Nothing left to reap; the re-queued plan is claimable again.
-    assert!(
-        plans::requeue_stale(pool, Duration::from_millis(1500))
-            .await?
-            .is_empty()
+    assert_eq!(
+        plans::requeue_stale(pool, Duration::from_millis(1500), 3).await?,
+        plans::Reaped::default()
     );
     assert_eq!(
-        plans::claim_next(pool, "fresh-worker").await?.map(|p| p.id),
+        plans::claim_next(pool, "fresh-worker")
+            .await?
+            .map(|c| c.plan.id),
         Some(dead_plan)
     );
     Ok(())

@@ -143,7 +143,7 @@ fn the_expectation_covers_every_table_of_the_reference() {
             "no primary key expected for {table}"
         );
     }
-    assert_eq!(expected("column").len(), 116);
+    assert_eq!(expected("column").len(), 120);
 }
 
 #[tokio::test]
@@ -202,7 +202,8 @@ async fn migrations_adopt_a_database_the_python_services_already_manage() -> any
     // The queue works on the adopted database, around the orphan label.
     let claimed = plans::claim_next(db.pool(), "w")
         .await?
-        .expect("the pending plan");
+        .expect("the pending plan")
+        .plan;
     assert_eq!(claimed.prompt.as_deref(), Some("waiting"));
     assert_eq!(claimed.state, Some(PlanState::Processing));
     assert!(matches!(

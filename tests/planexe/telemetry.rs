@@ -56,11 +56,12 @@ async fn events_are_appended_and_polled() -> anyhow::Result<()> {
 async fn heartbeats_upsert_and_old_nonces_are_purged() -> anyhow::Result<()> {
     let db = TestDatabase::new().await?;
     let pool = db.pool();
-    let plan = Uuid::new_v4();
     let first = workers::heartbeat(pool, "w-1", None).await?;
-    let busy = workers::heartbeat(pool, "w-1", Some(plan)).await?;
+    crate::queue_plan(pool, "alice", "p").await;
+    let run = crate::claim(pool, "w-1").await;
+    let busy = workers::heartbeat(pool, "w-1", Some(run)).await?;
     assert_eq!(busy.started_at, first.started_at);
-    assert_eq!(busy.current_task_id, Some(plan.to_string()));
+    assert_eq!(busy.current_task_id, Some(run.plan_id.to_string()));
     assert!(
         workers::list_stale(pool, Duration::from_secs(60))
             .await?

@@ -106,6 +106,7 @@ pub(super) async fn run(
         &mut conn,
         &secret,
         user_id,
+        &RawApiKey::generate()?,
         Some("demo script"),
         KeyOptions::default(),
     )

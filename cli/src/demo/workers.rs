@@ -174,8 +174,13 @@ pub(super) async fn run(
                 None => bail!("every worker stopped before the queue was done"),
             },
             _ = reaper.tick() => {
-                let ids = plans::requeue_stale(db.pool(), REAPER_THRESHOLD).await?;
-                for id in ids {
+                let reaped_now = plans::requeue_stale(
+                    db.pool(),
+                    REAPER_THRESHOLD,
+                    shared_db::worker::REAPER_MAX_REQUEUES,
+                )
+                .await?;
+                for id in reaped_now.requeued {
                     println!(
                         "  {:>5.2}s reaper: plan {} held by a worker silent for > {}s → re-queued",
                         at(),

@@ -6,6 +6,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::{Attempt, superseded};
 use crate::error::{Error, Result};
 use crate::planexe::{clean_text, json_text};
 
@@ -28,21 +29,26 @@ pub struct Artifacts<'a> {
 pub const ARTIFACT_LAYOUT_VERSION: i32 = 2;
 
 /// Store a run's artifacts in one statement (one round trip); sets
-/// `run_artifact_layout_version = 2`. [`Error::NotFound`] if the plan does not exist.
-#[tracing::instrument(skip_all, fields(%id))]
+/// `run_artifact_layout_version = 2`. [`Error::Superseded`] (nothing written) when `attempt` no
+/// longer owns the run; [`Error::NotFound`] if the plan does not exist.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
 pub async fn store_artifacts(
     ex: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     artifacts: &Artifacts<'_>,
 ) -> Result<()> {
-    let done = sqlx::query!(
-        r#"UPDATE plans
-              SET generated_report_html = coalesce($2, generated_report_html),
-                  run_zip_snapshot = $3, run_track_activity_jsonl = $4,
-                  run_track_activity_bytes = $5, run_activity_overview_json = $6::text::json,
-                  run_artifact_layout_version = $7
-           WHERE id = $1"#,
-        id,
+    let row = sqlx::query!(
+        r#"WITH upd AS (
+               UPDATE plans
+                  SET generated_report_html = coalesce($2, generated_report_html),
+                      run_zip_snapshot = $3, run_track_activity_jsonl = $4,
+                      run_track_activity_bytes = $5, run_activity_overview_json = $6::text::json,
+                      run_artifact_layout_version = $7
+               WHERE id = $1 AND run_attempt = $8
+               RETURNING id)
+           SELECT EXISTS (SELECT 1 FROM upd) AS "stored!",
+                  EXISTS (SELECT 1 FROM plans WHERE id = $1) AS "exists!""#,
+        attempt.plan_id,
         artifacts.report_html.map(|s| clean_text(s, usize::MAX)),
         artifacts.zip_snapshot,
         artifacts
@@ -51,30 +57,43 @@ pub async fn store_artifacts(
         artifacts.track_activity_bytes,
         json_text(artifacts.activity_overview),
         ARTIFACT_LAYOUT_VERSION,
+        attempt.token,
     )
-    .execute(ex)
+    .fetch_one(ex)
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
+    stored(attempt, row.stored, row.exists)
+}
+
+fn stored(attempt: Attempt, stored: bool, exists: bool) -> Result<()> {
+    match (stored, exists) {
+        (true, _) => Ok(()),
+        (false, true) => Err(superseded(attempt)),
+        (false, false) => Err(Error::NotFound),
     }
-    Ok(())
 }
 
 /// Store the periodic zip snapshot (every few steps, so the run's files can be listed while it
-/// runs). One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
-pub async fn store_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid, zip: &[u8]) -> Result<()> {
-    let done = sqlx::query!(
-        "UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1",
-        id,
-        zip
+/// runs). [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run. One round
+/// trip.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+pub async fn store_zip_snapshot(
+    ex: impl PgExecutor<'_>,
+    attempt: Attempt,
+    zip: &[u8],
+) -> Result<()> {
+    let row = sqlx::query!(
+        r#"WITH upd AS (
+               UPDATE plans SET run_zip_snapshot = $2 WHERE id = $1 AND run_attempt = $3
+               RETURNING id)
+           SELECT EXISTS (SELECT 1 FROM upd) AS "stored!",
+                  EXISTS (SELECT 1 FROM plans WHERE id = $1) AS "exists!""#,
+        attempt.plan_id,
+        zip,
+        attempt.token,
     )
-    .execute(ex)
+    .fetch_one(ex)
     .await?;
-    if done.rows_affected() == 0 {
-        return Err(Error::NotFound);
-    }
-    Ok(())
+    stored(attempt, row.stored, row.exists)
 }
 
 /// The report HTML (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
@@ -104,18 +123,23 @@ pub async fn fetch_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Opt
 /// slice (≈0.3× of a 40 MB zip) instead of sqlx's argument and write buffers around the whole
 /// value (≈3×, see BENCHMARKS.md); the price is 4 + ⌈size / 4 MiB⌉ statements and a second copy
 /// on the server (`pg_largeobject`, then the column). [`Error::NotFound`] if the plan does not
-/// exist (nothing is written).
-#[tracing::instrument(skip_all, fields(%id, bytes = zip.len()))]
+/// exist and [`Error::Superseded`] when `attempt` no longer owns the run (nothing is written).
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id, bytes = zip.len()))]
 pub async fn store_zip_snapshot_chunked(
     conn: &mut sqlx::PgConnection,
-    id: Uuid,
+    attempt: Attempt,
     zip: &[u8],
 ) -> Result<()> {
+    let id = attempt.plan_id;
     crate::tx::transaction(conn, async |tx| {
-        sqlx::query_scalar!("SELECT id FROM plans WHERE id = $1 FOR UPDATE", id)
-            .fetch_optional(&mut *tx)
-            .await?
-            .ok_or(Error::NotFound)?;
+        let owner =
+            sqlx::query_scalar!("SELECT run_attempt FROM plans WHERE id = $1 FOR UPDATE", id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .ok_or(Error::NotFound)?;
+        if owner != Some(attempt.token) {
+            return Err(superseded(attempt));
+        }
         let lo = sqlx::query_scalar!(r#"SELECT lo_create(0) AS "oid!""#)
             .fetch_one(&mut *tx)
             .await?;

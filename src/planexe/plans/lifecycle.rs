@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{PIPELINE_VERSION, event_context, transition};
+use super::{Attempt, PIPELINE_VERSION, event_context, superseded, transition};
 use crate::error::{Error, Result};
 use crate::planexe::{PlanState, clean_opt, clean_text};
 
@@ -54,11 +54,12 @@ pub enum ProgressAck {
 /// Record progress of a processing plan (percentage, message, steps, current step,
 /// `last_progress_at = now`). Text is truncated to the column widths and NUL bytes are stripped.
 /// Refuses to write when the plan is not processing or a stop was requested, and says so
-/// ([`ProgressAck::Abort`]). [`Error::NotFound`] if the plan does not exist. One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+/// ([`ProgressAck::Abort`]); [`Error::Superseded`] when `attempt` no longer owns the run.
+/// [`Error::NotFound`] if the plan does not exist. One round trip.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
 pub async fn update_progress(
     ex: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     progress: &Progress<'_>,
 ) -> Result<ProgressAck> {
     let pct = progress
@@ -66,26 +67,36 @@ pub async fn update_progress(
         .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
         .round_dp(2);
     let row = sqlx::query!(
-        r#"WITH upd AS (
-               UPDATE plans
+        r#"WITH cur AS (
+               SELECT id, state, stop_requested, run_attempt FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
                   SET progress_percentage = $2, progress_message = $3, steps_completed = $4,
                       steps_total = $5, current_step = $6,
                       last_progress_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND state = 'processing' AND stop_requested IS NOT TRUE
-               RETURNING id)
-           SELECT p.state, coalesce(p.stop_requested, false) AS "stop_requested!",
+               FROM cur
+               WHERE p.id = cur.id AND cur.run_attempt = $7
+                 AND cur.state = 'processing' AND cur.stop_requested IS NOT TRUE
+               RETURNING p.id)
+           SELECT cur.state AS "state?: PlanState",
+                  coalesce(cur.stop_requested, false) AS "stop_requested!",
+                  cur.run_attempt IS NOT DISTINCT FROM $7 AS "owned!",
                   EXISTS (SELECT 1 FROM upd) AS "recorded!"
-           FROM plans p WHERE p.id = $1"#,
-        id,
+           FROM cur"#,
+        attempt.plan_id,
         pct,
         clean_text(progress.message, 128),
         progress.steps_completed,
         progress.steps_total,
         clean_opt(progress.current_step, 128),
+        attempt.token,
     )
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
+    if !row.owned {
+        return Err(superseded(attempt));
+    }
     Ok(if row.recorded {
         ProgressAck::Recorded
     } else {
@@ -98,22 +109,25 @@ pub async fn update_progress(
 
 /// Finish a processing plan as `completed` (100 %, "Completed", `steps_completed = steps_total`),
 /// append `TASK_COMPLETED` with `event_context` (billing figures) merged in, and release the worker
-/// (`workers.current_task_id = NULL`). One statement, one round trip. Refused unless processing.
-#[tracing::instrument(skip_all, fields(%id))]
+/// (`workers.current_task_id = NULL`). One statement, one round trip. Refused unless processing;
+/// [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_completed(
     ex: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     event_context: Option<&Value>,
 ) -> Result<()> {
+    let id = attempt.plan_id;
     let ctx = self::event_context(event_context, json!({ "task_id": id.to_string() }));
     let row = sqlx::query!(
-        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+        r#"WITH cur AS (SELECT id, state, run_attempt FROM plans WHERE id = $1 FOR UPDATE),
            upd AS (
                UPDATE plans p
                   SET state = 'completed', progress_percentage = 100, progress_message = 'Completed',
                       steps_completed = p.steps_total, current_step = 'Completed',
                       last_progress_at = now() AT TIME ZONE 'utc'
-               FROM cur WHERE p.id = cur.id AND cur.state = 'processing'
+               FROM cur
+               WHERE p.id = cur.id AND cur.run_attempt = $3 AND cur.state = 'processing'
                RETURNING p.id),
            event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
@@ -123,14 +137,19 @@ pub async fn finish_completed(
            release AS (
                UPDATE workers SET current_task_id = NULL
                WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
-           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!" FROM cur"#,
+           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!",
+                  cur.run_attempt IS NOT DISTINCT FROM $3 AS "owned!"
+           FROM cur"#,
         id,
         ctx.to_string(),
+        attempt.token,
     )
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    if row.done {
+    if !row.owned {
+        Err(superseded(attempt))
+    } else if row.done {
         Ok(())
     } else {
         Err(transition(row.from_state, "completed"))
@@ -153,14 +172,16 @@ pub struct Failure<'a> {
 /// Finish a run that did not succeed: state `failed`, or `stopped` when a stop was requested (a stop
 /// request may already have set `stopped`), returned; writes the diagnostics, appends `TASK_FAILED`
 /// ("Processing -> Failed" / "Processing -> Stopped") and releases the worker. One round trip.
-/// Refused unless processing or stopped.
-#[tracing::instrument(skip_all, fields(%id))]
+/// Refused unless processing or stopped; [`Error::Superseded`] (nothing written) when `attempt`
+/// no longer owns the run.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_failed(
     ex: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     failure: &Failure<'_>,
     event_context: Option<&Value>,
 ) -> Result<PlanState> {
+    let id = attempt.plan_id;
     let ctx = self::event_context(
         event_context,
         json!({ "task_id": id.to_string(), "failure_reason": failure.reason }),
@@ -168,7 +189,7 @@ pub async fn finish_failed(
     // The CASE has a branch typed by the column (`WHEN false THEN p.state`), so PostgreSQL types the
     // string literals as the column's enum, whether it is called planstate or taskstate.
     let row = sqlx::query!(
-        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+        r#"WITH cur AS (SELECT id, state, run_attempt FROM plans WHERE id = $1 FOR UPDATE),
            upd AS (
                UPDATE plans p
                   SET state = CASE WHEN p.stop_requested IS TRUE OR cur.state = 'stopped'
@@ -177,7 +198,9 @@ pub async fn finish_failed(
                       error_message = $4, recoverable = $5,
                       progress_message = CASE WHEN p.stop_requested IS TRUE OR cur.state = 'stopped'
                                               THEN 'Stopped' ELSE 'Failed' END
-               FROM cur WHERE p.id = cur.id AND cur.state IN ('processing', 'stopped')
+               FROM cur
+               WHERE p.id = cur.id AND cur.run_attempt = $7
+                 AND cur.state IN ('processing', 'stopped')
                RETURNING p.id, p.state),
            event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
@@ -189,7 +212,8 @@ pub async fn finish_failed(
            release AS (
                UPDATE workers SET current_task_id = NULL
                WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
-           SELECT cur.state::text AS from_state, (SELECT state FROM upd) AS "new_state?"
+           SELECT cur.state::text AS from_state, (SELECT state FROM upd) AS "new_state?",
+                  cur.run_attempt IS NOT DISTINCT FROM $7 AS "owned!"
            FROM cur"#,
         id,
         clean_text(failure.reason, 64),
@@ -197,29 +221,36 @@ pub async fn finish_failed(
         clean_text(failure.error_message, 256),
         failure.recoverable,
         ctx.to_string(),
+        attempt.token,
     )
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
+    if !row.owned {
+        return Err(superseded(attempt));
+    }
     row.new_state
         .ok_or_else(|| transition(row.from_state, "failed"))
 }
 
 /// Finish a run that ended on a stop request: state `stopped`, appends `TASK_FAILED`
 /// ("Processing -> Stopped") and releases the worker. One round trip. Refused unless processing or
-/// stopped.
-#[tracing::instrument(skip_all, fields(%id))]
+/// stopped; [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run.
+#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_stopped(
     ex: impl PgExecutor<'_>,
-    id: Uuid,
+    attempt: Attempt,
     event_context: Option<&Value>,
 ) -> Result<()> {
+    let id = attempt.plan_id;
     let ctx = self::event_context(event_context, json!({ "task_id": id.to_string() }));
     let row = sqlx::query!(
-        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+        r#"WITH cur AS (SELECT id, state, run_attempt FROM plans WHERE id = $1 FOR UPDATE),
            upd AS (
                UPDATE plans p SET state = 'stopped', progress_message = 'Stopped'
-               FROM cur WHERE p.id = cur.id AND cur.state IN ('processing', 'stopped')
+               FROM cur
+               WHERE p.id = cur.id AND cur.run_attempt = $3
+                 AND cur.state IN ('processing', 'stopped')
                RETURNING p.id),
            event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
@@ -229,14 +260,19 @@ pub async fn finish_stopped(
            release AS (
                UPDATE workers SET current_task_id = NULL
                WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
-           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!" FROM cur"#,
+           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!",
+                  cur.run_attempt IS NOT DISTINCT FROM $3 AS "owned!"
+           FROM cur"#,
         id,
         ctx.to_string(),
+        attempt.token,
     )
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    if row.done {
+    if !row.owned {
+        Err(superseded(attempt))
+    } else if row.done {
         Ok(())
     } else {
         Err(transition(row.from_state, "stopped"))
@@ -310,7 +346,8 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                       run_activity_overview_json = 'null'::json, run_artifact_layout_version = NULL,
                       failure_reason = NULL, failed_step = NULL, error_message = NULL,
                       recoverable = NULL, last_progress_at = NULL,
-                      last_seen_timestamp = now() AT TIME ZONE 'utc'
+                      last_seen_timestamp = now() AT TIME ZONE 'utc',
+                      run_attempt = NULL, reaped_count = NULL
                FROM cur WHERE p.id = cur.id AND cur.state IN ('failed', 'stopped')
                RETURNING p.id),
            settle AS (
@@ -362,6 +399,7 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                       failure_reason = NULL, failed_step = NULL, error_message = NULL,
                       recoverable = NULL, progress_message = 'Resuming',
                       last_seen_timestamp = now() AT TIME ZONE 'utc',
+                      run_attempt = NULL, reaped_count = NULL,
                       parameters = (
                           (CASE WHEN json_typeof(p.parameters) = 'object'
                                 THEN p.parameters::jsonb ELSE '{}'::jsonb END)

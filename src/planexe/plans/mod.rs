@@ -16,7 +16,17 @@
 //! | [`request_stop`] | pending, processing (stopped: no-op) | stopped |
 //! | [`retry`] | failed, stopped | pending (artifacts and diagnostics cleared) |
 //! | [`resume`] | failed, stopped (pipeline version 2) | pending (artifacts kept) |
-//! | [`requeue_stale`] (reaper) | processing, worker heartbeat lost | pending |
+//! | [`requeue_stale`] (reaper) | processing, worker heartbeat lost | pending, or failed (`worker_lost`) after `max_requeues` |
+//!
+//! **Run ownership.** [`claim_next`] stamps the run with a fresh [`Attempt`]; retry, resume and the
+//! reaper clear it. The worker's writes ([`update_progress`], [`finish_completed`],
+//! [`finish_failed`], [`finish_stopped`], [`store_artifacts`], [`store_zip_snapshot`],
+//! [`store_zip_snapshot_chunked`], usage billing in `credit_history`, and
+//! [`workers::heartbeat`](super::workers::heartbeat) naming its plan) take the attempt and are
+//! refused with [`Error::Superseded`] once it is no longer the plan's, writing nothing. The Python
+//! services do not know the column: a plan claimed by a Python worker has no attempt and cannot
+//! be written through these functions; one that a Python service re-queues keeps the last Rust
+//! stamp until the next claim here replaces it.
 //!
 //! One module per concern, all re-exported here (`planexe::plans::claim_next`):
 //!
@@ -36,18 +46,22 @@
 //! use rust_decimal::Decimal;
 //!
 //! # async fn worker(db: &shared_db::Database) -> shared_db::Result<()> {
-//! while let Some(plan) = plans::claim_next(db.pool(), "worker-1").await? {
+//! while let Some(claimed) = plans::claim_next(db.pool(), "worker-1").await? {
+//!     let run = claimed.attempt;
 //!     let step = Progress { percentage: Decimal::from(50), message: "Halfway", ..Default::default() };
-//!     match plans::update_progress(db.pool(), plan.id, &step).await? {
-//!         ProgressAck::Recorded => plans::finish_completed(db.pool(), plan.id, None).await?,
-//!         ProgressAck::Abort { .. } => plans::finish_stopped(db.pool(), plan.id, None).await?,
+//!     match plans::update_progress(db.pool(), run, &step).await {
+//!         Ok(ProgressAck::Recorded) => plans::finish_completed(db.pool(), run, None).await?,
+//!         Ok(ProgressAck::Abort { .. }) => plans::finish_stopped(db.pool(), run, None).await?,
+//!         // The run was taken from us (stop + retry, or the reaper): drop it.
+//!         Err(shared_db::Error::Superseded { .. }) => continue,
+//!         Err(e) => return Err(e),
 //!     }
 //! }
 //! # Ok(()) }
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -63,6 +77,30 @@ pub use artifacts::*;
 pub use lifecycle::*;
 pub use queue::*;
 pub use reads::*;
+
+/// Proof that a worker owns one run of a plan, handed out by [`claim_next`].
+///
+/// Every worker write ([`update_progress`], `finish_*`, `store_*`, usage billing, the heartbeat's
+/// current plan) names it and is refused with [`Error::Superseded`] once the run was taken away
+/// (stop then retry or resume, or the reaper), so a worker that lost its plan writes and bills
+/// nothing. Stored in `plans.run_attempt`, which the Python services ignore. Serializable, so a
+/// worker can hand it to a child process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Attempt {
+    /// The plan.
+    pub plan_id: Uuid,
+    /// The run's token (`plans.run_attempt`), fresh for every claim.
+    pub token: Uuid,
+}
+
+/// A plan [`claim_next`] handed to a worker, and the attempt that proves the worker owns the run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Claimed {
+    /// Pass to every write of this run.
+    pub attempt: Attempt,
+    /// The plan as claimed (`processing`, "Picked up by server", 0 %).
+    pub plan: Plan,
+}
 
 /// The pipeline version a resumable plan must carry in `parameters.pipeline_version`.
 pub const PIPELINE_VERSION: i64 = 2;
@@ -182,6 +220,13 @@ fn event_context(base: Option<&Value>, extra: Value) -> Value {
         ctx.extend(extra);
     }
     Value::Object(ctx)
+}
+
+/// [`Error::Superseded`] for a write whose attempt no longer owns the plan.
+fn superseded(attempt: Attempt) -> Error {
+    Error::Superseded {
+        plan_id: attempt.plan_id,
+    }
 }
 
 /// The refused transition: `from` is the stored label (`NULL` if the column is NULL), `to` the

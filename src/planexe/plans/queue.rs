@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`enqueue`] | `TASK_PENDING` | | |
 //! | [`claim_next`] | `TASK_PROCESSING` | heartbeat, `current_task_id` = plan | |
-//! | [`requeue_stale`] | `TASK_PENDING` (`reaped`) | `current_task_id` cleared | `usage_billing_progress` → `usage_billing_settled` |
+//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: `usage_billing_progress` → `usage_billing_settled` |
 
 use std::time::Duration;
 
@@ -17,9 +17,9 @@ use serde_json::{Value, json};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Plan, event_context};
+use super::{Attempt, Claimed, Plan, event_context};
 use crate::error::{Error, Result};
-use crate::planexe::{clean_opt, clean_text, json_text, secs};
+use crate::planexe::{clean_opt, clean_text, ident, ident_opt, json_text, secs};
 
 /// What [`enqueue`] needs.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
     }
     let id = Uuid::new_v4();
     let prompt = clean_text(new.prompt, usize::MAX);
-    let user_id = clean_opt(new.user_id, 256);
+    let user_id = ident_opt("plan user id", new.user_id, 256)?;
     let ctx = event_context(
         new.event_context,
         json!({ "task_id": id.to_string(), "user_id": user_id }),
@@ -104,6 +104,8 @@ pub async fn find_duplicate(
     model_profile: Option<&str>,
     window: Duration,
 ) -> Result<Option<Uuid>> {
+    let user_id = ident("plan user id", user_id, 256)?;
+    let model_profile = model_profile.map(|m| clean_text(m, usize::MAX));
     let prompt = clean_text(prompt, usize::MAX);
     Ok(sqlx::query_scalar!(
         r#"SELECT id FROM plans
@@ -124,13 +126,16 @@ pub async fn find_duplicate(
 
 /// Claim the oldest pending plan without a stop request: lock it with `FOR UPDATE SKIP LOCKED`, mark
 /// it `processing` ("Picked up by server", 0 %), record it as the worker's `current_task_id` (a
-/// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. `None` when the queue is
+/// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. The run is stamped with
+/// a fresh [`Attempt`] that every later write of this worker names. `None` when the queue is
 /// empty. One round trip.
 #[tracing::instrument(skip_all, fields(%worker_id))]
-pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Option<Plan>> {
-    if worker_id.is_empty() || worker_id.chars().count() > 255 {
-        return Err(Error::invalid_input("worker id must be 1..=255 characters"));
+pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Option<Claimed>> {
+    let worker_id = ident("worker id", worker_id, 255)?;
+    if worker_id.is_empty() {
+        return Err(Error::invalid_input("worker id must not be empty"));
     }
+    let token = Uuid::new_v4();
     let plan = sqlx::query_as!(
         Plan,
         r#"WITH next AS (
@@ -142,7 +147,7 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
            claimed AS (
                UPDATE plans p
                   SET state = 'processing', progress_message = 'Picked up by server',
-                      progress_percentage = 0.0
+                      progress_percentage = 0.0, run_attempt = $2
                FROM next WHERE p.id = next.id
                RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
                          p.progress_message, p.steps_completed, p.steps_total, p.current_step,
@@ -182,10 +187,17 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
                   has_track AS "has_run_track_activity_jsonl!"
            FROM claimed"#,
         worker_id,
+        token,
     )
     .fetch_optional(ex)
     .await?;
-    Ok(plan.map(Plan::normalized))
+    Ok(plan.map(|plan| Claimed {
+        attempt: Attempt {
+            plan_id: plan.id,
+            token,
+        },
+        plan: plan.normalized(),
+    }))
 }
 
 /// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
@@ -199,20 +211,39 @@ pub async fn count_pending(ex: impl PgExecutor<'_>) -> Result<i64> {
     .fetch_one(ex)
     .await?)
 }
+/// What [`requeue_stale`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Reaped {
+    /// Plans put back in the queue (`pending`).
+    pub requeued: Vec<Uuid>,
+    /// Plans whose workers were lost more than `max_requeues` times: now `failed` with
+    /// `failure_reason = 'worker_lost'`, recoverable.
+    pub failed: Vec<Uuid>,
+}
+
 /// The reaper (the Python services have none): re-queue `processing` plans that no live worker
-/// holds. A plan is re-queued when no worker whose heartbeat is newer than `threshold` has it as
-/// `current_task_id`, and its last progress (or creation) is also older than `threshold`. It goes
-/// back to `pending` at its old queue position with "Re-queued: worker lost", the dead attempt's
-/// incremental billing is settled, the dead worker's `current_task_id` is cleared and a
-/// `TASK_PENDING` event is appended. Plans locked by a concurrent claim or reaper are skipped.
-/// Returns the re-queued plan ids. One statement, one round trip.
+/// holds. A plan is reaped when no worker whose heartbeat is newer than `threshold` has it as
+/// `current_task_id`, and its last progress (or creation) is also older than `threshold`.
+///
+/// A reaped plan goes back to `pending` at its old queue position with "Re-queued: worker lost";
+/// its run attempt is cleared (so the lost worker, should it be alive after all, writes nothing
+/// more: [`Error::Superseded`]), `reaped_count` goes up by one, the attempt's incremental billing
+/// is settled and a `TASK_PENDING` event is appended. A plan already re-queued `max_requeues`
+/// times since a user last queued it is not re-queued again but fails with `failure_reason =
+/// 'worker_lost'`, `recoverable = true` and a `TASK_FAILED` event, so a plan that kills its
+/// workers cannot cycle for ever. Either way the lost worker's `current_task_id` is cleared.
+/// Plans locked by a concurrent claim or reaper are skipped. One statement, one round trip.
 #[tracing::instrument(skip_all)]
-pub async fn requeue_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Result<Vec<Uuid>> {
-    Ok(sqlx::query_scalar!(
+pub async fn requeue_stale(
+    ex: impl PgExecutor<'_>,
+    threshold: Duration,
+    max_requeues: u32,
+) -> Result<Reaped> {
+    let rows = sqlx::query!(
         r#"WITH cutoff AS (
                SELECT (now() AT TIME ZONE 'utc') - make_interval(secs => $1) AS at),
            dead AS (
-               SELECT p.id FROM plans p, cutoff
+               SELECT p.id, coalesce(p.reaped_count, 0) AS reaped FROM plans p, cutoff
                WHERE p.state = 'processing'
                  AND coalesce(p.last_progress_at, p.timestamp_created, cutoff.at) <= cutoff.at
                  AND NOT EXISTS (
@@ -221,8 +252,18 @@ pub async fn requeue_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Resu
                FOR UPDATE OF p SKIP LOCKED),
            requeued AS (
                UPDATE plans p
-                  SET state = 'pending', progress_message = 'Re-queued: worker lost'
-               FROM dead WHERE p.id = dead.id
+                  SET state = 'pending', progress_message = 'Re-queued: worker lost',
+                      run_attempt = NULL, reaped_count = dead.reaped + 1
+               FROM dead WHERE p.id = dead.id AND dead.reaped < $2
+               RETURNING p.id),
+           failed AS (
+               UPDATE plans p
+                  SET state = 'failed', progress_message = 'Failed',
+                      failure_reason = 'worker_lost', failed_step = p.current_step,
+                      error_message = format('Worker lost %s times; the reaper gave up',
+                                             dead.reaped + 1),
+                      recoverable = true, run_attempt = NULL
+               FROM dead WHERE p.id = dead.id AND dead.reaped >= $2
                RETURNING p.id),
            settle AS (
                UPDATE credit_history SET source = 'usage_billing_settled'
@@ -230,15 +271,34 @@ pub async fn requeue_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Resu
                  AND external_id IN (SELECT id::text FROM requeued)),
            release AS (
                UPDATE workers SET current_task_id = NULL
-               WHERE current_task_id IN (SELECT id::text FROM requeued)),
-           event AS (
+               WHERE current_task_id IN (SELECT id::text FROM requeued
+                                         UNION ALL SELECT id::text FROM failed)),
+           pending_event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Processing -> Pending (worker lost)',
                       json_build_object('task_id', requeued.id::text, 'reaped', true)
-               FROM requeued)
-           SELECT id FROM requeued"#,
+               FROM requeued),
+           failed_event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_FAILED', 'Processing -> Failed (worker lost)',
+                      json_build_object('task_id', failed.id::text, 'reaped', true,
+                                        'failure_reason', 'worker_lost')
+               FROM failed)
+           SELECT id AS "id!", false AS "failed!" FROM requeued
+           UNION ALL
+           SELECT id, true FROM failed"#,
         secs(threshold),
+        i32::try_from(max_requeues).unwrap_or(i32::MAX),
     )
     .fetch_all(ex)
-    .await?)
+    .await?;
+    let mut reaped = Reaped::default();
+    for row in rows {
+        if row.failed {
+            reaped.failed.push(row.id);
+        } else {
+            reaped.requeued.push(row.id);
+        }
+    }
+    Ok(reaped)
 }

@@ -6,7 +6,7 @@ use uuid::Uuid;
 
 use super::{PROMPT_PREVIEW_CHARS, Plan, PlanListItem, PlanStatus};
 use crate::error::{Error, Result};
-use crate::planexe::PageRequest;
+use crate::planexe::{PageRequest, ident};
 
 /// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
 #[tracing::instrument(skip_all, fields(%id))]
@@ -56,6 +56,7 @@ pub async fn list_by_user(
     user_id: &str,
     page: PageRequest,
 ) -> Result<Vec<PlanListItem>> {
+    let user_id = ident("plan user id", user_id, 256)?;
     Ok(sqlx::query_as!(
         PlanListItem,
         r#"SELECT id, state, progress_percentage, timestamp_created,
