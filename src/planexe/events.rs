@@ -7,6 +7,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{EventType, db_err, json_absent, json_text};
+use super::json::LossyJson;
 use crate::error::Result;
 
 /// One row of `events`.
@@ -21,7 +22,7 @@ pub struct Event {
     /// Human-readable message, e.g. `Pending -> Processing`.
     pub message: String,
     /// Free-form context (`task_id`, `user_id`, `billing_*`, ...); JSON `null` reads as `None`.
-    pub context: Option<Value>,
+    pub context: Option<LossyJson>,
 }
 
 impl Event {

@@ -8,6 +8,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 use super::{json_absent, json_text, secs};
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// One row of `nonces`.
@@ -24,7 +25,7 @@ pub struct Nonce {
     /// Number of uses (1 on first use).
     pub request_count: i32,
     /// Context of the latest use (user agent, ip, prompt, user id).
-    pub context: Option<Value>,
+    pub context: Option<LossyJson>,
 }
 
 /// Outcome of [`consume`].

@@ -8,6 +8,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{clean_text, json_absent, json_text, round_credits};
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// One row of `payment_record`.
@@ -30,7 +31,7 @@ pub struct PaymentRecord {
     /// Always `completed`.
     pub status: String,
     /// The provider's payload.
-    pub raw_payload: Option<Value>,
+    pub raw_payload: Option<LossyJson>,
     /// Creation time.
     pub created_at: Option<DateTime<Utc>>,
 }

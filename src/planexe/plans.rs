@@ -45,6 +45,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{Page, PlanState, clean_opt, clean_text, db_err, json_absent, json_text, secs};
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// The pipeline version a resumable plan must carry in `parameters.pipeline_version`.
@@ -82,11 +83,11 @@ pub struct Plan {
     /// `user_api_key.id` as a string.
     pub api_key_id: Option<String>,
     /// Run parameters (`model_profile`, `speed_vs_detail`, `pipeline_version`, `resume`, ...).
-    pub parameters: Option<Value>,
+    pub parameters: Option<LossyJson>,
     /// Size of the activity log in bytes.
     pub run_track_activity_bytes: Option<i32>,
     /// Activity overview, including `total_cost`.
-    pub run_activity_overview_json: Option<Value>,
+    pub run_activity_overview_json: Option<LossyJson>,
     /// Artifact layout version (the worker writes 2).
     pub run_artifact_layout_version: Option<i32>,
     /// `generation_error`, `worker_error`, `version_mismatch`, `inactivity_timeout`, ...

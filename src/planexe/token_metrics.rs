@@ -7,6 +7,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{clean_opt, clean_text, json_absent, json_text};
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// One row of `token_metrics`.
@@ -43,7 +44,7 @@ pub struct TokenMetric {
     /// Error text of a failed call.
     pub error_message: Option<String>,
     /// The provider's raw usage block.
-    pub raw_usage_data: Option<Value>,
+    pub raw_usage_data: Option<LossyJson>,
 }
 
 /// What [`record`] writes.

@@ -8,6 +8,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{clean_opt, clean_text, json_absent, json_text};
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// One row of `user_account`.
@@ -40,7 +41,7 @@ pub struct UserAccount {
     /// Last sign-in.
     pub last_login_at: Option<DateTime<Utc>>,
     /// Frontend preferences, e.g. `{"plan_page": {"selected_segment": "info"}}`.
-    pub frontend_multi_user_config: Option<Value>,
+    pub frontend_multi_user_config: Option<LossyJson>,
 }
 
 impl UserAccount {

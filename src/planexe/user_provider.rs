@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::json_absent;
+use super::json::LossyJson;
 use crate::error::{Error, Result};
 
 /// One row of `user_provider`.
@@ -24,7 +24,7 @@ pub struct UserProvider {
     /// E-mail at the provider.
     pub email: Option<String>,
     /// The full provider profile.
-    pub raw_profile: Option<Value>,
+    pub raw_profile: Option<LossyJson>,
     /// Link creation.
     pub created_at: Option<DateTime<Utc>>,
     /// Last sign-in through this link.

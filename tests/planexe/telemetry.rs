@@ -24,7 +24,7 @@ async fn events_are_appended_and_polled() -> anyhow::Result<()> {
         Some(&serde_json::Value::Null),
     )
     .await?;
-    assert_eq!(first.context, Some(ctx));
+    assert_eq!(first.context, Some(ctx.into()));
     assert_eq!(second.context, None, "JSON null reads as absent");
     assert_eq!(second.message, "two");
     assert_eq!(
