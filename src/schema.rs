@@ -281,6 +281,7 @@ async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<Syn
         if m.migration_type.is_down_migration() || applied.contains(&m.version) {
             continue;
         }
+        crate::planexe::events::before_migration(conn, m.version).await?;
         conn.apply(LEDGER, m).await?;
         done.push(m.version);
     }

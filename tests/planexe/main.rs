@@ -4,6 +4,7 @@ mod concurrency;
 mod credits;
 mod identity;
 mod legacy;
+mod python_json;
 mod queue;
 mod schema;
 mod telemetry;
