@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{EventType, db_err, json_absent, json_text};
 use super::json::LossyJson;
+use super::{EventType, json_absent, json_text};
 use crate::error::Result;
 
 /// One row of `events`.
@@ -41,7 +41,7 @@ pub async fn append(
     context: Option<&Value>,
 ) -> Result<Event> {
     let message = super::clean_text(message, usize::MAX);
-    sqlx::query_as!(
+    Ok(sqlx::query_as!(
         Event,
         r#"INSERT INTO events ("timestamp", event_type, message, context)
            VALUES (now() AT TIME ZONE 'utc', $1, $2, $3::text::json)
@@ -51,9 +51,8 @@ pub async fn append(
         json_text(context),
     )
     .fetch_one(ex)
-    .await
-    .map(Event::normalized)
-    .map_err(db_err)
+    .await?
+    .normalized())
 }
 
 /// Events of one plan (`context.task_id`, served by `ix_events_task_id`), oldest first, at most
@@ -74,8 +73,7 @@ pub async fn list_by_plan(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -95,8 +93,7 @@ pub async fn list_by_type(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -118,8 +115,7 @@ pub async fn list_in_range(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -137,8 +133,7 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 

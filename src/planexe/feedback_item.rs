@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Page, PlanState, clean_opt, clean_text};
+use super::{PageRequest, PlanState, clean_opt, clean_text};
 use crate::error::{Error, Result};
 
 /// One row of `feedback_item`.
@@ -127,13 +127,13 @@ pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<
 }
 
 /// Feedback on one plan, newest first (ties by id, so the order is stable). At most
-/// [`Page::limit`] rows (clamped to 1..=200) after skipping `page.offset`. Served by
+/// [`PageRequest::limit`] rows (clamped to 1..=200) after skipping `page.offset`. Served by
 /// `ix_feedback_item_plan_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
-    page: Page,
+    page: PageRequest,
 ) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,
@@ -150,13 +150,13 @@ pub async fn list_for_plan(
 }
 
 /// Feedback of one user (the user id string as stored), newest first (ties by id), including
-/// feedback that names no plan. At most [`Page::limit`] rows (clamped to 1..=200) after skipping
+/// feedback that names no plan. At most `page.limit` rows (clamped to 1..=200) after skipping
 /// `page.offset`. Served by `ix_feedback_item_user_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
-    page: Page,
+    page: PageRequest,
 ) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,

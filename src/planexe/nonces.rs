@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{Page, json_absent, json_text, secs};
+use super::{PageRequest, json_absent, json_text, secs};
 use super::json::LossyJson;
 use crate::error::{Error, Result};
 
@@ -110,10 +110,10 @@ pub async fn get(ex: impl PgExecutor<'_>, nonce_key: &str) -> Result<Nonce> {
 }
 
 /// Nonces by latest use, most recent first (ties by id, newest first, so pages never overlap or skip
-/// while nothing is written). At most [`Page::limit`] rows (clamped to 1..=200), after skipping
+/// while nothing is written). At most `page.limit` rows (clamped to 1..=200), after skipping
 /// `page.offset`. Served by `ix_nonces_last_accessed_at`. One round trip.
 #[tracing::instrument(skip_all)]
-pub async fn list_recent(ex: impl PgExecutor<'_>, page: Page) -> Result<Vec<Nonce>> {
+pub async fn list_recent(ex: impl PgExecutor<'_>, page: PageRequest) -> Result<Vec<Nonce>> {
     let rows = sqlx::query_as!(
         Nonce,
         r#"SELECT id, nonce_key, created_at, last_accessed_at, request_count, context

@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Page, clean_opt, clean_text, json_absent, json_text};
+use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
 use super::json::LossyJson;
 use crate::error::{Error, Result};
 
@@ -125,14 +125,14 @@ impl TokenMetric {
     }
 }
 
-/// The calls of one plan, newest first (ties by id, newest first). At most [`Page::limit`] rows
+/// The calls of one plan, newest first (ties by id, newest first). At most `page.limit` rows
 /// (clamped to 1..=200) after skipping `page.offset`. Served by `ix_token_metrics_task_id`.
 /// One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
-    page: Page,
+    page: PageRequest,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,
@@ -151,13 +151,13 @@ pub async fn list_for_plan(
 }
 
 /// The calls of one user (the user id string as stored on the plan), newest first (ties by id,
-/// newest first). At most [`Page::limit`] rows (clamped to 1..=200) after skipping `page.offset`.
+/// newest first). At most `page.limit` rows (clamped to 1..=200) after skipping `page.offset`.
 /// Served by `ix_token_metrics_user_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
-    page: Page,
+    page: PageRequest,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 use shared_db::planexe::feedback_item::{self, NewFeedback};
 use shared_db::planexe::token_metrics::{self, NewTokenMetric};
-use shared_db::planexe::{EventType, Page, PlanState, events, nonces, workers};
+use shared_db::planexe::{EventType, PageRequest, PlanState, events, nonces, workers};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -159,7 +159,7 @@ async fn token_usage_and_feedback_are_recorded_and_aggregated() -> anyhow::Resul
     );
     assert_eq!(feedback_item::summary_for_user(pool, "u1").await?.count, 3);
     assert_eq!(
-        feedback_item::list_for_plan(pool, plan, Page::default()).await?[0]
+        feedback_item::list_for_plan(pool, plan, PageRequest::default()).await?[0]
             .plan_state
             .as_deref(),
         Some("completed")
