@@ -127,7 +127,7 @@ pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<
 }
 
 /// Feedback on one plan, newest first (ties by id, so the order is stable). At most
-/// [`PageRequest::limit`] rows (clamped to 1..=200) after skipping `page.offset`. Served by
+/// `page.limit` rows (clamped to 1..=200) after skipping `page.offset`. Served by
 /// `ix_feedback_item_plan_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
