@@ -108,8 +108,7 @@ pub fn repair_lone_surrogates(text: &[u8]) -> Cow<'_, [u8]> {
                 if matches!(escape_unit(text, i + 6), Some(0xDC00..=0xDFFF)) {
                     i += 12;
                 } else {
-                    out.get_or_insert_with(|| text.to_vec())[i..i + 6]
-                        .copy_from_slice(b"\\ufffd");
+                    out.get_or_insert_with(|| text.to_vec())[i..i + 6].copy_from_slice(b"\\ufffd");
                     i += 6;
                 }
             }

@@ -7,8 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{PageRequest, json_absent, json_text, secs};
 use super::json::LossyJson;
+use super::{PageRequest, json_absent, json_text, secs};
 use crate::error::{Error, Result};
 
 /// One row of `nonces`.

@@ -7,8 +7,8 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{clean_text, json_absent, json_text, round_credits};
 use super::json::LossyJson;
+use super::{clean_text, json_absent, json_text, round_credits};
 use crate::error::{Error, Result};
 
 /// One row of `payment_record`.

@@ -6,8 +6,8 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
 use super::json::LossyJson;
+use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `token_metrics`.

@@ -6,8 +6,8 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::json_absent;
 use super::json::LossyJson;
+use super::json_absent;
 use crate::error::{Error, Result};
 
 /// One row of `user_provider`.

@@ -3,10 +3,12 @@
 mod concurrency;
 mod credits;
 mod exactly_once;
+mod hot_indexes;
 mod identity;
 mod legacy;
 mod python_json;
 mod queue;
+mod reads;
 mod schema;
 mod telemetry;
 

@@ -54,7 +54,13 @@ VALUES (now() AT TIME ZONE 'utc', 'GENERIC_EVENT', 'log',
 /// Migrations up to and including 0003, applied by sqlx's own migrator: the state of a database
 /// migrated before the guard and 0010–0012 existed.
 fn migrator_through_0003() -> Migrator {
-    Migrator::with_migrations(MIGRATOR.iter().filter(|m| m.version <= 3).cloned().collect())
+    Migrator::with_migrations(
+        MIGRATOR
+            .iter()
+            .filter(|m| m.version <= 3)
+            .cloned()
+            .collect(),
+    )
 }
 
 #[tokio::test]
@@ -81,7 +87,9 @@ async fn every_json_column_reads_a_lone_surrogate_as_a_replacement_character() -
     );
     assert_eq!(events::list_since(pool, 0, 10).await?.len(), 1);
     assert_eq!(
-        user_account::get(pool, user).await?.frontend_multi_user_config,
+        user_account::get(pool, user)
+            .await?
+            .frontend_multi_user_config,
         Some(json!({ "title": "cut \u{FFFD}" }).into())
     );
     assert_eq!(
@@ -111,14 +119,20 @@ async fn python_can_insert_such_events_after_our_migrations_but_not_under_0003s_
     migrator_through_0003().run(db.pool()).await?;
     let refused = sqlx::raw_sql(PYTHON_EVENT).execute(db.pool()).await;
     let message = refused.expect_err("0003's index raises").to_string();
-    assert!(message.contains("invalid input syntax for type json"), "{message}");
+    assert!(
+        message.contains("invalid input syntax for type json"),
+        "{message}"
+    );
 
     // Migrating the rest drops that index and builds the tolerant one.
     db.db().migrate().await?;
     sqlx::raw_sql(PYTHON_EVENT).execute(db.pool()).await?;
     let found = events::list_by_plan(db.pool(), PLAN.parse()?, 10).await?;
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0].context.as_ref().unwrap()["line"], json!("\u{FFFD}"));
+    assert_eq!(
+        found[0].context.as_ref().unwrap()["line"],
+        json!("\u{FFFD}")
+    );
     assert_eq!(index_names(&db).await?, ["ix_events_task_id"]);
 
     // A database migrated from scratch accepts it as well.
@@ -145,25 +159,29 @@ async fn a_python_database_holding_such_rows_migrates() -> anyhow::Result<()> {
     let plain = legacy().await?;
     let failed = migrator_through_0003().run(plain.pool()).await;
     let message = failed.expect_err("0003 cannot index the row").to_string();
-    assert!(message.contains("invalid input syntax for type json"), "{message}");
+    assert!(
+        message.contains("invalid input syntax for type json"),
+        "{message}"
+    );
 
     // The library's migrate applies every migration, and the row is served by the new index.
     let db = legacy().await?;
     db.db().migrate().await?;
-    let applied = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM _sqlx_migrations WHERE success"#
-    )
-    .fetch_one(db.pool())
-    .await?;
+    let applied =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM _sqlx_migrations WHERE success"#)
+            .fetch_one(db.pool())
+            .await?;
     assert_eq!(applied, MIGRATOR.iter().count() as i64);
     let found = events::list_by_plan(db.pool(), PLAN.parse()?, 10).await?;
-    assert_eq!(found[0].context.as_ref().unwrap()["line"], json!("\u{FFFD}"));
+    assert_eq!(
+        found[0].context.as_ref().unwrap()["line"],
+        json!("\u{FFFD}")
+    );
     assert_eq!(index_names(&db).await?, ["ix_events_task_id"]);
-    let invalid = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM pg_index WHERE NOT indisvalid"#
-    )
-    .fetch_one(db.pool())
-    .await?;
+    let invalid =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pg_index WHERE NOT indisvalid"#)
+            .fetch_one(db.pool())
+            .await?;
     assert_eq!(invalid, 0, "no concurrent build left an invalid index");
     Ok(())
 }
