@@ -8,8 +8,10 @@
 -- the same text for every context `->>` can read; for the others it reads `task_id` from the text
 -- with every surrogate and `\u0000` escape replaced by `\ufffd` (same shape, so the JSON stays
 -- valid); it never raises for a value the `json` type accepted.
+-- PARALLEL UNSAFE: its exception block starts a subtransaction, which PostgreSQL refuses inside a
+-- parallel operation, and a parallel index build on a big `events` table would be one.
 CREATE OR REPLACE FUNCTION planexe_event_task_id(context json) RETURNS text
-    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE
+    LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL UNSAFE
 AS $$
 BEGIN
     RETURN context ->> 'task_id';

@@ -10,6 +10,7 @@ use shared_db::planexe::{
     PageRequest, events, nonces, payment_record, plans, token_metrics, user_account, user_provider,
 };
 use shared_db::testing::TestDatabase;
+use sqlx::AssertSqlSafe;
 use sqlx::migrate::Migrator;
 use uuid::Uuid;
 
@@ -165,7 +166,14 @@ async fn a_python_database_holding_such_rows_migrates() -> anyhow::Result<()> {
     );
 
     // The library's migrate applies every migration, and the row is served by the new index.
+    // Index builds are made parallel even on this small table, as they are on a big live one.
     let db = legacy().await?;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "ALTER DATABASE \"{}\" SET min_parallel_table_scan_size = 0",
+        db.name()
+    )))
+    .execute(db.pool())
+    .await?;
     db.db().migrate().await?;
     let applied =
         sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM _sqlx_migrations WHERE success"#)
