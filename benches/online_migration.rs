@@ -80,13 +80,17 @@ fn env_num(key: &str, default: u64) -> anyhow::Result<u64> {
     std::env::var(key)
         .ok()
         .filter(|v| !v.is_empty())
-        .map_or(Ok(default), |v| v.parse().with_context(|| format!("{key}={v:?}")))
+        .map_or(Ok(default), |v| {
+            v.parse().with_context(|| format!("{key}={v:?}"))
+        })
 }
 
 fn main() -> anyhow::Result<()> {
     // `cargo bench` passes `--bench`; `cargo test --all-targets` must not start a long run.
     if !std::env::args().any(|a| a == "--bench") {
-        eprintln!("the online migration benchmark runs with `cargo bench --bench online_migration`");
+        eprintln!(
+            "the online migration benchmark runs with `cargo bench --bench online_migration`"
+        );
         return Ok(());
     }
     tokio::runtime::Builder::new_multi_thread()
@@ -154,8 +158,13 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
 
     // A plain connection (no pool session settings, so no statement timeout) for setup.
     let mut setup = PgConnection::connect_with(&options).await?;
-    let through_0003 =
-        Migrator::with_migrations(MIGRATOR.iter().filter(|m| m.version <= 3).cloned().collect());
+    let through_0003 = Migrator::with_migrations(
+        MIGRATOR
+            .iter()
+            .filter(|m| m.version <= 3)
+            .cloned()
+            .collect(),
+    );
     through_0003.run(&mut setup).await?;
     let version: String = sqlx::query_scalar("SHOW server_version")
         .fetch_one(&mut setup)
@@ -188,7 +197,11 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
     for i in 0..enqueuers {
         let (db, stop) = (db.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
-            let mut log = Log { kind: "enqueue", writes: Vec::new(), errors: Vec::new() };
+            let mut log = Log {
+                kind: "enqueue",
+                writes: Vec::new(),
+                errors: Vec::new(),
+            };
             let params = json!({ "pipeline_version": 2, "model_profile": "baseline" });
             let user = format!("bench-{i}");
             while !stop.load(Ordering::Relaxed) {
@@ -209,7 +222,11 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
     for i in 0..claimers {
         let (db, stop) = (db.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
-            let mut log = Log { kind: "claim+finish", writes: Vec::new(), errors: Vec::new() };
+            let mut log = Log {
+                kind: "claim+finish",
+                writes: Vec::new(),
+                errors: Vec::new(),
+            };
             let worker = format!("bench-worker-{i}");
             while !stop.load(Ordering::Relaxed) {
                 let claimed = match plans::claim_next(db.pool(), &worker).await {
@@ -252,7 +269,9 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
             (m_end - m_start).as_secs_f64()
         ),
     }
-    println!("| writer | writes | errors | longest stall, baseline | longest stall, overlapping the migration |");
+    println!(
+        "| writer | writes | errors | longest stall, baseline | longest stall, overlapping the migration |"
+    );
     println!("| --- | ---: | ---: | ---: | ---: |");
     let (mut worst_base, mut worst_mig) = (Duration::ZERO, Duration::ZERO);
     for log in &logs {
@@ -276,7 +295,11 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
         "longest writer stall: {:.1} ms while migrating (baseline {:.1} ms); target < 1000 ms: {}",
         worst_mig.as_secs_f64() * 1e3,
         worst_base.as_secs_f64() * 1e3,
-        if worst_mig < Duration::from_secs(1) { "met" } else { "MISSED" }
+        if worst_mig < Duration::from_secs(1) {
+            "met"
+        } else {
+            "MISSED"
+        }
     );
     outcome.map(drop).context("migration failed under load")
 }
