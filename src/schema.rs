@@ -239,12 +239,47 @@ pub async fn migrate(migrator: &Migrator, conn: &mut PgConnection) -> Result<()>
 pub async fn sync(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
     // Hold sqlx's migration lock across the look and the run, so the outcome we report is the
     // one this process caused. Advisory locks nest, so the migrator's own lock is re-entrant.
-    conn.lock().await?;
-    let outcome = sync_locked(migrator, conn).await;
-    let unlocked = conn.unlock().await;
-    let outcome = outcome?;
-    unlocked?;
-    Ok(outcome)
+    take_turn(conn).await?;
+    let outcome = match conn.lock().await {
+        Ok(()) => {
+            let outcome = sync_locked(migrator, conn).await;
+            let unlocked = conn.unlock().await;
+            outcome.and_then(|o| unlocked.map(|()| o).map_err(Into::into))
+        }
+        Err(e) => Err(e.into()),
+    };
+    end_turn(conn).await?;
+    outcome
+}
+
+/// Waits for this session's turn to migrate by polling a session-level advisory lock rather than
+/// blocking in `pg_advisory_lock`: a session blocked there holds a snapshot, and the migrating
+/// session's `CREATE INDEX CONCURRENTLY` waits for every older snapshot, so two replicas starting
+/// at once would deadlock. Between polls a waiting replica holds no snapshot.
+async fn take_turn(conn: &mut PgConnection) -> Result<()> {
+    loop {
+        let got = sqlx::query_scalar!(
+            r#"SELECT pg_try_advisory_lock(hashtext('shared_db migrate'), hashtext(current_database()))
+                   AS "got!""#
+        )
+        .fetch_one(&mut *conn)
+        .await?;
+        if got {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Releases the turn taken by [`take_turn`].
+async fn end_turn(conn: &mut PgConnection) -> Result<()> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_advisory_unlock(hashtext('shared_db migrate'), hashtext(current_database()))
+               AS "released!""#
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(())
 }
 
 async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
@@ -281,7 +316,7 @@ async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<Syn
         if m.migration_type.is_down_migration() || applied.contains(&m.version) {
             continue;
         }
-        crate::planexe::events::before_migration(conn, m.version).await?;
+        crate::planexe::events::before_migration(conn, m).await?;
         conn.apply(LEDGER, m).await?;
         done.push(m.version);
     }

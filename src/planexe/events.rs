@@ -137,9 +137,10 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Runs in the migration loop just before migration `version` is applied.
+/// Runs in the migration loop just before `migration` is applied.
 ///
-/// Before 0003 it creates an empty placeholder under 0003's index name, so 0003
+/// Before planexe's 0003 (recognised by version and the index it creates, so other migrators are
+/// left alone) it creates an empty placeholder under 0003's index name, so 0003
 /// (`CREATE INDEX IF NOT EXISTS ix_events_context_task_id ON events ((context ->> 'task_id'))`)
 /// does nothing: that expression raises on a context holding a lone surrogate, so building it fails
 /// on a database where Python already wrote such an event, and while it exists Python inserts of
@@ -147,8 +148,11 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
 /// the index that replaces it and 0012 drops the placeholder, so a database migrated from scratch and
 /// one that ran the old 0003 end with the same schema. Built `CONCURRENTLY` (the `events` table of an
 /// adopted Python database is live); the partial predicate `WHERE false` keeps it empty.
-pub(crate) async fn before_migration(conn: &mut PgConnection, version: i64) -> Result<()> {
-    if version == 3 {
+pub(crate) async fn before_migration(
+    conn: &mut PgConnection,
+    migration: &sqlx::migrate::Migration,
+) -> Result<()> {
+    if migration.version == 3 && migration.sql.as_str().contains("ix_events_context_task_id") {
         sqlx::query!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_events_context_task_id ON events (id) WHERE false"
         )
