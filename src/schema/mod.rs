@@ -16,6 +16,7 @@
 //! every writer queue behind itself, gives up quickly, backs off and tries again.
 
 mod apply;
+mod lock;
 
 pub use apply::MigrationLocks;
 
@@ -280,52 +281,19 @@ pub async fn sync_with(
     // Waiting for another replica's migration is not bounded by the lock timeout: take the
     // migration lock first, then bound every other lock wait.
     apply::unbounded_session(conn).await?;
-    // Hold sqlx's migration lock across the look and the run, so the outcome we report is the
-    // one this process caused. Advisory locks nest, so the migrator's own lock is re-entrant.
-    take_turn(conn).await?;
-    conn.lock().await?;
+    // Hold the migration lock (sqlx's key, taken by polling: see `lock`) across the look and the
+    // run, so the outcome we report is the one this process caused.
+    let held = lock::acquire(conn).await?;
     let outcome = match apply::bound_lock_waits(conn, locks).await {
         Ok(()) => sync_locked(migrator, conn, locks).await,
         Err(e) => Err(e),
     };
-    let unlocked = conn.unlock().await;
+    let unlocked = lock::release(conn, held).await;
     let reset = apply::reset_session(conn).await;
-    let turn_ended = end_turn(conn).await;
     let outcome = outcome?;
     unlocked?;
     reset?;
-    turn_ended?;
     Ok(outcome)
-}
-
-/// Waits for this session's turn to migrate by polling a session-level advisory lock rather than
-/// blocking in `pg_advisory_lock`: a session blocked there holds a snapshot, and the migrating
-/// session's `CREATE INDEX CONCURRENTLY` waits for every older snapshot, so two replicas starting
-/// at once would deadlock. Between polls a waiting replica holds no snapshot.
-async fn take_turn(conn: &mut PgConnection) -> Result<()> {
-    loop {
-        let got = sqlx::query_scalar!(
-            r#"SELECT pg_try_advisory_lock(hashtext('shared_db migrate'), hashtext(current_database()))
-                   AS "got!""#
-        )
-        .fetch_one(&mut *conn)
-        .await?;
-        if got {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Releases the turn taken by [`take_turn`].
-async fn end_turn(conn: &mut PgConnection) -> Result<()> {
-    sqlx::query_scalar!(
-        r#"SELECT pg_advisory_unlock(hashtext('shared_db migrate'), hashtext(current_database()))
-               AS "released!""#
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    Ok(())
 }
 
 async fn sync_locked(
