@@ -45,3 +45,7 @@ bench:
 # What CI runs
 ci:
     bash .ci/run
+
+# Every pending migration applied to 1M plans / 2M events under writers; prints the longest stall (BENCHMARKS.md; ~5 min)
+bench-online-migration:
+    cargo bench --bench online_migration

@@ -3,9 +3,10 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
+use super::json::LossyJson;
 use super::{EventType, json_absent, json_text};
 use crate::error::Result;
 
@@ -21,7 +22,7 @@ pub struct Event {
     /// Human-readable message, e.g. `Pending -> Processing`.
     pub message: String,
     /// Free-form context (`task_id`, `user_id`, `billing_*`, ...); JSON `null` reads as `None`.
-    pub context: Option<Value>,
+    pub context: Option<LossyJson>,
 }
 
 impl Event {
@@ -54,7 +55,8 @@ pub async fn append(
     .normalized())
 }
 
-/// Events of one plan (`context.task_id`, served by `ix_events_context_task_id`), oldest first.
+/// Events of one plan (`context.task_id`, served by `ix_events_task_id`), oldest first, at most
+/// `limit`. Events whose context holds a lone surrogate (written by Python) are found too.
 /// One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_by_plan(
@@ -65,7 +67,7 @@ pub async fn list_by_plan(
     let rows = sqlx::query_as!(
         Event,
         r#"SELECT id, "timestamp", event_type, message, context
-           FROM events WHERE context->>'task_id' = $1::uuid::text
+           FROM events WHERE planexe_event_task_id(context) = $1::uuid::text
            ORDER BY id LIMIT $2"#,
         plan_id,
         limit,
@@ -133,4 +135,29 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
+}
+
+/// Runs in the migration loop just before `migration` is applied.
+///
+/// Before planexe's 0003 (recognised by version and the index it creates, so other migrators are
+/// left alone) it creates an empty placeholder under 0003's index name, so 0003
+/// (`CREATE INDEX IF NOT EXISTS ix_events_context_task_id ON events ((context ->> 'task_id'))`)
+/// does nothing: that expression raises on a context holding a lone surrogate, so building it fails
+/// on a database where Python already wrote such an event, and while it exists Python inserts of
+/// such events fail. 0003 cannot be edited (its checksum is recorded on live databases); 0011 builds
+/// the index that replaces it and 0012 drops the placeholder, so a database migrated from scratch and
+/// one that ran the old 0003 end with the same schema. Built `CONCURRENTLY` (the `events` table of an
+/// adopted Python database is live); the partial predicate `WHERE false` keeps it empty.
+pub(crate) async fn before_migration(
+    conn: &mut PgConnection,
+    migration: &sqlx::migrate::Migration,
+) -> Result<()> {
+    if migration.version == 3 && migration.sql.as_str().contains("ix_events_context_task_id") {
+        sqlx::query!(
+            "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_events_context_task_id ON events (id) WHERE false"
+        )
+        .execute(conn)
+        .await?;
+    }
+    Ok(())
 }

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{PlanState, clean_opt, clean_text};
+use super::{PageRequest, PlanState, clean_opt, clean_text};
 use crate::error::{Error, Result};
 
 /// One row of `feedback_item`.
@@ -126,15 +126,47 @@ pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<
     .await?)
 }
 
-/// Feedback items of one plan, newest first. One round trip.
+/// Feedback on one plan, newest first (ties by id, so the order is stable). At most
+/// `page.limit` rows (clamped to 1..=200) after skipping `page.offset`. Served by
+/// `ix_feedback_item_plan_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
-pub async fn list_for_plan(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<Vec<FeedbackItem>> {
+pub async fn list_for_plan(
+    ex: impl PgExecutor<'_>,
+    plan_id: Uuid,
+    page: PageRequest,
+) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,
         r#"SELECT id, received_at, category, message, plan_id, rating, user_id, plan_progress_pct,
                   plan_state, plan_current_step
-           FROM feedback_item WHERE plan_id = $1 ORDER BY received_at DESC, id"#,
+           FROM feedback_item WHERE plan_id = $1
+           ORDER BY received_at DESC, id LIMIT $2 OFFSET $3"#,
         plan_id.to_string(),
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?)
+}
+
+/// Feedback of one user (the user id string as stored), newest first (ties by id), including
+/// feedback that names no plan. At most `page.limit` rows (clamped to 1..=200) after skipping
+/// `page.offset`. Served by `ix_feedback_item_user_id`. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: &str,
+    page: PageRequest,
+) -> Result<Vec<FeedbackItem>> {
+    Ok(sqlx::query_as!(
+        FeedbackItem,
+        r#"SELECT id, received_at, category, message, plan_id, rating, user_id, plan_progress_pct,
+                  plan_state, plan_current_step
+           FROM feedback_item WHERE user_id = $1
+           ORDER BY received_at DESC, id LIMIT $2 OFFSET $3"#,
+        user_id,
+        page.limit(),
+        page.offset(),
     )
     .fetch_all(ex)
     .await?)

@@ -9,7 +9,9 @@
 //!   `now() AT TIME ZONE 'utc'`, and bound values are converted with [`DateTime::naive_utc`](chrono::DateTime::naive_utc).
 //! * **JSON** columns are `json`, not `jsonb`. Values are bound as text (`$1::text::json`), so the stored
 //!   text is exactly what `serde_json` produced (sqlx would bind a `Json<T>` as `jsonb`, which PostgreSQL
-//!   re-serialises). SQL NULL and the JSON text `null` both read as `None` ([`json_absent`]).
+//!   re-serialises). They read as [`LossyJson`](json::LossyJson), which tolerates the lone surrogates
+//!   Python writes for a cut-off emoji (U+FFFD in their place). SQL NULL and the JSON text `null` both
+//!   read as `None` ([`json_absent`]).
 //! * **Enums** [`PlanState`] and [`EventType`] store the member NAMES. Labels we do not know (older
 //!   databases carry `import_pending`) decode into [`Error::UnknownEnumLabel`], never a panic.
 //!   `planstate` is called `taskstate` on legacy databases, so no query binds a `PlanState` parameter:
@@ -64,6 +66,7 @@ use crate::error::Error;
 pub mod credit_history;
 pub mod events;
 pub mod feedback_item;
+pub mod json;
 pub mod nonces;
 pub mod payment_record;
 pub mod plans;
@@ -229,8 +232,9 @@ impl Encode<'_, Postgres> for EventType {
 }
 
 /// SQL NULL and the JSON text `null` both mean "absent" (the Python services write either).
-pub fn json_absent(value: Option<serde_json::Value>) -> Option<serde_json::Value> {
-    value.filter(|v| !v.is_null())
+/// Works on [`serde_json::Value`] and on [`LossyJson`](json::LossyJson) alike.
+pub fn json_absent<J: std::borrow::Borrow<serde_json::Value>>(value: Option<J>) -> Option<J> {
+    value.filter(|v| !v.borrow().is_null())
 }
 
 /// The text bound into a `json` column (`$n::text::json`): `None` writes SQL NULL; `Some(Value::Null)`

@@ -7,7 +7,8 @@ use serde::Serialize;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-use super::{json_absent, json_text, secs};
+use super::json::LossyJson;
+use super::{PageRequest, json_absent, json_text, secs};
 use crate::error::{Error, Result};
 
 /// One row of `nonces`.
@@ -24,7 +25,7 @@ pub struct Nonce {
     /// Number of uses (1 on first use).
     pub request_count: i32,
     /// Context of the latest use (user agent, ip, prompt, user id).
-    pub context: Option<Value>,
+    pub context: Option<LossyJson>,
 }
 
 /// Outcome of [`consume`].
@@ -87,4 +88,46 @@ pub async fn purge_older_than(ex: impl PgExecutor<'_>, age: Duration) -> Result<
     .execute(ex)
     .await?;
     Ok(done.rows_affected())
+}
+
+/// The nonce with this key, as it stands after its latest use; [`Error::NotFound`] if it was never
+/// used (or has been purged). Served by the unique index `ix_nonces_nonce_key`. One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn get(ex: impl PgExecutor<'_>, nonce_key: &str) -> Result<Nonce> {
+    let nonce = sqlx::query_as!(
+        Nonce,
+        r#"SELECT id, nonce_key, created_at, last_accessed_at, request_count, context
+           FROM nonces WHERE nonce_key = $1"#,
+        nonce_key,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(Nonce {
+        context: json_absent(nonce.context),
+        ..nonce
+    })
+}
+
+/// Nonces by latest use, most recent first (ties by id, newest first, so pages never overlap or skip
+/// while nothing is written). At most `page.limit` rows (clamped to 1..=200), after skipping
+/// `page.offset`. Served by `ix_nonces_last_accessed_at`. One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn list_recent(ex: impl PgExecutor<'_>, page: PageRequest) -> Result<Vec<Nonce>> {
+    let rows = sqlx::query_as!(
+        Nonce,
+        r#"SELECT id, nonce_key, created_at, last_accessed_at, request_count, context
+           FROM nonces ORDER BY last_accessed_at DESC, id DESC LIMIT $1 OFFSET $2"#,
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|n| Nonce {
+            context: json_absent(n.context),
+            ..n
+        })
+        .collect())
 }

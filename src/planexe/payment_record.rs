@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::json::LossyJson;
 use super::{MAX_CREDITS, credit_amount, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
@@ -30,7 +31,7 @@ pub struct PaymentRecord {
     /// Always `completed`.
     pub status: String,
     /// The provider's payload as received; SQL NULL and JSON `null` read as `None`.
-    pub raw_payload: Option<Value>,
+    pub raw_payload: Option<LossyJson>,
     /// UTC.
     pub created_at: Option<DateTime<Utc>>,
 }

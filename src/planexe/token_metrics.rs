@@ -6,7 +6,8 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{clean_opt, clean_text, json_absent, json_text};
+use super::json::LossyJson;
+use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `token_metrics`.
@@ -43,7 +44,7 @@ pub struct TokenMetric {
     /// Error text of a failed call.
     pub error_message: Option<String>,
     /// The provider's raw usage block.
-    pub raw_usage_data: Option<Value>,
+    pub raw_usage_data: Option<LossyJson>,
 }
 
 /// What [`record`] writes.
@@ -115,6 +116,63 @@ pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<T
     .await?;
     row.raw_usage_data = json_absent(row.raw_usage_data);
     Ok(row)
+}
+
+impl TokenMetric {
+    fn normalized(mut self) -> Self {
+        self.raw_usage_data = json_absent(self.raw_usage_data);
+        self
+    }
+}
+
+/// The calls of one plan, newest first (ties by id, newest first). At most `page.limit` rows
+/// (clamped to 1..=200) after skipping `page.offset`. Served by `ix_token_metrics_task_id`.
+/// One round trip.
+#[tracing::instrument(skip_all, fields(%plan_id))]
+pub async fn list_for_plan(
+    ex: impl PgExecutor<'_>,
+    plan_id: Uuid,
+    page: PageRequest,
+) -> Result<Vec<TokenMetric>> {
+    let rows = sqlx::query_as!(
+        TokenMetric,
+        r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
+                  upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
+                  duration_seconds, success, error_message, raw_usage_data
+           FROM token_metrics WHERE task_id = $1
+           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+        plan_id.to_string(),
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(TokenMetric::normalized).collect())
+}
+
+/// The calls of one user (the user id string as stored on the plan), newest first (ties by id,
+/// newest first). At most `page.limit` rows (clamped to 1..=200) after skipping `page.offset`.
+/// Served by `ix_token_metrics_user_id`. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: &str,
+    page: PageRequest,
+) -> Result<Vec<TokenMetric>> {
+    let rows = sqlx::query_as!(
+        TokenMetric,
+        r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
+                  upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
+                  duration_seconds, success, error_message, raw_usage_data
+           FROM token_metrics WHERE user_id = $1
+           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+        user_id,
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows.into_iter().map(TokenMetric::normalized).collect())
 }
 
 /// Aggregate usage of a set of calls.

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::json::LossyJson;
 use super::{clean_opt, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
@@ -40,7 +41,7 @@ pub struct UserAccount {
     /// UTC time of the last sign-in.
     pub last_login_at: Option<DateTime<Utc>>,
     /// Frontend preferences, e.g. `{"plan_page": {"selected_segment": "info"}}`.
-    pub frontend_multi_user_config: Option<Value>,
+    pub frontend_multi_user_config: Option<LossyJson>,
 }
 
 impl UserAccount {

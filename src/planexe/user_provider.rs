@@ -3,10 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
+use super::json::LossyJson;
 use super::{ident, json_absent};
 use crate::error::{Error, Result};
 
@@ -24,7 +24,7 @@ pub struct UserProvider {
     /// E-mail at the provider, from the latest sign-in that carried one.
     pub email: Option<String>,
     /// The provider's profile JSON as received; SQL NULL and JSON `null` read as `None`.
-    pub raw_profile: Option<Value>,
+    pub raw_profile: Option<LossyJson>,
     /// UTC.
     pub created_at: Option<DateTime<Utc>>,
     /// UTC time of the last sign-in through this link.

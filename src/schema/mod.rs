@@ -334,6 +334,7 @@ async fn sync_locked(
         if m.migration_type.is_down_migration() || applied.contains(&m.version) {
             continue;
         }
+        crate::planexe::events::before_migration(conn, m).await?;
         apply::apply(conn, LEDGER, m, locks).await?;
         done.push(m.version);
     }

@@ -241,7 +241,7 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
     .await?;
     assert_eq!(signed.user.name.as_deref(), Some("Ann"));
     let link = user_provider::get_by_identity(pool, "github", "abc").await?;
-    assert_eq!(link.raw_profile, Some(json!({ "login": "ann" })));
+    assert_eq!(link.raw_profile, Some(json!({ "login": "ann" }).into()));
     assert_eq!(
         user_provider::get_by_identity(pool, "git\0hub", "a\0bc")
             .await?
@@ -291,7 +291,7 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
     p.raw_payload = Some(&payload);
     payment_record::apply(pool, &p).await?;
     let found = payment_record::get_by_provider_id(pool, "stripe", "cs_1").await?;
-    assert_eq!(found.raw_payload, Some(json!({ "id": "cs_1" })));
+    assert_eq!(found.raw_payload, Some(json!({ "id": "cs_1" }).into()));
     assert_eq!(
         payment_record::apply(pool, &payment(signed.user.id, "cs_1", Decimal::ONE)).await?,
         PaymentOutcome::Duplicate

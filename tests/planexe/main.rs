@@ -3,11 +3,14 @@
 mod concurrency;
 mod credits;
 mod exactly_once;
+mod hot_indexes;
 mod identity;
 mod input_rules;
 mod legacy;
 mod ownership;
+mod python_json;
 mod queue;
+mod reads;
 mod schema;
 mod telemetry;
 

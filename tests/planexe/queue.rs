@@ -367,7 +367,7 @@ async fn artifacts_are_stored_and_fetched_by_dedicated_functions() -> anyhow::Re
     assert_eq!(p.run_artifact_layout_version, Some(2));
     assert_eq!(
         p.run_activity_overview_json,
-        Some(json!({ "total_cost": 1.25 }))
+        Some(json!({ "total_cost": 1.25 }).into())
     );
     // `json` keeps the text we sent (bound as text, not re-serialised through jsonb).
     let stored = sqlx::query_scalar!(

@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 use shared_db::planexe::feedback_item::{self, NewFeedback};
 use shared_db::planexe::token_metrics::{self, NewTokenMetric};
-use shared_db::planexe::{EventType, PlanState, events, nonces, workers};
+use shared_db::planexe::{EventType, PageRequest, PlanState, events, nonces, workers};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -24,7 +24,7 @@ async fn events_are_appended_and_polled() -> anyhow::Result<()> {
         Some(&serde_json::Value::Null),
     )
     .await?;
-    assert_eq!(first.context, Some(ctx));
+    assert_eq!(first.context, Some(ctx.into()));
     assert_eq!(second.context, None, "JSON null reads as absent");
     assert_eq!(second.message, "two");
     assert_eq!(
@@ -160,7 +160,7 @@ async fn token_usage_and_feedback_are_recorded_and_aggregated() -> anyhow::Resul
     );
     assert_eq!(feedback_item::summary_for_user(pool, "u1").await?.count, 3);
     assert_eq!(
-        feedback_item::list_for_plan(pool, plan).await?[0]
+        feedback_item::list_for_plan(pool, plan, PageRequest::default()).await?[0]
             .plan_state
             .as_deref(),
         Some("completed")

@@ -65,6 +65,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::json::LossyJson;
 use super::{PlanState, json_absent};
 use crate::error::Error;
 
@@ -139,11 +140,11 @@ pub struct Plan {
     pub api_key_id: Option<String>,
     /// A JSON object (`model_profile`, `speed_vs_detail`, `pipeline_version`, `resume`, ...); SQL
     /// NULL and JSON `null` both read as `None`.
-    pub parameters: Option<Value>,
+    pub parameters: Option<LossyJson>,
     /// Bytes of the activity log.
     pub run_track_activity_bytes: Option<i32>,
     /// JSON object including `total_cost` (credits); SQL NULL and JSON `null` read as `None`.
-    pub run_activity_overview_json: Option<Value>,
+    pub run_activity_overview_json: Option<LossyJson>,
     /// The worker writes [`ARTIFACT_LAYOUT_VERSION`]; `None` before artifacts are stored.
     pub run_artifact_layout_version: Option<i32>,
     /// `generation_error`, `worker_error`, `version_mismatch`, `inactivity_timeout`,
