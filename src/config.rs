@@ -14,6 +14,13 @@
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
 //! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
+//! | `DATABASE_REPLICA_URL` | unset | a read-only replica; opens the second pool behind [`crate::Database::replica`] |
+//! | `SHARED_DB_MIGRATION_URL` | `DATABASE_URL` | direct (not pooled) URL for migrations, when `DATABASE_URL` goes through PgBouncer |
+//! | `SHARED_DB_FAILOVER_CHECK_MS` | `1000` | multi-host URLs: how often the chosen server's role is checked |
+//!
+//! `DATABASE_URL` may name several hosts, in either of libpq's forms, with
+//! `target_session_attrs` ([`crate::multihost`]); the pool then fails over between them
+//! ([`crate::failover`]).
 //!
 //! Every session runs with `TimeZone = UTC`, so `timestamp without time zone` columns written
 //! with `now()` hold UTC wall-clock time, as the Python services expect.
@@ -55,6 +62,14 @@ pub struct Config {
     /// With `test_before_acquire`, only connections idle at least this long are pinged (zero:
     /// every acquire). Pinging every acquire costs a round trip per pooled statement.
     pub ping_idle_after: Duration,
+    /// A read-only replica's URL (`DATABASE_REPLICA_URL`); `None` sends replica reads to the
+    /// primary.
+    pub replica_url: Option<String>,
+    /// Direct URL for migrations (`SHARED_DB_MIGRATION_URL`); `None` migrates through
+    /// `database_url`. Needed when `database_url` points at a transaction-mode pooler.
+    pub migration_url: Option<String>,
+    /// Multi-host URLs: how often the watcher asks the chosen server for its role.
+    pub failover_check_interval: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -75,6 +90,9 @@ impl fmt::Debug for Config {
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
+            .field("replica_url", &self.replica_url.as_deref().map(redact_url))
+            .field("migration_url", &self.migration_url.as_deref().map(redact_url))
+            .field("failover_check_interval", &self.failover_check_interval)
             .finish()
     }
 }
@@ -94,6 +112,9 @@ impl Default for Config {
             statement_cache_capacity: 100,
             test_before_acquire: true,
             ping_idle_after: crate::database::PING_WHEN_IDLE_FOR,
+            replica_url: None,
+            migration_url: None,
+            failover_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -165,13 +186,26 @@ impl Config {
                     parse("SHARED_DB_TEST_BEFORE_ACQUIRE", &v)
                 })?,
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
+            replica_url: get("DATABASE_REPLICA_URL"),
+            migration_url: get("SHARED_DB_MIGRATION_URL"),
+            failover_check_interval: get("SHARED_DB_FAILOVER_CHECK_MS").map_or(
+                Ok(d.failover_check_interval),
+                |v| parse::<u64>("SHARED_DB_FAILOVER_CHECK_MS", &v).map(Duration::from_millis),
+            )?,
         })
     }
 
     /// Connect options for `url` with this configuration's session settings applied.
     pub fn connect_options_for(&self, url: &str) -> Result<PgConnectOptions> {
-        let mut options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::invalid_input(format!("invalid database URL: {e}")))?
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::invalid_input(format!("invalid database URL: {e}")))?;
+        Ok(self.session_options(options))
+    }
+
+    /// `options` with this configuration's session settings (application name, statement
+    /// cache, `TimeZone`, statement timeout) applied.
+    pub fn session_options(&self, options: PgConnectOptions) -> PgConnectOptions {
+        let mut options = options
             .application_name(&self.application_name)
             .statement_cache_capacity(self.statement_cache_capacity);
         let mut session = vec![("TimeZone", "UTC".to_owned())];
@@ -179,7 +213,7 @@ impl Config {
             session.push(("statement_timeout", t.as_millis().to_string()));
         }
         options = options.options(session);
-        Ok(options)
+        options
     }
 }
 
@@ -193,10 +227,13 @@ where
         .map_err(|e| Error::invalid_input(format!("{key}={value:?}: {e}")))
 }
 
-/// Replaces the password in a URL by `***` for display.
+/// Replaces the password in a URL (or in libpq's key/value form) by `***` for display.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return match url.find("password") {
+            Some(at) => format!("{}password=***", &url[..at]),
+            None => url.to_owned(),
+        };
     };
     match rest.split_once('@') {
         Some((userinfo, host)) => match userinfo.split_once(':') {

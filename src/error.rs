@@ -127,6 +127,8 @@ mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CRASH_SHUTDOWN: &str = "57P02";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// A write reached a read-only server: a standby, or a primary demoted under us.
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 }
 
 impl Error {
@@ -136,7 +138,9 @@ impl Error {
     }
 
     /// True when running the same operation again may succeed: serialization failures,
-    /// deadlocks, lost or refused connections, and pool timeouts.
+    /// deadlocks, lost or refused connections, pool timeouts, and writes refused by a server
+    /// that turned read-only (SQLSTATE 25006, a failover in progress: the statement was not
+    /// applied, and the pool moves to the new primary, see [`crate::failover`]).
     ///
     /// [`crate::tx::retry`] uses this to decide whether to try again.
     pub fn is_retryable(&self) -> bool {
@@ -174,6 +178,7 @@ fn sqlx_error_is_retryable(e: &sqlx::Error) -> bool {
                 || code == sqlstate::ADMIN_SHUTDOWN
                 || code == sqlstate::CRASH_SHUTDOWN
                 || code == sqlstate::CANNOT_CONNECT_NOW
+                || code == sqlstate::READ_ONLY_SQL_TRANSACTION
                 || code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
         }),
         _ => false,

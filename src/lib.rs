@@ -46,6 +46,9 @@
 //!   API keys, telemetry).
 //! - [`shop`]: the storefront schema (shops, catalog with translations, orders, admin users)
 //!   and its whitelisted list filtering ([`shop::ListParams`], `Content-Range`).
+//! - [`multihost`], [`failover`]: libpq's multi-host URLs with `target_session_attrs`, and the
+//!   pool switching hosts when the primary moves.
+//! - [`replica`]: explicit reads from a streaming replica ([`Database::replica`]) and its lag.
 //! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - `web` (feature `axum`): readiness handler, request-scoped transaction, error → HTTP status.
 //! - `blocking` (feature `blocking`): the same operations for callers without an async runtime.
@@ -86,7 +89,10 @@ pub mod config;
 pub mod database;
 pub mod embedded;
 pub mod error;
+pub mod failover;
+pub mod multihost;
 pub mod planexe;
+pub mod replica;
 pub mod schema;
 pub mod shop;
 #[cfg(feature = "testing")]
