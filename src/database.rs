@@ -27,6 +27,8 @@ pub struct Database {
     replica: Option<PgPool>,
     /// Multi-host URLs: stops the failover watcher when the last clone goes.
     watcher: Option<Arc<crate::failover::WatcherGuard>>,
+    /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
+    migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
 }
 
 impl Database {
@@ -105,10 +107,15 @@ impl Database {
             }
             None => None,
         };
+        let migration = match &config.migration_url {
+            Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
+            None => None,
+        };
         Ok(Database {
             pool,
             replica,
             watcher,
+            migration,
         })
     }
 
@@ -153,6 +160,7 @@ impl Database {
             pool,
             replica: None,
             watcher: None,
+            migration: None,
         }
     }
 
@@ -162,6 +170,7 @@ impl Database {
             pool,
             replica: Some(replica),
             watcher: None,
+            migration: None,
         }
     }
 
@@ -216,9 +225,19 @@ impl Database {
         self.sync().await.map(|_| ())
     }
 
-    /// Applies pending migrations and reports what was done (see [`schema::sync`]).
+    /// Applies pending migrations and reports what was done (see [`schema::sync`]), on a
+    /// dedicated session to `SHARED_DB_MIGRATION_URL` when set. Refuses (before taking the
+    /// migration lock) to migrate through a transaction-mode pooler ([`crate::pooler`]).
     pub async fn sync(&self) -> Result<SyncOutcome> {
-        let mut conn = schema::dedicated_connection(&self.pool.connect_options()).await?;
+        let options = self
+            .migration
+            .clone()
+            .unwrap_or_else(|| self.pool.connect_options());
+        let mut conn = schema::dedicated_connection(&options).await?;
+        if let Err(e) = crate::pooler::ensure_session(&mut conn, &options).await {
+            let _ = sqlx::Connection::close(conn).await;
+            return Err(e);
+        }
         let outcome = schema::sync(&MIGRATOR, &mut conn).await;
         // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
         let _ = sqlx::Connection::close(conn).await;

@@ -92,6 +92,7 @@ pub mod error;
 pub mod failover;
 pub mod multihost;
 pub mod planexe;
+pub mod pooler;
 pub mod replica;
 pub mod schema;
 pub mod shop;

@@ -3,5 +3,6 @@
 //! servers from the installed packages (see `servers`); `.ci/run` installs them when missing.
 
 mod failover;
+mod pooler;
 mod replica;
 mod servers;
