@@ -91,7 +91,10 @@ impl fmt::Debug for Config {
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
             .field("replica_url", &self.replica_url.as_deref().map(redact_url))
-            .field("migration_url", &self.migration_url.as_deref().map(redact_url))
+            .field(
+                "migration_url",
+                &self.migration_url.as_deref().map(redact_url),
+            )
             .field("failover_check_interval", &self.failover_check_interval)
             .finish()
     }
@@ -188,10 +191,10 @@ impl Config {
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
             replica_url: get("DATABASE_REPLICA_URL"),
             migration_url: get("SHARED_DB_MIGRATION_URL"),
-            failover_check_interval: get("SHARED_DB_FAILOVER_CHECK_MS").map_or(
-                Ok(d.failover_check_interval),
-                |v| parse::<u64>("SHARED_DB_FAILOVER_CHECK_MS", &v).map(Duration::from_millis),
-            )?,
+            failover_check_interval: get("SHARED_DB_FAILOVER_CHECK_MS")
+                .map_or(Ok(d.failover_check_interval), |v| {
+                    parse::<u64>("SHARED_DB_FAILOVER_CHECK_MS", &v).map(Duration::from_millis)
+                })?,
         })
     }
 

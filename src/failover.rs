@@ -64,7 +64,11 @@ struct State {
 }
 
 impl Failover {
-    pub(crate) fn new(hosts: Vec<Host>, target: TargetSessionAttrs, probe_timeout: Duration) -> Self {
+    pub(crate) fn new(
+        hosts: Vec<Host>,
+        target: TargetSessionAttrs,
+        probe_timeout: Duration,
+    ) -> Self {
         Failover {
             hosts,
             target,
@@ -97,7 +101,10 @@ impl Failover {
     }
 
     /// `after_connect`: refuses a connection to a server of the wrong role.
-    pub(crate) async fn check_new_connection(&self, conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    pub(crate) async fn check_new_connection(
+        &self,
+        conn: &mut PgConnection,
+    ) -> Result<(), sqlx::Error> {
         let role = server_role(conn).await?;
         if self.target.accepts(role) {
             return Ok(());
@@ -198,10 +205,11 @@ impl Failover {
             }
             if monitor.is_none() {
                 let options = self.current_options();
-                monitor = tokio::time::timeout(self.probe_timeout, PgConnection::connect_with(&options))
-                    .await
-                    .ok()
-                    .and_then(Result::ok);
+                monitor =
+                    tokio::time::timeout(self.probe_timeout, PgConnection::connect_with(&options))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
             }
             if let Some(conn) = monitor.as_mut()
                 && self.still_good(conn).await
@@ -279,15 +287,17 @@ impl Target {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(crate::Error::Database(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "no host of {} matched target_session_attrs={} within {:?}",
-                        crate::config::redact_url(url),
-                        failover.target,
-                        config.connect_timeout
+                return Err(crate::Error::Database(sqlx::Error::Io(
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "no host of {} matched target_session_attrs={} within {:?}",
+                            crate::config::redact_url(url),
+                            failover.target,
+                            config.connect_timeout
+                        ),
                     ),
-                ))));
+                )));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }

@@ -271,8 +271,8 @@ fn key_value_pairs(s: &str) -> Result<Vec<(String, String)>> {
         if chars.peek().is_none() {
             return Ok(pairs);
         }
-        let key: String = std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace()))
-            .collect();
+        let key: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && !c.is_whitespace())).collect();
         while chars.next_if(|c| c.is_whitespace()).is_some() {}
         if chars.next() != Some('=') {
             return Err(Error::invalid_input(format!(

@@ -21,11 +21,9 @@ use sqlx::{Connection, PgConnection};
 use crate::{Error, Result};
 
 async fn backend_pid(conn: &mut PgConnection) -> Result<i32> {
-    Ok(
-        sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
-            .fetch_one(conn)
-            .await?,
-    )
+    Ok(sqlx::query_scalar!(r#"SELECT pg_backend_pid() AS "pid!""#)
+        .fetch_one(conn)
+        .await?)
 }
 
 /// Fails with [`Error::InvalidInput`] saying what to do when `conn` (opened from `options`)

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rust_decimal::Decimal;
-use shared_db::planexe::credit_history::{self, Charge};
 use shared_db::planexe::PlanState;
+use shared_db::planexe::credit_history::{self, Charge};
 use shared_db::planexe::plans::{self, NewPlan};
 use shared_db::planexe::user_account::{self, OAuthProfile};
 use shared_db::{Config, Database};

@@ -45,7 +45,9 @@ impl PgBouncer {
     }
 
     fn url(base: &str, database: &str) -> String {
-        let server = base.strip_suffix("/postgres").expect("URL of database postgres");
+        let server = base
+            .strip_suffix("/postgres")
+            .expect("URL of database postgres");
         format!("{server}/{database}")
     }
 }
@@ -61,7 +63,8 @@ impl Drop for PgBouncer {
 }
 
 #[tokio::test]
-async fn migrate_through_a_transaction_pooler_is_refused_and_a_direct_url_is_used() -> anyhow::Result<()> {
+async fn migrate_through_a_transaction_pooler_is_refused_and_a_direct_url_is_used()
+-> anyhow::Result<()> {
     // The embedded cluster: .ci/pgbouncer fronts it.
     let empty = TestDatabase::empty().await?;
     let bouncer = PgBouncer::start()?;
@@ -76,15 +79,15 @@ async fn migrate_through_a_transaction_pooler_is_refused_and_a_direct_url_is_use
         "{message}"
     );
     // Nothing applied, and no session anywhere holds an advisory lock.
-    let ledger: Option<String> = sqlx::query_scalar!("SELECT to_regclass('_sqlx_migrations')::text")
-        .fetch_one(empty.pool())
-        .await?;
+    let ledger: Option<String> =
+        sqlx::query_scalar!("SELECT to_regclass('_sqlx_migrations')::text")
+            .fetch_one(empty.pool())
+            .await?;
     assert_eq!(ledger, None);
-    let locks = sqlx::query_scalar!(
-        r#"SELECT count(*) AS "n!" FROM pg_locks WHERE locktype = 'advisory'"#
-    )
-    .fetch_one(empty.pool())
-    .await?;
+    let locks =
+        sqlx::query_scalar!(r#"SELECT count(*) AS "n!" FROM pg_locks WHERE locktype = 'advisory'"#)
+            .fetch_one(empty.pool())
+            .await?;
     assert_eq!(locks, 0);
 
     // With the direct URL for migrations, the same service migrates and works through the pooler.

@@ -50,7 +50,10 @@ async fn replica_reads_are_explicit_and_health_reports_the_lag() -> anyhow::Resu
     let health = db.health().await;
     assert!(health.is_ready());
     let Some(ReplicaHealth::Lag(lag)) = &health.replica else {
-        panic!("health must report the replica lag, got {:?}", health.replica);
+        panic!(
+            "health must report the replica lag, got {:?}",
+            health.replica
+        );
     };
     assert!(lag.bytes.is_some(), "a standby reports its replay position");
     println!(
@@ -74,6 +77,36 @@ async fn replica_reads_are_explicit_and_health_reports_the_lag() -> anyhow::Resu
     assert_eq!(err.sqlstate().as_deref(), Some("25006"), "{err}");
     assert!(err.is_retryable());
     assert_eq!(plans::count_pending(db.pool()).await?, 1);
+
+    // Lag right after a burst of writes, as health() reports it.
+    let writers = (0..8).map(|w| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            for i in 0..50 {
+                let prompt = format!("burst {w}/{i}");
+                plans::enqueue(
+                    db.pool(),
+                    &NewPlan {
+                        prompt: &prompt,
+                        ..Default::default()
+                    },
+                )
+                .await?;
+            }
+            Ok::<_, shared_db::Error>(())
+        })
+    });
+    for w in futures::future::join_all(writers).await {
+        w??;
+    }
+    let Some(ReplicaHealth::Lag(burst)) = db.health().await.replica else {
+        panic!("health must report the replica lag after the burst");
+    };
+    println!(
+        "replica: right after 400 concurrent enqueues: lag {:?} bytes, {:?} ms since the last \
+         replayed commit",
+        burst.bytes, burst.since_last_replay_ms
+    );
     db.close().await;
     Ok(())
 }

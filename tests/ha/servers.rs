@@ -66,8 +66,11 @@ pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
 
 /// A fresh directory owned by the server's user.
 pub fn work_dir(name: &str) -> anyhow::Result<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{name}-{}-{}", std::process::id(), free_port()?));
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        free_port()?
+    ));
     let _ = std::fs::remove_dir_all(&dir);
     for sub in ["", "config", "share", "run"] {
         std::fs::create_dir_all(dir.join(sub))?;
@@ -111,6 +114,9 @@ pub struct Replica {
     dir: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The primary's URL and the replication slot the standby streams from (dropped with it).
+    primary_url: url::Url,
+    slot: String,
 }
 
 impl Replica {
@@ -121,21 +127,48 @@ impl Replica {
         let dir = work_dir("replica")?;
         let data = dir.join("data");
         let port = free_port()?;
-        run(server_command(&format!("{PG_BIN}/pg_basebackup"), &dir)
-            .env("PGPASSWORD", url.password().unwrap_or_default())
-            .args(["-h", "127.0.0.1", "-U", url.username(), "-R", "-X", "stream"])
-            .args(["--checkpoint=fast", "--no-sync", "-p"])
-            .arg(url.port().context("primary port")?.to_string())
-            .arg("-D")
-            .arg(&data))?;
-        let replica = Replica { dir, port };
+        // A slot of its own (created before the backup starts) keeps the primary's WAL until
+        // the standby has it: other tests' CREATE DATABASE writes WAL fast enough to recycle
+        // segments during the backup otherwise.
+        let replica = Replica {
+            dir,
+            port,
+            primary_url: url.clone(),
+            slot: format!("shared_db_test_replica_{port}"),
+        };
+        run(
+            server_command(&format!("{PG_BIN}/pg_basebackup"), &replica.dir)
+                .env("PGPASSWORD", url.password().unwrap_or_default())
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    url.username(),
+                    "-R",
+                    "-X",
+                    "stream",
+                ])
+                .args([
+                    "--checkpoint=fast",
+                    "--no-sync",
+                    "-C",
+                    "-S",
+                    &replica.slot,
+                    "-p",
+                ])
+                .arg(url.port().context("primary port")?.to_string())
+                .arg("-D")
+                .arg(&data),
+        )?;
         run(server_command(&format!("{PG_BIN}/pg_ctl"), &replica.dir)
             .args(["start", "-w", "-D"])
             .arg(&data)
             .arg("-l")
             .arg(replica.dir.join("log"))
             .arg("-o")
-            .arg(format!("-p {port} -c unix_socket_directories= -c hot_standby=on")))?;
+            .arg(format!(
+                "-p {port} -c unix_socket_directories= -c hot_standby=on"
+            )))?;
         Ok(replica)
     }
 
@@ -150,6 +183,28 @@ impl Replica {
 impl Drop for Replica {
     fn drop(&mut self) {
         let _ = stop_immediately(&self.dir, &self.dir.join("data"));
+        // The slot name is ours (letters, digits, underscores), not input.
+        let _ = run(server_command(&format!("{PG_BIN}/psql"), &self.dir)
+            .env(
+                "PGPASSWORD",
+                self.primary_url.password().unwrap_or_default(),
+            )
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-U",
+                self.primary_url.username(),
+                "-d",
+                "postgres",
+            ])
+            .arg("-p")
+            .arg(self.primary_url.port().unwrap_or(5432).to_string())
+            .arg("-c")
+            .arg(format!(
+                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots \
+                 WHERE slot_name = '{}'",
+                self.slot
+            )));
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -243,10 +298,18 @@ impl Formation {
     }
 
     fn spawn_keeper(&mut self, args: &[&str]) -> anyhow::Result<()> {
-        let log = std::fs::File::create(self.dir.join(format!("keeper{}.log", self.keepers.len())))?;
+        let log =
+            std::fs::File::create(self.dir.join(format!("keeper{}.log", self.keepers.len())))?;
         let child = server_command("pg_autoctl", &self.dir)
             .args(args)
-            .args(["--hostname", "127.0.0.1", "--auth", "trust", "--no-ssl", "--run"])
+            .args([
+                "--hostname",
+                "127.0.0.1",
+                "--auth",
+                "trust",
+                "--no-ssl",
+                "--run",
+            ])
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
