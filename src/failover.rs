@@ -196,10 +196,8 @@ impl Failover {
     pub(crate) async fn watch(self: Arc<Self>, pool: PgPool, interval: Duration) {
         let mut monitor: Option<PgConnection> = None;
         loop {
-            tokio::select! {
-                _ = tokio::time::sleep(interval) => {}
-                _ = self.wake.notified() => {}
-            }
+            // Woken early by `after_connect` when it meets a server of the wrong role.
+            let _ = tokio::time::timeout(interval, self.wake.notified()).await;
             if pool.is_closed() {
                 return;
             }

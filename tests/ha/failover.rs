@@ -187,7 +187,9 @@ async fn work(
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
-            Err(e) if e.is_retryable() => {
+            // A claim whose outcome is unknown may have left the plan `processing` with nobody
+            // on it: not acknowledged, so not counted.
+            Err(e) if e.is_retryable() || e.is_outcome_unknown() => {
                 acks.lock().await.retried.push(kind(&e));
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -225,7 +227,7 @@ async fn work(
                         .insert(plan.id, (entry, Instant::now()));
                     break;
                 }
-                Err(e) if e.is_retryable() => {
+                Err(e) if e.is_retryable() || e.is_outcome_unknown() => {
                     acks.lock().await.retried.push(kind(&e));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     // Unknown outcome: if the commit did land, the plan is completed already.
@@ -245,7 +247,7 @@ fn kind(e: &shared_db::Error) -> String {
     match e.sqlstate() {
         Some(code) => format!("SQLSTATE {code}"),
         None => match e {
-            shared_db::Error::Database(sqlx::Error::PoolTimedOut) => "pool timeout".into(),
+            shared_db::Error::PoolTimeout => "pool timeout".into(),
             shared_db::Error::Database(sqlx::Error::Io(_)) => "I/O".into(),
             other => other.to_string(),
         },

@@ -3,6 +3,7 @@
 
 #[path = "../../examples/service/app.rs"]
 mod app;
+mod errors;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
