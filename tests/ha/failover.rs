@@ -227,6 +227,11 @@ async fn work(
                         .insert(plan.id, (entry, Instant::now()));
                     break;
                 }
+                // An earlier attempt whose outcome was unknown did commit; this one rolled back
+                // (charge included), so nothing was applied twice.
+                Err(shared_db::Error::InvalidTransition { from, .. }) if from == "completed" => {
+                    break;
+                }
                 Err(e) if e.is_retryable() || e.is_outcome_unknown() => {
                     acks.lock().await.retried.push(kind(&e));
                     tokio::time::sleep(Duration::from_millis(50)).await;
