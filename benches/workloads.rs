@@ -8,7 +8,8 @@
 //! `pgbench -M prepared` at the same concurrency, verifies the invariants and prints one table.
 //! The database is dropped at the end (`BENCH_KEEP_DB=1` keeps it).
 //!
-//! Knobs (environment): `BENCH_SECS` (timed phases of W2–W4, default 10), `BENCH_W5_ITERS`
+//! Knobs (environment): `BENCH_POOLER_URL` (W2 and W4 once more through this PgBouncer, same
+//! server), `BENCH_SECS` (timed phases of W2–W4, default 10), `BENCH_W5_ITERS`
 //! (default 200), `BENCH_ONLY` (e.g. `w1,w5,mem`), `BENCH_EXPLAIN=1` (print EXPLAIN ANALYZE of
 //! the hot queries), `BENCH_PGBENCH` (path of pgbench), `BENCH_PGBENCH_THREADS` (default 2), and
 //! the usual `SHARED_DB_*` pool settings (e.g. `SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). For
@@ -752,6 +753,38 @@ fn pair(name: &str, ours: &[f64], pgbench: f64, check: &str) -> Vec<Row> {
         .collect()
 }
 
+/// With `BENCH_POOLER_URL` (a PgBouncer in front of the same server, e.g. from `.ci/pgbouncer`):
+/// the same operation, pooled, with the pool connecting through the pooler; compared with the
+/// same pgbench run as the direct rows.
+async fn through_pooler(
+    s: &Settings,
+    base: &Config,
+    url: &str,
+    name: &str,
+    op: Op,
+    pgbench_tps: f64,
+    check: &str,
+) -> anyhow::Result<Vec<Row>> {
+    let Ok(pooler) = std::env::var("BENCH_POOLER_URL") else {
+        return Ok(Vec::new());
+    };
+    let database = url
+        .split('?')
+        .next()
+        .and_then(|u| u.rsplit('/').next())
+        .context("database name")?;
+    let db = pool(base, &with_database(&pooler, database), 16).await?;
+    let (v, _) = timed(&db, 16, s.secs, Mode::Pooled, op).await?;
+    db.close().await;
+    Ok(vec![row(
+        &format!("{name}, pooled, via PgBouncer (transaction mode)"),
+        format!("{v:.0}"),
+        format!("{pgbench_tps:.0}"),
+        format!("{:.2}", v / pgbench_tps),
+        check,
+    )])
+}
+
 // ---------------------------------------------------------------- W2 API-key authentication
 
 const SECRET: &str = "bench-secret";
@@ -843,12 +876,12 @@ async fn w2(
     }
     let secs = s.secs.to_string();
     let run = pg.run("w2", &scripts, &defines, 16, &["-T", &secs])?;
-    Ok(pair(
-        "W2 API-key auth, 16 clients (ops/s)",
-        &ours,
-        run.tps,
-        "every key authenticated",
-    ))
+    let name = "W2 API-key auth, 16 clients (ops/s)";
+    let check = "every key authenticated";
+    let mut rows = pair(name, &ours, run.tps, check);
+    exec(setup, "UPDATE user_api_key SET last_used_at = NULL").await?;
+    rows.extend(through_pooler(s, base, url, name, authenticate, run.tps, check).await?);
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- W3 credit charge
@@ -1028,12 +1061,11 @@ async fn w4(
     }
     let secs = s.secs.to_string();
     let run = pg.run("w4", &scripts, &defines, 16, &["-T", &secs])?;
-    Ok(pair(
-        "W4 plan status, 16 clients (reads/s)",
-        &ours,
-        run.tps,
-        "every read found its plan",
-    ))
+    let name = "W4 plan status, 16 clients (reads/s)";
+    let check = "every read found its plan";
+    let mut rows = pair(name, &ours, run.tps, check);
+    rows.extend(through_pooler(s, base, url, name, status, run.tps, check).await?);
+    Ok(rows)
 }
 
 // ---------------------------------------------------------------- W5 catalog page

@@ -16,6 +16,13 @@
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
 //! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
+//! | `DATABASE_REPLICA_URL` | unset | a read-only replica; opens the second pool behind [`crate::Database::replica`] |
+//! | `SHARED_DB_MIGRATION_URL` | `DATABASE_URL` | direct (not pooled) URL for migrations, when `DATABASE_URL` goes through PgBouncer |
+//! | `SHARED_DB_FAILOVER_CHECK_MS` | `1000` | multi-host URLs: how often the chosen server's role is checked |
+//!
+//! `DATABASE_URL` may name several hosts, in either of libpq's forms, with
+//! `target_session_attrs` ([`crate::multihost`]); the pool then fails over between them
+//! ([`crate::failover`]).
 //!
 //! Every session runs with `TimeZone = UTC`, so `timestamp without time zone` columns written
 //! with `now()` hold UTC wall-clock time, as the Python services expect.
@@ -73,6 +80,14 @@ pub struct Config {
     /// With `test_before_acquire`, only connections idle at least this long are pinged (zero:
     /// every acquire). Pinging every acquire costs a round trip per pooled statement.
     pub ping_idle_after: Duration,
+    /// A read-only replica's URL (`DATABASE_REPLICA_URL`); `None` sends replica reads to the
+    /// primary.
+    pub replica_url: Option<String>,
+    /// Direct URL for migrations (`SHARED_DB_MIGRATION_URL`); `None` migrates through
+    /// `database_url`. Needed when `database_url` points at a transaction-mode pooler.
+    pub migration_url: Option<String>,
+    /// Multi-host URLs: how often the watcher asks the chosen server for its role.
+    pub failover_check_interval: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -98,6 +113,12 @@ impl fmt::Debug for Config {
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
+            .field("replica_url", &self.replica_url.as_deref().map(redact_url))
+            .field(
+                "migration_url",
+                &self.migration_url.as_deref().map(redact_url),
+            )
+            .field("failover_check_interval", &self.failover_check_interval)
             .finish()
     }
 }
@@ -119,6 +140,9 @@ impl Default for Config {
             statement_cache_capacity: 100,
             test_before_acquire: true,
             ping_idle_after: PING_WHEN_IDLE_FOR,
+            replica_url: None,
+            migration_url: None,
+            failover_check_interval: Duration::from_secs(1),
         }
     }
 }
@@ -192,6 +216,12 @@ impl Config {
                     parse("SHARED_DB_TEST_BEFORE_ACQUIRE", &v)
                 })?,
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
+            replica_url: get("DATABASE_REPLICA_URL"),
+            migration_url: get("SHARED_DB_MIGRATION_URL"),
+            failover_check_interval: get("SHARED_DB_FAILOVER_CHECK_MS")
+                .map_or(Ok(d.failover_check_interval), |v| {
+                    parse::<u64>("SHARED_DB_FAILOVER_CHECK_MS", &v).map(Duration::from_millis)
+                })?,
         })
     }
 
@@ -209,7 +239,14 @@ impl Config {
     /// (`TimeZone`, `statement_timeout`, `idle_in_transaction_session_timeout`).
     pub fn connect_options_for(&self, url: &str) -> Result<PgConnectOptions> {
         let options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::config(format!("DATABASE_URL is not a valid URL: {e}")))?
+            .map_err(|e| Error::config(format!("DATABASE_URL is not a valid URL: {e}")))?;
+        Ok(self.session_options(options))
+    }
+
+    /// `options` with this configuration's session settings (application name, statement
+    /// cache, `TimeZone`, `statement_timeout`, `idle_in_transaction_session_timeout`) applied.
+    pub fn session_options(&self, options: PgConnectOptions) -> PgConnectOptions {
+        let options = options
             .application_name(&self.application_name)
             .statement_cache_capacity(self.statement_cache_capacity);
         // An unset timeout is left to the server (none, unless the role or database sets one).
@@ -225,7 +262,7 @@ impl Config {
                 session.push((name, t.as_millis().to_string()));
             }
         }
-        Ok(options.options(session))
+        options.options(session)
     }
 }
 
@@ -241,10 +278,14 @@ where
 
 /// The URL with every password replaced by `***`, for logs and messages: the one in the user
 /// info (up to the last `@` before the host, so an unencoded `@` in the password is covered)
-/// and `password=`/`sslpassword=` query parameters.
+/// and `password=`/`sslpassword=` query parameters; in libpq's key/value form, everything from
+/// `password` on.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
+        return match url.find("password") {
+            Some(at) => format!("{}password=***", &url[..at]),
+            None => url.to_owned(),
+        };
     };
     let before_query = rest.find('?').unwrap_or(rest.len());
     let at = rest[..before_query]

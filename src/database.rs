@@ -1,5 +1,7 @@
 //! [`Database`]: the one handle a service keeps.
 
+use std::sync::Arc;
+
 use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
@@ -18,6 +20,12 @@ pub struct Database {
     pool: PgPool,
     /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
     migration_locks: schema::MigrationLocks,
+    /// Second pool to a read-only replica (`DATABASE_REPLICA_URL`).
+    replica: Option<PgPool>,
+    /// Multi-host URLs: stops the failover watcher when the last clone goes.
+    watcher: Option<Arc<crate::failover::WatcherGuard>>,
+    /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
+    migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
 }
 
 impl Database {
@@ -29,43 +37,99 @@ impl Database {
     /// here rather than on first use.
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.require_url()?;
-        let options = config.connect_options_for(url)?;
-        let mut pool_options = PgPoolOptions::new()
-            .max_connections(config.max_connections)
-            .min_connections(config.min_connections)
-            .acquire_timeout(config.acquire_timeout)
-            .idle_timeout(config.idle_timeout)
-            .max_lifetime(config.max_lifetime)
+        let target = crate::failover::Target::resolve(config, url).await?;
+        let mut pool_options = Self::pool_options(config)
             // sqlx's own test pings on every acquire: one extra round trip per pooled
             // statement, which cost 10–30 % of pooled throughput in the benchmarks
             // (BENCHMARKS.md). A connection back from use moments ago is as good as the ping
             // would say; only one that sat idle for a while may have been cut by the server, a
             // proxy or a firewall.
             .test_before_acquire(false);
-        if config.test_before_acquire {
-            let ping_idle_after = config.ping_idle_after;
+        let ping_idle_after = config.test_before_acquire.then_some(config.ping_idle_after);
+        let failover = target.failover.clone();
+        if ping_idle_after.is_some() || failover.is_some() {
             pool_options = pool_options.before_acquire(move |conn, meta| {
+                let failover = failover.clone();
                 Box::pin(async move {
-                    if meta.idle_for >= ping_idle_after {
+                    if failover.is_some_and(|f| f.predates_switch(meta.age)) {
+                        return Ok(false);
+                    }
+                    if ping_idle_after.is_some_and(|after| meta.idle_for >= after) {
                         sqlx::Connection::ping(conn).await?;
                     }
                     Ok(true)
                 })
             });
         }
-        let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
-            .await
-            .map_err(|_| Error::ConnectTimeout {
-                target: crate::config::redact_url(url),
-                timeout: config.connect_timeout,
-            })??;
+        if let Some(failover) = target.failover.clone() {
+            let on_release = failover.clone();
+            pool_options = pool_options
+                .after_connect(move |conn, _meta| {
+                    let failover = failover.clone();
+                    Box::pin(async move { failover.check_new_connection(conn).await })
+                })
+                .after_release(move |_conn, meta| {
+                    let retire = on_release.predates_switch(meta.age);
+                    Box::pin(async move { Ok(!retire) })
+                });
+        }
+        let pool = Self::connect_pool(config, pool_options, target.options, url).await?;
+        let watcher = target.failover.map(|failover| {
+            Arc::new(crate::failover::WatcherGuard {
+                task: tokio::spawn(
+                    failover
+                        .clone()
+                        .watch(pool.clone(), config.failover_check_interval),
+                ),
+                failover,
+            })
+        });
+        let replica = match &config.replica_url {
+            Some(replica_url) => {
+                let options = config.connect_options_for(replica_url)?;
+                let replica_pool = Self::pool_options(config).test_before_acquire(true);
+                Some(Self::connect_pool(config, replica_pool, options, replica_url).await?)
+            }
+            None => None,
+        };
+        let migration = match &config.migration_url {
+            Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
+            None => None,
+        };
         Ok(Database {
             pool,
             migration_locks: schema::MigrationLocks {
                 timeout: config.migration_lock_timeout,
                 ..schema::MigrationLocks::default()
             },
+            replica,
+            watcher,
+            migration,
         })
+    }
+
+    fn pool_options(config: &Config) -> PgPoolOptions {
+        PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .idle_timeout(config.idle_timeout)
+            .max_lifetime(config.max_lifetime)
+    }
+
+    async fn connect_pool(
+        config: &Config,
+        pool_options: PgPoolOptions,
+        options: sqlx::postgres::PgConnectOptions,
+        url: &str,
+    ) -> Result<PgPool> {
+        let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
+            .await
+            .map_err(|_| Error::ConnectTimeout {
+                target: crate::config::redact_url(url),
+                timeout: config.connect_timeout,
+            })??;
+        Ok(pool)
     }
 
     /// [`Config::from_env`] followed by [`Database::connect`]: [`Error::Config`] when
@@ -104,7 +168,38 @@ impl Database {
         Database {
             pool,
             migration_locks: schema::MigrationLocks::default(),
+            replica: None,
+            watcher: None,
+            migration: None,
         }
+    }
+
+    /// Wraps a primary pool and a replica pool (see [`Database::replica`]).
+    pub fn with_replica(pool: PgPool, replica: PgPool) -> Self {
+        Database {
+            replica: Some(replica),
+            ..Database::from_pool(pool)
+        }
+    }
+
+    /// The executor for reads that may come from the read-only replica
+    /// (`DATABASE_REPLICA_URL`); the primary pool when no replica is configured. Only reads that
+    /// tolerate [replica lag](crate::replica::ReplicaLag) belong here: read what this process
+    /// has just written through [`Database::pool`]. A write sent here fails with SQLSTATE 25006
+    /// when a replica is configured.
+    pub fn replica(&self) -> &PgPool {
+        self.replica.as_ref().unwrap_or(&self.pool)
+    }
+
+    /// With a multi-host `DATABASE_URL`: the `host:port` that new connections go to now (it
+    /// changes on failover). `None` for a single-host URL.
+    pub fn serving_host(&self) -> Option<String> {
+        self.watcher.as_ref().map(|w| w.failover.current_host())
+    }
+
+    /// True when [`Database::replica`] is a pool of its own.
+    pub fn has_replica(&self) -> bool {
+        self.replica.is_some()
     }
 
     /// The pool, usable as an executor for single statements.
@@ -139,9 +234,19 @@ impl Database {
         self.sync().await.map(|_| ())
     }
 
-    /// Applies pending migrations and reports what was done (see [`schema::sync`]).
+    /// Applies pending migrations and reports what was done (see [`schema::sync`]), on a
+    /// dedicated session to `SHARED_DB_MIGRATION_URL` when set. Refuses (before taking the
+    /// migration lock) to migrate through a transaction-mode pooler ([`crate::pooler`]).
     pub async fn sync(&self) -> Result<SyncOutcome> {
-        let mut conn = schema::dedicated_connection(&self.pool.connect_options()).await?;
+        let options = self
+            .migration
+            .clone()
+            .unwrap_or_else(|| self.pool.connect_options());
+        let mut conn = schema::dedicated_connection(&options).await?;
+        if let Err(e) = crate::pooler::ensure_session(&mut conn, &options).await {
+            let _ = sqlx::Connection::close(conn).await;
+            return Err(e);
+        }
         let outcome = schema::sync_with(&MIGRATOR, &mut conn, self.migration_locks).await;
         // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
         let _ = sqlx::Connection::close(conn).await;
@@ -155,11 +260,21 @@ impl Database {
 
     /// Readiness answer (see [`schema::health`]).
     pub async fn health(&self) -> Health {
-        schema::health(&MIGRATOR, &self.pool).await
+        let mut health = schema::health(&MIGRATOR, &self.pool).await;
+        if let Some(replica) = &self.replica {
+            health.replica = Some(match crate::replica::lag(&self.pool, replica).await {
+                Ok(lag) => crate::replica::ReplicaHealth::Lag(lag),
+                Err(e) => crate::replica::ReplicaHealth::Unreachable(e.to_string()),
+            });
+        }
+        health
     }
 
     /// Closes every connection; waits for checked-out connections to come back.
     pub async fn close(&self) {
+        if let Some(replica) = &self.replica {
+            replica.close().await;
+        }
         self.pool.close().await;
     }
 }

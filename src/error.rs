@@ -227,6 +227,9 @@ mod sqlstate {
     pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
     /// Class 22: data exceptions.
     pub const DATA_EXCEPTION_CLASS: &str = "22";
+    /// A write reached a read-only server: a standby, or a primary being failed over. The
+    /// statement was refused, so nothing was applied.
+    pub const READ_ONLY_SQL_TRANSACTION: &str = "25006";
 }
 
 impl Error {
@@ -318,7 +321,8 @@ fn classify(e: &sqlx::Error) -> Class {
                 | sqlstate::IDLE_IN_TRANSACTION_TIMEOUT
                 | sqlstate::CANNOT_CONNECT_NOW
                 | sqlstate::UNABLE_TO_ESTABLISH
-                | sqlstate::CONNECTION_REJECTED,
+                | sqlstate::CONNECTION_REJECTED
+                | sqlstate::READ_ONLY_SQL_TRANSACTION,
             ) => Class::Retryable,
             Some(sqlstate::ADMIN_SHUTDOWN | sqlstate::CRASH_SHUTDOWN) => Class::OutcomeUnknown,
             Some(code) if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {

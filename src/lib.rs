@@ -49,6 +49,10 @@
 //!   API keys, telemetry).
 //! - [`shop`]: the storefront schema (shops, catalog with translations, orders, admin users)
 //!   and its whitelisted list filtering ([`shop::ListParams`], `Content-Range`).
+//! - [`multihost`], [`failover`]: libpq's multi-host URLs with `target_session_attrs`, and the
+//!   pool switching hosts when the primary moves; [`pooler`]: refusing to migrate through a
+//!   transaction-mode pooler.
+//! - [`replica`]: explicit reads from a streaming replica ([`Database::replica`]) and its lag.
 //!
 //! Opt-in features (the default set is empty):
 //!
@@ -98,7 +102,11 @@ pub mod database;
 #[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
+pub mod failover;
+pub mod multihost;
 pub mod planexe;
+pub mod pooler;
+pub mod replica;
 pub mod schema;
 pub mod shop;
 #[cfg(feature = "testing")]

@@ -111,6 +111,11 @@ pub struct Health {
     /// Round-trip time of the probe.
     #[serde(with = "millis")]
     pub latency: Duration,
+    /// With a replica configured ([`crate::Database::replica`]): how far it is behind, or why it
+    /// could not be measured. Does not affect [`Health::is_ready`]: a lagging replica slows
+    /// reports, not the service.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<crate::replica::ReplicaHealth>,
 }
 
 impl Health {
@@ -249,6 +254,7 @@ pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Healt
         connected,
         schema,
         latency: started.elapsed(),
+        replica: None,
     }
 }
 

@@ -1,7 +1,10 @@
 //! Test support: one freshly migrated database per test, cloned from a template.
 //!
 //! Enabled by the `testing` feature. The server is `SHARED_DB_TEST_URL`, else `DATABASE_URL`,
-//! else the embedded cluster (started on first use). The first test in a run migrates a
+//! else the embedded cluster (started on first use). The `SHARED_DB_*` pool knobs apply (e.g.
+//! `SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). When the URL goes through a transaction-mode
+//! pooler, set `SHARED_DB_MIGRATION_URL` to the server itself: databases are then created,
+//! migrated and dropped there, and only the tests' pools go through the pooler. The first test in a run migrates a
 //! template database named after the migrations' checksums; every test then gets
 //! `CREATE DATABASE … TEMPLATE …`, which copies files instead of replaying migrations. The
 //! database is dropped when the [`TestDatabase`] is dropped, even if the test panicked
@@ -36,7 +39,10 @@ static SERVER: OnceCell<Server> = OnceCell::const_new();
 /// The server tests run on.
 #[derive(Clone)]
 struct Server {
+    /// Direct session to the maintenance database: creates, migrates and drops databases.
     options: PgConnectOptions,
+    /// What the tests' pools connect through (the pooler, if any), maintenance database.
+    pooled: PgConnectOptions,
     /// URL with `{db}` standing for the database name.
     url_pattern: String,
 }
@@ -73,17 +79,25 @@ async fn server_info() -> Result<Server> {
                 .or_else(|| std::env::var("DATABASE_URL").ok())
                 .filter(|u| !u.trim().is_empty());
             match url {
-                Some(url) => Ok(Server {
-                    options: Config::new(url.clone())
-                        .connect_options_for(&url)?
-                        .database("postgres"),
-                    url_pattern: url_pattern(&url),
-                }),
+                Some(url) => {
+                    let config = Config::from_lookup(|k| std::env::var(k).ok())?;
+                    let pooled = config.connect_options_for(&url)?.database("postgres");
+                    let options = match &config.migration_url {
+                        Some(direct) => config.connect_options_for(direct)?.database("postgres"),
+                        None => pooled.clone(),
+                    };
+                    Ok(Server {
+                        options,
+                        pooled,
+                        url_pattern: url_pattern(&url),
+                    })
+                }
                 None => {
                     let cluster = crate::embedded::Cluster::default_location()?;
                     let running = cluster.ensure_running().await?;
                     Ok(Server {
                         options: running.connect_options("postgres"),
+                        pooled: running.connect_options("postgres"),
                         url_pattern: running.url("{db}"),
                     })
                 }
@@ -99,6 +113,8 @@ pub struct TestDatabase {
     db: Database,
     name: String,
     options: PgConnectOptions,
+    /// Direct session to the maintenance database, for the drop.
+    admin: PgConnectOptions,
     url: String,
 }
 
@@ -149,7 +165,7 @@ impl TestDatabase {
             .await?;
         admin.close().await?;
 
-        let options = server.options.clone().database(&name);
+        let options = server.pooled.clone().database(&name);
         let url = server.url_pattern.replace("{db}", &name);
         let pool = PgPoolOptions::new()
             .max_connections(TEST_POOL_SIZE)
@@ -159,6 +175,7 @@ impl TestDatabase {
             db: Database::from_pool(pool),
             name,
             options,
+            admin: server.options.clone(),
             url,
         })
     }
@@ -196,7 +213,7 @@ impl Drop for TestDatabase {
             return;
         }
         let name = std::mem::take(&mut self.name);
-        let server = self.options.clone().database("postgres");
+        let server = self.admin.clone();
         // Drop may run inside a runtime (or during a panic); do the async work on a thread of
         // its own with a runtime of its own.
         let joined = std::thread::spawn(move || {
