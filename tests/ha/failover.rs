@@ -51,7 +51,7 @@ async fn workers_carry_on_through_a_primary_crash() -> anyhow::Result<()> {
     .user
     .id;
     let initial = Decimal::from(1_000_000);
-    credit_history::grant(direct.pool(), user, initial, None).await?;
+    credit_history::grant(direct.pool(), user, initial, None, None).await?;
     for i in 0..PLANS {
         plans::enqueue(
             direct.pool(),
@@ -196,7 +196,8 @@ async fn work(
             }
             Err(e) => return Err(e.into()),
         };
-        let id = plan.id.to_string();
+        let plan_id = plan.attempt.plan_id;
+        let id = plan_id.to_string();
         loop {
             if stop.load(Ordering::Relaxed) {
                 return Ok(());
@@ -215,7 +216,7 @@ async fn work(
                     },
                 )
                 .await?;
-                plans::finish_completed(&mut *tx, plan.id, None).await?;
+                plans::finish_completed(&mut *tx, plan.attempt, None).await?;
                 tx.commit().await?;
                 Ok::<_, shared_db::Error>(change.entry_id)
             };
@@ -224,7 +225,7 @@ async fn work(
                     acks.lock()
                         .await
                         .completed
-                        .insert(plan.id, (entry, Instant::now()));
+                        .insert(plan_id, (entry, Instant::now()));
                     break;
                 }
                 // An earlier attempt whose outcome was unknown did commit; this one rolled back
@@ -236,7 +237,7 @@ async fn work(
                     acks.lock().await.retried.push(kind(&e));
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     // Unknown outcome: if the commit did land, the plan is completed already.
-                    match plans::status(db.pool(), plan.id).await {
+                    match plans::status(db.pool(), plan_id).await {
                         Ok(s) if s.state == Some(PlanState::Completed) => break,
                         _ => continue,
                     }
