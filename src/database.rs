@@ -12,6 +12,19 @@ use crate::{Config, Error, MIGRATOR, Result};
 /// replaced); busier connections are not.
 pub const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// With feature `metrics`, sqlx reports every acquire's wait as a `tracing` event (at trace
+/// level), which [`crate::metrics::layer`] turns into the acquire-time histogram.
+#[cfg(feature = "metrics")]
+pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
+    options.acquire_time_level(log::LevelFilter::Trace)
+}
+
+/// Without feature `metrics`, the pool options unchanged.
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
+    options
+}
+
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
 /// inside); build one at start-up and hand clones to every task.
 ///
@@ -57,6 +70,7 @@ impl Database {
             // would say; only one that sat idle for a while may have been cut by the server, a
             // proxy or a firewall.
             .test_before_acquire(false);
+        pool_options = with_acquire_timing(pool_options);
         if config.test_before_acquire {
             let ping_idle_after = config.ping_idle_after;
             pool_options = pool_options.before_acquire(move |conn, meta| {

@@ -132,7 +132,14 @@ mod sqlstate {
 impl Error {
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
-        Error::InvalidInput(message.into())
+        Error::InvalidInput(message.into()).counted()
+    }
+
+    /// Counts the error in the operation metrics (feature `metrics`); see [`crate::metrics`].
+    fn counted(self) -> Self {
+        #[cfg(feature = "metrics")]
+        crate::metrics::count_error(&self);
+        self
     }
 
     /// True when running the same operation again may succeed: serialization failures,
@@ -182,6 +189,13 @@ fn sqlx_error_is_retryable(e: &sqlx::Error) -> bool {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        Error::classify(e).counted()
+    }
+}
+
+impl Error {
+    /// The typed variant for a sqlx error.
+    fn classify(e: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
         match e {
             sqlx::Error::RowNotFound => Error::NotFound,

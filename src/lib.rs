@@ -49,6 +49,8 @@
 //! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
 //! - `web` (feature `axum`): readiness handler, request-scoped transaction, error → HTTP status.
 //! - `blocking` (feature `blocking`): the same operations for callers without an async runtime.
+//! - `metrics` (feature `metrics`): pool, acquire, per-operation latency and error metrics
+//!   through the `metrics` facade, and the `tracing` layer that times repository functions.
 //! - `testing` (feature `testing`): one freshly migrated database per test.
 //!
 //! ## Example
@@ -86,6 +88,8 @@ pub mod config;
 pub mod database;
 pub mod embedded;
 pub mod error;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod planexe;
 pub mod schema;
 pub mod shop;

@@ -5,6 +5,7 @@ mod credits;
 mod identity;
 mod legacy;
 mod queue;
+mod retention;
 mod schema;
 mod telemetry;
 
