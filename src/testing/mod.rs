@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod proxy;
+
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
