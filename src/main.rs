@@ -202,7 +202,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// `90d` for whole days, else humantime's form (`12h 30m`).
 fn age_text(age: std::time::Duration) -> String {
     let secs = age.as_secs();
-    if secs > 0 && secs % 86_400 == 0 && age.subsec_nanos() == 0 {
+    if secs > 0 && secs.is_multiple_of(86_400) && age.subsec_nanos() == 0 {
         format!("{}d", secs / 86_400)
     } else {
         humantime::format_duration(age).to_string()
