@@ -4,7 +4,8 @@
 //! One database (`shared_db_growth_<unix time>`) on the server of `DATABASE_URL` (else the
 //! embedded cluster) grows through the sizes of `GROWTH_SIZES`. At each size it holds, per plan,
 //! 10 events, 20 credit_history rows and 5 token_metrics rows (seeded set-based, in chunks of
-//! 100,000 plans); 1,000 users with one API key each; all plans finished except a pending queue
+//! 25,000 plans), plus 1,000 plans of the user whose list is paged; 1,000 users with one API
+//! key each; all plans finished except a pending queue
 //! of 1 % (at least `2 × GROWTH_ITERS + 200`, so the claim has plans to take at small sizes).
 //! Each operation then runs `GROWTH_ITERS` times on one held connection through shared-db's
 //! public API, and the very same SQL (from `.sqlx/`) runs as many times through
@@ -38,10 +39,11 @@ use common::{Pgbench, Queries, Xorshift, find_pgbench, for_pgbench, pct, with_da
 
 const SECRET: &str = "growth-secret";
 const USERS: usize = 1_000;
-/// User 1 owns the first 1,000 plans (at every size): the user whose list is paged.
+/// User 1 owns 1,000 plans besides the sized ones (seeded with the first size): the user whose
+/// list is paged.
 const HEAVY_USER: &str = "00000000-0000-0000-0000-000000000001";
 const PAGE_SIZE: i64 = 20;
-const CHUNK: i64 = 100_000;
+const CHUNK: i64 = 25_000;
 /// pgbench picks one of at most 128 script files per transaction.
 const SAMPLE: usize = 128;
 const API_KEY: Uuid = Uuid::from_u128(0x6b6579);
@@ -153,6 +155,8 @@ async fn grow(
     let mut c = base.clone();
     c.database_url = Some(url.to_owned());
     c.max_connections = 2;
+    // seeding a chunk on a busy machine can outlast the pool's default statement timeout
+    c.statement_timeout = None;
     let db = Database::connect(&c).await?;
     db.migrate().await?;
     if std::env::var("GROWTH_DROP_INDEXES").is_ok_and(|v| v == "1") {
@@ -237,13 +241,14 @@ async fn seed_users(db: &Database) -> anyhow::Result<()> {
 async fn seed_plans(db: &Database, from: i64, to: i64, iters: usize) -> anyhow::Result<()> {
     let plan = "md5('growth-plan-' || g)::uuid";
     let owner = format!(
-        "('00000000-0000-0000-0000-' || lpad((CASE WHEN g <= 1000 THEN 1 ELSE 2 + g % {} END)::text, 12, '0'))",
+        "('00000000-0000-0000-0000-' || lpad((CASE WHEN g <= 0 THEN 1 ELSE 2 + g % {} END)::text, 12, '0'))",
         USERS - 1
     );
     let at = "(timestamp '2026-01-01' + g * interval '1 second')";
-    let mut lo = from + 1;
+    // the list user's 1,000 plans (numbers -999..=0) come with the first size
+    let mut lo = if from == 0 { -999 } else { from + 1 };
     while lo <= to {
-        let hi = (lo + CHUNK - 1).min(to);
+        let hi = if lo < 0 { 0 } else { (lo + CHUNK - 1).min(to) };
         exec(
             db,
             &format!(
