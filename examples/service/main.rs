@@ -7,8 +7,10 @@
 //! curl -s -XPOST localhost:3000/plans -H 'content-type: application/json' -d '{"prompt":"a plan"}'
 //! ```
 //!
-//! `DATABASE_URL` selects the database (the embedded cluster when unset); `SERVICE_ADDR` the
-//! listen address. The routes are in `app.rs`, `/metrics` in `metrics.rs`.
+//! `DATABASE_URL` selects the database (read from `.env` too; the embedded cluster when unset,
+//! which a production service would not do: it would call `Database::connect` and fail without
+//! a URL); `SERVICE_ADDR` the listen address. The routes are in `app.rs`,
+//! `/metrics` in `metrics.rs`.
 
 mod app;
 mod metrics;
@@ -17,6 +19,7 @@ use tracing_subscriber::prelude::*;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv(); // optional
     // The log filter sits on the log layer only, so the metrics layer still sees every
     // repository span and sqlx's acquire events.
     let log_filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -29,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
     let handle = recorder.handle();
     ::metrics::set_global_recorder(recorder)?;
     shared_db::metrics::describe();
-    let db = shared_db::Database::from_env().await?;
+    let db = shared_db::Database::connect_or_embedded(&shared_db::Config::from_env()?).await?;
     db.migrate().await?; // safe from every replica at once
     let addr = std::env::var("SERVICE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;

@@ -56,7 +56,7 @@ impl RawApiKey {
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes)
-            .map_err(|e| Error::invalid_input(format!("no OS randomness: {e}")))?;
+            .map_err(|e| Error::internal(format!("no OS randomness: {e}")))?;
         Ok(RawApiKey(format!(
             "{KEY_TAG}{}",
             URL_SAFE_NO_PAD.encode(bytes)

@@ -103,8 +103,8 @@ pub async fn hash_password(plaintext: &str) -> Result<String> {
     let plaintext = plaintext.to_owned();
     tokio::task::spawn_blocking(move || bcrypt::hash(plaintext, BCRYPT_COST))
         .await
-        .map_err(|e| Error::invalid_input(format!("password hashing failed: {e}")))?
-        .map_err(|e| Error::invalid_input(format!("password hashing failed: {e}")))
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))?
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
 }
 
 /// List definition: filter `email`, `first_name`, `last_name`, `username`, `active`; sort those

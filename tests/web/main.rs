@@ -3,6 +3,7 @@
 
 #[path = "../../examples/service/app.rs"]
 mod app;
+mod errors;
 mod metrics;
 
 use http_body_util::{BodyExt, Full};
