@@ -19,13 +19,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{Context, ensure};
 use futures::future::BoxFuture;
 use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{self, Charge};
@@ -36,6 +35,11 @@ use shared_db::{Config, Database};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
+
+// Not every benchmark uses every helper.
+#[allow(dead_code)]
+mod common;
+use common::{Pgbench, Queries, Xorshift, find_pgbench, for_pgbench, pct, with_database};
 
 // ---------------------------------------------------------------- counting allocator (memory row)
 
@@ -122,91 +126,7 @@ impl Settings {
     }
 }
 
-/// pgbench ships with the server binaries: `PATH`, `SHARED_DB_PG_BIN`, or Debian's
-/// `/usr/lib/postgresql/<version>/bin` (newest first), as the embedded cluster finds `initdb`.
-fn find_pgbench() -> anyhow::Result<PathBuf> {
-    if let Some(dir) = std::env::var_os("SHARED_DB_PG_BIN") {
-        return Ok(Path::new(&dir).join("pgbench"));
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("pgbench").is_file() {
-                return Ok(dir.join("pgbench"));
-            }
-        }
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let v = e.file_name().to_str()?.parse().ok()?;
-            let p = e.path().join("bin/pgbench");
-            p.is_file().then_some((v, p))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .map(|(_, p)| p)
-        .context("pgbench not found (PATH, SHARED_DB_PG_BIN, /usr/lib/postgresql/*/bin)")
-}
-
-// ---------------------------------------------------------------- the SQL shared-db sends
-
-/// The query texts compiled into shared-db, from `.sqlx/` (CI's `prepare --check` keeps it equal).
-struct Queries(Vec<String>);
-
-impl Queries {
-    fn load() -> anyhow::Result<Self> {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(".sqlx");
-        let mut v = Vec::new();
-        for e in std::fs::read_dir(&dir).with_context(|| dir.display().to_string())? {
-            let text = std::fs::read_to_string(e?.path())?;
-            let json: serde_json::Value = serde_json::from_str(&text)?;
-            if let Some(q) = json["query"].as_str() {
-                v.push(q.to_owned());
-            }
-        }
-        Ok(Queries(v))
-    }
-    /// The one query matching `pred` (`what` names it in the error).
-    fn find(&self, what: &str, pred: impl Fn(&str) -> bool) -> anyhow::Result<&str> {
-        let hits: Vec<&String> = self.0.iter().filter(|q| pred(q)).collect();
-        ensure!(
-            hits.len() == 1,
-            "{} queries match {what} in .sqlx",
-            hits.len()
-        );
-        Ok(hits[0])
-    }
-}
-
-/// The same SQL for pgbench: `$n` → `:<vars[n-1]>`, and sqlx's nullability markers dropped from
-/// column aliases (`"x!"` → `"x"`: pgbench's `\gset` wants plain names; labels do not change the
-/// plan or the work).
-fn for_pgbench(sql: &str, vars: &[&str]) -> String {
-    let mut s = sql.replace("!\"", "\"").replace("?\"", "\"");
-    for (i, v) in vars.iter().enumerate().rev() {
-        s = s.replace(&format!("${}", i + 1), &format!(":{v}"));
-    }
-    s
-}
-
 // ---------------------------------------------------------------- helpers
-
-struct Xorshift(u64);
-impl Xorshift {
-    fn new(seed: u64) -> Self {
-        Xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        (self.0 % n as u64) as usize
-    }
-}
 
 /// Runs seeding SQL; a trailing `VACUUM …` runs on its own (not in the batch's implicit
 /// transaction).
@@ -284,6 +204,9 @@ enum Mode {
     Pooled,
     /// One connection acquired per client and kept, as pgbench keeps its connections.
     Held,
+    /// Held, plus the round trip sqlx adds when a connection goes back to the pool (a ping,
+    /// i.e. Sync → ReadyForQuery) after every operation: the pooled path without the pool.
+    HeldPing,
 }
 
 /// Runs `clients` tasks calling `op` until `secs` have passed; returns operations per second and
@@ -305,12 +228,17 @@ async fn timed(
             let mut rng = Xorshift::new(c as u64 + 1);
             let mut n = 0u64;
             let mut held = match mode {
-                Mode::Held => Some(db.acquire().await?),
+                Mode::Held | Mode::HeldPing => Some(db.acquire().await?),
                 Mode::Pooled => None,
             };
             while Instant::now() < deadline {
                 match held.as_mut() {
-                    Some(conn) => op(conn, &mut rng).await?,
+                    Some(conn) => {
+                        op(conn, &mut rng).await?;
+                        if mode == Mode::HeldPing {
+                            conn.ping().await?;
+                        }
+                    }
                     None => op(&mut *db.acquire().await?, &mut rng).await?,
                 }
                 n += 1;
@@ -323,64 +251,6 @@ async fn timed(
         total += t.await??;
     }
     Ok((total as f64 / start.elapsed().as_secs_f64(), total))
-}
-
-struct Pgbench<'a> {
-    bin: &'a Path,
-    url: &'a str,
-    dir: &'a Path,
-    threads: u32,
-}
-
-struct PgbenchRun {
-    tps: f64,
-    transactions: u64,
-}
-
-impl Pgbench<'_> {
-    /// Writes `scripts` (one file each, picked uniformly per transaction), runs pgbench with
-    /// `-M prepared -c clients` and `limit` (`-T secs` or `-t per-client`), returns its tps
-    /// (without initial connection time) and the transactions processed.
-    fn run(
-        &self,
-        name: &str,
-        scripts: &[String],
-        defines: &[(String, String)],
-        clients: u32,
-        limit: &[&str],
-    ) -> anyhow::Result<PgbenchRun> {
-        let mut cmd = Command::new(self.bin);
-        cmd.args(["-n", "-M", "prepared", "-c", &clients.to_string()])
-            .args(["-j", &self.threads.min(clients).to_string()])
-            .args(limit);
-        for (i, s) in scripts.iter().enumerate() {
-            let path = self.dir.join(format!("{name}_{i}.sql"));
-            std::fs::write(&path, s)?;
-            cmd.arg("-f").arg(format!("{}@1", path.display()));
-        }
-        for (k, v) in defines {
-            cmd.arg("-D").arg(format!("{k}={v}"));
-        }
-        cmd.arg(self.url);
-        let out = cmd.output().context("running pgbench")?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || stderr.contains("aborted") {
-            bail!("pgbench {name} failed:\n{stdout}\n{stderr}");
-        }
-        let field = |prefix: &str| {
-            stdout
-                .lines()
-                .find_map(|l| l.trim().strip_prefix(prefix))
-                .and_then(|r| r.split_whitespace().next())
-                .and_then(|v| v.split('/').next().map(str::to_owned))
-                .with_context(|| format!("no `{prefix}` in pgbench output:\n{stdout}"))
-        };
-        Ok(PgbenchRun {
-            tps: field("tps =")?.parse()?,
-            transactions: field("number of transactions actually processed:")?.parse()?,
-        })
-    }
 }
 
 // ---------------------------------------------------------------- report
@@ -451,11 +321,6 @@ fn print_table(rows: &[Row]) {
     }
 }
 
-fn pct(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
 // ---------------------------------------------------------------- main
 
 fn main() -> anyhow::Result<()> {
@@ -515,23 +380,6 @@ async fn run() -> anyhow::Result<()> {
     result
 }
 
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let base = match head[scheme_end..].find('/') {
-        Some(i) => &head[..scheme_end + i],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
-}
-
 async fn bench(settings: &Settings, base: &Config, url: &str, dir: &Path) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let queries = Queries::load()?;
@@ -567,6 +415,9 @@ async fn bench(settings: &Settings, base: &Config, url: &str, dir: &Path) -> any
     }
     if settings.wants("w4") {
         rows.extend(w4(settings, base, url, &setup, &pg, &queries).await?);
+    }
+    if settings.wants("w4pool") {
+        rows.extend(w4_pooled_paths(settings, base, url, &setup, &pg, &queries).await?);
     }
     if settings.wants("w5") {
         rows.extend(w5(settings, base, url, &setup, &queries).await?);
@@ -726,6 +577,7 @@ async fn w1(
         &[("ctx".into(), ctx), ("run".into(), Uuid::nil().to_string())],
         W1_WORKERS as u32,
         &["-t", &per_client],
+        false,
     )?;
     verify_queue(setup, W1_PLANS, false).await?;
     Ok(pair(
@@ -875,7 +727,7 @@ async fn w2(
         ));
     }
     let secs = s.secs.to_string();
-    let run = pg.run("w2", &scripts, &defines, 16, &["-T", &secs])?;
+    let run = pg.run("w2", &scripts, &defines, 16, &["-T", &secs], false)?;
     let name = "W2 API-key auth, 16 clients (ops/s)";
     let check = "every key authenticated";
     let mut rows = pair(name, &ours, run.tps, check);
@@ -1002,7 +854,7 @@ async fn w3(
         defines.push((u.clone(), w3_user(i).to_string()));
     }
     let secs = s.secs.to_string();
-    let run = pg.run("w3", &scripts, &defines, 16, &["-T", &secs])?;
+    let run = pg.run("w3", &scripts, &defines, 16, &["-T", &secs], false)?;
     let rows = verify_w3(setup).await?;
     ensure!(
         rows == run.transactions as i64,
@@ -1060,11 +912,86 @@ async fn w4(
         defines.push((var, ids[i * ids.len() / PGBENCH_SCRIPTS].to_string()));
     }
     let secs = s.secs.to_string();
-    let run = pg.run("w4", &scripts, &defines, 16, &["-T", &secs])?;
+    let run = pg.run("w4", &scripts, &defines, 16, &["-T", &secs], false)?;
     let name = "W4 plan status, 16 clients (reads/s)";
     let check = "every read found its plan";
     let mut rows = pair(name, &ours, run.tps, check);
     rows.extend(through_pooler(s, base, url, name, status, run.tps, check).await?);
+    Ok(rows)
+}
+
+/// The pooled round trip on W4, every option in one run against one pgbench figure: pool sizes
+/// below, at and above the client count; a connection held per client (what per-request reuse
+/// gives a request of several statements); and a held connection that pings after every
+/// operation, which is exactly the round trip sqlx's pool adds on release.
+async fn w4_pooled_paths(
+    s: &Settings,
+    base: &Config,
+    url: &str,
+    setup: &Database,
+    pg: &Pgbench<'_>,
+    q: &Queries,
+) -> anyhow::Result<Vec<Row>> {
+    const CLIENTS: usize = 16;
+    seed_queue(setup, 20_000).await?;
+    let ids: Arc<Vec<Uuid>> = Arc::new(
+        sqlx::query_scalar("SELECT id FROM plans ORDER BY id")
+            .fetch_all(setup.pool())
+            .await?,
+    );
+    let status = op({
+        let ids = ids.clone();
+        move |conn, rng| {
+            let id = ids[rng.below(ids.len())];
+            Box::pin(async move {
+                plans::status(&mut *conn, id).await?;
+                Ok(())
+            })
+        }
+    });
+    let sql = q.find("status", |s| {
+        s.starts_with("SELECT id, state, progress_percentage, progress_message")
+    })?;
+    let mut scripts = Vec::new();
+    let mut defines = Vec::new();
+    for i in 0..PGBENCH_SCRIPTS {
+        let var = format!("i{i}");
+        scripts.push(format!("{};\n", for_pgbench(sql, &[&var])));
+        defines.push((var, ids[i * ids.len() / PGBENCH_SCRIPTS].to_string()));
+    }
+    let secs = s.secs.to_string();
+    let pgbench = pg
+        .run(
+            "w4pool",
+            &scripts,
+            &defines,
+            CLIENTS as u32,
+            &["-T", &secs],
+            false,
+        )?
+        .tps;
+    let mut rows = Vec::new();
+    let variants: [(&str, u32, Mode); 7] = [
+        ("pooled, pool = 4", 4, Mode::Pooled),
+        ("pooled, pool = 8", 8, Mode::Pooled),
+        ("pooled, pool = 16 (= clients)", 16, Mode::Pooled),
+        ("pooled, pool = 32", 32, Mode::Pooled),
+        ("held conn per client", 16, Mode::Held),
+        ("held conn + ping per op", 16, Mode::HeldPing),
+        ("pooled, pool = 16, again", 16, Mode::Pooled),
+    ];
+    for (name, size, mode) in variants {
+        let db = pool(base, url, size).await?;
+        let (ops, _) = timed(&db, CLIENTS, s.secs, mode, status.clone()).await?;
+        db.close().await;
+        rows.push(row(
+            &format!("W4 16 clients, {name} (reads/s)"),
+            format!("{ops:.0}"),
+            format!("{pgbench:.0}"),
+            format!("{:.2}", ops / pgbench),
+            "every read found its plan",
+        ));
+    }
     Ok(rows)
 }
 

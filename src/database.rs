@@ -9,6 +9,19 @@ use sqlx::{Postgres, Transaction};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
+/// With feature `metrics`, sqlx reports every acquire's wait as a `tracing` event (at trace
+/// level), which [`crate::metrics::layer`] turns into the acquire-time histogram.
+#[cfg(feature = "metrics")]
+pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
+    options.acquire_time_level(log::LevelFilter::Trace)
+}
+
+/// Without feature `metrics`, the pool options unchanged.
+#[cfg(not(feature = "metrics"))]
+pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
+    options
+}
+
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
 /// inside); build one at start-up and hand clones to every task.
 ///
@@ -45,6 +58,7 @@ impl Database {
             // would say; only one that sat idle for a while may have been cut by the server, a
             // proxy or a firewall.
             .test_before_acquire(false);
+        pool_options = with_acquire_timing(pool_options);
         let ping_idle_after = config.test_before_acquire.then_some(config.ping_idle_after);
         let failover = target.failover.clone();
         if ping_idle_after.is_some() || failover.is_some() {

@@ -235,7 +235,14 @@ mod sqlstate {
 impl Error {
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
-        Error::InvalidInput(message.into())
+        Error::InvalidInput(message.into()).counted()
+    }
+
+    /// Counts the error in the operation metrics (feature `metrics`); see [`crate::metrics`].
+    fn counted(self) -> Self {
+        #[cfg(feature = "metrics")]
+        crate::metrics::count_error(&self);
+        self
     }
 
     /// Builds an [`Error::Config`].
@@ -336,6 +343,13 @@ fn classify(e: &sqlx::Error) -> Class {
 
 impl From<sqlx::Error> for Error {
     fn from(e: sqlx::Error) -> Self {
+        Error::classify(e).counted()
+    }
+}
+
+impl Error {
+    /// The typed variant for a sqlx error.
+    fn classify(e: sqlx::Error) -> Self {
         use sqlx::error::ErrorKind;
         match e {
             sqlx::Error::RowNotFound => Error::NotFound,

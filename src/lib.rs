@@ -59,6 +59,8 @@
 //! - `embedded`: a private PostgreSQL cluster under `target/` for development and tests.
 //! - `axum` (`web`): readiness handler, request-scoped transaction, error → HTTP status.
 //! - `blocking` (`blocking`): the same operations for callers without an async runtime.
+//! - `metrics` (`metrics`): pool, acquire, per-operation latency and error metrics through the
+//!   `metrics` facade, and the `tracing` layer that times repository functions.
 //! - `worker` (`worker`): the plan-queue worker loop (claim, progress, billing, finish).
 //! - `testing` (`testing`): one freshly migrated database per test (enables `embedded`).
 //!
@@ -104,6 +106,8 @@ pub mod embedded;
 pub mod error;
 pub mod failover;
 pub mod multihost;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod planexe;
 pub mod pooler;
 pub mod replica;

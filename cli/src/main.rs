@@ -11,6 +11,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use shared_db::embedded::{Action, Cluster};
+use shared_db::planexe::retention::{self, Table};
 use shared_db::schema::SchemaStatus;
 use shared_db::{Config, Database};
 
@@ -46,10 +47,35 @@ enum Command {
     /// (fresh database on the embedded cluster, or DATABASE_URL with per-run data). Exit code 1
     /// if an invariant fails.
     Demo,
+    /// Housekeeping on a live database.
+    Maintenance {
+        #[command(subcommand)]
+        command: MaintenanceCommand,
+    },
     /// Manage the embedded PostgreSQL cluster used when DATABASE_URL is unset.
     Embedded {
         #[command(subcommand)]
         command: EmbeddedCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum MaintenanceCommand {
+    /// Delete old events, idle nonces and old token metrics in small batches (safe beside live
+    /// services; the credit ledger is never touched). Ages like `90d`, `12h`, `30days`.
+    Purge {
+        /// Delete events older than this.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        events_older_than: Option<std::time::Duration>,
+        /// Delete nonces not used for this long (PlanExe's own rule: 30 days).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        nonces_older_than: Option<std::time::Duration>,
+        /// Delete token metrics older than this.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        token_metrics_older_than: Option<std::time::Duration>,
+        /// Rows per batch (one short transaction each).
+        #[arg(long, default_value_t = retention::DEFAULT_BATCH)]
+        batch: u32,
     },
 }
 
@@ -146,7 +172,79 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Demo => demo::run(&config).await,
         Command::Embedded { command } => embedded(command).await,
+        Command::Maintenance {
+            command:
+                MaintenanceCommand::Purge {
+                    events_older_than,
+                    nonces_older_than,
+                    token_metrics_older_than,
+                    batch,
+                },
+        } => {
+            let db = connect(&config).await?;
+            let mut conn = db.acquire().await?;
+            let jobs = [
+                (Table::Events, events_older_than),
+                (Table::Nonces, nonces_older_than),
+                (Table::TokenMetrics, token_metrics_older_than),
+            ];
+            if jobs.iter().all(|(_, age)| age.is_none()) {
+                anyhow::bail!("nothing to purge: give at least one --…-older-than");
+            }
+            for (table, age) in jobs {
+                let Some(age) = age else { continue };
+                let done = purge_with_progress(&mut conn, table, age, batch).await?;
+                println!(
+                    "{}: deleted {} rows older than {} in {} batch(es), {:.1} s ({:.0} rows/s)",
+                    table.name(),
+                    done.deleted,
+                    age_text(age),
+                    done.batches,
+                    done.elapsed.as_secs_f64(),
+                    done.rows_per_sec()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `90d` for whole days, else humantime's form (`12h 30m`).
+fn age_text(age: std::time::Duration) -> String {
+    let secs = age.as_secs();
+    if secs > 0 && secs.is_multiple_of(86_400) && age.subsec_nanos() == 0 {
+        format!("{}d", secs / 86_400)
+    } else {
+        humantime::format_duration(age).to_string()
+    }
+}
+
+/// One table's purge; on a terminal, a progress line rewritten after every batch.
+async fn purge_with_progress(
+    conn: &mut sqlx::PgConnection,
+    table: Table,
+    age: std::time::Duration,
+    batch: u32,
+) -> anyhow::Result<retention::Progress> {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let done = retention::purge(conn, table, age, batch, |p| {
+        if terminal {
+            eprint!(
+                "\r{}: {} rows deleted, {:.0} rows/s   ",
+                table.name(),
+                p.deleted,
+                p.rows_per_sec()
+            );
+            let _ = std::io::stderr().flush();
+        }
+    })
+    .await
+    .with_context(|| format!("purging {}", table.name()))?;
+    if terminal {
+        eprintln!();
+    }
+    Ok(done)
 }
 
 async fn connect(config: &Config) -> anyhow::Result<Database> {

@@ -70,6 +70,7 @@ pub mod json;
 pub mod nonces;
 pub mod payment_record;
 pub mod plans;
+pub mod retention;
 pub mod token_metrics;
 pub mod user_account;
 pub mod user_api_key;

@@ -167,7 +167,7 @@ impl TestDatabase {
 
         let options = server.pooled.clone().database(&name);
         let url = server.url_pattern.replace("{db}", &name);
-        let pool = PgPoolOptions::new()
+        let pool = crate::database::with_acquire_timing(PgPoolOptions::new())
             .max_connections(TEST_POOL_SIZE)
             .connect_with(options.clone())
             .await?;

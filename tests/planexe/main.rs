@@ -11,6 +11,7 @@ mod ownership;
 mod python_json;
 mod queue;
 mod reads;
+mod retention;
 mod schema;
 mod telemetry;
 

@@ -4,6 +4,7 @@
 #[path = "../../examples/service/app.rs"]
 mod app;
 mod errors;
+mod metrics;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -29,12 +30,17 @@ struct Reply {
 
 impl Service {
     async fn start() -> Service {
+        Self::start_with(app::router).await
+    }
+
+    /// The service with the router `make` builds on the test database.
+    async fn start_with(make: impl FnOnce(shared_db::Database) -> axum::Router) -> Service {
         let db = TestDatabase::new().await.expect("test database");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = app::router(db.db().clone());
+        let router = make(db.db().clone());
         tokio::spawn(async move { axum::serve(listener, router).await });
         Service { addr, db }
     }
