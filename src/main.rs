@@ -43,10 +43,36 @@ enum Command {
     /// (fresh database on the embedded cluster, or DATABASE_URL with per-run data). Exit code 1
     /// if an invariant fails.
     Demo,
+    /// The shop schema.
+    Shop {
+        #[command(subcommand)]
+        command: ShopCommand,
+    },
     /// Manage the embedded PostgreSQL cluster used when DATABASE_URL is unset.
     Embedded {
         #[command(subcommand)]
         command: EmbeddedCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShopCommand {
+    /// Import the old shop backend's database (its `public` tables) into `shop.*` of
+    /// DATABASE_URL, keeping ids. Prints the report (every refused row, each shop's outcome).
+    /// Exit code 0 when everything was imported, 1 when rows were refused or shops skipped.
+    Import {
+        /// URL of the old database (may be DATABASE_URL itself).
+        #[arg(long)]
+        from: String,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import only this shop (repeatable; default every shop).
+        #[arg(long = "shop", value_name = "ID")]
+        shops: Vec<uuid::Uuid>,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -135,6 +161,34 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run(&config).await,
+        Command::Shop {
+            command:
+                ShopCommand::Import {
+                    from,
+                    dry_run,
+                    shops,
+                    json,
+                },
+        } => {
+            use sqlx::Connection;
+            let db = connect(&config).await?;
+            let mut target = db.acquire().await?;
+            let mut source = sqlx::PgConnection::connect(&from)
+                .await
+                .context("cannot connect to the old database (--from)")?;
+            let options = shared_db::shop::import::Options { dry_run, shops };
+            let report = shared_db::shop::import::run(&mut source, &mut target, &options).await?;
+            print!("{report}");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Embedded { command } => embedded(command).await,
     }
 }

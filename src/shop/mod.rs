@@ -36,6 +36,7 @@ pub mod attributes;
 pub mod categories;
 pub mod early_access;
 pub mod faq;
+pub mod import;
 pub mod info_requests;
 pub mod licenses;
 pub mod list;
