@@ -30,7 +30,7 @@ use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{self, Charge};
 use shared_db::planexe::plans;
 use shared_db::planexe::user_api_key::{self, ApiKeySecret, RawApiKey};
-use shared_db::shop::products;
+use shared_db::shop::{ShopId, products};
 use shared_db::{Config, Database};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -1074,12 +1074,22 @@ async fn w5(
         // the catalog as it was before migration 0040
         exec(setup, "DROP INDEX shop.ix_products_shop_id_order_number_id").await?;
     }
-    let shop = Uuid::parse_str(W5_SHOP)?;
+    let shop = ShopId::new(Uuid::parse_str(W5_SHOP)?);
     let db = pool(base, url, 1).await?;
     let mut conn = db.acquire().await?;
-    // The keyset cursor of the page at offset 50,000: the `next` of a 50,000-row first page.
-    let walk = products::catalog_page_after(&mut *conn, shop, None, 50_000).await?;
-    let cursor = walk.next.context("W5: no cursor after 50,000 products")?;
+    // The keyset cursor of the page at offset 50,000: walk 100 pages of 500 (the largest page).
+    let mut cursor = None;
+    let mut last = None;
+    for _ in 0..100 {
+        let walk = products::catalog_page_after(&mut *conn, shop, cursor.as_ref(), 500).await?;
+        last = walk.items.last().map(|e| (e.order_number, e.id.get()));
+        cursor = Some(
+            walk.next
+                .context("W5: the walk ended before 50,000 products")?,
+        );
+    }
+    let cursor = cursor.context("W5: no cursor")?;
+    let last = last.context("W5: empty walk")?;
     let deep = products::catalog_page(&mut *conn, shop, 50_000, 50).await?;
     let keyset = products::catalog_page_after(&mut *conn, shop, Some(&cursor), 50).await?;
     ensure!(
@@ -1096,11 +1106,7 @@ async fn w5(
     for (label, skip, after) in [
         ("W5 page @ offset 0 (ms p50 / p95)", 0, None),
         ("W5 page @ offset 50,000 (ms p50 / p95)", 50_000, None),
-        (
-            "W5 keyset page @ 50,000 (ms p50 / p95)",
-            0,
-            Some(cursor.as_str()),
-        ),
+        ("W5 keyset page @ 50,000 (ms p50 / p95)", 0, Some(&cursor)),
     ] {
         let mut lat = Vec::with_capacity(s.w5_iters);
         for _ in 0..s.w5_iters {
@@ -1132,7 +1138,7 @@ async fn w5(
     }
     drop(conn);
     if s.explain {
-        explain(setup, q, shop, &cursor).await?;
+        explain(setup, q, shop.get(), last).await?;
     }
     db.close().await;
     Ok(out)
@@ -1203,10 +1209,12 @@ async fn memory(base: &Config, url: &str, setup: &Database) -> anyhow::Result<Ve
 
 // ---------------------------------------------------------------- EXPLAIN
 
-async fn explain(db: &Database, q: &Queries, shop: Uuid, cursor: &str) -> anyhow::Result<()> {
-    let (order_number, id) = cursor.split_once('.').context("cursor")?;
-    let order_number: i32 = order_number.parse()?;
-    let id: Uuid = id.parse()?;
+async fn explain(
+    db: &Database,
+    q: &Queries,
+    shop: Uuid,
+    (order_number, id): (i32, Uuid),
+) -> anyhow::Result<()> {
     let plan_id: Uuid = sqlx::query_scalar("SELECT id FROM plans LIMIT 1")
         .fetch_optional(db.pool())
         .await?

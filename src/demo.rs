@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use futures_util::TryStreamExt;
 use rust_decimal::Decimal;
 use serde_json::json;
 use shared_db::planexe::plans::{self, NewPlan, Progress, ProgressAck};
@@ -27,7 +28,7 @@ use shared_db::planexe::{EventType, credit_history, events, payment_record};
 use shared_db::planexe::{user_provider, workers};
 use shared_db::schema::SchemaStatus;
 use shared_db::shop::{
-    Lang, ListParams, accounts, attribute_options, attributes, categories, orders,
+    Lang, ListParams, ShopId, accounts, attribute_options, attributes, categories, orders,
     product_attribute_values, products, products_to_tags, shops, shops_users, tags, users,
 };
 use shared_db::{Config, Database, Error};
@@ -669,17 +670,17 @@ impl Worker {
 }
 
 /// Shop admin: catalog, lists, translations, last-item race, stock.
-async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow::Result<Uuid> {
+async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow::Result<ShopId> {
     heading("shop admin");
     let shop = shops::create(
         db.pool(),
-        &shops::NewShop::named(format!("Demo poster shop {run_id}")),
+        &shops::ShopFields::named(format!("Demo poster shop {run_id}")),
     )
     .await?;
-    println!("shop created: {} ({})", shop.name, short(shop.id));
+    println!("shop created: {} ({})", shop.name, short(shop.id.get()));
     let admin = users::create(
         db.pool(),
-        &users::NewUser {
+        &users::UserFields {
             email: Some(format!("admin+{run_id}@example.com")),
             username: Some(format!("admin-{run_id}")),
             first_name: Some("Grace".into()),
@@ -704,7 +705,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
         let c = categories::create(
             &mut conn,
             shop.id,
-            &categories::NewCategory {
+            &categories::CategoryFields {
                 translation: categories::CategoryTranslationInput {
                     main_name: main.into(),
                     main_description: format!("All our {}", main.to_lowercase()),
@@ -723,7 +724,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
         let t = tags::create(
             &mut conn,
             shop.id,
-            &tags::NewTag {
+            &tags::TagFields {
                 name: Some(main.into()),
                 translation: tags::NameTranslationInput {
                     main_name: main.into(),
@@ -738,7 +739,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
     let colour = attributes::create(
         &mut conn,
         shop.id,
-        &attributes::NewAttribute {
+        &attributes::AttributeFields {
             name: "colour".into(),
             unit: None,
             translation: Some(tags::NameTranslationInput {
@@ -781,7 +782,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
         };
         // every tenth product has no alt1 name: shown in alt1 it falls back to the main name
         let alt1_name = (i % 10 != 4).then(|| format!("{main_name} (NL)"));
-        let mut new = products::NewProduct::new(
+        let mut new = products::ProductFields::new(
             Some(cat_id),
             products::ProductTranslationInput {
                 main_name: main_name.clone(),
@@ -796,11 +797,11 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
                 ..Default::default()
             },
         );
-        new.price = Some(9.5 + (i * 7 % 23) as f64);
-        new.stock = if last_item { 1 } else { 5 + (i as i32 % 7) };
+        new.price = Some(Decimal::new(950 + (i as i64 * 7 % 23) * 100, 2));
+        let stock = if last_item { 1 } else { 5 + (i as i32 % 7) };
         new.featured = i % 4 == 0;
         new.new_product = i % 5 == 0;
-        let p = products::create(&mut conn, shop.id, &new).await?;
+        let p = products::create(&mut conn, shop.id, &new, stock).await?;
         if i % 3 == 0 {
             products_to_tags::link(db.pool(), shop.id, p.item.id, tag_ids[0]).await?;
         }
@@ -871,18 +872,19 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
         let order = orders::create(
             &mut conn,
             shop.id,
-            &orders::NewOrder {
+            &orders::OrderFields {
                 account_id: Some(account.id),
                 items: vec![orders::OrderItem {
                     description: None,
-                    price: 49.0,
+                    price: Decimal::new(49, 0),
                     product_id: last,
                     product_name: last_name.clone(),
                     quantity: 1,
                 }],
-                total: Some(49.0),
+                total: Some(Decimal::new(49, 0)),
                 ..Default::default()
             },
+            None,
         )
         .await?;
         println!(
@@ -938,7 +940,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
     let order = orders::create(
         &mut conn,
         shop.id,
-        &orders::NewOrder {
+        &orders::OrderFields {
             items: vec![orders::OrderItem {
                 description: Some("gift wrap".into()),
                 price: before.item.price.unwrap_or_default(),
@@ -946,9 +948,10 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
                 product_name: before.name(Lang::Main).unwrap_or("?").to_owned(),
                 quantity: 2,
             }],
-            total: before.item.price.map(|p| p * 2.0),
+            total: before.item.price.map(|p| p * Decimal::TWO),
             ..Default::default()
         },
+        None,
     )
     .await?;
     let done = orders::complete(&mut conn, shop.id, order.id, admin.id).await?;
@@ -972,7 +975,7 @@ async fn shop_admin(db: &Database, run_id: &str, checks: &mut Checks) -> anyhow:
 async fn closing(
     db: &Database,
     plan_ids: &[Uuid],
-    shop_id: Uuid,
+    shop_id: ShopId,
     checks: &mut Checks,
 ) -> anyhow::Result<()> {
     heading("closing");
@@ -1036,14 +1039,14 @@ async fn closing(
     );
 
     let mut conn = db.acquire().await?;
-    let all = products::list(&mut conn, shop_id, &ListParams::default().page(0, 0)).await?;
-    let negative = all.items.iter().filter(|p| p.item.stock < 0).count();
-    let total_stock: i64 = all.items.iter().map(|p| i64::from(p.item.stock)).sum();
+    let all: Vec<_> = products::export(&mut conn, shop_id).try_collect().await?;
+    let negative = all.iter().filter(|p| p.item.stock < 0).count();
+    let total_stock: i64 = all.iter().map(|p| i64::from(p.item.stock)).sum();
     checks.check(
-        negative == 0 && all.items.len() == PRODUCTS,
+        negative == 0 && all.len() == PRODUCTS,
         format!(
             "stock never negative ({} products, {total_stock} units in stock)",
-            all.items.len()
+            all.len()
         ),
     );
     Ok(())

@@ -12,17 +12,18 @@
 //! | `POST /plans/{id}/retry` | re-queue a failed or stopped plan, 409 otherwise |
 //! | `POST /shops` | create a shop (`{"name"}`), 409 if the name is taken |
 //! | `POST /shops/{shop}/products/import` | create several products, all or nothing |
-//! | `GET /shops/{shop}/products` | list (`?filter=&sort=&skip=&limit=`) with `Content-Range` |
+//! | `GET /shops/{shop}/products` | list (`?filter=&sort=&skip=&limit=`, `limit` at most [`shared_db::shop::MAX_LIMIT`], else 422) with `Content-Range` |
 
 use axum::extract::{FromRef, Path, Query};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use shared_db::Database;
 use shared_db::planexe::plans::{self, NewPlan, PlanStatus};
-use shared_db::shop::{ListParams, products, shops};
+use shared_db::shop::{ListParams, ProductId, ShopId, products, shops};
 use shared_db::web::{self, ContentRangeHeader, HttpError, Tx, TxState};
 use uuid::Uuid;
 
@@ -112,8 +113,8 @@ async fn create_shop(
     mut tx: Tx,
     Json(req): Json<ShopRequest>,
 ) -> Result<(StatusCode, Json<Created>), HttpError> {
-    let shop = shops::create(web::conn(&mut tx), &shops::NewShop::named(req.name)).await?;
-    Ok((StatusCode::CREATED, Json(Created { id: shop.id })))
+    let shop = shops::create(web::conn(&mut tx), &shops::ShopFields::named(req.name)).await?;
+    Ok((StatusCode::CREATED, Json(Created { id: shop.id.get() })))
 }
 
 /// Creates every product of the body in the request's transaction. If one is refused (say, a
@@ -121,19 +122,32 @@ async fn create_shop(
 /// created before it: the import is all or nothing.
 async fn import_products(
     mut tx: Tx,
-    Path(shop): Path<Uuid>,
-    Json(items): Json<Vec<products::NewProduct>>,
-) -> Result<(StatusCode, Json<Vec<Uuid>>), HttpError> {
+    Path(shop): Path<ShopId>,
+    Json(items): Json<Vec<ImportItem>>,
+) -> Result<(StatusCode, Json<Vec<ProductId>>), HttpError> {
     let mut ids = Vec::with_capacity(items.len());
     for item in &items {
         ids.push(
-            products::create(web::conn(&mut tx), shop, item)
+            products::create(web::conn(&mut tx), shop, &item.fields, item.stock)
                 .await?
                 .item
                 .id,
         );
     }
     Ok((StatusCode::CREATED, Json(ids)))
+}
+
+/// One product of an import body: its fields and opening stock (default 1).
+#[derive(Deserialize)]
+pub struct ImportItem {
+    #[serde(flatten)]
+    fields: products::ProductFields,
+    #[serde(default = "one")]
+    stock: i32,
+}
+
+fn one() -> i32 {
+    1
 }
 
 /// Query of `GET /shops/{shop}/products`: one filter and one sort key (see
@@ -155,19 +169,19 @@ fn default_limit() -> i64 {
 /// One product in a list answer.
 #[derive(Serialize, Deserialize)]
 pub struct ProductItem {
-    /// Id.
-    pub id: Uuid,
-    /// Main-language name.
+    /// The product.
+    pub id: ProductId,
+    /// Main-language name; `None` without a translation.
     pub name: Option<String>,
-    /// Price.
-    pub price: Option<f64>,
+    /// Unit price as a decimal string (`"9.50"`); `None`: no price set.
+    pub price: Option<Decimal>,
     /// Units in stock.
     pub stock: i32,
 }
 
 async fn list_products(
     mut tx: Tx,
-    Path(shop): Path<Uuid>,
+    Path(shop): Path<ShopId>,
     Query(q): Query<ListQuery>,
 ) -> Result<(ContentRangeHeader, Json<Vec<ProductItem>>), HttpError> {
     let mut params = ListParams::default().page(q.skip, q.limit);

@@ -5,21 +5,22 @@
 //! backend); if a license holds one of those orders the delete is refused as a whole with
 //! [`Error::Conflict`] `fk_licenses_order_id_orders`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, text_col};
+use super::list::{self, ListPage, ListParams, Spec, text_col};
+use super::{ShopId, input};
 use crate::{Error, Result, ResultExt};
 
 /// A row of `shop.accounts`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Account {
     /// Primary key.
     pub id: Uuid,
     /// Owning shop.
-    pub shop_id: Uuid,
+    pub shop_id: ShopId,
     /// Customer e-mail (its SHA-256 hex after [`anonymise`]).
     pub name: Option<String>,
     /// SHA-256 hex of the name, set by [`anonymise`].
@@ -32,7 +33,7 @@ pub struct Account {
 /// (`details->>'stripe_customer_id'`); bare search over the name.
 pub static LIST: Spec = Spec {
     unit: "accounts",
-    select: "a.*",
+    select: "a.id, a.shop_id, a.name, a.hash_name, a.details",
     from: "shop.accounts a",
     shop_column: Some("a.shop_id"),
     id: "a.id",
@@ -44,18 +45,24 @@ pub static LIST: Spec = Spec {
     search: &["a.name"],
 };
 
+fn check(name: Option<&str>, details: Option<&Value>) -> Result<()> {
+    input::opt_text("name", name, 255)?;
+    input::opt_json("details", details)
+}
+
 /// Creates an account in the shop. Unknown shop: [`Error::NotFound`].
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     name: Option<&str>,
     details: Option<&Value>,
 ) -> Result<Account> {
+    check(name, details)?;
     sqlx::query_as!(
         Account,
-        "INSERT INTO shop.accounts (shop_id, name, details) VALUES ($1, $2, $3) RETURNING *",
-        shop_id,
+        "INSERT INTO shop.accounts (shop_id, name, details) VALUES ($1, $2, $3) RETURNING id, shop_id, name, hash_name, details",
+        shop_id.get(),
         name,
         details
     )
@@ -66,11 +73,11 @@ pub async fn create(
 
 /// Fetches an account of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<Account> {
     sqlx::query_as!(
         Account,
-        "SELECT * FROM shop.accounts WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        "SELECT id, shop_id, name, hash_name, details FROM shop.accounts WHERE shop_id = $1 AND id = $2",
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -82,15 +89,16 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<A
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn get_by_stripe_customer_id(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     stripe_customer_id: &str,
 ) -> Result<Account> {
+    input::text("stripe_customer_id", stripe_customer_id, 255)?;
     sqlx::query_as!(
         Account,
-        r#"SELECT * FROM shop.accounts
+        r#"SELECT id, shop_id, name, hash_name, details FROM shop.accounts
            WHERE shop_id = $1 AND details->>'stripe_customer_id' = $2
            ORDER BY id LIMIT 1"#,
-        shop_id,
+        shop_id.get(),
         stripe_customer_id
     )
     .fetch_optional(exec)
@@ -102,15 +110,16 @@ pub async fn get_by_stripe_customer_id(
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
     name: Option<&str>,
     details: Option<&Value>,
 ) -> Result<Account> {
+    check(name, details)?;
     sqlx::query_as!(
         Account,
-        "UPDATE shop.accounts SET name = $3, details = $4 WHERE shop_id = $1 AND id = $2 RETURNING *",
-        shop_id,
+        "UPDATE shop.accounts SET name = $3, details = $4 WHERE shop_id = $1 AND id = $2 RETURNING id, shop_id, name, hash_name, details",
+        shop_id.get(),
         id,
         name,
         details
@@ -124,7 +133,7 @@ pub async fn update(
 /// `hash_name`, so the same customer can still be recognised) and the Stripe details are
 /// dropped. Idempotent on an already anonymised account.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<Account> {
+pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<Account> {
     sqlx::query_as!(
         Account,
         r#"UPDATE shop.accounts
@@ -132,8 +141,8 @@ pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Re
                name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')),
                details = NULL
            WHERE shop_id = $1 AND id = $2
-           RETURNING *"#,
-        shop_id,
+           RETURNING id, shop_id, name, hash_name, details"#,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -143,10 +152,10 @@ pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Re
 
 /// Deletes an account of the shop with its orders (all or nothing).
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.accounts WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -159,8 +168,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<Account>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<Account>> {
+    list::fetch::<Account, _>(conn, &LIST, Some(shop_id), params).await
 }

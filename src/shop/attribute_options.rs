@@ -2,21 +2,22 @@
 //! attribute's shop. An option used by a product cannot be deleted ([`Error::Conflict`]
 //! `fk_product_attribute_values_option_id_attribute_options`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
+use super::{ShopId, input};
 use crate::{Error, Result};
 
 /// A row of `shop.attribute_options`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct AttributeOption {
     /// Primary key.
     pub id: Uuid,
-    /// The attribute.
+    /// The attribute whose value this is (of the same shop).
     pub attribute_id: Uuid,
-    /// Key, unique per attribute.
+    /// The value, e.g. `small` or `red`; unique per attribute, at most 60 characters.
     pub value_key: String,
 }
 
@@ -24,7 +25,7 @@ pub struct AttributeOption {
 /// (substring); bare search over the value key.
 pub static LIST: Spec = Spec {
     unit: "attribute_options",
-    select: "o.*",
+    select: "o.id, o.attribute_id, o.value_key",
     from: "shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id",
     shop_column: Some("a.shop_id"),
     id: "o.id",
@@ -42,19 +43,17 @@ pub static LIST: Spec = Spec {
 #[tracing::instrument(skip_all, fields(%shop_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     attribute_id: Uuid,
     value_key: &str,
 ) -> Result<AttributeOption> {
-    if value_key.is_empty() {
-        return Err(Error::invalid_input("value_key is required"));
-    }
+    input::name("value_key", value_key, 60)?;
     sqlx::query_as!(
         AttributeOption,
         r#"INSERT INTO shop.attribute_options (attribute_id, value_key)
            SELECT a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
-           RETURNING *"#,
-        shop_id,
+           RETURNING id, attribute_id, value_key"#,
+        shop_id.get(),
         attribute_id,
         value_key
     )
@@ -65,12 +64,12 @@ pub async fn create(
 
 /// Fetches an option of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<AttributeOption> {
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<AttributeOption> {
     sqlx::query_as!(
         AttributeOption,
-        r#"SELECT o.* FROM shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id
+        r#"SELECT o.id, o.attribute_id, o.value_key FROM shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id
            WHERE a.shop_id = $1 AND o.id = $2"#,
-        shop_id,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -82,17 +81,18 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<A
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
     value_key: &str,
 ) -> Result<AttributeOption> {
+    input::name("value_key", value_key, 60)?;
     sqlx::query_as!(
         AttributeOption,
         r#"UPDATE shop.attribute_options o SET value_key = $3
            FROM shop.attributes a
            WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2
-           RETURNING o.*"#,
-        shop_id,
+           RETURNING o.id, o.attribute_id, o.value_key"#,
+        shop_id.get(),
         id,
         value_key
     )
@@ -103,11 +103,11 @@ pub async fn update(
 
 /// Deletes an option of the shop; in use by a product: [`Error::Conflict`].
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         r#"DELETE FROM shop.attribute_options o USING shop.attributes a
            WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2"#,
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -120,8 +120,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<AttributeOption>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<AttributeOption>> {
+    list::fetch::<AttributeOption, _>(conn, &LIST, Some(shop_id), params).await
 }

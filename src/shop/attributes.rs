@@ -8,47 +8,48 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, text_col};
+use super::list::{self, ListPage, ListParams, Spec, text_col};
 use super::tags::NameTranslationInput;
 use super::translation::Translated;
+use super::{ShopId, input};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.attributes`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Attribute {
     /// Primary key.
     pub id: Uuid,
     /// Owning shop.
-    pub shop_id: Uuid,
-    /// Name, unique per shop.
+    pub shop_id: ShopId,
+    /// Internal name, unique per shop (`uq_attributes_shop_id_name`).
     pub name: String,
-    /// Unit, e.g. `cm`.
+    /// Unit the option values are in, e.g. `cm`; `None` for unitless attributes such as colour.
     pub unit: Option<String>,
 }
 
 /// A row of `shop.attribute_translations`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct AttributeTranslation {
     /// Primary key.
     pub id: Uuid,
     /// The attribute (exactly one translation each).
     pub attribute_id: Uuid,
-    /// Name, main language.
+    /// Name in the shop's main language.
     pub main_name: String,
-    /// Name, alt1.
+    /// Name in alt1; `None` falls back to `main_name`.
     pub alt1_name: Option<String>,
-    /// Name, alt2.
+    /// Name in alt2; `None` falls back to `main_name`.
     pub alt2_name: Option<String>,
 }
 
 super::translation::impl_named!(AttributeTranslation);
 
-/// Fields of an attribute written by create and update.
+/// Everything an attribute's create and update write.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct NewAttribute {
-    /// Name, unique per shop.
+pub struct AttributeFields {
+    /// Internal name, unique per shop, at most 60 characters, not blank.
     pub name: String,
-    /// Unit.
+    /// Unit, at most 20 characters.
     pub unit: Option<String>,
     /// Translation; when absent its main name is the attribute's `name`.
     pub translation: Option<NameTranslationInput>,
@@ -57,11 +58,49 @@ pub struct NewAttribute {
 /// An attribute with its translation.
 pub type AttributeWithTranslation = Translated<Attribute, AttributeTranslation>;
 
+/// The flat row of an attribute joined to its translation: what [`get`] and [`list`] decode.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AttributeRow {
+    id: Uuid,
+    shop_id: ShopId,
+    name: String,
+    unit: Option<String>,
+    t_id: Option<Uuid>,
+    t_main_name: Option<String>,
+    t_alt1_name: Option<String>,
+    t_alt2_name: Option<String>,
+}
+
+impl From<AttributeRow> for AttributeWithTranslation {
+    fn from(r: AttributeRow) -> Self {
+        let translation = match (r.t_id, r.t_main_name) {
+            (Some(id), Some(main_name)) => Some(AttributeTranslation {
+                id,
+                attribute_id: r.id,
+                main_name,
+                alt1_name: r.t_alt1_name,
+                alt2_name: r.t_alt2_name,
+            }),
+            _ => None,
+        };
+        Translated {
+            item: Attribute {
+                id: r.id,
+                shop_id: r.shop_id,
+                name: r.name,
+                unit: r.unit,
+            },
+            translation,
+        }
+    }
+}
+
 /// List definition: filter and sort `name`, `unit`, `main_name`, `alt1_name`, `alt2_name`; bare
 /// search over the name and the three translated names.
 pub static LIST: Spec = Spec {
     unit: "attributes",
-    select: "to_jsonb(a) AS item, to_jsonb(t) AS translation",
+    select: "a.id, a.shop_id, a.name, a.unit, t.id AS t_id, t.main_name AS t_main_name, \
+             t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
     from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id",
     shop_column: Some("a.shop_id"),
     id: "a.id",
@@ -75,11 +114,10 @@ pub static LIST: Spec = Spec {
     search: &["a.name", "t.main_name", "t.alt1_name", "t.alt2_name"],
 };
 
-impl NewAttribute {
+impl AttributeFields {
     fn translation(&self) -> Result<NameTranslationInput> {
-        if self.name.is_empty() {
-            return Err(Error::invalid_input("attribute name is required"));
-        }
+        input::name("name", &self.name, 60)?;
+        input::opt_text("unit", self.unit.as_deref(), 20)?;
         self.translation
             .clone()
             .unwrap_or_else(|| NameTranslationInput::main(self.name.clone()))
@@ -98,7 +136,7 @@ async fn upsert_translation(
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (attribute_id) DO UPDATE SET main_name = EXCLUDED.main_name,
                alt1_name = EXCLUDED.alt1_name, alt2_name = EXCLUDED.alt2_name
-           RETURNING *"#,
+           RETURNING id, attribute_id, main_name, alt1_name, alt2_name"#,
         attribute_id,
         t.main_name,
         t.alt1_name,
@@ -113,17 +151,18 @@ async fn upsert_translation(
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
-    shop_id: Uuid,
-    new: &NewAttribute,
+    shop_id: ShopId,
+    fields: &AttributeFields,
 ) -> Result<AttributeWithTranslation> {
-    let translation = new.translation()?;
+    let translation = fields.translation()?;
     tx::transaction(conn, async |tx| {
         let attribute = sqlx::query_as!(
             Attribute,
-            "INSERT INTO shop.attributes (shop_id, name, unit) VALUES ($1, $2, $3) RETURNING *",
-            shop_id,
-            new.name,
-            new.unit
+            r#"INSERT INTO shop.attributes (shop_id, name, unit) VALUES ($1, $2, $3)
+               RETURNING id, shop_id, name, unit"#,
+            shop_id.get(),
+            fields.name,
+            fields.unit
         )
         .fetch_one(&mut *tx)
         .await
@@ -138,62 +177,44 @@ pub async fn create(
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
 ) -> Result<AttributeWithTranslation> {
-    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
-    // schema; the translation's columns are nullable through the LEFT JOIN.
-    let r = sqlx::query!(
+    sqlx::query_as!(
+        AttributeRow,
         r#"SELECT a.id, a.shop_id, a.name, a.unit,
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.attributes a
            LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id
            WHERE a.shop_id = $1 AND a.id = $2"#,
-        shop_id,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
     .await?
-    .ok_or(Error::NotFound)?;
-    let translation = match (r.t_id, r.t_main_name) {
-        (Some(t_id), Some(main_name)) => Some(AttributeTranslation {
-            id: t_id,
-            attribute_id: r.id,
-            main_name,
-            alt1_name: r.t_alt1_name,
-            alt2_name: r.t_alt2_name,
-        }),
-        _ => None,
-    };
-    Ok(Translated {
-        item: Attribute {
-            id: r.id,
-            shop_id: r.shop_id,
-            name: r.name,
-            unit: r.unit,
-        },
-        translation,
-    })
+    .map(Into::into)
+    .ok_or(Error::NotFound)
 }
 
 /// Replaces an attribute's fields and translation in one transaction.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
-    new: &NewAttribute,
+    fields: &AttributeFields,
 ) -> Result<AttributeWithTranslation> {
-    let translation = new.translation()?;
+    let translation = fields.translation()?;
     tx::transaction(conn, async |tx| {
         let attribute = sqlx::query_as!(
             Attribute,
-            "UPDATE shop.attributes SET name = $3, unit = $4 WHERE shop_id = $1 AND id = $2 RETURNING *",
-            shop_id,
+            r#"UPDATE shop.attributes SET name = $3, unit = $4 WHERE shop_id = $1 AND id = $2
+               RETURNING id, shop_id, name, unit"#,
+            shop_id.get(),
             id,
-            new.name,
-            new.unit
+            fields.name,
+            fields.unit
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -207,10 +228,10 @@ pub async fn update(
 /// Deletes an attribute of the shop with its translation and options; in use by a product:
 /// [`Error::Conflict`], nothing deleted.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.attributes WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -223,8 +244,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<AttributeWithTranslation>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<AttributeWithTranslation>> {
+    list::fetch::<AttributeRow, _>(conn, &LIST, Some(shop_id), params).await
 }

@@ -1,19 +1,20 @@
 //! `shop.early_access`: early-access sign-ups, one per e-mail.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, sort_col, text_col};
+use super::input;
+use super::list::{self, ListPage, ListParams, Spec, sort_col, text_col};
 use crate::{Error, Result};
 
 /// A row of `shop.early_access`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct EarlyAccess {
     /// Primary key.
     pub id: Uuid,
-    /// E-mail, unique.
+    /// Address to notify, unique.
     pub email: String,
     /// Sign-up time.
     pub created_at: DateTime<Utc>,
@@ -22,7 +23,7 @@ pub struct EarlyAccess {
 /// List definition: filter and sort `email`; sort `created_at`; bare search over the e-mail.
 pub static LIST: Spec = Spec {
     unit: "early_access",
-    select: "e.*",
+    select: "e.id, e.email, e.created_at",
     from: "shop.early_access e",
     shop_column: None,
     id: "e.id",
@@ -37,12 +38,10 @@ pub static LIST: Spec = Spec {
 /// `uq_early_access_email`.
 #[tracing::instrument(skip_all)]
 pub async fn create(exec: impl PgExecutor<'_>, email: &str) -> Result<EarlyAccess> {
-    if email.trim().is_empty() {
-        return Err(Error::invalid_input("email is required"));
-    }
+    input::name("email", email, 255)?;
     Ok(sqlx::query_as!(
         EarlyAccess,
-        "INSERT INTO shop.early_access (email) VALUES ($1) RETURNING *",
+        "INSERT INTO shop.early_access (email) VALUES ($1) RETURNING id, email, created_at",
         email
     )
     .fetch_one(exec)
@@ -54,7 +53,7 @@ pub async fn create(exec: impl PgExecutor<'_>, email: &str) -> Result<EarlyAcces
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<EarlyAccess> {
     sqlx::query_as!(
         EarlyAccess,
-        "SELECT * FROM shop.early_access WHERE id = $1",
+        "SELECT id, email, created_at FROM shop.early_access WHERE id = $1",
         id
     )
     .fetch_optional(exec)
@@ -73,6 +72,6 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 
 /// Lists sign-ups.
 #[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<EarlyAccess>> {
-    list::fetch(conn, &LIST, None, params).await
+pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<ListPage<EarlyAccess>> {
+    list::fetch::<EarlyAccess, _>(conn, &LIST, None, params).await
 }

@@ -1,31 +1,32 @@
 //! `shop.info_requests`: "tell me more" requests about a product of a shop. Deleting the
 //! product keeps the request with `product_id = NULL`.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
+use super::{ProductId, ShopId, input};
 use crate::{Error, Result, ResultExt};
 
 /// A row of `shop.info_requests`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct InfoRequest {
     /// Primary key.
     pub id: Uuid,
-    /// Requester e-mail.
+    /// Where to send the answer; `None` when the visitor left none.
     pub email: Option<String>,
     /// Owning shop.
-    pub shop_id: Uuid,
-    /// The product asked about (of the same shop).
-    pub product_id: Option<Uuid>,
+    pub shop_id: ShopId,
+    /// The product asked about (of the same shop); `None` once that product was deleted.
+    pub product_id: Option<ProductId>,
 }
 
 /// List definition: filter `email` (substring), `product_id` (uuid), `product_name` (main
 /// name, substring); sort the same; bare search over e-mail and product name.
 pub static LIST: Spec = Spec {
     unit: "info_requests",
-    select: "i.*",
+    select: "i.id, i.email, i.shop_id, i.product_id",
     from: "shop.info_requests i LEFT JOIN shop.product_translations t ON t.product_id = i.product_id",
     shop_column: Some("i.shop_id"),
     id: "i.id",
@@ -46,17 +47,19 @@ fn not_the_shops(r: Result<InfoRequest>) -> Result<InfoRequest> {
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     email: Option<&str>,
-    product_id: Option<Uuid>,
+    product_id: Option<ProductId>,
 ) -> Result<InfoRequest> {
+    input::opt_text("email", email, 255)?;
     not_the_shops(
         sqlx::query_as!(
             InfoRequest,
-            "INSERT INTO shop.info_requests (shop_id, email, product_id) VALUES ($1, $2, $3) RETURNING *",
-            shop_id,
+            r#"INSERT INTO shop.info_requests (shop_id, email, product_id) VALUES ($1, $2, $3)
+               RETURNING id, email, shop_id, product_id"#,
+            shop_id.get(),
             email,
-            product_id
+            product_id.map(ProductId::get)
         )
         .fetch_one(exec)
         .await
@@ -66,11 +69,12 @@ pub async fn create(
 
 /// Fetches a request of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<InfoRequest> {
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<InfoRequest> {
     sqlx::query_as!(
         InfoRequest,
-        "SELECT * FROM shop.info_requests WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        r#"SELECT id, email, shop_id, product_id FROM shop.info_requests
+           WHERE shop_id = $1 AND id = $2"#,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -82,20 +86,21 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<I
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
     email: Option<&str>,
-    product_id: Option<Uuid>,
+    product_id: Option<ProductId>,
 ) -> Result<InfoRequest> {
+    input::opt_text("email", email, 255)?;
     not_the_shops(
         sqlx::query_as!(
             InfoRequest,
             r#"UPDATE shop.info_requests SET email = $3, product_id = $4
-               WHERE shop_id = $1 AND id = $2 RETURNING *"#,
-            shop_id,
+               WHERE shop_id = $1 AND id = $2 RETURNING id, email, shop_id, product_id"#,
+            shop_id.get(),
             id,
             email,
-            product_id
+            product_id.map(ProductId::get)
         )
         .fetch_optional(exec)
         .await
@@ -106,10 +111,10 @@ pub async fn update(
 
 /// Deletes a request of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.info_requests WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -121,8 +126,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<InfoRequest>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<InfoRequest>> {
+    list::fetch::<InfoRequest, _>(conn, &LIST, Some(shop_id), params).await
 }

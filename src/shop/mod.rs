@@ -1,14 +1,24 @@
 //! The `shop` schema: a multi-shop storefront catalog, its orders and its admin users.
 //!
-//! All tables live in the PostgreSQL schema `shop` (migrations `0020`–`0039`), so they never
+//! All tables live in the PostgreSQL schema `shop` (migrations `0020`–`0022`, `0040`–`0059`), so they never
 //! collide with the planexe tables in `public`. One module per table (translation tables live
 //! with their parent); free functions next to the struct they return.
 //!
 //! **Scoping:** every function on a shop-owned entity (categories, products, tags,
 //! products_to_tags, attributes and their options and product values, accounts, orders,
-//! info_requests, shops_users) takes the `shop_id`, and a row of another shop is
+//! info_requests, shops_users) takes the [`ShopId`], and a row of another shop is
 //! [`Error::NotFound`], for reads, updates and deletes alike. Composite
-//! foreign keys `(shop_id, x_id)` make it impossible to link rows of two shops.
+//! foreign keys `(shop_id, x_id)` make it impossible to link rows of two shops, whoever writes.
+//!
+//! **Input** follows one set of rules ([`input`]): NUL bytes and over-long text are
+//! [`Error::InvalidInput`] naming the field, blank names are refused. Money is
+//! [`rust_decimal::Decimal`] in `numeric(12,2)` columns ([`money`]). Lists are bounded
+//! ([`list::MAX_LIMIT`]); whole tables are read through streaming exports.
+//!
+//! **Concurrent edits:** shops, categories and products carry a `version`; their `update` takes
+//! the version the caller read, and a stale one is [`Error::Conflict`] on
+//! [`STALE_VERSION`] with nothing changed. Stock moves only by delta
+//! ([`products::adjust_stock`], order completion), never by an edit.
 //!
 //! **Deletes** follow the `ON DELETE` rule declared for each foreign key (see
 //! `migrations/README.md`); deleting a row that is still referenced through a `RESTRICT` key is
@@ -16,9 +26,9 @@
 //! table that holds it (e.g. `fk_products_category_id_categories`).
 
 //! ```no_run
-//! use shared_db::shop::{ListParams, products};
+//! use shared_db::shop::{ListParams, ShopId, products};
 //!
-//! # async fn example(db: &shared_db::Database, shop_id: uuid::Uuid) -> shared_db::Result<()> {
+//! # async fn example(db: &shared_db::Database, shop_id: ShopId) -> shared_db::Result<()> {
 //! let mut conn = db.acquire().await?;
 //! let params = ListParams::default()
 //!     .filter("main_name:shirt") // filters combine with AND
@@ -36,10 +46,13 @@ pub mod attributes;
 pub mod categories;
 pub mod early_access;
 pub mod faq;
+pub mod ids;
 pub mod import;
 pub mod info_requests;
+pub mod input;
 pub mod licenses;
 pub mod list;
+pub mod money;
 pub mod orders;
 pub mod product_attribute_values;
 pub mod products;
@@ -52,7 +65,8 @@ pub mod tags;
 pub mod translation;
 pub mod users;
 
-pub use list::{ContentRange, KeysetPage, ListParams, Page};
+pub use ids::{ProductId, ShopId};
+pub use list::{ContentRange, Cursor, KeysetPage, ListPage, ListParams, MAX_LIMIT};
 pub use translation::{Lang, Named, Translated};
 
 use crate::{Error, Result};
@@ -63,6 +77,16 @@ pub(crate) fn still_referenced(e: impl Into<Error>) -> Error {
     match e.into() {
         Error::ForeignKey { constraint } => Error::Conflict { constraint },
         e => e,
+    }
+}
+
+/// The `constraint` of the [`Error::Conflict`] an `update` returns when the caller's version is
+/// stale (someone else saved the row since it was read). Nothing was changed; read again.
+pub const STALE_VERSION: &str = "stale_version";
+
+pub(crate) fn stale_version() -> Error {
+    Error::Conflict {
+        constraint: STALE_VERSION.into(),
     }
 }
 
@@ -82,7 +106,7 @@ pub(crate) fn one_row(affected: u64) -> Result<()> {
 pub(crate) async fn lock_ordering(
     exec: impl sqlx::PgExecutor<'_>,
     scope: &str,
-    shop_id: uuid::Uuid,
+    shop_id: ShopId,
     category_id: Option<uuid::Uuid>,
 ) -> Result<()> {
     sqlx::query_scalar!(
@@ -91,7 +115,7 @@ pub(crate) async fn lock_ordering(
                    hashtextextended(concat_ws(':', $1::text, $2::uuid, $3::uuid), 0))
            ) AS l"#,
         scope,
-        shop_id,
+        shop_id.get(),
         category_id
     )
     .fetch_one(exec)

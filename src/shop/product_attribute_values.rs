@@ -1,24 +1,28 @@
-//! `shop.product_attribute_values`: which attribute (and option) a product has. Scoped through
-//! the product's shop; product and attribute must belong to the same shop, and the option must be
-//! one of the attribute's options.
+//! `shop.product_attribute_values`: which attribute (and option) a product has. Each value
+//! carries the shop of its product; composite foreign keys `(shop_id, product_id)` and
+//! `(shop_id, attribute_id)` make the database refuse a value that links two shops, and the
+//! option must be one of the attribute's options.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
+use super::{ProductId, ShopId};
 use crate::{Error, Result};
 
 /// A row of `shop.product_attribute_values`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProductAttributeValue {
     /// Primary key.
     pub id: Uuid,
-    /// The product.
-    pub product_id: Uuid,
+    /// Owning shop: the shop of both the product and the attribute.
+    pub shop_id: ShopId,
+    /// The product that has the attribute.
+    pub product_id: ProductId,
     /// The attribute.
     pub attribute_id: Uuid,
-    /// The chosen option, if any.
+    /// The attribute's option the product has; `None` when the attribute applies without a value.
     pub option_id: Option<Uuid>,
 }
 
@@ -26,10 +30,10 @@ pub struct ProductAttributeValue {
 /// `value_key` (substring); bare search over the option key.
 pub static LIST: Spec = Spec {
     unit: "product_attribute_values",
-    select: "v.*",
-    from: "shop.product_attribute_values v JOIN shop.products p ON p.id = v.product_id \
+    select: "v.id, v.shop_id, v.product_id, v.attribute_id, v.option_id",
+    from: "shop.product_attribute_values v \
            LEFT JOIN shop.attribute_options o ON o.id = v.option_id",
-    shop_column: Some("p.shop_id"),
+    shop_column: Some("v.shop_id"),
     id: "v.id",
     columns: &[
         eq_col!("product_id", "v.product_id", Uuid),
@@ -46,20 +50,20 @@ pub static LIST: Spec = Spec {
 #[tracing::instrument(skip_all, fields(%shop_id, %product_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
-    product_id: Uuid,
+    shop_id: ShopId,
+    product_id: ProductId,
     attribute_id: Uuid,
     option_id: Option<Uuid>,
 ) -> Result<ProductAttributeValue> {
     sqlx::query_as!(
         ProductAttributeValue,
-        r#"INSERT INTO shop.product_attribute_values (product_id, attribute_id, option_id)
-           SELECT p.id, a.id, $4
+        r#"INSERT INTO shop.product_attribute_values (shop_id, product_id, attribute_id, option_id)
+           SELECT p.shop_id, p.id, a.id, $4
            FROM shop.products p JOIN shop.attributes a ON a.shop_id = p.shop_id
            WHERE p.shop_id = $1 AND p.id = $2 AND a.id = $3
-           RETURNING *"#,
-        shop_id,
-        product_id,
+           RETURNING id, shop_id, product_id, attribute_id, option_id"#,
+        shop_id.get(),
+        product_id.get(),
         attribute_id,
         option_id
     )
@@ -72,14 +76,15 @@ pub async fn create(
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
 ) -> Result<ProductAttributeValue> {
     sqlx::query_as!(
         ProductAttributeValue,
-        r#"SELECT v.* FROM shop.product_attribute_values v JOIN shop.products p ON p.id = v.product_id
-           WHERE p.shop_id = $1 AND v.id = $2"#,
-        shop_id,
+        r#"SELECT id, shop_id, product_id, attribute_id, option_id
+           FROM shop.product_attribute_values
+           WHERE shop_id = $1 AND id = $2"#,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -87,21 +92,21 @@ pub async fn get(
     .ok_or(Error::NotFound)
 }
 
-/// Changes the option of a value of the shop.
+/// Changes the option of a value of the shop; an option that is not the attribute's:
+/// [`Error::ForeignKey`].
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn set_option(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
     option_id: Option<Uuid>,
 ) -> Result<ProductAttributeValue> {
     sqlx::query_as!(
         ProductAttributeValue,
-        r#"UPDATE shop.product_attribute_values v SET option_id = $3
-           FROM shop.products p
-           WHERE p.id = v.product_id AND p.shop_id = $1 AND v.id = $2
-           RETURNING v.*"#,
-        shop_id,
+        r#"UPDATE shop.product_attribute_values SET option_id = $3
+           WHERE shop_id = $1 AND id = $2
+           RETURNING id, shop_id, product_id, attribute_id, option_id"#,
+        shop_id.get(),
         id,
         option_id
     )
@@ -112,11 +117,10 @@ pub async fn set_option(
 
 /// Deletes a value of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
-        r#"DELETE FROM shop.product_attribute_values v USING shop.products p
-           WHERE p.id = v.product_id AND p.shop_id = $1 AND v.id = $2"#,
-        shop_id,
+        "DELETE FROM shop.product_attribute_values WHERE shop_id = $1 AND id = $2",
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -128,8 +132,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<ProductAttributeValue>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<ProductAttributeValue>> {
+    list::fetch::<ProductAttributeValue, _>(conn, &LIST, Some(shop_id), params).await
 }

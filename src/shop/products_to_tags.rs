@@ -1,20 +1,21 @@
 //! `shop.products_to_tags`: which tags a product carries. Product and tag must belong to the
 //! link's shop (composite foreign keys); a link is unique per (product, tag).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
+use super::{ProductId, ShopId};
 use crate::{Error, Result};
 
 /// A row of `shop.products_to_tags`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ProductToTag {
     /// Primary key.
     pub id: Uuid,
     /// Owning shop.
-    pub shop_id: Uuid,
+    pub shop_id: ShopId,
     /// The product.
     pub product_id: Uuid,
     /// The tag.
@@ -25,7 +26,7 @@ pub struct ProductToTag {
 /// substring); sort `product_id`, `tag_id`, `tag_name`; bare search over the tag's names.
 pub static LIST: Spec = Spec {
     unit: "products_to_tags",
-    select: "pt.*",
+    select: "pt.id, pt.shop_id, pt.product_id, pt.tag_id",
     from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.tag_id = pt.tag_id",
     shop_column: Some("pt.shop_id"),
     id: "pt.id",
@@ -41,8 +42,8 @@ pub static LIST: Spec = Spec {
 #[tracing::instrument(skip_all, fields(%shop_id, %product_id, %tag_id))]
 pub async fn link(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
-    product_id: Uuid,
+    shop_id: ShopId,
+    product_id: ProductId,
     tag_id: Uuid,
 ) -> Result<ProductToTag> {
     sqlx::query_as!(
@@ -50,14 +51,15 @@ pub async fn link(
         r#"WITH ins AS (
                INSERT INTO shop.products_to_tags (shop_id, product_id, tag_id) VALUES ($1, $2, $3)
                ON CONFLICT (product_id, tag_id) DO NOTHING
-               RETURNING *)
-           SELECT id AS "id!", shop_id AS "shop_id!", product_id AS "product_id!", tag_id AS "tag_id!"
+               RETURNING id, shop_id, product_id, tag_id)
+           SELECT id AS "id!", shop_id AS "shop_id!: ShopId",
+                  product_id AS "product_id!: ProductId", tag_id AS "tag_id!"
            FROM ins
            UNION ALL
            SELECT id, shop_id, product_id, tag_id FROM shop.products_to_tags
            WHERE shop_id = $1 AND product_id = $2 AND tag_id = $3"#,
-        shop_id,
-        product_id,
+        shop_id.get(),
+        product_id.get(),
         tag_id
     )
     .fetch_optional(exec)
@@ -75,11 +77,11 @@ pub async fn link(
 
 /// Fetches a link of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<ProductToTag> {
+pub async fn get(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<ProductToTag> {
     sqlx::query_as!(
         ProductToTag,
-        "SELECT * FROM shop.products_to_tags WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        "SELECT id, shop_id, product_id, tag_id FROM shop.products_to_tags WHERE shop_id = $1 AND id = $2",
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
@@ -89,10 +91,10 @@ pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<P
 
 /// Deletes a link of the shop by id.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.products_to_tags WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -104,14 +106,14 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id, %product_id, %tag_id))]
 pub async fn unlink(
     exec: impl PgExecutor<'_>,
-    shop_id: Uuid,
-    product_id: Uuid,
+    shop_id: ShopId,
+    product_id: ProductId,
     tag_id: Uuid,
 ) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.products_to_tags WHERE shop_id = $1 AND product_id = $2 AND tag_id = $3",
-        shop_id,
-        product_id,
+        shop_id.get(),
+        product_id.get(),
         tag_id
     )
     .execute(exec)
@@ -123,8 +125,8 @@ pub async fn unlink(
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<ProductToTag>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<ProductToTag>> {
+    list::fetch::<ProductToTag, _>(conn, &LIST, Some(shop_id), params).await
 }

@@ -26,7 +26,7 @@ pub struct Installed {
     /// The `admin` role.
     pub admin_role_id: Uuid,
     /// The default shop.
-    pub default_shop_id: Uuid,
+    pub default_shop_id: super::ShopId,
 }
 
 /// Inserts the reference rows that are missing, in one transaction; existing rows are left as

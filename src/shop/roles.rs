@@ -1,42 +1,43 @@
 //! `shop.roles` and `shop.roles_users`: roles and who holds them. Holding the role named
 //! `admin` makes a user a superuser.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, text_col};
+use super::input;
+use super::list::{self, ListPage, ListParams, Spec, text_col};
 use crate::{Error, Result};
 
 /// Name of the superuser role.
 pub const ADMIN: &str = "admin";
 
 /// A row of `shop.roles`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct Role {
     /// Primary key.
     pub id: Uuid,
-    /// Unique name.
+    /// Unique name; [`ADMIN`] makes its holders superusers.
     pub name: String,
-    /// Description.
+    /// What holding the role allows, for the admin UI.
     pub description: Option<String>,
 }
 
 /// A row of `shop.roles_users`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct RoleUser {
     /// Primary key.
     pub id: Uuid,
-    /// The user.
+    /// The user holding the role.
     pub user_id: Uuid,
-    /// The role.
+    /// The role held.
     pub role_id: Uuid,
 }
 
 /// List definition: filter and sort `name`, `description`; bare search over both.
 pub static LIST: Spec = Spec {
     unit: "roles",
-    select: "r.*",
+    select: "r.id, r.name, r.description",
     from: "shop.roles r",
     shop_column: None,
     id: "r.id",
@@ -47,6 +48,11 @@ pub static LIST: Spec = Spec {
     search: &["r.name", "r.description"],
 };
 
+fn check(name: &str, description: Option<&str>) -> Result<()> {
+    input::name("name", name, 80)?;
+    input::opt_text("description", description, 255)
+}
+
 /// Creates a role; a taken name is [`Error::Conflict`] (`uq_roles_name`).
 #[tracing::instrument(skip_all)]
 pub async fn create(
@@ -54,9 +60,10 @@ pub async fn create(
     name: &str,
     description: Option<&str>,
 ) -> Result<Role> {
+    check(name, description)?;
     Ok(sqlx::query_as!(
         Role,
-        "INSERT INTO shop.roles (name, description) VALUES ($1, $2) RETURNING *",
+        "INSERT INTO shop.roles (name, description) VALUES ($1, $2) RETURNING id, name, description",
         name,
         description
     )
@@ -67,19 +74,28 @@ pub async fn create(
 /// Fetches a role.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<Role> {
-    sqlx::query_as!(Role, "SELECT * FROM shop.roles WHERE id = $1", id)
-        .fetch_optional(exec)
-        .await?
-        .ok_or(Error::NotFound)
+    sqlx::query_as!(
+        Role,
+        "SELECT id, name, description FROM shop.roles WHERE id = $1",
+        id
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 /// Fetches a role by name.
 #[tracing::instrument(skip_all)]
 pub async fn get_by_name(exec: impl PgExecutor<'_>, name: &str) -> Result<Role> {
-    sqlx::query_as!(Role, "SELECT * FROM shop.roles WHERE name = $1", name)
-        .fetch_optional(exec)
-        .await?
-        .ok_or(Error::NotFound)
+    input::text("name", name, 80)?;
+    sqlx::query_as!(
+        Role,
+        "SELECT id, name, description FROM shop.roles WHERE name = $1",
+        name
+    )
+    .fetch_optional(exec)
+    .await?
+    .ok_or(Error::NotFound)
 }
 
 /// Renames / re-describes a role.
@@ -90,9 +106,10 @@ pub async fn update(
     name: &str,
     description: Option<&str>,
 ) -> Result<Role> {
+    check(name, description)?;
     sqlx::query_as!(
         Role,
-        "UPDATE shop.roles SET name = $2, description = $3 WHERE id = $1 RETURNING *",
+        "UPDATE shop.roles SET name = $2, description = $3 WHERE id = $1 RETURNING id, name, description",
         id,
         name,
         description
@@ -115,8 +132,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 
 /// Lists roles.
 #[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<Role>> {
-    list::fetch(conn, &LIST, None, params).await
+pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<ListPage<Role>> {
+    list::fetch::<Role, _>(conn, &LIST, None, params).await
 }
 
 /// Gives a user a role (idempotent). A missing user or role is [`Error::NotFound`].
@@ -127,7 +144,7 @@ pub async fn grant(exec: impl PgExecutor<'_>, user_id: Uuid, role_id: Uuid) -> R
         r#"WITH ins AS (
                INSERT INTO shop.roles_users (user_id, role_id) VALUES ($1, $2)
                ON CONFLICT (user_id, role_id) DO NOTHING
-               RETURNING *)
+               RETURNING id, user_id, role_id)
            SELECT id AS "id!", user_id AS "user_id!", role_id AS "role_id!" FROM ins
            UNION ALL
            SELECT id, user_id, role_id FROM shop.roles_users WHERE user_id = $1 AND role_id = $2"#,

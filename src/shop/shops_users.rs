@@ -1,28 +1,29 @@
 //! `shop.shops_users`: which users may act for which shop.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, text_col};
+use super::ShopId;
+use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
 use crate::{Error, Result};
 
 /// A row of `shop.shops_users`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct ShopUser {
     /// Primary key.
     pub id: Uuid,
     /// The member.
     pub user_id: Uuid,
     /// The shop.
-    pub shop_id: Uuid,
+    pub shop_id: ShopId,
 }
 
 /// List definition (a shop's memberships): filter and sort `user_id` (exact), `email`,
 /// `username` (substring); bare search over e-mail and username.
 pub static LIST: Spec = Spec {
     unit: "shops_users",
-    select: "su.*",
+    select: "su.id, su.user_id, su.shop_id",
     from: "shop.shops_users su JOIN shop.users u ON u.id = su.user_id",
     shop_column: Some("su.shop_id"),
     id: "su.id",
@@ -37,17 +38,17 @@ pub static LIST: Spec = Spec {
 /// Makes a user a member of a shop (idempotent). A missing user or shop is
 /// [`Error::NotFound`].
 #[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
-pub async fn add(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<ShopUser> {
+pub async fn add(exec: impl PgExecutor<'_>, shop_id: ShopId, user_id: Uuid) -> Result<ShopUser> {
     sqlx::query_as!(
         ShopUser,
         r#"WITH ins AS (
                INSERT INTO shop.shops_users (shop_id, user_id) VALUES ($1, $2)
                ON CONFLICT (shop_id, user_id) DO NOTHING
-               RETURNING *)
-           SELECT id AS "id!", user_id AS "user_id!", shop_id AS "shop_id!" FROM ins
+               RETURNING id, user_id, shop_id)
+           SELECT id AS "id!", user_id AS "user_id!", shop_id AS "shop_id!: ShopId" FROM ins
            UNION ALL
            SELECT id, user_id, shop_id FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2"#,
-        shop_id,
+        shop_id.get(),
         user_id
     )
     .fetch_one(exec)
@@ -60,10 +61,10 @@ pub async fn add(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Res
 
 /// Ends a membership; [`Error::NotFound`] if there was none.
 #[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
-pub async fn remove(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
+pub async fn remove(exec: impl PgExecutor<'_>, shop_id: ShopId, user_id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2",
-        shop_id,
+        shop_id.get(),
         user_id
     )
     .execute(exec)
@@ -73,10 +74,10 @@ pub async fn remove(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> 
 
 /// Whether the user is a member of the shop.
 #[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
-pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<bool> {
+pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: ShopId, user_id: Uuid) -> Result<bool> {
     Ok(sqlx::query_scalar!(
         r#"SELECT EXISTS (SELECT 1 FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2) AS "member!""#,
-        shop_id,
+        shop_id.get(),
         user_id
     )
     .fetch_one(exec)
@@ -86,7 +87,11 @@ pub async fn is_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) 
 /// [`Error::NotFound`] unless the user is a member of the shop: a guard for shop-scoped
 /// operations (a non-member sees the shop as absent).
 #[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
-pub async fn require_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: Uuid) -> Result<()> {
+pub async fn require_member(
+    exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
+    user_id: Uuid,
+) -> Result<()> {
     if is_member(exec, shop_id, user_id).await? {
         Ok(())
     } else {
@@ -96,7 +101,7 @@ pub async fn require_member(exec: impl PgExecutor<'_>, shop_id: Uuid, user_id: U
 
 /// The ids of the shops a user belongs to.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uuid>> {
+pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<ShopId>> {
     Ok(sqlx::query_scalar!(
         "SELECT shop_id FROM shop.shops_users WHERE user_id = $1 ORDER BY shop_id",
         user_id
@@ -109,8 +114,8 @@ pub async fn shops_of(exec: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<Uu
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<ShopUser>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<ShopUser>> {
+    list::fetch::<ShopUser, _>(conn, &LIST, Some(shop_id), params).await
 }

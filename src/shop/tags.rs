@@ -5,46 +5,50 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, text_col};
-use super::translation::{Translated, blank_to_none, required};
+use super::ShopId;
+use super::input;
+use super::list::{self, ListPage, ListParams, Spec, text_col};
+use super::translation::{self, Translated};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.tags`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Tag {
     /// Primary key.
     pub id: Uuid,
     /// Owning shop.
-    pub shop_id: Uuid,
-    /// Internal name (not unique).
+    pub shop_id: ShopId,
+    /// Internal name for the admin (not unique, not shown to customers); the catalog shows it
+    /// when the tag has no translation.
     pub name: Option<String>,
 }
 
 /// A row of `shop.tag_translations`.
-#[derive(Debug, Clone, Serialize, Deserialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize)]
 pub struct TagTranslation {
     /// Primary key.
     pub id: Uuid,
     /// The tag (exactly one translation each).
     pub tag_id: Uuid,
-    /// Name, main language.
+    /// Name in the shop's main language.
     pub main_name: String,
-    /// Name, alt1.
+    /// Name in alt1; `None` falls back to `main_name`.
     pub alt1_name: Option<String>,
-    /// Name, alt2.
+    /// Name in alt2; `None` falls back to `main_name`.
     pub alt2_name: Option<String>,
 }
 
 super::translation::impl_named!(TagTranslation);
 
-/// Translation names written with a tag or attribute; main required, empty alt → NULL.
+/// Translated names written with a tag or attribute: the main name is required (not blank), blank
+/// alt names are stored as NULL; each at most 100 characters.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct NameTranslationInput {
-    /// Name, main language.
+    /// Name in the main language.
     pub main_name: String,
-    /// Name, alt1.
+    /// Name in alt1.
     pub alt1_name: Option<String>,
-    /// Name, alt2.
+    /// Name in alt2.
     pub alt2_name: Option<String>,
 }
 
@@ -59,32 +63,83 @@ impl NameTranslationInput {
     }
 
     pub(crate) fn normalized(&self) -> Result<Self> {
-        required("translation.main_name", &self.main_name)?;
+        input::name("translation.main_name", &self.main_name, 100)?;
         Ok(NameTranslationInput {
             main_name: self.main_name.clone(),
-            alt1_name: blank_to_none(self.alt1_name.clone()),
-            alt2_name: blank_to_none(self.alt2_name.clone()),
+            alt1_name: translation::optional(
+                "translation.alt1_name",
+                self.alt1_name.as_ref(),
+                100,
+            )?,
+            alt2_name: translation::optional(
+                "translation.alt2_name",
+                self.alt2_name.as_ref(),
+                100,
+            )?,
         })
     }
 }
 
-/// Fields of a tag written by create and update.
+/// Everything a tag's create and update write.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct NewTag {
-    /// Internal name.
+pub struct TagFields {
+    /// Internal name, at most 60 characters; blank is refused (leave it `None` instead).
     pub name: Option<String>,
     /// The translation.
     pub translation: NameTranslationInput,
 }
 
+impl TagFields {
+    fn check(&self) -> Result<NameTranslationInput> {
+        input::opt_name("name", self.name.as_deref(), 60)?;
+        self.translation.normalized()
+    }
+}
+
 /// A tag with its translation.
 pub type TagWithTranslation = Translated<Tag, TagTranslation>;
+
+/// The flat row of a tag joined to its translation: what [`get`] and [`list`] decode.
+#[derive(sqlx::FromRow)]
+pub(crate) struct TagRow {
+    id: Uuid,
+    shop_id: ShopId,
+    name: Option<String>,
+    t_id: Option<Uuid>,
+    t_main_name: Option<String>,
+    t_alt1_name: Option<String>,
+    t_alt2_name: Option<String>,
+}
+
+impl From<TagRow> for TagWithTranslation {
+    fn from(r: TagRow) -> Self {
+        let translation = match (r.t_id, r.t_main_name) {
+            (Some(id), Some(main_name)) => Some(TagTranslation {
+                id,
+                tag_id: r.id,
+                main_name,
+                alt1_name: r.t_alt1_name,
+                alt2_name: r.t_alt2_name,
+            }),
+            _ => None,
+        };
+        Translated {
+            item: Tag {
+                id: r.id,
+                shop_id: r.shop_id,
+                name: r.name,
+            },
+            translation,
+        }
+    }
+}
 
 /// List definition: filter and sort `name`, `main_name`, `alt1_name`, `alt2_name`; bare search
 /// over all four.
 pub static LIST: Spec = Spec {
     unit: "tags",
-    select: "to_jsonb(g) AS item, to_jsonb(t) AS translation",
+    select: "g.id, g.shop_id, g.name, t.id AS t_id, t.main_name AS t_main_name, \
+             t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
     from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.tag_id = g.id",
     shop_column: Some("g.shop_id"),
     id: "g.id",
@@ -108,7 +163,7 @@ async fn upsert_translation(
            VALUES ($1, $2, $3, $4)
            ON CONFLICT (tag_id) DO UPDATE SET main_name = EXCLUDED.main_name,
                alt1_name = EXCLUDED.alt1_name, alt2_name = EXCLUDED.alt2_name
-           RETURNING *"#,
+           RETURNING id, tag_id, main_name, alt1_name, alt2_name"#,
         tag_id,
         t.main_name,
         t.alt1_name,
@@ -122,16 +177,16 @@ async fn upsert_translation(
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn create(
     conn: &mut PgConnection,
-    shop_id: Uuid,
-    new: &NewTag,
+    shop_id: ShopId,
+    fields: &TagFields,
 ) -> Result<TagWithTranslation> {
-    let translation = new.translation.normalized()?;
+    let translation = fields.check()?;
     tx::transaction(conn, async |tx| {
         let tag = sqlx::query_as!(
             Tag,
-            "INSERT INTO shop.tags (shop_id, name) VALUES ($1, $2) RETURNING *",
-            shop_id,
-            new.name
+            "INSERT INTO shop.tags (shop_id, name) VALUES ($1, $2) RETURNING id, shop_id, name",
+            shop_id.get(),
+            fields.name
         )
         .fetch_one(&mut *tx)
         .await
@@ -144,58 +199,44 @@ pub async fn create(
 
 /// Fetches a tag of the shop with its translation, in one query.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn get(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<TagWithTranslation> {
-    // Explicit columns (not `to_jsonb(row)`), so the compiler checks every field against the
-    // schema; the translation's columns are nullable through the LEFT JOIN.
-    let r = sqlx::query!(
+pub async fn get(
+    exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
+    id: Uuid,
+) -> Result<TagWithTranslation> {
+    sqlx::query_as!(
+        TagRow,
         r#"SELECT g.id, g.shop_id, g.name,
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.tags g
            LEFT JOIN shop.tag_translations t ON t.tag_id = g.id
            WHERE g.shop_id = $1 AND g.id = $2"#,
-        shop_id,
+        shop_id.get(),
         id
     )
     .fetch_optional(exec)
     .await?
-    .ok_or(Error::NotFound)?;
-    let translation = match (r.t_id, r.t_main_name) {
-        (Some(t_id), Some(main_name)) => Some(TagTranslation {
-            id: t_id,
-            tag_id: r.id,
-            main_name,
-            alt1_name: r.t_alt1_name,
-            alt2_name: r.t_alt2_name,
-        }),
-        _ => None,
-    };
-    Ok(Translated {
-        item: Tag {
-            id: r.id,
-            shop_id: r.shop_id,
-            name: r.name,
-        },
-        translation,
-    })
+    .map(Into::into)
+    .ok_or(Error::NotFound)
 }
 
 /// Replaces a tag's name and translation in one transaction.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     id: Uuid,
-    new: &NewTag,
+    fields: &TagFields,
 ) -> Result<TagWithTranslation> {
-    let translation = new.translation.normalized()?;
+    let translation = fields.check()?;
     tx::transaction(conn, async |tx| {
         let tag = sqlx::query_as!(
             Tag,
-            "UPDATE shop.tags SET name = $3 WHERE shop_id = $1 AND id = $2 RETURNING *",
-            shop_id,
+            "UPDATE shop.tags SET name = $3 WHERE shop_id = $1 AND id = $2 RETURNING id, shop_id, name",
+            shop_id.get(),
             id,
-            new.name
+            fields.name
         )
         .fetch_optional(&mut *tx)
         .await?
@@ -208,10 +249,10 @@ pub async fn update(
 
 /// Deletes a tag of the shop with its translation and product links.
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
-pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Result<()> {
+pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.tags WHERE shop_id = $1 AND id = $2",
-        shop_id,
+        shop_id.get(),
         id
     )
     .execute(exec)
@@ -224,8 +265,8 @@ pub async fn delete(exec: impl PgExecutor<'_>, shop_id: Uuid, id: Uuid) -> Resul
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
-    shop_id: Uuid,
+    shop_id: ShopId,
     params: &ListParams,
-) -> Result<Page<TagWithTranslation>> {
-    list::fetch(conn, &LIST, Some(shop_id), params).await
+) -> Result<ListPage<TagWithTranslation>> {
+    list::fetch::<TagRow, _>(conn, &LIST, Some(shop_id), params).await
 }

@@ -3,14 +3,14 @@
 //! A translation is one row per parent with fixed columns for three language slots: `main_*`
 //! (required), `alt1_*` and `alt2_*` (optional). Which real language a slot stands for is
 //! configured per shop in `shops.config.languages`. Translations are written in the same
-//! transaction as their parent; empty strings are stored as NULL.
+//! transaction as their parent; blank optional values are stored as NULL.
 //!
 //! Reads return a [`Translated`] value: the parent row plus its translation, fetched in one query
-//! (`to_jsonb(parent)`, `to_jsonb(translation)` of a `LEFT JOIN`, decoded by serde into the row
-//! structs).
+//! (a `LEFT JOIN` selecting the translation's columns as `t_*`). Single reads (`query_as!`) and
+//! list pages (`FromRow`) decode into the same flat row struct of each entity, which is then
+//! split into the two halves.
 
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use sqlx::{FromRow, Row, postgres::PgRow, types::Json};
+use serde::{Deserialize, Serialize};
 
 /// A language slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -112,31 +112,18 @@ impl<T, Tr> From<(T, Tr)> for Translated<T, Tr> {
     }
 }
 
-/// Decodes the `item` and `translation` JSON columns selected by list and get queries.
-impl<'r, T, Tr> FromRow<'r, PgRow> for Translated<T, Tr>
-where
-    T: DeserializeOwned,
-    Tr: DeserializeOwned,
-{
-    fn from_row(row: &'r PgRow) -> Result<Self, sqlx::Error> {
-        let Json(item): Json<T> = row.try_get("item")?;
-        let translation: Option<Json<Tr>> = row.try_get("translation")?;
-        Ok(Translated {
-            item,
-            translation: translation.map(|j| j.0),
-        })
+/// An optional translated value: blank means absent (stored as NULL); otherwise the text rules of
+/// [`super::input`].
+pub(crate) fn optional(
+    field: &'static str,
+    value: Option<&String>,
+    max_chars: usize,
+) -> crate::Result<Option<String>> {
+    match value {
+        Some(v) if !v.trim().is_empty() => {
+            super::input::text(field, v, max_chars)?;
+            Ok(Some(v.clone()))
+        }
+        _ => Ok(None),
     }
-}
-
-/// `Some("")` and whitespace-free empty values become `None` (stored as NULL).
-pub(crate) fn blank_to_none(value: Option<String>) -> Option<String> {
-    value.filter(|v| !v.is_empty())
-}
-
-/// A required slot must not be empty.
-pub(crate) fn required(field: &'static str, value: &str) -> crate::Result<()> {
-    if value.is_empty() {
-        return Err(crate::Error::invalid_input(format!("{field} is required")));
-    }
-    Ok(())
 }

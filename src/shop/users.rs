@@ -1,14 +1,18 @@
 //! `shop.users`: local accounts of the admin API (legacy; production logs in through Cognito).
 //!
 //! Passwords are stored only as bcrypt hashes (the `bcrypt` crate). Hashes written by the old
-//! backend (passlib bcrypt, `$2b$`/`$2a$`/`$2y$`) verify unchanged.
+//! backend (passlib bcrypt, `$2b$`/`$2a$`/`$2y$`) verify unchanged. Every bcrypt call runs on
+//! tokio's blocking pool (`spawn_blocking`), never on the async worker threads; and
+//! [`authenticate`] spends the same bcrypt work on an unknown e-mail as on a wrong password, so
+//! its timing does not tell which accounts exist.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::list::{self, ListParams, Page, Spec, eq_col, sort_col, text_col};
+use super::input;
+use super::list::{self, ListPage, ListParams, Spec, eq_col, sort_col, text_col};
 use crate::{Error, Result};
 
 /// A row of `shop.users`.
@@ -16,24 +20,25 @@ use crate::{Error, Result};
 pub struct User {
     /// Primary key.
     pub id: Uuid,
-    /// Unique e-mail.
+    /// Login e-mail, unique; `None` for users who log in by username only.
     pub email: Option<String>,
-    /// First name.
+    /// Given name, for display.
     pub first_name: Option<String>,
-    /// Last name.
+    /// Family name, for display.
     pub last_name: Option<String>,
-    /// Unique username.
+    /// Login name, unique; `None` for users who log in by e-mail only.
     pub username: Option<String>,
-    /// bcrypt hash. Never serialized, redacted in Debug.
+    /// bcrypt hash; `None`: no local password (cannot log in here). Never serialized, redacted
+    /// in Debug.
     #[serde(skip_serializing)]
     pub password: Option<String>,
     /// Whether the user may log in.
     pub active: bool,
     /// Creation time.
     pub created_at: DateTime<Utc>,
-    /// When the e-mail was confirmed.
+    /// When the e-mail was confirmed; `None`: not yet.
     pub confirmed_at: Option<DateTime<Utc>>,
-    /// Opted in to offers.
+    /// Opted in to offer mails.
     pub mail_offers: bool,
 }
 
@@ -50,27 +55,30 @@ impl std::fmt::Debug for User {
 }
 
 impl User {
-    /// Checks a plaintext password against the stored hash (false when none is set or the hash
-    /// is malformed).
-    pub fn verify_password(&self, plaintext: &str) -> bool {
-        self.password
-            .as_deref()
-            .is_some_and(|hash| bcrypt::verify(plaintext, hash).unwrap_or(false))
+    /// Checks a plaintext password against the stored hash, on the blocking pool (false when none
+    /// is set or the hash is malformed).
+    pub async fn verify_password(&self, plaintext: &str) -> Result<bool> {
+        match &self.password {
+            Some(hash) => verify(plaintext, hash).await,
+            None => Ok(false),
+        }
     }
 }
 
-/// Fields of a new user. `password` is plaintext and is hashed before it reaches SQL.
+/// Everything a user's create and update write. `password` is plaintext, is hashed before it
+/// reaches SQL, and is used by [`create`] only ([`update`] leaves the password alone; see
+/// [`set_password`]). Text fields hold at most 255 characters.
 #[derive(Clone, Default, Deserialize)]
-pub struct NewUser {
-    /// E-mail.
+pub struct UserFields {
+    /// Login e-mail.
     pub email: Option<String>,
-    /// First name.
+    /// Given name.
     pub first_name: Option<String>,
-    /// Last name.
+    /// Family name.
     pub last_name: Option<String>,
-    /// Username.
+    /// Login name.
     pub username: Option<String>,
-    /// Plaintext password (hashed with bcrypt).
+    /// Plaintext password, at most 72 bytes (bcrypt ignores anything longer, so it is refused).
     pub password: Option<String>,
     /// Whether the user may log in (default true).
     #[serde(default = "yes")]
@@ -84,9 +92,19 @@ fn yes() -> bool {
     true
 }
 
-impl std::fmt::Debug for NewUser {
+impl UserFields {
+    fn check(&self) -> Result<()> {
+        input::opt_text("email", self.email.as_deref(), 255)?;
+        input::opt_text("first_name", self.first_name.as_deref(), 255)?;
+        input::opt_text("last_name", self.last_name.as_deref(), 255)?;
+        input::opt_text("username", self.username.as_deref(), 255)?;
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for UserFields {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser")
+        f.debug_struct("UserFields")
             .field("email", &self.email)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
@@ -97,21 +115,51 @@ impl std::fmt::Debug for NewUser {
 /// bcrypt cost used for new hashes.
 pub const BCRYPT_COST: u32 = bcrypt::DEFAULT_COST;
 
+/// A bcrypt hash of cost [`BCRYPT_COST`] that no password matches (an all-zero salt and digest):
+/// verifying against it costs the same as verifying a real hash.
+const NO_USER_HASH: &str = "$2b$12$.....................................................";
+
+/// A bcrypt task that panicked or was cancelled: a failure inside the library, not the caller's.
+fn task_failed(e: tokio::task::JoinError) -> Error {
+    Error::invalid_input(format!("internal error: password task failed: {e}"))
+}
+
+fn check_password(plaintext: &str) -> Result<()> {
+    input::text("password", plaintext, 72)?;
+    if plaintext.len() > 72 {
+        return Err(Error::invalid_input("password is longer than 72 bytes"));
+    }
+    if plaintext.is_empty() {
+        return Err(Error::invalid_input("password is required"));
+    }
+    Ok(())
+}
+
 /// Hashes a password with bcrypt on the blocking pool.
 #[tracing::instrument(skip_all)]
 pub async fn hash_password(plaintext: &str) -> Result<String> {
+    check_password(plaintext)?;
     let plaintext = plaintext.to_owned();
     tokio::task::spawn_blocking(move || bcrypt::hash(plaintext, BCRYPT_COST))
         .await
-        .map_err(|e| Error::invalid_input(format!("password hashing failed: {e}")))?
-        .map_err(|e| Error::invalid_input(format!("password hashing failed: {e}")))
+        .map_err(task_failed)?
+        .map_err(|e| Error::invalid_input(format!("password cannot be hashed: {e}")))
+}
+
+/// bcrypt verification on the blocking pool; a malformed hash is a mismatch.
+async fn verify(plaintext: &str, hash: &str) -> Result<bool> {
+    let plaintext = plaintext.to_owned();
+    let hash = hash.to_owned();
+    tokio::task::spawn_blocking(move || bcrypt::verify(plaintext, &hash).unwrap_or(false))
+        .await
+        .map_err(task_failed)
 }
 
 /// List definition: filter `email`, `first_name`, `last_name`, `username`, `active`; sort those
 /// plus `created_at`; bare search over e-mail, names and username.
 pub static LIST: Spec = Spec {
     unit: "users",
-    select: "u.*",
+    select: "u.id, u.email, u.first_name, u.last_name, u.username, u.password, u.active, u.created_at, u.confirmed_at, u.mail_offers",
     from: "shop.users u",
     shop_column: None,
     id: "u.id",
@@ -129,7 +177,8 @@ pub static LIST: Spec = Spec {
 /// Creates a user; a taken e-mail or username is [`Error::Conflict`] (`uq_users_email`,
 /// `uq_users_username`).
 #[tracing::instrument(skip_all)]
-pub async fn create(exec: impl PgExecutor<'_>, new: &NewUser) -> Result<User> {
+pub async fn create(exec: impl PgExecutor<'_>, new: &UserFields) -> Result<User> {
+    new.check()?;
     let hash = match &new.password {
         Some(p) => Some(hash_password(p).await?),
         None => None,
@@ -138,7 +187,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewUser) -> Result<User> {
         User,
         r#"INSERT INTO shop.users (email, first_name, last_name, username, password, active, mail_offers)
            VALUES ($1, $2, $3, $4, $5, $6, $7)
-           RETURNING *"#,
+           RETURNING id, email, first_name, last_name, username, password, active, created_at, confirmed_at, mail_offers"#,
         new.email,
         new.first_name,
         new.last_name,
@@ -154,7 +203,7 @@ pub async fn create(exec: impl PgExecutor<'_>, new: &NewUser) -> Result<User> {
 /// Fetches a user.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
-    sqlx::query_as!(User, "SELECT * FROM shop.users WHERE id = $1", id)
+    sqlx::query_as!(User, "SELECT id, email, first_name, last_name, username, password, active, created_at, confirmed_at, mail_offers FROM shop.users WHERE id = $1", id)
         .fetch_optional(exec)
         .await?
         .ok_or(Error::NotFound)
@@ -163,7 +212,8 @@ pub async fn get(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
 /// Fetches a user by e-mail.
 #[tracing::instrument(skip_all)]
 pub async fn get_by_email(exec: impl PgExecutor<'_>, email: &str) -> Result<User> {
-    sqlx::query_as!(User, "SELECT * FROM shop.users WHERE email = $1", email)
+    input::text("email", email, 255)?;
+    sqlx::query_as!(User, "SELECT id, email, first_name, last_name, username, password, active, created_at, confirmed_at, mail_offers FROM shop.users WHERE email = $1", email)
         .fetch_optional(exec)
         .await?
         .ok_or(Error::NotFound)
@@ -171,13 +221,14 @@ pub async fn get_by_email(exec: impl PgExecutor<'_>, email: &str) -> Result<User
 
 /// Updates profile fields (not the password; see [`set_password`]).
 #[tracing::instrument(skip_all, fields(%id))]
-pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &NewUser) -> Result<User> {
+pub async fn update(exec: impl PgExecutor<'_>, id: Uuid, new: &UserFields) -> Result<User> {
+    new.check()?;
     sqlx::query_as!(
         User,
         r#"UPDATE shop.users SET email = $2, first_name = $3, last_name = $4, username = $5,
                active = $6, mail_offers = $7
            WHERE id = $1
-           RETURNING *"#,
+           RETURNING id, email, first_name, last_name, username, password, active, created_at, confirmed_at, mail_offers"#,
         id,
         new.email,
         new.first_name,
@@ -210,7 +261,7 @@ pub async fn set_password(exec: impl PgExecutor<'_>, id: Uuid, plaintext: &str) 
 pub async fn confirm(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
     sqlx::query_as!(
         User,
-        "UPDATE shop.users SET confirmed_at = now() WHERE id = $1 RETURNING *",
+        "UPDATE shop.users SET confirmed_at = now() WHERE id = $1 RETURNING id, email, first_name, last_name, username, password, active, created_at, confirmed_at, mail_offers",
         id
     )
     .fetch_optional(exec)
@@ -219,21 +270,21 @@ pub async fn confirm(exec: impl PgExecutor<'_>, id: Uuid) -> Result<User> {
 }
 
 /// Looks a user up by e-mail and checks the password. A missing user, an inactive user and a
-/// wrong password are all [`Error::NotFound`], so callers cannot tell them apart.
+/// wrong password are all [`Error::NotFound`], so callers cannot tell them apart; each costs one
+/// bcrypt verification (an unknown e-mail is checked against a hash no password matches), so
+/// neither can the clock.
 #[tracing::instrument(skip_all)]
 pub async fn authenticate(exec: impl PgExecutor<'_>, email: &str, plaintext: &str) -> Result<User> {
-    let user = get_by_email(exec, email).await?;
-    let hash = user.password.clone();
-    let plaintext = plaintext.to_owned();
-    let ok = tokio::task::spawn_blocking(move || {
-        hash.is_some_and(|h| bcrypt::verify(plaintext, &h).unwrap_or(false))
-    })
-    .await
-    .unwrap_or(false);
-    if ok && user.active {
-        Ok(user)
-    } else {
-        Err(Error::NotFound)
+    let user = match get_by_email(exec, email).await {
+        Ok(user) => Some(user),
+        Err(Error::NotFound) => None,
+        Err(e) => return Err(e),
+    };
+    let hash = user.as_ref().and_then(|u| u.password.as_deref());
+    let matches = verify(plaintext, hash.unwrap_or(NO_USER_HASH)).await? && hash.is_some();
+    match user {
+        Some(user) if matches && user.active => Ok(user),
+        _ => Err(Error::NotFound),
     }
 }
 
@@ -250,6 +301,19 @@ pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 
 /// Lists users.
 #[tracing::instrument(skip_all)]
-pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<Page<User>> {
-    list::fetch(conn, &LIST, None, params).await
+pub async fn list(conn: &mut PgConnection, params: &ListParams) -> Result<ListPage<User>> {
+    list::fetch::<User, _>(conn, &LIST, None, params).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[test]
+    fn the_no_user_hash_is_a_well_formed_hash_of_the_default_cost() {
+        let parts = bcrypt::HashParts::from_str(NO_USER_HASH).expect("parses");
+        assert_eq!(parts.get_cost(), BCRYPT_COST);
+        assert!(!bcrypt::verify("", NO_USER_HASH).expect("verifies"));
+    }
 }

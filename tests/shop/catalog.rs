@@ -1,10 +1,10 @@
 //! The storefront catalog page: products in (order_number, id) order with their main name, price
 //! and tag names; offset pages and keyset pages agree, and keyset pages walk every product once.
 
-use shared_db::shop::products::{self, NewProduct, ProductTranslationInput};
-use shared_db::shop::tags::{self, NameTranslationInput, NewTag};
-use shared_db::shop::{categories, products_to_tags};
-use uuid::Uuid;
+use rust_decimal::Decimal;
+use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
+use shared_db::shop::tags::{self, NameTranslationInput, TagFields};
+use shared_db::shop::{Cursor, ProductId, categories, products_to_tags};
 
 use crate::{ALPHA, BETA, assert_invalid, two_shops};
 
@@ -16,7 +16,7 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
     let other = categories::create(
         &mut conn,
         ALPHA.shop,
-        &categories::NewCategory {
+        &categories::CategoryFields {
             translation: categories::CategoryTranslationInput {
                 main_name: "alpha hats".into(),
                 main_description: "On your head".into(),
@@ -31,7 +31,7 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
     let blue = tags::create(
         &mut conn,
         ALPHA.shop,
-        &NewTag {
+        &TagFields {
             name: Some("blue".into()),
             translation: NameTranslationInput::main("Blue"),
         },
@@ -45,7 +45,7 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
         .enumerate()
     {
         let category = if i % 2 == 0 { other } else { ALPHA.category };
-        let new = NewProduct::new(
+        let new = ProductFields::new(
             Some(category),
             ProductTranslationInput {
                 main_name: (*name).into(),
@@ -54,7 +54,10 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
                 ..Default::default()
             },
         );
-        let id = products::create(&mut conn, ALPHA.shop, &new).await?.item.id;
+        let id = products::create(&mut conn, ALPHA.shop, &new, 1)
+            .await?
+            .item
+            .id;
         products_to_tags::link(&mut *conn, ALPHA.shop, id, blue).await?;
         if i == 0 {
             products_to_tags::link(&mut *conn, ALPHA.shop, id, ALPHA.tag).await?;
@@ -64,7 +67,7 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
 
     let all = products::catalog_page(&mut *conn, ALPHA.shop, 0, 100).await?;
     assert_eq!(all.len(), 6, "alpha's products only, never beta's");
-    let keys: Vec<(i32, Uuid)> = all.iter().map(|e| (e.order_number, e.id)).collect();
+    let keys: Vec<(i32, ProductId)> = all.iter().map(|e| (e.order_number, e.id)).collect();
     let mut sorted = keys.clone();
     sorted.sort();
     assert_eq!(keys, sorted, "ordered by order number, then id");
@@ -72,7 +75,7 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
     assert_eq!(cap.main_name.as_deref(), Some("Cap"));
     assert_eq!(cap.tag_names, ["Blue", "Sale"], "tag names, sorted");
     let socks = all.iter().find(|e| e.id == ALPHA.product).unwrap();
-    assert_eq!(socks.price, Some(10.0));
+    assert_eq!(socks.price, Some(Decimal::new(1000, 2)));
     assert_eq!(socks.tag_names, ["Sale"]);
 
     // Offset pages of two are slices of the full list.
@@ -81,10 +84,9 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
 
     // Keyset pages of two walk everything once, in order, and end with no cursor.
     let mut walked = Vec::new();
-    let mut after: Option<String> = None;
+    let mut after: Option<Cursor> = None;
     loop {
-        let page =
-            products::catalog_page_after(&mut *conn, ALPHA.shop, after.as_deref(), 2).await?;
+        let page = products::catalog_page_after(&mut *conn, ALPHA.shop, after.as_ref(), 2).await?;
         walked.extend(page.items);
         match page.next {
             Some(next) => after = Some(next),
@@ -100,6 +102,9 @@ async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Re
         [BETA.product]
     );
     assert_invalid(products::catalog_page(&mut *conn, ALPHA.shop, 0, 0).await);
-    assert_invalid(products::catalog_page_after(&mut *conn, ALPHA.shop, Some("nope"), 2).await);
+    let nope: Cursor = "nope".parse()?;
+    assert_invalid(products::catalog_page_after(&mut *conn, ALPHA.shop, Some(&nope), 2).await);
+    assert_invalid(products::catalog_page(&mut *conn, ALPHA.shop, 0, i64::MAX).await);
+    assert_invalid(products::catalog_page_after(&mut *conn, ALPHA.shop, None, i64::MAX).await);
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Deletes follow the declared behaviour: owned rows go with their owner, and a row still
 //! referenced is a Conflict naming what holds it, with nothing deleted.
 
-use shared_db::shop::licenses::{self, NewLicense};
+use shared_db::shop::licenses::{self, LicenseFields};
 use shared_db::shop::{
     ListParams, accounts, attribute_options, attributes, categories, early_access, faq,
     info_requests, orders, product_attribute_values, products, products_to_tags, roles, shops,
@@ -100,7 +100,7 @@ async fn an_account_goes_with_its_orders_unless_a_license_holds_one() -> anyhow:
     let mut conn = t.pool().acquire().await?;
     let license = licenses::create(
         &mut *conn,
-        &NewLicense {
+        &LicenseFields {
             name: "Pro".into(),
             is_recurring: true,
             start_date: None,
@@ -140,7 +140,7 @@ async fn a_shop_that_owns_rows_is_not_deleted() -> anyhow::Result<()> {
         "{r:?}"
     );
     assert_eq!(shops::get(&mut *conn, BETA.shop).await?.name, "beta");
-    let empty = shops::create(&mut *conn, &shops::NewShop::named("empty")).await?;
+    let empty = shops::create(&mut *conn, &shops::ShopFields::named("empty")).await?;
     shared_db::shop::shops_users::add(&mut *conn, empty.id, ALPHA.user).await?;
     shops::delete(&mut *conn, empty.id).await?;
     assert_not_found(shops::get(&mut *conn, empty.id).await);
@@ -163,7 +163,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
         1
     );
 
-    let q = faq::NewFaq {
+    let q = faq::FaqFields {
         question: "Do you ship abroad?".into(),
         answer: "Yes".into(),
         category: "shipping".into(),
@@ -171,7 +171,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
     faq::create(&mut *conn, &q).await?;
     assert_conflict(faq::create(&mut *conn, &q).await, "uq_faq_question");
 
-    let new = attributes::NewAttribute {
+    let new = attributes::AttributeFields {
         name: "size".into(),
         unit: None,
         translation: None,
@@ -181,7 +181,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
         "uq_attributes_shop_id_name",
     );
     // the same attribute name in another shop is fine... but beta already has "size" too
-    let new = attributes::NewAttribute {
+    let new = attributes::AttributeFields {
         name: "weight".into(),
         unit: Some("kg".into()),
         translation: None,

@@ -2,14 +2,13 @@
 //! hostile strings are inert, pages carry a content range, and keyset pages walk everything.
 
 use shared_db::shop::products::{
-    self, NewProduct, ProductTranslationInput, ProductWithTranslation,
+    self, ProductFields, ProductTranslationInput, ProductWithTranslation,
 };
 use shared_db::shop::{
-    ListParams, attribute_options, attributes, categories, early_access, faq, licenses, orders,
-    product_attribute_values, roles, shops, tags, users,
+    Cursor, ListParams, MAX_LIMIT, ProductId, attribute_options, attributes, categories,
+    early_access, faq, licenses, orders, product_attribute_values, roles, shops, tags, users,
 };
 use sqlx::PgConnection;
-use uuid::Uuid;
 
 use crate::{ALPHA, assert_invalid, two_shops};
 
@@ -19,8 +18,8 @@ async fn product(
     alt1: Option<&str>,
     featured: bool,
     stock: i32,
-) -> anyhow::Result<Uuid> {
-    let mut new = NewProduct::new(
+) -> anyhow::Result<ProductId> {
+    let mut new = ProductFields::new(
         Some(ALPHA.category),
         ProductTranslationInput {
             main_name: name.into(),
@@ -31,8 +30,10 @@ async fn product(
         },
     );
     new.featured = featured;
-    new.stock = stock;
-    Ok(products::create(conn, ALPHA.shop, &new).await?.item.id)
+    Ok(products::create(conn, ALPHA.shop, &new, stock)
+        .await?
+        .item
+        .id)
 }
 
 fn names(items: &[ProductWithTranslation]) -> Vec<String> {
@@ -184,7 +185,7 @@ async fn sorting_is_whitelisted_and_stable() -> anyhow::Result<()> {
     );
     let ties = products::list(&mut conn, ALPHA.shop, &p.clone().sort("featured")).await?;
     let again = products::list(&mut conn, ALPHA.shop, &p.clone().sort("featured")).await?;
-    let ids = |page: &shared_db::shop::Page<ProductWithTranslation>| {
+    let ids = |page: &shared_db::shop::ListPage<ProductWithTranslation>| {
         page.items.iter().map(|i| i.item.id).collect::<Vec<_>>()
     };
     assert_eq!(ids(&ties), ids(&again));
@@ -280,7 +281,12 @@ async fn pages_carry_the_total_and_a_content_range() -> anyhow::Result<()> {
     assert_eq!(page.total, 5);
     assert_eq!(names(&page.items), ["Red Hat", "Red Shirt"]);
     assert_eq!(page.content_range.to_string(), "products 1-2/5");
-    let all = products::list(&mut conn, ALPHA.shop, &ListParams::default().page(0, 0)).await?;
+    let all = products::list(
+        &mut conn,
+        ALPHA.shop,
+        &ListParams::default().page(0, MAX_LIMIT),
+    )
+    .await?;
     assert_eq!(all.items.len(), 5);
     assert_eq!(all.content_range.to_string(), "products 0-4/5");
     let past = products::list(&mut conn, ALPHA.shop, &ListParams::default().page(10, 5)).await?;
@@ -293,9 +299,24 @@ async fn pages_carry_the_total_and_a_content_range() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(filtered.content_range.to_string(), "products 0-1/2");
-    assert_invalid(
-        products::list(&mut conn, ALPHA.shop, &ListParams::default().page(-1, 10)).await,
-    );
+    // limits are 1..=MAX_LIMIT: "0 = all", negative and overflowing limits are refused
+    for (skip, limit) in [
+        (-1, 10),
+        (0, 0),
+        (0, -1),
+        (0, MAX_LIMIT + 1),
+        (0, i64::MAX),
+        (i64::MAX, i64::MAX),
+    ] {
+        assert_invalid(
+            products::list(
+                &mut conn,
+                ALPHA.shop,
+                &ListParams::default().page(skip, limit),
+            )
+            .await,
+        );
+    }
 
     // every entity lists with defaults
     assert_eq!(
@@ -357,10 +378,10 @@ async fn keyset_pages_walk_every_product_once() -> anyhow::Result<()> {
         product(&mut conn, &format!("Item {i:02}"), None, i % 2 == 0, 1).await?;
     }
     let mut seen = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<Cursor> = None;
     let mut pages = 0;
     loop {
-        let page = products::list_after(&mut conn, ALPHA.shop, &[], cursor.as_deref(), 4).await?;
+        let page = products::list_after(&mut conn, ALPHA.shop, &[], cursor.as_ref(), 4).await?;
         pages += 1;
         seen.extend(page.items.iter().map(|p| p.item.id));
         match page.next {
@@ -385,7 +406,9 @@ async fn keyset_pages_walk_every_product_once() -> anyhow::Result<()> {
         products::list_after(&mut conn, ALPHA.shop, &["featured:true".into()], None, 100).await?;
     assert_eq!(featured.items.len(), 5);
     assert!(featured.next.is_none());
-    assert_invalid(products::list_after(&mut conn, ALPHA.shop, &[], Some("garbage"), 4).await);
+    let garbage: Cursor = "garbage".parse()?;
+    assert_invalid(products::list_after(&mut conn, ALPHA.shop, &[], Some(&garbage), 4).await);
+    assert_invalid(products::list_after(&mut conn, ALPHA.shop, &[], None, i64::MAX).await);
     assert_invalid(products::list_after(&mut conn, ALPHA.shop, &[], None, 0).await);
     Ok(())
 }
@@ -395,12 +418,12 @@ async fn keyset_pages_walk_orders_newest_first() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     for _ in 0..6 {
-        orders::create(&mut conn, ALPHA.shop, &Default::default()).await?;
+        orders::create(&mut conn, ALPHA.shop, &Default::default(), None).await?;
     }
     let mut numbers = Vec::new();
-    let mut cursor: Option<String> = None;
+    let mut cursor: Option<Cursor> = None;
     loop {
-        let page = orders::list_after(&mut conn, ALPHA.shop, &[], cursor.as_deref(), 3).await?;
+        let page = orders::list_after(&mut conn, ALPHA.shop, &[], cursor.as_ref(), 3).await?;
         numbers.extend(page.items.iter().map(|o| o.customer_order_id));
         match page.next {
             Some(next) => cursor = Some(next),
@@ -418,7 +441,7 @@ async fn products_filter_by_attributes() -> anyhow::Result<()> {
     let colour = attributes::create(
         &mut conn,
         ALPHA.shop,
-        &attributes::NewAttribute {
+        &attributes::AttributeFields {
             name: "colour".into(),
             unit: None,
             translation: Some(shared_db::shop::tags::NameTranslationInput {

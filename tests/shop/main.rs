@@ -13,6 +13,7 @@ mod people;
 mod scoping;
 mod translations;
 
+use shared_db::shop::{ProductId, ShopId};
 use shared_db::testing::TestDatabase;
 use shared_db::{Error, Result};
 use uuid::Uuid;
@@ -20,9 +21,9 @@ use uuid::Uuid;
 /// Ids of one shop of the fixture.
 #[derive(Debug, Clone, Copy)]
 pub struct Fx {
-    pub shop: Uuid,
+    pub shop: ShopId,
     pub category: Uuid,
-    pub product: Uuid,
+    pub product: ProductId,
     pub tag: Uuid,
     pub link: Uuid,
     pub attribute: Uuid,
@@ -37,9 +38,9 @@ pub struct Fx {
 const fn fx(prefix: u128) -> Fx {
     let p = prefix << 96;
     Fx {
-        shop: Uuid::from_u128(p | 0x1),
+        shop: ShopId::new(Uuid::from_u128(p | 0x1)),
         category: Uuid::from_u128(p | 0x10),
-        product: Uuid::from_u128(p | 0x20),
+        product: ProductId::new(Uuid::from_u128(p | 0x20)),
         tag: Uuid::from_u128(p | 0x30),
         link: Uuid::from_u128(p | 0x31),
         attribute: Uuid::from_u128(p | 0x40),

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use shared_db::shop::ListParams;
-use shared_db::shop::categories::{self, CategoryTranslationInput, NewCategory};
-use shared_db::shop::products::{self, NewProduct, ProductTranslationInput};
+use shared_db::shop::categories::{self, CategoryFields, CategoryTranslationInput};
+use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use tokio::sync::Barrier;
 
 use crate::{ALPHA, BETA, assert_not_found, two_shops};
 
-fn category(name: &str) -> NewCategory {
-    NewCategory {
+fn category(name: &str) -> CategoryFields {
+    CategoryFields {
         translation: CategoryTranslationInput {
             main_name: name.into(),
             main_description: name.into(),
@@ -21,8 +21,8 @@ fn category(name: &str) -> NewCategory {
     }
 }
 
-fn product(name: &str, category: Option<uuid::Uuid>) -> NewProduct {
-    NewProduct::new(
+fn product(name: &str, category: Option<uuid::Uuid>) -> ProductFields {
+    ProductFields::new(
         category,
         ProductTranslationInput {
             main_name: name.into(),
@@ -53,6 +53,7 @@ async fn concurrent_appends_get_distinct_consecutive_numbers() -> anyhow::Result
                         &mut conn,
                         ALPHA.shop,
                         &product(&format!("p{i}"), Some(ALPHA.category)),
+                        1,
                     )
                     .await
                     .map(|p| ("product", p.item.order_number))
@@ -75,7 +76,7 @@ async fn concurrent_appends_get_distinct_consecutive_numbers() -> anyhow::Result
     assert_eq!(product_numbers, (1..=8).collect::<Vec<_>>());
     // products are numbered per category: a product without one starts at 0
     let mut conn = t.pool().acquire().await?;
-    let loose = products::create(&mut conn, ALPHA.shop, &product("loose", None)).await?;
+    let loose = products::create(&mut conn, ALPHA.shop, &product("loose", None), 1).await?;
     assert_eq!(loose.item.order_number, 0);
     Ok(())
 }
@@ -86,7 +87,7 @@ async fn categories_append_per_shop_and_swap() -> anyhow::Result<()> {
     let mut conn = t.pool().acquire().await?;
     let mut ids = vec![ALPHA.category];
     for name in ["Shoes", "Hats"] {
-        let new = categories::NewCategory {
+        let new = categories::CategoryFields {
             translation: categories::CategoryTranslationInput {
                 main_name: name.into(),
                 main_description: name.into(),
@@ -101,7 +102,7 @@ async fn categories_append_per_shop_and_swap() -> anyhow::Result<()> {
                 .id,
         );
     }
-    let numbers = |page: &shared_db::shop::Page<categories::CategoryWithTranslation>| {
+    let numbers = |page: &shared_db::shop::ListPage<categories::CategoryWithTranslation>| {
         page.items
             .iter()
             .map(|c| (c.item.id, c.item.order_number))
@@ -114,7 +115,7 @@ async fn categories_append_per_shop_and_swap() -> anyhow::Result<()> {
     let page = categories::list(&mut conn, ALPHA.shop, &p).await?;
     assert_eq!(numbers(&page), vec![(ids[2], 0), (ids[1], 1), (ids[0], 2)]);
     // beta's numbering is its own
-    let new = categories::NewCategory {
+    let new = categories::CategoryFields {
         translation: categories::CategoryTranslationInput {
             main_name: "B".into(),
             main_description: "B".into(),
@@ -140,6 +141,7 @@ async fn products_swap_only_within_their_category() -> anyhow::Result<()> {
         &mut conn,
         ALPHA.shop,
         &product("second", Some(ALPHA.category)),
+        1,
     )
     .await?;
     assert_eq!(second.item.order_number, 1);
@@ -148,7 +150,7 @@ async fn products_swap_only_within_their_category() -> anyhow::Result<()> {
     let second = products::get(&mut *conn, ALPHA.shop, second.item.id).await?;
     assert_eq!((first.item.order_number, second.item.order_number), (1, 0));
     // a product of another category (or none) is not a swap partner
-    let loose = products::create(&mut conn, ALPHA.shop, &product("loose", None)).await?;
+    let loose = products::create(&mut conn, ALPHA.shop, &product("loose", None), 1).await?;
     assert_not_found(
         products::swap_order(&mut *conn, ALPHA.shop, ALPHA.product, loose.item.id).await,
     );
@@ -158,6 +160,7 @@ async fn products_swap_only_within_their_category() -> anyhow::Result<()> {
         &mut conn,
         ALPHA.shop,
         loose.item.id,
+        loose.item.version,
         &product("loose", Some(other.item.id)),
     )
     .await?;

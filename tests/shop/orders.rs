@@ -3,17 +3,19 @@
 
 use std::sync::Arc;
 
+use rust_decimal::Decimal;
 use shared_db::Error;
-use shared_db::shop::orders::{self, NewOrder, OrderItem, OrderStatus};
-use shared_db::shop::products::{self, NewProduct, ProductTranslationInput};
+use shared_db::shop::ProductId;
+use shared_db::shop::orders::{self, OrderFields, OrderItem, OrderStatus};
+use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use sqlx::PgConnection;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
 use crate::{ALPHA, BETA, assert_not_found, two_shops};
 
-async fn product_with_stock(conn: &mut PgConnection, stock: i32) -> anyhow::Result<Uuid> {
-    let mut new = NewProduct::new(
+async fn product_with_stock(conn: &mut PgConnection, stock: i32) -> anyhow::Result<ProductId> {
+    let new = ProductFields::new(
         Some(ALPHA.category),
         ProductTranslationInput {
             main_name: "Last one".into(),
@@ -22,22 +24,24 @@ async fn product_with_stock(conn: &mut PgConnection, stock: i32) -> anyhow::Resu
             ..Default::default()
         },
     );
-    new.stock = stock;
-    Ok(products::create(conn, ALPHA.shop, &new).await?.item.id)
+    Ok(products::create(conn, ALPHA.shop, &new, stock)
+        .await?
+        .item
+        .id)
 }
 
-fn order_of(product_id: Uuid, quantity: i32) -> NewOrder {
-    NewOrder {
+fn order_of(product_id: ProductId, quantity: i32) -> OrderFields {
+    OrderFields {
         account_id: Some(ALPHA.account),
         notes: None,
         items: vec![OrderItem {
             description: None,
-            price: 10.0,
+            price: Decimal::new(1000, 2),
             product_id,
             product_name: "Last one".into(),
             quantity,
         }],
-        total: Some(10.0 * f64::from(quantity)),
+        total: Some(Decimal::new(1000, 2) * Decimal::from(quantity)),
     }
 }
 
@@ -48,8 +52,8 @@ async fn two_completions_race_for_the_last_item() -> anyhow::Result<()> {
     for _ in 0..5 {
         let mut conn = t.pool().acquire().await?;
         let product = product_with_stock(&mut conn, 1).await?;
-        let first = orders::create(&mut conn, ALPHA.shop, &order_of(product, 1)).await?;
-        let second = orders::create(&mut conn, ALPHA.shop, &order_of(product, 1)).await?;
+        let first = orders::create(&mut conn, ALPHA.shop, &order_of(product, 1), None).await?;
+        let second = orders::create(&mut conn, ALPHA.shop, &order_of(product, 1), None).await?;
         drop(conn);
 
         let barrier = Arc::new(Barrier::new(2));
@@ -77,7 +81,7 @@ async fn two_completions_race_for_the_last_item() -> anyhow::Result<()> {
                     requested,
                     available,
                 }) => {
-                    assert_eq!((product_id, requested, available), (product, 1, 0));
+                    assert_eq!((product_id, requested, available), (product.get(), 1, 0));
                     short += 1;
                 }
                 Err(other) => panic!("unexpected error {other:?}"),
@@ -121,11 +125,11 @@ async fn concurrent_orders_get_unique_gap_free_numbers() -> anyhow::Result<()> {
                 } else {
                     ALPHA.account
                 };
-                let new = NewOrder {
+                let new = OrderFields {
                     account_id: Some(account),
                     ..Default::default()
                 };
-                orders::create(&mut conn, ALPHA.shop, &new).await
+                orders::create(&mut conn, ALPHA.shop, &new, None).await
             })
         })
         .collect();
@@ -144,7 +148,7 @@ async fn concurrent_orders_get_unique_gap_free_numbers() -> anyhow::Result<()> {
     assert_eq!(numbers, (2..=16).collect::<Vec<_>>());
     // beta's numbering is its own
     let mut conn = t.pool().acquire().await?;
-    let beta = orders::create(&mut conn, BETA.shop, &Default::default()).await?;
+    let beta = orders::create(&mut conn, BETA.shop, &Default::default(), None).await?;
     assert_eq!(beta.customer_order_id, 2);
     Ok(())
 }
@@ -159,14 +163,14 @@ async fn completion_takes_all_stock_or_none() -> anyhow::Result<()> {
     new.items.extend(order_of(scarce, 2).items);
     // the same product twice in one order counts once, summed
     new.items.extend(order_of(plenty, 1).items);
-    let order = orders::create(&mut conn, ALPHA.shop, &new).await?;
+    let order = orders::create(&mut conn, ALPHA.shop, &new, None).await?;
     match orders::complete(&mut conn, ALPHA.shop, order.id, ALPHA.user).await {
         Err(Error::InsufficientStock {
             product_id,
             requested: 2,
             available: 1,
         }) => {
-            assert_eq!(product_id, scarce)
+            assert_eq!(product_id, scarce.get())
         }
         other => panic!("expected InsufficientStock, got {other:?}"),
     }
@@ -183,12 +187,9 @@ async fn completion_takes_all_stock_or_none() -> anyhow::Result<()> {
         OrderStatus::Pending
     );
 
-    let ok = orders::create(&mut conn, ALPHA.shop, &{
-        let mut n = order_of(plenty, 4);
-        n.items.extend(order_of(plenty, 1).items);
-        n
-    })
-    .await?;
+    let mut both = order_of(plenty, 4);
+    both.items.extend(order_of(plenty, 1).items);
+    let ok = orders::create(&mut conn, ALPHA.shop, &both, None).await?;
     let done = orders::complete(&mut conn, ALPHA.shop, ok.id, ALPHA.user).await?;
     assert_eq!(done.order_info.0.len(), 2);
     assert_eq!(
@@ -215,8 +216,18 @@ async fn status_moves_only_from_pending() -> anyhow::Result<()> {
             .stock,
         4
     );
+    // completing again as the same user answers with the completed order and takes nothing
+    let again = orders::complete(&mut conn, ALPHA.shop, ALPHA.order, ALPHA.user).await?;
+    assert_eq!(again.completed_at, completed.completed_at);
+    assert_eq!(
+        products::get(&mut *conn, ALPHA.shop, ALPHA.product)
+            .await?
+            .item
+            .stock,
+        4
+    );
     for r in [
-        orders::complete(&mut conn, ALPHA.shop, ALPHA.order, ALPHA.user).await,
+        orders::complete(&mut conn, ALPHA.shop, ALPHA.order, Uuid::new_v4()).await,
         orders::cancel(&mut conn, ALPHA.shop, ALPHA.order).await,
         orders::update(&mut conn, ALPHA.shop, ALPHA.order, &Default::default()).await,
     ] {
@@ -236,9 +247,10 @@ async fn status_moves_only_from_pending() -> anyhow::Result<()> {
             .stock,
         5
     );
-    // completing needs a real user
-    let pending = orders::create(&mut conn, ALPHA.shop, &Default::default()).await?;
+    // completing needs a member of the shop: an unknown user, or beta's admin, is not one
+    let pending = orders::create(&mut conn, ALPHA.shop, &Default::default(), None).await?;
     assert_not_found(orders::complete(&mut conn, ALPHA.shop, pending.id, Uuid::new_v4()).await);
+    assert_not_found(orders::complete(&mut conn, ALPHA.shop, pending.id, BETA.user).await);
     Ok(())
 }
 
@@ -250,14 +262,14 @@ async fn order_items_round_trip_as_typed_json() -> anyhow::Result<()> {
     assert_eq!(fixture.order_info.0[0].product_name, "alpha socks");
     assert_eq!(fixture.order_info.0[0].quantity, 1);
     let new = order_of(ALPHA.product, 3);
-    let created = orders::create(&mut conn, ALPHA.shop, &new).await?;
+    let created = orders::create(&mut conn, ALPHA.shop, &new, None).await?;
     assert_eq!(created.order_info.0, new.items);
     let found =
         orders::get_by_customer_order_id(&mut *conn, ALPHA.shop, created.customer_order_id).await?;
     assert_eq!(found.id, created.id);
     // quantities must be positive
     assert!(matches!(
-        orders::create(&mut conn, ALPHA.shop, &order_of(ALPHA.product, 0)).await,
+        orders::create(&mut conn, ALPHA.shop, &order_of(ALPHA.product, 0), None).await,
         Err(Error::InvalidInput(_))
     ));
     Ok(())

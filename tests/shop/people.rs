@@ -1,6 +1,6 @@
 //! Users, roles, accounts and the reference data step.
 
-use shared_db::shop::users::{self, NewUser};
+use shared_db::shop::users::{self, UserFields};
 use shared_db::shop::{accounts, reference_data, roles, shops};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
@@ -13,7 +13,7 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
     let mut conn = t.pool().acquire().await?;
     let user = users::create(
         &mut *conn,
-        &NewUser {
+        &UserFields {
             email: Some("new@example.com".into()),
             username: Some("new".into()),
             password: Some("s3cret!".into()),
@@ -24,8 +24,8 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
     .await?;
     let hash = user.password.clone().unwrap();
     assert!(hash.starts_with("$2b$") && !hash.contains("s3cret"));
-    assert!(user.verify_password("s3cret!"));
-    assert!(!user.verify_password("wrong"));
+    assert!(user.verify_password("s3cret!").await?);
+    assert!(!user.verify_password("wrong").await?);
     // the secret never serializes and is redacted in Debug
     let json = serde_json::to_string(&user)?;
     assert!(!json.contains("password") && !json.contains(&hash));
@@ -50,8 +50,8 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
         .execute(&mut *conn)
         .await?;
         let old = users::get(&mut *conn, ALPHA.user).await?;
-        assert!(old.verify_password("correct horse battery staple"));
-        assert!(!old.verify_password("Correct horse battery staple"));
+        assert!(old.verify_password("correct horse battery staple").await?);
+        assert!(!old.verify_password("Correct horse battery staple").await?);
     }
     Ok(())
 }
@@ -60,7 +60,7 @@ async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Re
 async fn stripe_secrets_never_serialize() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
-    let mut new = shops::NewShop::named("gamma");
+    let mut new = shops::ShopFields::named("gamma");
     new.stripe_secret_key = Some("sk_live_topsecret".into());
     new.stripe_public_key = Some("pk_live_public".into());
     let shop = shops::create(&mut *conn, &new).await?;

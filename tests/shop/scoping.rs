@@ -1,7 +1,7 @@
 //! Scoping: through beta's scope, every row of alpha is absent — for reads, updates and deletes —
 //! and alpha's rows are untouched afterwards. Links across shops cannot be made.
 
-use shared_db::shop::{ListParams, categories::NewCategory, products::NewProduct};
+use shared_db::shop::{ListParams, categories::CategoryFields, products::ProductFields};
 use shared_db::shop::{
     accounts, attribute_options, attributes, categories, info_requests, orders,
     product_attribute_values, products, products_to_tags, shops_users, tags,
@@ -17,10 +17,10 @@ async fn categories_of_another_shop_are_not_found() -> anyhow::Result<()> {
     assert_not_found(
         categories::name(&mut *conn, BETA.shop, ALPHA.category, Default::default()).await,
     );
-    let mut new = NewCategory::default();
+    let mut new = CategoryFields::default();
     new.translation.main_name = "stolen".into();
     new.translation.main_description = "stolen".into();
-    assert_not_found(categories::update(&mut conn, BETA.shop, ALPHA.category, &new).await);
+    assert_not_found(categories::update(&mut conn, BETA.shop, ALPHA.category, 1, &new).await);
     assert_not_found(
         categories::swap_order(&mut *conn, BETA.shop, ALPHA.category, BETA.category).await,
     );
@@ -41,19 +41,19 @@ async fn products_of_another_shop_are_not_found() -> anyhow::Result<()> {
     assert_not_found(
         products::name(&mut *conn, BETA.shop, ALPHA.product, Default::default()).await,
     );
-    let mut new = NewProduct::new(Some(BETA.category), Default::default());
+    let mut new = ProductFields::new(Some(BETA.category), Default::default());
     new.translation.main_name = "stolen".into();
     new.translation.main_description = "stolen".into();
     new.translation.main_description_short = "stolen".into();
-    assert_not_found(products::update(&mut conn, BETA.shop, ALPHA.product, &new).await);
+    assert_not_found(products::update(&mut conn, BETA.shop, ALPHA.product, 1, &new).await);
     assert_not_found(
         products::swap_order(&mut *conn, BETA.shop, ALPHA.product, BETA.product).await,
     );
     assert_not_found(products::delete(&mut *conn, BETA.shop, ALPHA.product).await);
     // a product of beta cannot be put in alpha's category, neither on create nor on update
     new.category_id = Some(ALPHA.category);
-    assert_not_found(products::create(&mut conn, BETA.shop, &new).await);
-    assert_not_found(products::update(&mut conn, BETA.shop, BETA.product, &new).await);
+    assert_not_found(products::create(&mut conn, BETA.shop, &new, 1).await);
+    assert_not_found(products::update(&mut conn, BETA.shop, BETA.product, 1, &new).await);
     let page = products::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert_eq!(page.total, 1);
     assert_eq!(page.items[0].item.id, BETA.product);
@@ -69,7 +69,7 @@ async fn tags_and_their_product_links_of_another_shop_are_not_found() -> anyhow:
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     assert_not_found(tags::get(&mut *conn, BETA.shop, ALPHA.tag).await);
-    let new = tags::NewTag {
+    let new = tags::TagFields {
         name: Some("x".into()),
         translation: tags::NameTranslationInput::main("x"),
     };
@@ -103,7 +103,7 @@ async fn attributes_options_and_values_of_another_shop_are_not_found() -> anyhow
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     assert_not_found(attributes::get(&mut *conn, BETA.shop, ALPHA.attribute).await);
-    let new = attributes::NewAttribute {
+    let new = attributes::AttributeFields {
         name: "colour".into(),
         unit: None,
         translation: None,
@@ -201,11 +201,11 @@ async fn orders_of_another_shop_are_not_found() -> anyhow::Result<()> {
     assert_not_found(orders::cancel(&mut conn, BETA.shop, ALPHA.order).await);
     assert_not_found(orders::delete(&mut *conn, BETA.shop, ALPHA.order).await);
     // an order of beta cannot be placed for alpha's customer
-    let new = orders::NewOrder {
+    let new = orders::OrderFields {
         account_id: Some(ALPHA.account),
         ..Default::default()
     };
-    assert_not_found(orders::create(&mut conn, BETA.shop, &new).await);
+    assert_not_found(orders::create(&mut conn, BETA.shop, &new, None).await);
     let page = orders::list(&mut conn, BETA.shop, &ListParams::default()).await?;
     assert_eq!(page.total, 1);
     assert_eq!(page.items[0].id, BETA.order);

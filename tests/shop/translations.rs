@@ -1,10 +1,11 @@
 //! Translations are written with their parent in one transaction, read with it in one query,
 //! and hold descriptions of any size.
 
-use shared_db::shop::attributes::{self, NewAttribute};
-use shared_db::shop::categories::{self, CategoryTranslationInput, NewCategory};
-use shared_db::shop::products::{self, NewProduct, ProductTranslationInput};
-use shared_db::shop::tags::{self, NameTranslationInput, NewTag};
+use rust_decimal::Decimal;
+use shared_db::shop::attributes::{self, AttributeFields};
+use shared_db::shop::categories::{self, CategoryFields, CategoryTranslationInput};
+use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
+use shared_db::shop::tags::{self, NameTranslationInput, TagFields};
 use shared_db::shop::{Lang, ListParams};
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -56,12 +57,16 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
     let too_long = "x".repeat(300);
 
     let before = count(&mut conn, "products").await?;
-    let new = NewProduct::new(Some(ALPHA.category), product_translation(&too_long));
-    assert!(products::create(&mut conn, ALPHA.shop, &new).await.is_err());
+    let new = ProductFields::new(Some(ALPHA.category), product_translation(&too_long));
+    assert!(
+        products::create(&mut conn, ALPHA.shop, &new, 1)
+            .await
+            .is_err()
+    );
     assert_eq!(count(&mut conn, "products").await?, before);
 
     let before = count(&mut conn, "categories").await?;
-    let new = NewCategory {
+    let new = CategoryFields {
         translation: CategoryTranslationInput {
             main_name: too_long.clone(),
             main_description: "d".into(),
@@ -77,7 +82,7 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
     assert_eq!(count(&mut conn, "categories").await?, before);
 
     let before = count(&mut conn, "tags").await?;
-    let new = NewTag {
+    let new = TagFields {
         name: Some("ok".into()),
         translation: NameTranslationInput::main(too_long.clone()),
     };
@@ -85,7 +90,7 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
     assert_eq!(count(&mut conn, "tags").await?, before);
 
     let before = count(&mut conn, "attributes").await?;
-    let new = NewAttribute {
+    let new = AttributeFields {
         name: "colour".into(),
         unit: None,
         translation: Some(NameTranslationInput::main(too_long.clone())),
@@ -98,15 +103,15 @@ async fn a_failing_translation_leaves_no_parent_behind() -> anyhow::Result<()> {
     assert_eq!(count(&mut conn, "attributes").await?, before);
 
     // an update whose translation fails leaves the parent as it was
-    let mut new = NewProduct::new(Some(ALPHA.category), product_translation(&too_long));
-    new.price = Some(999.0);
+    let mut new = ProductFields::new(Some(ALPHA.category), product_translation(&too_long));
+    new.price = Some(Decimal::new(999, 0));
     assert!(
-        products::update(&mut conn, ALPHA.shop, ALPHA.product, &new)
+        products::update(&mut conn, ALPHA.shop, ALPHA.product, 1, &new)
             .await
             .is_err()
     );
     let product = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
-    assert_eq!(product.item.price, Some(10.0));
+    assert_eq!(product.item.price, Some(Decimal::new(1000, 2)));
     assert_eq!(product.translation.unwrap().main_name, "alpha socks");
     Ok(())
 }
@@ -120,7 +125,8 @@ async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow:
         products::create(
             &mut conn,
             ALPHA.shop,
-            &NewProduct::new(None, product_translation("")),
+            &ProductFields::new(None, product_translation("")),
+            1,
         )
         .await,
     );
@@ -133,7 +139,8 @@ async fn main_is_required_and_empty_alternatives_are_stored_as_null() -> anyhow:
     let created = products::create(
         &mut conn,
         ALPHA.shop,
-        &NewProduct::new(Some(ALPHA.category), translation),
+        &ProductFields::new(Some(ALPHA.category), translation),
+        1,
     )
     .await?;
     let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
@@ -161,13 +168,23 @@ async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
     let before = products::get(&mut *conn, ALPHA.shop, ALPHA.product).await?;
-    let mut new = NewProduct::new(Some(ALPHA.category), product_translation("Wool socks"));
+    let mut new = ProductFields::new(Some(ALPHA.category), product_translation("Wool socks"));
     new.translation.alt1_name = Some("Wollsocken".into());
-    new.price = Some(12.5);
-    new.stock = 7;
-    let after = products::update(&mut conn, ALPHA.shop, ALPHA.product, &new).await?;
-    assert_eq!(after.item.price, Some(12.5));
-    assert_eq!(after.item.stock, 7);
+    new.price = Some(Decimal::new(125, 1));
+    let after = products::update(
+        &mut conn,
+        ALPHA.shop,
+        ALPHA.product,
+        before.item.version,
+        &new,
+    )
+    .await?;
+    assert_eq!(after.item.price, Some(Decimal::new(1250, 2)));
+    assert_eq!(
+        after.item.stock, before.item.stock,
+        "an edit never writes stock"
+    );
+    assert_eq!(after.item.version, before.item.version + 1);
     assert_eq!(after.item.order_number, before.item.order_number);
     let tr = after.translation.unwrap();
     assert_eq!(tr.main_name, "Wool socks");
@@ -177,7 +194,7 @@ async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
     // the fixture's translation row was updated in place, not duplicated
     let rows = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM shop.product_translations WHERE product_id = $1"#,
-        ALPHA.product
+        ALPHA.product.get(),
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -186,7 +203,7 @@ async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
     let second = sqlx::query!(
         r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
                main_description_short) VALUES ($1, 'dup', 'dup', 'dup')"#,
-        ALPHA.product
+        ALPHA.product.get(),
     )
     .execute(&mut *conn)
     .await;
@@ -217,7 +234,8 @@ async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
     let created = products::create(
         &mut conn,
         ALPHA.shop,
-        &NewProduct::new(Some(ALPHA.category), translation),
+        &ProductFields::new(Some(ALPHA.category), translation),
+        1,
     )
     .await?;
     let read = products::get(&mut *conn, ALPHA.shop, created.item.id).await?;
@@ -226,7 +244,7 @@ async fn a_100_kb_description_stores_and_reads_back() -> anyhow::Result<()> {
     let category = categories::create(
         &mut conn,
         ALPHA.shop,
-        &NewCategory {
+        &CategoryFields {
             translation: CategoryTranslationInput {
                 main_name: "Books".into(),
                 main_description: description.clone(),
@@ -267,7 +285,7 @@ async fn a_product_another_service_left_without_translation_reads_with_none() ->
     // The old backend could leave a product without its translation row.
     sqlx::query!(
         "DELETE FROM shop.product_translations WHERE product_id = $1",
-        ALPHA.product
+        ALPHA.product.get(),
     )
     .execute(&mut *conn)
     .await?;

@@ -16,17 +16,11 @@ use uuid::Uuid;
 use super::report::Rule;
 use super::source::{self, Translation};
 use super::write::{self, Insert};
+use crate::shop::ProductId;
 use crate::shop::orders::OrderItem;
 
-/// Longest value accepted for an unbounded `text` column, in characters (the library's rule for
-/// descriptions and notes).
-pub const LONG_TEXT: usize = 100_000;
-
-/// Decimal places of the money columns.
-pub const MONEY_SCALE: u32 = 2;
-
-/// The largest amount a money column holds (`numeric(12,2)`): 9 999 999 999.99.
-pub const MONEY_MAX: Decimal = Decimal::from_parts(3_567_587_327, 232, 0, false, 2);
+pub use crate::shop::input::LONG_TEXT;
+pub use crate::shop::money::{MAX as MONEY_MAX, SCALE as MONEY_SCALE};
 
 /// What a check knows besides the row: the shop being imported and the users refused so far.
 pub(crate) struct Ctx<'a> {
@@ -385,30 +379,43 @@ fn check_translation(
         );
     }
     p.name("main_name", Some(&t.main_name), name_max);
-    p.name("alt1_name", t.alt1_name.as_deref(), name_max);
-    p.name("alt2_name", t.alt2_name.as_deref(), name_max);
-    for (column, v) in [
-        ("main_description", &t.main_description),
-        ("main_description_short", &t.main_description_short),
-        ("alt1_description", &t.alt1_description),
-        ("alt1_description_short", &t.alt1_description_short),
-        ("alt2_description", &t.alt2_description),
-        ("alt2_description_short", &t.alt2_description_short),
-    ] {
-        p.text(column, v.as_deref(), LONG_TEXT);
-    }
+    p.name("main_description", t.main_description.as_deref(), LONG_TEXT);
+    p.name(
+        "main_description_short",
+        t.main_description_short.as_deref(),
+        LONG_TEXT,
+    );
+    let mut alt = |column: &str, v: Option<String>, max: usize| {
+        let v = v.filter(|v| !v.trim().is_empty());
+        p.text(column, v.as_deref(), max);
+        v
+    };
+    let alt1_name = alt("alt1_name", t.alt1_name, name_max);
+    let alt1_description = alt("alt1_description", t.alt1_description, LONG_TEXT);
+    let alt1_description_short = alt(
+        "alt1_description_short",
+        t.alt1_description_short,
+        LONG_TEXT,
+    );
+    let alt2_name = alt("alt2_name", t.alt2_name, name_max);
+    let alt2_description = alt("alt2_description", t.alt2_description, LONG_TEXT);
+    let alt2_description_short = alt(
+        "alt2_description_short",
+        t.alt2_description_short,
+        LONG_TEXT,
+    );
     p.ok().then_some(write::Translation {
         id: t.id,
         parent_id: t.parent_id,
         main_name: t.main_name,
         main_description: t.main_description,
         main_description_short: t.main_description_short,
-        alt1_name: t.alt1_name,
-        alt1_description: t.alt1_description,
-        alt1_description_short: t.alt1_description_short,
-        alt2_name: t.alt2_name,
-        alt2_description: t.alt2_description,
-        alt2_description_short: t.alt2_description_short,
+        alt1_name,
+        alt1_description,
+        alt1_description_short,
+        alt2_name,
+        alt2_description,
+        alt2_description_short,
     })
 }
 
@@ -502,7 +509,7 @@ impl OldTable for source::AttributeOption {
         self.id
     }
     fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
-        p.text("value_key", Some(&self.value_key), 60);
+        p.name("value_key", Some(&self.value_key), 60);
         p.ok().then_some(write::AttributeOption {
             id: self.id,
             attribute_id: self.attribute_id,
@@ -786,15 +793,15 @@ fn order_items(info: &Value, p: &mut Problems) -> Vec<OrderItem> {
             LONG_TEXT,
         );
         if let Some(Some(d)) = &description {
-            p.text(&format!("order_info[{i}].description"), Some(d), LONG_TEXT);
+            p.text(&format!("order_info[{i}].description"), Some(d), 1000);
         }
         if let (Some(product_id), Some(name), Some(quantity), Some(description), Some(price)) =
             (product_id, product_name, quantity, description, price)
         {
             out.push(OrderItem {
                 description,
-                price: write::item_price(price),
-                product_id,
+                price,
+                product_id: ProductId::new(product_id),
                 product_name: name.to_owned(),
                 quantity,
             });
@@ -871,8 +878,8 @@ impl OldTable for source::Order {
     }
 }
 
-fn check_license(l: source::License, p: &mut Problems) -> Option<write::License> {
-    p.text("name", Some(&l.name), 255);
+fn check_license(l: source::License, _: &Ctx<'_>, p: &mut Problems) -> Option<write::License> {
+    p.name("name", Some(&l.name), 255);
     if l.seats <= 0 {
         p.push(Rule::InvalidValue, format!("seats={}", l.seats));
     }
@@ -902,8 +909,8 @@ impl OldTable for source::License {
     fn id(&self) -> Uuid {
         self.id
     }
-    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
-        check_license(self, p)
+    fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        check_license(self, ctx, p)
     }
 }
 
@@ -915,8 +922,8 @@ impl OldTable for source::UnorderedLicense {
     fn id(&self) -> Uuid {
         self.l.id
     }
-    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
-        check_license(self.l, p)
+    fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        check_license(self.l, ctx, p)
     }
 }
 

@@ -21,7 +21,6 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use rust_decimal::prelude::ToPrimitive;
 use serde_json::Value;
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -36,11 +35,6 @@ pub(crate) trait Insert: Send + Sync + Sized + 'static {
         shop: Option<Uuid>,
         rows: &[Self],
     ) -> impl Future<Output = Result<u64>> + Send;
-}
-
-/// The price of an order item as [`crate::shop::orders::OrderItem`] holds it.
-pub(crate) fn item_price(price: Decimal) -> f64 {
-    price.to_f64().unwrap_or_default()
 }
 
 fn col<T, U>(rows: &[T], f: impl Fn(&T) -> U) -> Vec<U> {
@@ -516,10 +510,11 @@ pub(crate) struct AttributeValue {
 }
 
 impl Insert for AttributeValue {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.product_attribute_values (id, product_id, attribute_id, option_id)
-             SELECT v.id, v.product_id, v.attribute_id, v.option_id
+            "INSERT INTO shop.product_attribute_values (id, shop_id, product_id, attribute_id,
+                                                        option_id)
+             SELECT v.id, $5, v.product_id, v.attribute_id, v.option_id
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[])
                   AS v(id, product_id, attribute_id, option_id)
              ON CONFLICT (id) DO NOTHING",
@@ -527,6 +522,7 @@ impl Insert for AttributeValue {
             &col(rows, |r| r.product_id),
             &col(rows, |r| r.attribute_id),
             &col(rows, |r| r.option_id) as &[Option<Uuid>],
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -636,11 +632,12 @@ pub(crate) struct License {
 }
 
 impl Insert for License {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    /// `shop` is the shop of the licence's order; `None` for a licence without an order.
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.licenses (id, name, is_recurring, start_date, end_date,
+            "INSERT INTO shop.licenses (id, shop_id, name, is_recurring, start_date, end_date,
                                         improviser_user, seats, order_id, created_at, modified_at)
-             SELECT l.id, l.name, l.is_recurring, l.start_date, l.end_date, l.improviser_user,
+             SELECT l.id, $11::uuid, l.name, l.is_recurring, l.start_date, l.end_date, l.improviser_user,
                     l.seats, l.order_id, l.created_at, l.modified_at
              FROM UNNEST($1::uuid[], $2::text[], $3::bool[], $4::timestamptz[],
                          $5::timestamptz[], $6::uuid[], $7::int[], $8::uuid[],
@@ -658,6 +655,7 @@ impl Insert for License {
             &col(rows, |r| r.order_id) as &[Option<Uuid>],
             &col(rows, |r| r.created_at),
             &col(rows, |r| r.modified_at),
+            shop,
         )
         .execute(conn)
         .await?;
