@@ -474,6 +474,7 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv(); // optional; the library itself never reads .env
     let settings = Settings::from_env()?;
     let base = Config::from_env()?;
     // The server: DATABASE_URL, else the embedded cluster (started if needed).

@@ -1,31 +1,50 @@
-//! A PlanExe-style queue worker on shared-db: heartbeat, claim, progress, finish, and a graceful
-//! shutdown on Ctrl-C (the plan in hand is finished first; a worker killed outright is handled
-//! by the reaper, `plans::requeue_stale`, which any process may run).
+//! A PlanExe-style queue worker on shared-db (feature `worker`): the service supplies the
+//! pipeline, [`shared_db::worker::Worker`] does the heartbeats, claims, progress, billing and
+//! finishing, and a Ctrl-C stops it gracefully (the plan in hand is finished first; a worker
+//! killed outright is handled by the reaper, which this worker runs too).
 //!
 //! ```sh
-//! cargo run --example worker                     # DATABASE_URL, or the embedded cluster
+//! cargo run --example worker                     # DATABASE_URL (or .env), else the embedded cluster
 //! WORKER_ID=worker-7 cargo run --example worker
 //! ```
 //!
-//! Plans to work on: `cargo run --example service --features axum` and `POST /plans`, or
-//! `cargo run -- demo`. The "pipeline" here just sleeps; replace `run_step` with real work.
+//! Plans to work on: `cargo run --example service` and `POST /plans`, or `cargo run -- demo`.
+//! The "pipeline" here just sleeps; replace `run_step` with real work.
 
+use std::convert::Infallible;
 use std::time::Duration;
 
 use rust_decimal::Decimal;
-use serde_json::json;
-use shared_db::Database;
-use shared_db::planexe::credit_history::{self, PlanUsage};
-use shared_db::planexe::plans::{self, Failure, Plan, Progress, ProgressAck};
-use shared_db::planexe::{user_account, workers};
+use shared_db::planexe::plans::Plan;
+use shared_db::worker::{Pipeline, Step, Worker};
+use shared_db::{Config, Database};
 use tokio::sync::watch;
 
-const STEPS: [&str; 3] = ["Outline", "Drafting", "Review"];
-const IDLE_POLL: Duration = Duration::from_secs(2);
+/// Plans whose worker has been silent this long go back to the queue.
 const REAPER_THRESHOLD: Duration = Duration::from_secs(120);
+
+/// Three steps of half a second, 0.10 credits each.
+struct Sleepy;
+
+impl Pipeline for Sleepy {
+    type Error = Infallible;
+
+    fn steps(&self) -> &[&'static str] {
+        &["Outline", "Drafting", "Review"]
+    }
+
+    async fn run_step(&self, plan: &Plan, step: usize) -> Result<Step, Infallible> {
+        tracing::debug!(plan = %plan.id, step, "working");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Ok(Step::Done {
+            cost: Decimal::new(10, 2),
+        })
+    }
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv(); // optional
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -34,10 +53,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let worker_id = std::env::var("WORKER_ID")
         .unwrap_or_else(|_| format!("example-worker-{}", std::process::id()));
-    let db = Database::from_env().await?;
+    let db = Database::connect_or_embedded(&Config::from_env()?).await?;
     db.migrate().await?;
 
-    // Ctrl-C flips the flag; the loop notices between plans and between steps.
+    // Ctrl-C flips the flag; the loop notices between plans.
     let (stop_tx, stop) = watch::channel(false);
     tokio::spawn(async move {
         let _ = tokio::signal::ctrl_c().await;
@@ -46,121 +65,11 @@ async fn main() -> anyhow::Result<()> {
     });
 
     tracing::info!(%worker_id, "worker started");
-    work(&db, &worker_id, stop).await?;
-    workers::heartbeat(db.pool(), &worker_id, None).await?;
+    Worker::new(db.clone(), worker_id.clone(), Sleepy)
+        .reaper(REAPER_THRESHOLD)
+        .run(stop)
+        .await?;
     tracing::info!(%worker_id, "worker stopped");
     db.close().await;
     Ok(())
-}
-
-/// The queue loop.
-async fn work(
-    db: &Database,
-    worker_id: &str,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    while !*stop.borrow() {
-        // Plans whose worker died (no heartbeat, no progress) go back to the queue.
-        for id in plans::requeue_stale(db.pool(), REAPER_THRESHOLD).await? {
-            tracing::warn!(plan = %id, "re-queued a plan whose worker was lost");
-        }
-        // Claiming also records the heartbeat and the plan as our current task.
-        let Some(plan) = plans::claim_next(db.pool(), worker_id).await? else {
-            workers::heartbeat(db.pool(), worker_id, None).await?;
-            tokio::select! {
-                _ = tokio::time::sleep(IDLE_POLL) => {}
-                _ = stop.changed() => {}
-            }
-            continue;
-        };
-        tracing::info!(plan = %plan.id, "claimed");
-        if let Err(e) = process(db, worker_id, &plan).await {
-            tracing::error!(plan = %plan.id, error = %e, "plan failed");
-            plans::finish_failed(
-                db.pool(),
-                plan.id,
-                &Failure {
-                    reason: "worker_error",
-                    failed_step: None,
-                    error_message: &e.to_string(),
-                    recoverable: true,
-                },
-                None,
-            )
-            .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Runs one plan: a heartbeat and a progress report per step, incremental usage billing, then
-/// final billing and completion. Stops early if the plan was stopped meanwhile.
-async fn process(db: &Database, worker_id: &str, plan: &Plan) -> anyhow::Result<()> {
-    let payer = user_account::billing_user_for_plan(db.pool(), plan.user_id.as_deref()).await?;
-    let api_key_id = plan.api_key_id.as_deref().and_then(|k| k.parse().ok());
-    let mut cost = Decimal::ZERO;
-    for (i, step) in STEPS.iter().enumerate() {
-        run_step(step).await;
-        cost += Decimal::new(10, 2);
-        workers::heartbeat(db.pool(), worker_id, Some(plan.id)).await?;
-        let done = i as i32 + 1;
-        let ack = plans::update_progress(
-            db.pool(),
-            plan.id,
-            &Progress {
-                percentage: Decimal::from(done * 100) / Decimal::from(STEPS.len() as i32),
-                message: step,
-                steps_completed: Some(done),
-                steps_total: Some(STEPS.len() as i32),
-                current_step: Some(step),
-            },
-        )
-        .await?;
-        if let ProgressAck::Abort {
-            stop_requested: true,
-            ..
-        } = ack
-        {
-            tracing::info!(plan = %plan.id, "stop requested");
-            plans::finish_stopped(db.pool(), plan.id, None).await?;
-            return Ok(());
-        }
-        if let Some(user_id) = payer {
-            let mut conn = db.acquire().await?;
-            let usage = PlanUsage {
-                user_id,
-                plan_id: plan.id,
-                api_key_id,
-                cost,
-                succeeded: false,
-            };
-            credit_history::bill_usage_progress(&mut conn, &usage).await?;
-        }
-        tracing::info!(plan = %plan.id, step, done, "progress");
-    }
-    if let Some(user_id) = payer {
-        let mut conn = db.acquire().await?;
-        let usage = PlanUsage {
-            user_id,
-            plan_id: plan.id,
-            api_key_id,
-            cost,
-            succeeded: true,
-        };
-        credit_history::bill_usage_final(&mut conn, &usage).await?;
-    }
-    plans::finish_completed(
-        db.pool(),
-        plan.id,
-        Some(&json!({ "usage_cost": cost.to_string() })),
-    )
-    .await?;
-    tracing::info!(plan = %plan.id, "completed");
-    Ok(())
-}
-
-/// Stand-in for a pipeline step.
-async fn run_step(step: &str) {
-    tracing::debug!(step, "working");
-    tokio::time::sleep(Duration::from_millis(500)).await;
 }

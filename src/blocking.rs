@@ -39,14 +39,15 @@ pub struct BlockingDatabase {
 }
 
 impl BlockingDatabase {
-    /// Connects with `config` (see [`Database::connect`]).
+    /// Connects with `config` (see [`Database::connect`]); [`Error::Internal`] when the runtime
+    /// cannot start.
     pub fn connect(config: &Config) -> Result<Self> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("shared-db-blocking")
             .enable_all()
             .build()
-            .map_err(|e| Error::Database(sqlx::Error::Io(e)))?;
+            .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))?;
         let db = runtime.block_on(Database::connect(config))?;
         Ok(BlockingDatabase { runtime, db })
     }

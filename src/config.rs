@@ -2,7 +2,7 @@
 //!
 //! | variable | default | meaning |
 //! |---|---|---|
-//! | `DATABASE_URL` | unset → embedded cluster | PostgreSQL URL; when unset, [`crate::Database::connect`] starts the private embedded cluster under `target/` |
+//! | `DATABASE_URL` | required | PostgreSQL URL; [`crate::Database::connect`] without one is an [`Error::Config`] naming it (local tools opt into the embedded cluster with `Database::connect_or_embedded`, feature `embedded`) |
 //! | `SHARED_DB_APPLICATION_NAME` | `shared-db` | `application_name` reported to PostgreSQL (shows in `pg_stat_activity`) |
 //! | `SHARED_DB_MAX_CONNECTIONS` | `10` | pool size upper bound |
 //! | `SHARED_DB_MIN_CONNECTIONS` | `0` | connections kept open even when idle |
@@ -10,13 +10,18 @@
 //! | `SHARED_DB_ACQUIRE_TIMEOUT_SECS` | `10` | how long a caller waits for a pooled connection |
 //! | `SHARED_DB_IDLE_TIMEOUT_SECS` | `600` | idle connections are closed after this (`0` = never) |
 //! | `SHARED_DB_MAX_LIFETIME_SECS` | `1800` | connections are recycled after this (`0` = never) |
-//! | `SHARED_DB_STATEMENT_TIMEOUT_MS` | `60000` | server-side `statement_timeout` (`0` = none) |
+//! | `SHARED_DB_STATEMENT_TIMEOUT_MS` | `60000` | server-side `statement_timeout` (`0` = the server's default); migrations run without one |
+//! | `SHARED_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `300000` | server-side `idle_in_transaction_session_timeout`: a session that holds a transaction open without running anything for this long is ended, releasing its locks (`0` = the server's default) |
+//! | `SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS` | `5000` | `lock_timeout` of each migration attempt; a migration that waits longer for a lock is rolled back and tried again with backoff (see [`crate::schema::migrate`]) |
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
 //! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
 //!
 //! Every session runs with `TimeZone = UTC`, so `timestamp without time zone` columns written
 //! with `now()` hold UTC wall-clock time, as the Python services expect.
+//!
+//! The library reads the process environment only; it never loads a `.env` file. Binaries that
+//! want one call `dotenvy::dotenv()` before [`Config::from_env`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -26,10 +31,15 @@ use sqlx::postgres::PgConnectOptions;
 
 use crate::{Error, Result};
 
+/// Default of [`Config::ping_idle_after`]: with [`Config::test_before_acquire`], a pooled
+/// connection idle for at least this long is pinged before it is handed out (a broken one is
+/// replaced); busier connections are not.
+pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
+
 /// Pool and session settings. Build one with [`Config::from_env`] or [`Config::new`].
 #[derive(Clone)]
 pub struct Config {
-    /// PostgreSQL URL; `None` selects the embedded cluster.
+    /// PostgreSQL URL. `None` makes [`crate::Database::connect`] fail with [`Error::Config`].
     pub database_url: Option<String>,
     /// `application_name` of every session.
     pub application_name: String,
@@ -45,12 +55,20 @@ pub struct Config {
     pub idle_timeout: Option<Duration>,
     /// Connections are recycled after this.
     pub max_lifetime: Option<Duration>,
-    /// Server-side statement timeout.
+    /// Server-side `statement_timeout` of pooled sessions (`None`: no limit). A statement that
+    /// runs longer is cancelled with [`Error::StatementTimeout`].
     pub statement_timeout: Option<Duration>,
+    /// Server-side `idle_in_transaction_session_timeout` (`None`: no limit): a session left
+    /// inside an open transaction without running a statement for this long is terminated by
+    /// the server, so a stuck task cannot hold row locks for ever.
+    pub idle_in_transaction_timeout: Option<Duration>,
+    /// `lock_timeout` of one migration attempt; a migration that waits longer for a lock is
+    /// rolled back and retried with backoff instead of stalling other sessions behind it.
+    pub migration_lock_timeout: Duration,
     /// Prepared statements cached per connection; 0 disables caching (PgBouncer transaction mode).
     pub statement_cache_capacity: usize,
-    /// Ping connections that sat idle for [`PING_WHEN_IDLE_FOR`](crate::database::PING_WHEN_IDLE_FOR)
-    /// or more before handing them out.
+    /// Ping connections that sat idle for [`Config::ping_idle_after`] or more before handing
+    /// them out.
     pub test_before_acquire: bool,
     /// With `test_before_acquire`, only connections idle at least this long are pinged (zero:
     /// every acquire). Pinging every acquire costs a round trip per pooled statement.
@@ -72,6 +90,11 @@ impl fmt::Debug for Config {
             .field("idle_timeout", &self.idle_timeout)
             .field("max_lifetime", &self.max_lifetime)
             .field("statement_timeout", &self.statement_timeout)
+            .field(
+                "idle_in_transaction_timeout",
+                &self.idle_in_transaction_timeout,
+            )
+            .field("migration_lock_timeout", &self.migration_lock_timeout)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
@@ -91,9 +114,11 @@ impl Default for Config {
             idle_timeout: Some(Duration::from_secs(600)),
             max_lifetime: Some(Duration::from_secs(1800)),
             statement_timeout: Some(Duration::from_secs(60)),
+            idle_in_transaction_timeout: Some(Duration::from_secs(300)),
+            migration_lock_timeout: Duration::from_secs(5),
             statement_cache_capacity: 100,
             test_before_acquire: true,
-            ping_idle_after: crate::database::PING_WHEN_IDLE_FOR,
+            ping_idle_after: PING_WHEN_IDLE_FOR,
         }
     }
 }
@@ -107,16 +132,11 @@ impl Config {
         }
     }
 
-    /// Reads `DATABASE_URL` and the `SHARED_DB_*` variables (see the [module docs](self)),
-    /// loading a `.env` file first when one exists. A malformed value is an
-    /// [`Error::InvalidInput`] naming the variable.
+    /// Reads `DATABASE_URL` and the `SHARED_DB_*` variables of the process environment (see
+    /// the [module docs](self)); no `.env` file. A malformed value is an [`Error::Config`]
+    /// naming the variable. A missing `DATABASE_URL` is not an error here (a local tool may
+    /// choose the embedded cluster); [`crate::Database::connect`] refuses it.
     pub fn from_env() -> Result<Self> {
-        // A missing .env is normal; a malformed one is worth a warning but not a failure.
-        if let Err(e) = dotenvy::dotenv()
-            && !e.not_found()
-        {
-            tracing::warn!(error = %e, "ignoring unreadable .env file");
-        }
         Self::from_lookup(|key| std::env::var(key).ok())
     }
 
@@ -134,6 +154,11 @@ impl Config {
                 parse::<u64>(key, &v).map(|s| (s > 0).then(|| Duration::from_secs(s)))
             })
         };
+        let opt_millis = |key: &str, default: Option<Duration>| -> Result<Option<Duration>> {
+            get(key).map_or(Ok(default), |v| {
+                parse::<u64>(key, &v).map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
+            })
+        };
         Ok(Config {
             database_url: get("DATABASE_URL"),
             application_name: get("SHARED_DB_APPLICATION_NAME").unwrap_or(d.application_name),
@@ -149,13 +174,15 @@ impl Config {
             acquire_timeout: secs("SHARED_DB_ACQUIRE_TIMEOUT_SECS", d.acquire_timeout)?,
             idle_timeout: opt_secs("SHARED_DB_IDLE_TIMEOUT_SECS", d.idle_timeout)?,
             max_lifetime: opt_secs("SHARED_DB_MAX_LIFETIME_SECS", d.max_lifetime)?,
-            statement_timeout: get("SHARED_DB_STATEMENT_TIMEOUT_MS").map_or(
-                Ok(d.statement_timeout),
-                |v| {
-                    parse::<u64>("SHARED_DB_STATEMENT_TIMEOUT_MS", &v)
-                        .map(|ms| (ms > 0).then(|| Duration::from_millis(ms)))
-                },
+            statement_timeout: opt_millis("SHARED_DB_STATEMENT_TIMEOUT_MS", d.statement_timeout)?,
+            idle_in_transaction_timeout: opt_millis(
+                "SHARED_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+                d.idle_in_transaction_timeout,
             )?,
+            migration_lock_timeout: get("SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS")
+                .map_or(Ok(d.migration_lock_timeout), |v| {
+                    parse("SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS", &v).map(Duration::from_millis)
+                })?,
             statement_cache_capacity: get("SHARED_DB_STATEMENT_CACHE_CAPACITY")
                 .map_or(Ok(d.statement_cache_capacity), |v| {
                     parse("SHARED_DB_STATEMENT_CACHE_CAPACITY", &v)
@@ -168,18 +195,37 @@ impl Config {
         })
     }
 
-    /// Connect options for `url` with this configuration's session settings applied.
+    /// The URL, or the [`Error::Config`] that says `DATABASE_URL` is missing.
+    pub fn require_url(&self) -> Result<&str> {
+        self.database_url.as_deref().ok_or_else(|| {
+            Error::config(
+                "DATABASE_URL is not set: set it to the PostgreSQL URL of the shared database \
+                 (for local development, a tool may opt into the embedded cluster instead)",
+            )
+        })
+    }
+
+    /// Connect options for `url` with this configuration's session settings applied
+    /// (`TimeZone`, `statement_timeout`, `idle_in_transaction_session_timeout`).
     pub fn connect_options_for(&self, url: &str) -> Result<PgConnectOptions> {
-        let mut options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::invalid_input(format!("invalid database URL: {e}")))?
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| Error::config(format!("DATABASE_URL is not a valid URL: {e}")))?
             .application_name(&self.application_name)
             .statement_cache_capacity(self.statement_cache_capacity);
+        // An unset timeout is left to the server (none, unless the role or database sets one).
         let mut session = vec![("TimeZone", "UTC".to_owned())];
-        if let Some(t) = self.statement_timeout {
-            session.push(("statement_timeout", t.as_millis().to_string()));
+        for (name, timeout) in [
+            ("statement_timeout", self.statement_timeout),
+            (
+                "idle_in_transaction_session_timeout",
+                self.idle_in_transaction_timeout,
+            ),
+        ] {
+            if let Some(t) = timeout {
+                session.push((name, t.as_millis().to_string()));
+            }
         }
-        options = options.options(session);
-        Ok(options)
+        Ok(options.options(session))
     }
 }
 
@@ -190,21 +236,51 @@ where
     value
         .trim()
         .parse()
-        .map_err(|e| Error::invalid_input(format!("{key}={value:?}: {e}")))
+        .map_err(|e| Error::config(format!("{key}={value:?}: {e}")))
 }
 
-/// Replaces the password in a URL by `***` for display.
+/// The URL with every password replaced by `***`, for logs and messages: the one in the user
+/// info (up to the last `@` before the host, so an unencoded `@` in the password is covered)
+/// and `password=`/`sslpassword=` query parameters.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    match rest.split_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
+    let before_query = rest.find('?').unwrap_or(rest.len());
+    let at = rest[..before_query]
+        .rfind('@')
+        // a `?` inside the password: the `@` is later, and no `/` precedes it
+        .or_else(|| rest.rfind('@').filter(|&i| !rest[..i].contains('/')));
+    let (userinfo, after) = match at {
+        Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
+        None => (None, rest),
+    };
+    let mut out = format!("{scheme}://");
+    if let Some(userinfo) = userinfo {
+        match userinfo.split_once(':') {
+            Some((user, _password)) => out.push_str(&format!("{user}:***@")),
+            None => out.push_str(&format!("{userinfo}@")),
+        }
     }
+    match after.split_once('?') {
+        Some((host_path, query)) => {
+            let query: Vec<String> = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((key, _))
+                        if key.eq_ignore_ascii_case("password")
+                            || key.eq_ignore_ascii_case("sslpassword") =>
+                    {
+                        format!("{key}=***")
+                    }
+                    _ => pair.to_owned(),
+                })
+                .collect();
+            out.push_str(&format!("{host_path}?{}", query.join("&")));
+        }
+        None => out.push_str(after),
+    }
+    out
 }
 
 #[cfg(test)]
@@ -239,10 +315,56 @@ mod tests {
     }
 
     #[test]
+    fn session_timeouts_are_read_in_milliseconds_and_zero_disables() {
+        let c = Config::from_lookup(|k| match k {
+            "SHARED_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS" => Some("0".into()),
+            "SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS" => Some("250".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.idle_in_transaction_timeout, None);
+        assert_eq!(c.migration_lock_timeout, Duration::from_millis(250));
+        let d = Config::default();
+        assert_eq!(
+            d.idle_in_transaction_timeout,
+            Some(Duration::from_secs(300))
+        );
+    }
+
+    #[test]
+    fn redact_url_hides_every_password() {
+        for (url, shown) in [
+            (
+                "postgres://u:secret@h:5432/db",
+                "postgres://u:***@h:5432/db",
+            ),
+            ("postgres://u:p@ss@w0rd@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:pa?ss@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?user=u&password=secret&sslmode=require",
+                "postgres://h/db?user=u&password=***&sslmode=require",
+            ),
+            (
+                "postgres://u:a@b@h/db?application_name=x@y&PASSWORD=z",
+                "postgres://u:***@h/db?application_name=x@y&PASSWORD=***",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            ("postgres://h/db?options=a@b", "postgres://h/db?options=a@b"),
+        ] {
+            let redacted = redact_url(url);
+            assert_eq!(redacted, shown, "{url}");
+            for secret in ["secret", "ss@w0rd", "pa?ss", "=z"] {
+                assert!(!redacted.contains(secret), "{redacted}");
+            }
+        }
+    }
+
+    #[test]
     fn malformed_value_names_the_variable() {
         let err =
             Config::from_lookup(|k| (k == "SHARED_DB_MAX_CONNECTIONS").then(|| "many".into()))
                 .unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err:?}");
         assert!(
             err.to_string().contains("SHARED_DB_MAX_CONNECTIONS"),
             "{err}"

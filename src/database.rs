@@ -7,11 +7,6 @@ use sqlx::{Postgres, Transaction};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
-/// Default of [`Config::ping_idle_after`]: with [`Config::test_before_acquire`], a pooled
-/// connection idle for at least this long is pinged before it is handed out (a broken one is
-/// replaced); busier connections are not.
-pub const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
 /// inside); build one at start-up and hand clones to every task.
 ///
@@ -21,30 +16,20 @@ pub const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_se
 #[derive(Clone, Debug)]
 pub struct Database {
     pool: PgPool,
+    /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
+    migration_locks: schema::MigrationLocks,
 }
 
 impl Database {
-    /// Connects with `config`. With no `database_url`, starts (or reuses) the embedded
-    /// PostgreSQL cluster under `target/` and uses its `shared_db` database.
+    /// Connects to `config.database_url`. Without a URL this is an [`Error::Config`] naming
+    /// `DATABASE_URL`: a service never falls back to some other database.
     ///
     /// The first connection is opened eagerly and must succeed within
-    /// `config.connect_timeout`, so a wrong URL fails here rather than on first use.
+    /// `config.connect_timeout` ([`Error::ConnectTimeout`] otherwise), so a wrong URL fails
+    /// here rather than on first use.
     pub async fn connect(config: &Config) -> Result<Self> {
-        let url = match &config.database_url {
-            Some(url) => url.clone(),
-            None => {
-                let cluster = crate::embedded::Cluster::default_location()?;
-                let running = cluster.ensure_running().await?;
-                tracing::info!(
-                    data_dir = %cluster.data_dir().display(),
-                    port = running.port,
-                    "using the embedded PostgreSQL cluster"
-                );
-                running.ensure_database("shared_db").await?;
-                running.url("shared_db")
-            }
-        };
-        let options = config.connect_options_for(&url)?;
+        let url = config.require_url()?;
+        let options = config.connect_options_for(url)?;
         let mut pool_options = PgPoolOptions::new()
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
@@ -70,27 +55,56 @@ impl Database {
         }
         let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
             .await
-            .map_err(|_| {
-                Error::Database(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "could not connect within {:?} to {}",
-                        config.connect_timeout,
-                        crate::config::redact_url(&url)
-                    ),
-                )))
+            .map_err(|_| Error::ConnectTimeout {
+                target: crate::config::redact_url(url),
+                timeout: config.connect_timeout,
             })??;
-        Ok(Database { pool })
+        Ok(Database {
+            pool,
+            migration_locks: schema::MigrationLocks {
+                timeout: config.migration_lock_timeout,
+                ..schema::MigrationLocks::default()
+            },
+        })
     }
 
-    /// [`Config::from_env`] followed by [`Database::connect`].
+    /// [`Config::from_env`] followed by [`Database::connect`]: [`Error::Config`] when
+    /// `DATABASE_URL` is unset.
     pub async fn from_env() -> Result<Self> {
         Self::connect(&Config::from_env()?).await
     }
 
-    /// Wraps an existing pool.
+    /// Connects to `database` on the embedded PostgreSQL cluster under `target/` (feature
+    /// `embedded`), starting the cluster and creating the database when needed;
+    /// `config.database_url` is ignored. For development tools, examples and benchmarks, never
+    /// for a service.
+    #[cfg(feature = "embedded")]
+    pub async fn connect_embedded(config: &Config, database: &str) -> Result<Self> {
+        let url = crate::embedded::database_url(database).await?;
+        Self::connect(&Config {
+            database_url: Some(url),
+            ..config.clone()
+        })
+        .await
+    }
+
+    /// [`Database::connect`] when `config.database_url` is set, else
+    /// [`Database::connect_embedded`] on the database `shared_db` (feature `embedded`). What
+    /// the command line and the examples do, so they run with no environment at all.
+    #[cfg(feature = "embedded")]
+    pub async fn connect_or_embedded(config: &Config) -> Result<Self> {
+        match config.database_url {
+            Some(_) => Self::connect(config).await,
+            None => Self::connect_embedded(config, "shared_db").await,
+        }
+    }
+
+    /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]).
     pub fn from_pool(pool: PgPool) -> Self {
-        Database { pool }
+        Database {
+            pool,
+            migration_locks: schema::MigrationLocks::default(),
+        }
     }
 
     /// The pool, usable as an executor for single statements.
@@ -119,7 +133,8 @@ impl Database {
     }
 
     /// Applies pending migrations (see [`schema::migrate`]); safe to call from every replica at
-    /// start-up.
+    /// start-up. No statement timeout; lock waits bounded by `SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS`
+    /// and retried with backoff ([`schema::sync_with`]).
     pub async fn migrate(&self) -> Result<()> {
         self.sync().await.map(|_| ())
     }
@@ -127,7 +142,7 @@ impl Database {
     /// Applies pending migrations and reports what was done (see [`schema::sync`]).
     pub async fn sync(&self) -> Result<SyncOutcome> {
         let mut conn = schema::dedicated_connection(&self.pool.connect_options()).await?;
-        let outcome = schema::sync(&MIGRATOR, &mut conn).await;
+        let outcome = schema::sync_with(&MIGRATOR, &mut conn, self.migration_locks).await;
         // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
         let _ = sqlx::Connection::close(conn).await;
         outcome

@@ -4,8 +4,33 @@
 //! turned into typed variants carrying the constraint (or column) name, so callers can match on
 //! meaning instead of parsing SQLSTATE codes; call sites refine them further with
 //! [`ResultExt::on_constraint`].
+//!
+//! ## When to try again
+//!
+//! [`Error::is_retryable`] is true only when the failed attempt applied nothing and a new
+//! attempt may succeed:
+//!
+//! | error | why nothing was applied |
+//! |---|---|
+//! | serialization failure (`40001`), deadlock (`40P01`) | the server rolled the transaction back |
+//! | [`Error::LockTimeout`] (`55P03`) | the statement was cancelled before it changed anything; its transaction is aborted |
+//! | idle-in-transaction timeout (`25P03`) | the server ended the session and rolled its transaction back |
+//! | [`Error::PoolTimeout`], [`Error::ConnectTimeout`] | no connection, so nothing was sent |
+//! | connection refused, `08001`, `08004`, `57P03` | the session was never established |
+//!
+//! [`Error::is_outcome_unknown`] is true when a connection was lost while a statement may have
+//! been in flight (an I/O error, `08000`/`08003`/`08006`/`08007`, `57P01`/`57P02` while a
+//! session was open): the server may or may not have committed. Repeating is safe only for
+//! operations that are idempotent; [`crate::tx::retry`] repeats those errors only when its
+//! policy says the operation is ([`crate::tx::RetryPolicy::idempotent`]).
+//!
+//! [`Error::StatementTimeout`] (`57014`) applied nothing either, but it is **not** retryable:
+//! the same statement under the same `statement_timeout` most likely runs out of time again,
+//! and repeating it at once multiplies the load that made it slow. The web layer still answers
+//! 503, so a client may come back later.
 
 use std::borrow::Cow;
+use std::time::Duration;
 
 /// Result alias used throughout shared-db.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,13 +76,67 @@ pub enum Error {
     #[error("invalid input: {0}")]
     InvalidInput(Cow<'static, str>),
 
+    /// The configuration is missing or malformed (e.g. no `DATABASE_URL`, a knob that is not a
+    /// number); the message names the variable. Nothing was connected.
+    #[error("configuration error: {0}")]
+    Config(Cow<'static, str>),
+
+    /// No connection to the server could be opened within `timeout` (the start-up connect in
+    /// [`crate::Database::connect`]). Nothing was sent; retryable.
+    #[error("could not connect to {target} within {timeout:?}")]
+    ConnectTimeout {
+        /// The server, as a URL with the password replaced by `***`.
+        target: String,
+        /// The connect timeout that ran out.
+        timeout: Duration,
+    },
+
+    /// Every pooled connection stayed busy (or the server did not accept a new one) for the
+    /// pool's acquire timeout. Nothing was sent; retryable.
+    #[error("no database connection became available within the pool's acquire timeout")]
+    PoolTimeout,
+
+    /// The statement ran longer than `statement_timeout` (SQLSTATE `57014`; also a cancel
+    /// request from another session) and was cancelled; it changed nothing and its transaction
+    /// is aborted. Not retryable (see the [module docs](self)); the web layer answers 503.
+    #[error("statement cancelled: {message}")]
+    StatementTimeout {
+        /// The server's message (`canceling statement due to statement timeout`).
+        message: String,
+    },
+
+    /// A lock could not be taken within `lock_timeout` (SQLSTATE `55P03`, also `NOWAIT`); the
+    /// statement changed nothing and its transaction is aborted. Retryable.
+    #[error("lock not available: {message}")]
+    LockTimeout {
+        /// The server's message.
+        message: String,
+    },
+
+    /// The server refused a value (SQLSTATE class `22`, data exception): text too long for its
+    /// column, a number out of range, a NUL byte, malformed JSON… The backstop for input the
+    /// library did not check first; the web layer answers 422.
+    #[error("invalid data ({sqlstate}): {message}")]
+    DataException {
+        /// The five-character SQLSTATE, e.g. `22001` (string data right truncation).
+        sqlstate: String,
+        /// The server's message; it may quote the offending input, never other rows.
+        message: String,
+    },
+
+    /// A failure inside the library or its environment, not caused by the caller's input: no OS
+    /// randomness, a panicked background task, a runtime that could not start.
+    #[error("internal error: {0}")]
+    Internal(Cow<'static, str>),
+
     /// A schema-lifecycle (migration) failure.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
-    /// The embedded PostgreSQL cluster could not be started or used.
-    #[error("embedded PostgreSQL: {0}")]
-    Embedded(String),
+    /// The embedded PostgreSQL cluster could not be started or used (feature `embedded`).
+    #[cfg(feature = "embedded")]
+    #[error(transparent)]
+    Embedded(#[from] shared_db_embedded::Error),
 
     /// shop: completing an order would take a product's stock below zero. Nothing was changed.
     #[error(
@@ -127,6 +206,18 @@ mod sqlstate {
     pub const ADMIN_SHUTDOWN: &str = "57P01";
     pub const CRASH_SHUTDOWN: &str = "57P02";
     pub const CANNOT_CONNECT_NOW: &str = "57P03";
+    /// The client could not establish the connection.
+    pub const UNABLE_TO_ESTABLISH: &str = "08001";
+    /// The server rejected the connection.
+    pub const CONNECTION_REJECTED: &str = "08004";
+    /// `query_canceled`: statement timeout or a cancel request.
+    pub const QUERY_CANCELED: &str = "57014";
+    /// `lock_not_available`: lock timeout or `NOWAIT`.
+    pub const LOCK_NOT_AVAILABLE: &str = "55P03";
+    /// The server ended a session idle in a transaction; the transaction was rolled back.
+    pub const IDLE_IN_TRANSACTION_TIMEOUT: &str = "25P03";
+    /// Class 22: data exceptions.
+    pub const DATA_EXCEPTION_CLASS: &str = "22";
 }
 
 impl Error {
@@ -135,13 +226,35 @@ impl Error {
         Error::InvalidInput(message.into())
     }
 
-    /// True when running the same operation again may succeed: serialization failures,
-    /// deadlocks, lost or refused connections, and pool timeouts.
+    /// Builds an [`Error::Config`].
+    pub fn config(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Config(message.into())
+    }
+
+    /// Builds an [`Error::Internal`].
+    pub fn internal(message: impl Into<Cow<'static, str>>) -> Self {
+        Error::Internal(message.into())
+    }
+
+    /// True when the failed attempt applied nothing and running the same operation again may
+    /// succeed: serialization failures, deadlocks, lock timeouts, pool and connect timeouts,
+    /// refused connections. The exact rule is in the [module docs](self).
     ///
     /// [`crate::tx::retry`] uses this to decide whether to try again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Database(e) => sqlx_error_is_retryable(e),
+            Error::LockTimeout { .. } | Error::PoolTimeout | Error::ConnectTimeout { .. } => true,
+            Error::Database(e) => classify(e) == Class::Retryable,
+            _ => false,
+        }
+    }
+
+    /// True when the connection was lost while a statement may have been in flight, so the
+    /// server may or may not have applied (even committed) it. Only an idempotent operation may
+    /// be repeated; see [`crate::tx::RetryPolicy::idempotent`].
+    pub fn is_outcome_unknown(&self) -> bool {
+        match self {
+            Error::Database(e) => classify(e) == Class::OutcomeUnknown,
             _ => false,
         }
     }
@@ -160,23 +273,51 @@ impl Error {
     pub fn sqlstate(&self) -> Option<Cow<'_, str>> {
         match self {
             Error::Database(sqlx::Error::Database(db)) => db.code(),
+            Error::StatementTimeout { .. } => Some(Cow::Borrowed(sqlstate::QUERY_CANCELED)),
+            Error::LockTimeout { .. } => Some(Cow::Borrowed(sqlstate::LOCK_NOT_AVAILABLE)),
+            Error::DataException { sqlstate, .. } => Some(Cow::Borrowed(sqlstate)),
             _ => None,
         }
     }
 }
 
-fn sqlx_error_is_retryable(e: &sqlx::Error) -> bool {
+/// How a driver error bears on trying again.
+#[derive(Debug, PartialEq, Eq)]
+enum Class {
+    /// Nothing was applied; another attempt may succeed.
+    Retryable,
+    /// The connection went away mid-flight; the server may have applied the statement.
+    OutcomeUnknown,
+    /// Trying again will not help (or is not known to be safe).
+    Permanent,
+}
+
+fn classify(e: &sqlx::Error) -> Class {
+    use std::io::ErrorKind;
     match e {
-        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code == sqlstate::SERIALIZATION_FAILURE
-                || code == sqlstate::DEADLOCK_DETECTED
-                || code == sqlstate::ADMIN_SHUTDOWN
-                || code == sqlstate::CRASH_SHUTDOWN
-                || code == sqlstate::CANNOT_CONNECT_NOW
-                || code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS)
-        }),
-        _ => false,
+        sqlx::Error::Io(io) => match io.kind() {
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable => Class::Retryable,
+            _ => Class::OutcomeUnknown,
+        },
+        sqlx::Error::PoolTimedOut => Class::Retryable,
+        sqlx::Error::WorkerCrashed => Class::OutcomeUnknown,
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some(
+                sqlstate::SERIALIZATION_FAILURE
+                | sqlstate::DEADLOCK_DETECTED
+                | sqlstate::LOCK_NOT_AVAILABLE
+                | sqlstate::IDLE_IN_TRANSACTION_TIMEOUT
+                | sqlstate::CANNOT_CONNECT_NOW
+                | sqlstate::UNABLE_TO_ESTABLISH
+                | sqlstate::CONNECTION_REJECTED,
+            ) => Class::Retryable,
+            Some(sqlstate::ADMIN_SHUTDOWN | sqlstate::CRASH_SHUTDOWN) => Class::OutcomeUnknown,
+            Some(code) if code.starts_with(sqlstate::CONNECTION_EXCEPTION_CLASS) => {
+                Class::OutcomeUnknown
+            }
+            _ => Class::Permanent,
+        },
+        _ => Class::Permanent,
     }
 }
 
@@ -192,7 +333,28 @@ impl From<sqlx::Error> for Error {
                 Err(source) => Error::Database(sqlx::Error::ColumnDecode { index, source }),
             },
             sqlx::Error::Migrate(m) => Error::Migrate(*m),
+            sqlx::Error::PoolTimedOut => Error::PoolTimeout,
             sqlx::Error::Database(db) => {
+                let code = db.code().map(Cow::into_owned).unwrap_or_default();
+                match code.as_str() {
+                    sqlstate::QUERY_CANCELED => {
+                        return Error::StatementTimeout {
+                            message: db.message().to_owned(),
+                        };
+                    }
+                    sqlstate::LOCK_NOT_AVAILABLE => {
+                        return Error::LockTimeout {
+                            message: db.message().to_owned(),
+                        };
+                    }
+                    c if c.starts_with(sqlstate::DATA_EXCEPTION_CLASS) => {
+                        return Error::DataException {
+                            message: db.message().to_owned(),
+                            sqlstate: code,
+                        };
+                    }
+                    _ => {}
+                }
                 let constraint = db.constraint().map(str::to_owned);
                 match (db.kind(), constraint) {
                     (ErrorKind::UniqueViolation, Some(constraint)) => {

@@ -7,13 +7,15 @@
 //!
 //! ```text
 //! Config::from_env()  ──►  Database::connect()  ──►  repository function  ──►  SQL (query! macros)  ──►  row struct
-//!  (DATABASE_URL,           (pool; embedded          (free function taking     (checked against the       (plain struct
-//!   SHARED_DB_* knobs)       cluster if no URL)       an executor)              schema at build time)       mirroring a table)
+//!  (DATABASE_URL,           (pool; no URL is a       (free function taking     (checked against the       (plain struct
+//!   SHARED_DB_* knobs)       configuration error)     an executor)              schema at build time)       mirroring a table)
 //! ```
 //!
-//! 1. **Configuration** — [`Config`] is read once from the environment (`DATABASE_URL`, the
-//!    `SHARED_DB_*` pool knobs, a `.env` file if present). No URL selects the [`embedded`]
-//!    PostgreSQL cluster under `target/`, so nothing needs to be set up to try it.
+//! 1. **Configuration** — [`Config`] is read once from the process environment
+//!    (`DATABASE_URL`, the `SHARED_DB_*` pool knobs); the library never reads a `.env` file.
+//!    Without `DATABASE_URL`, [`Database::connect`] fails with [`Error::Config`]. Local tools
+//!    opt into a throwaway cluster under `target/` with the `embedded` feature
+//!    (`Database::connect_or_embedded`).
 //! 2. **[`Database`]** — the pool handle a service builds at start-up and clones into every task.
 //!    It is also where the schema lifecycle lives: [`Database::migrate`] at start-up (safe from
 //!    every replica at once), [`Database::status`] for deploy checks, [`Database::health`] for
@@ -29,8 +31,9 @@
 //!    and never appear in `Debug`.
 //!
 //! Every failure is one [`Error`]: constraint violations arrive typed by constraint name
-//! (`Conflict`, `ForeignKey`, `Check`, …), `NotFound` is its own variant, and
-//! [`Error::is_retryable`] says when trying again may help. Every repository function opens a
+//! (`Conflict`, `ForeignKey`, `Check`, …); `NotFound`, timeouts (`PoolTimeout`,
+//! `StatementTimeout`, `LockTimeout`) and data exceptions have their own variants; and
+//! [`Error::is_retryable`] says when trying again is safe and may help. Every repository function opens a
 //! `tracing` span named after it (target = its module, ids as fields, never secrets), so a
 //! service's logs show which operation ran and, with span-close events on, how long it took.
 //!
@@ -46,10 +49,14 @@
 //!   API keys, telemetry).
 //! - [`shop`]: the storefront schema (shops, catalog with translations, orders, admin users)
 //!   and its whitelisted list filtering ([`shop::ListParams`], `Content-Range`).
-//! - [`embedded`]: the private PostgreSQL cluster used when no `DATABASE_URL` is set.
-//! - `web` (feature `axum`): readiness handler, request-scoped transaction, error → HTTP status.
-//! - `blocking` (feature `blocking`): the same operations for callers without an async runtime.
-//! - `testing` (feature `testing`): one freshly migrated database per test.
+//!
+//! Opt-in features (the default set is empty):
+//!
+//! - `embedded`: a private PostgreSQL cluster under `target/` for development and tests.
+//! - `axum` (`web`): readiness handler, request-scoped transaction, error → HTTP status.
+//! - `blocking` (`blocking`): the same operations for callers without an async runtime.
+//! - `worker` (`worker`): the plan-queue worker loop (claim, progress, billing, finish).
+//! - `testing` (`testing`): one freshly migrated database per test (enables `embedded`).
 //!
 //! ## Example
 //!
@@ -57,7 +64,10 @@
 //! use shared_db::planexe::plans::{self, NewPlan};
 //!
 //! # async fn example() -> shared_db::Result<()> {
-//! let db = shared_db::Database::from_env().await?;
+//! let db = shared_db::Database::connect(&shared_db::Config::new(
+//!     "postgres://planexe:secret@db.internal:5432/planexe",
+//! ))
+//! .await?;
 //! db.migrate().await?; // at start-up; safe from every replica at once
 //! assert!(db.health().await.is_ready()); // from the readiness probe
 //!
@@ -77,13 +87,15 @@
 //! ```
 //!
 //! The repository's `examples/` hold a web service (`examples/service`, feature `axum`) and a
-//! queue worker (`examples/worker.rs`); `shared-db demo` plays all of it in one command.
+//! queue worker (`examples/worker.rs`, feature `worker`); the `shared-db` command line (the
+//! workspace's `cli/`) plays all of it in one command, `shared-db demo`.
 #![warn(missing_docs)]
 
 #[cfg(feature = "blocking")]
 pub mod blocking;
 pub mod config;
 pub mod database;
+#[cfg(feature = "embedded")]
 pub mod embedded;
 pub mod error;
 pub mod planexe;
@@ -94,6 +106,8 @@ pub mod testing;
 pub mod tx;
 #[cfg(feature = "axum")]
 pub mod web;
+#[cfg(feature = "worker")]
+pub mod worker;
 
 pub use config::Config;
 pub use database::Database;

@@ -30,6 +30,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
@@ -61,7 +62,7 @@ impl Isolation {
 /// Runs `f` in a transaction on `conn` (a savepoint if `conn` is already in one).
 ///
 /// Commits when `f` returns `Ok`, rolls back when it returns `Err`. Pass `&mut *tx` or
-/// `&mut *pooled_conn`.
+/// `&mut *pooled_conn`. The future is `Send` when `f`'s is, so it runs in `tokio::spawn`.
 pub async fn transaction<T, E, F>(conn: &mut PgConnection, f: F) -> Result<T, E>
 where
     F: AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
@@ -116,7 +117,8 @@ where
     }
 }
 
-/// How [`retry`] spaces and bounds its attempts.
+/// How [`retry`] spaces and bounds its attempts, and whether the operation may be repeated
+/// after an unknown outcome.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// Total attempts, including the first (at least 1).
@@ -125,6 +127,12 @@ pub struct RetryPolicy {
     pub initial_backoff: Duration,
     /// Upper bound on a single delay.
     pub max_backoff: Duration,
+    /// The operation is idempotent: running it twice has the effect of running it once (it
+    /// carries an idempotency key, or checks state and returns the first outcome). Only then
+    /// does [`retry`] also repeat it after a lost connection
+    /// ([`Error::is_outcome_unknown`]), when the first attempt may have committed. `false`
+    /// by default.
+    pub idempotent: bool,
 }
 
 impl Default for RetryPolicy {
@@ -133,39 +141,85 @@ impl Default for RetryPolicy {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(10),
             max_backoff: Duration::from_millis(500),
+            idempotent: false,
         }
     }
 }
 
-/// Runs `op` until it succeeds, fails with a non-retryable error, or `policy.max_attempts` is
-/// reached; only errors for which [`Error::is_retryable`] is true are retried. The returned error
-/// is the last one seen.
+impl RetryPolicy {
+    /// The default policy for an idempotent operation ([`RetryPolicy::idempotent`] set).
+    pub fn idempotent() -> Self {
+        RetryPolicy {
+            idempotent: true,
+            ..RetryPolicy::default()
+        }
+    }
+
+    fn should_retry(&self, e: &Error) -> bool {
+        e.is_retryable() || (self.idempotent && e.is_outcome_unknown())
+    }
+}
+
+/// Runs `op` until it succeeds, fails with an error not worth retrying, or
+/// `policy.max_attempts` is reached. Retried: errors for which [`Error::is_retryable`] is true
+/// (the attempt applied nothing: serialization failure, deadlock, lock timeout, pool timeout…);
+/// with [`RetryPolicy::idempotent`], also a lost connection, whose attempt may have committed.
+/// The returned error is the last one seen.
 ///
-/// `op` is called afresh for each attempt, so it must redo the whole unit of work (typically a
-/// [`transaction`]).
-pub async fn retry<T, F>(policy: RetryPolicy, mut op: F) -> Result<T>
+/// `op` is called afresh for each attempt with the attempt number (from 1), so it must redo
+/// the whole unit of work (typically a [`transaction`]). It is a closure returning a future
+/// (`|attempt| async move { … }`) rather than an async closure, so that the future of `retry`
+/// is `Send` whenever `op`'s future is, and can run in `tokio::spawn` or an axum handler; to
+/// use a value from outside in every attempt, move a reference (or a clone) into the block:
+///
+/// ```no_run
+/// use shared_db::tx::{self, RetryPolicy};
+///
+/// # async fn example(db: shared_db::Database) -> shared_db::Result<()> {
+/// let handle = tokio::spawn(async move {
+///     let db = &db;
+///     tx::retry(RetryPolicy::default(), |_attempt| async move {
+///         let mut conn = db.acquire().await?;
+///         tx::transaction(&mut conn, async |tx| {
+///             sqlx::query("UPDATE counter SET value = value + 1")
+///                 .execute(&mut *tx)
+///                 .await?;
+///             Ok(())
+///         })
+///         .await
+///     })
+///     .await
+/// });
+/// handle.await.expect("not panicked")?;
+/// # Ok(()) }
+/// ```
+pub async fn retry<T, F, Fut>(policy: RetryPolicy, mut op: F) -> Result<T>
 where
-    F: AsyncFnMut(u32) -> Result<T>,
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Result<T>>,
 {
     let attempts = policy.max_attempts.max(1);
     let mut backoff = policy.initial_backoff;
     let mut attempt = 1;
     loop {
         match op(attempt).await {
-            Err(e) if e.is_retryable() && attempt < attempts => {
+            Err(e) if policy.should_retry(&e) && attempt < attempts => {
                 tracing::debug!(attempt, error = %e, "retrying after a retryable error");
-                // Jitter from the clock's sub-second nanos keeps replicas from retrying in step.
-                let jitter = Duration::from_nanos(u64::from(
-                    std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .map_or(0, |d| d.subsec_nanos())
-                        % 1_000_000,
-                ));
-                tokio::time::sleep(backoff + jitter).await;
+                tokio::time::sleep(backoff + jitter()).await;
                 backoff = (backoff * 2).min(policy.max_backoff);
                 attempt += 1;
             }
             other => return other,
         }
     }
+}
+
+/// Up to 1 ms from the clock's sub-second nanos, so replicas do not retry in step.
+pub(crate) fn jitter() -> Duration {
+    Duration::from_nanos(u64::from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            % 1_000_000,
+    ))
 }

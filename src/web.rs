@@ -9,8 +9,9 @@
 //!   [`axum_sqlx_tx`], which does exactly this and is maintained; we add the error mapping.
 //! - [`HttpError`]: [`Error`] → HTTP status: `NotFound` → 404; `Conflict`, `ForeignKey`,
 //!   `InvalidTransition`, `InsufficientStock`, `TooManyApiKeys` → 409; `InsufficientCredits` →
-//!   402; `InvalidInput`, `Check` and `NotNull` → 422; retryable failures → 503; everything else
-//!   500 with a generic body that never leaks SQL.
+//!   402; `InvalidInput`, `DataException`, `Check` and `NotNull` → 422; timeouts (pool,
+//!   connect, statement, lock), retryable failures and lost connections → 503; everything else
+//!   500. Every 5xx body is generic and never leaks SQL or driver text.
 //!
 //! ```no_run
 //! use axum::{routing::get, Router};
@@ -102,10 +103,15 @@ pub fn status_of(error: &Error) -> StatusCode {
         | Error::InsufficientStock { .. }
         | Error::TooManyApiKeys { .. } => StatusCode::CONFLICT,
         Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
-        Error::InvalidInput(_) | Error::Check { .. } | Error::NotNull { .. } => {
-            StatusCode::UNPROCESSABLE_ENTITY
-        }
-        e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        Error::InvalidInput(_)
+        | Error::DataException { .. }
+        | Error::Check { .. }
+        | Error::NotNull { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::StatementTimeout { .. }
+        | Error::LockTimeout { .. }
+        | Error::PoolTimeout
+        | Error::ConnectTimeout { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        e if e.is_retryable() || e.is_outcome_unknown() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -157,7 +163,7 @@ impl From<axum_sqlx_tx::Error> for HttpError {
     fn from(e: axum_sqlx_tx::Error) -> Self {
         match e {
             axum_sqlx_tx::Error::Database { error } => HttpError(error.into()),
-            other => HttpError(Error::Database(sqlx::Error::Protocol(other.to_string()))),
+            other => HttpError(Error::internal(format!("request transaction: {other}"))),
         }
     }
 }

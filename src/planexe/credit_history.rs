@@ -21,7 +21,7 @@ use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::{Page, clean_opt, clean_text, round_credits};
+use super::{PageRequest, clean_opt, clean_text, round_credits};
 use crate::error::{Error, Result};
 
 /// `source` of incremental usage rows.
@@ -38,9 +38,9 @@ pub const SOURCE_ADMIN: &str = "admin";
 pub struct CreditEntry {
     /// Primary key.
     pub id: Uuid,
-    /// The user.
+    /// The `user_account` whose balance moved.
     pub user_id: Uuid,
-    /// Signed amount: positive for purchases and grants, negative for usage.
+    /// Signed amount in credits: positive for purchases and grants, negative for usage.
     pub delta: Decimal,
     /// `plan_usage_in_progress`, `plan_created_with_usage_cost`, `credits_purchased`, ...
     pub reason: String,
@@ -48,9 +48,9 @@ pub struct CreditEntry {
     pub source: String,
     /// Plan id (usage) or provider payment id (purchase).
     pub external_id: Option<String>,
-    /// The API key charged, as a string.
+    /// `user_api_key.id` as text; `None` for charges not made through a key.
     pub api_key_id: Option<String>,
-    /// Creation time.
+    /// UTC.
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -59,7 +59,7 @@ pub struct CreditEntry {
 pub struct BalanceChange {
     /// The new ledger row.
     pub entry_id: Uuid,
-    /// Its signed amount.
+    /// Signed amount in credits (negative for a charge).
     pub delta: Decimal,
     /// The user's balance afterwards.
     pub new_balance: Decimal,
@@ -116,7 +116,7 @@ pub async fn grant(
 /// A charge for [`charge`].
 #[derive(Debug, Clone, Default)]
 pub struct Charge<'a> {
-    /// The user charged.
+    /// The `user_account` charged.
     pub user_id: Uuid,
     /// Positive amount to take (rounded to 9 places).
     pub amount: Decimal,
@@ -356,7 +356,7 @@ pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Resu
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
-    page: Page,
+    page: PageRequest,
 ) -> Result<Vec<CreditEntry>> {
     Ok(sqlx::query_as!(
         CreditEntry,

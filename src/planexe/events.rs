@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{EventType, db_err, json_absent, json_text};
+use super::{EventType, json_absent, json_text};
 use crate::error::Result;
 
 /// One row of `events`.
@@ -40,7 +40,7 @@ pub async fn append(
     context: Option<&Value>,
 ) -> Result<Event> {
     let message = super::clean_text(message, usize::MAX);
-    sqlx::query_as!(
+    Ok(sqlx::query_as!(
         Event,
         r#"INSERT INTO events ("timestamp", event_type, message, context)
            VALUES (now() AT TIME ZONE 'utc', $1, $2, $3::text::json)
@@ -50,9 +50,8 @@ pub async fn append(
         json_text(context),
     )
     .fetch_one(ex)
-    .await
-    .map(Event::normalized)
-    .map_err(db_err)
+    .await?
+    .normalized())
 }
 
 /// Events of one plan (`context.task_id`, served by `ix_events_context_task_id`), oldest first.
@@ -72,8 +71,7 @@ pub async fn list_by_plan(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -93,8 +91,7 @@ pub async fn list_by_type(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -116,8 +113,7 @@ pub async fn list_in_range(
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
@@ -135,7 +131,6 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
         limit,
     )
     .fetch_all(ex)
-    .await
-    .map_err(db_err)?;
+    .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }

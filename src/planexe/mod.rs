@@ -195,13 +195,6 @@ impl Encode<'_, Postgres> for EventType {
     }
 }
 
-/// Turn a driver error into the library error. Kept as a named conversion for the call sites;
-/// `From<sqlx::Error>` already surfaces an unknown enum label (raised inside a row decode) as
-/// [`Error::UnknownEnumLabel`] rather than an opaque decode error.
-pub(crate) fn db_err(e: sqlx::Error) -> Error {
-    Error::from(e)
-}
-
 /// SQL NULL and the JSON text `null` both mean "absent" (the Python services write either).
 pub fn json_absent(value: Option<serde_json::Value>) -> Option<serde_json::Value> {
     value.filter(|v| !v.is_null())
@@ -237,25 +230,26 @@ pub(crate) fn secs(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Page of a list: `limit` rows after skipping `offset`.
+/// Which slice of a list to return (a request; planexe lists are offset-paged): `limit` rows after
+/// skipping `offset`. Not to be confused with shop's `Page<T>`, a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Page {
+pub struct PageRequest {
     /// Maximum rows returned (clamped to 1..=200).
     pub limit: i64,
     /// Rows skipped.
     pub offset: i64,
 }
 
-impl Default for Page {
+impl Default for PageRequest {
     fn default() -> Self {
-        Page {
+        PageRequest {
             limit: 50,
             offset: 0,
         }
     }
 }
 
-impl Page {
+impl PageRequest {
     pub(crate) fn limit(&self) -> i64 {
         self.limit.clamp(1, 200)
     }

@@ -15,23 +15,23 @@ use crate::error::{Error, Result};
 pub struct PaymentRecord {
     /// Primary key.
     pub id: Uuid,
-    /// The user credited.
+    /// The `user_account` credited.
     pub user_id: Uuid,
     /// `stripe` or `telegram`.
     pub provider: String,
     /// Stripe checkout session id, or Telegram `telegram_payment_charge_id`.
     pub provider_payment_id: String,
-    /// Credits bought.
+    /// Credits added to the balance.
     pub credits: Decimal,
     /// Amount paid in minor units (cents, Telegram Stars).
     pub amount: i32,
-    /// `usd`, `XTR`, ...
+    /// Currency of `amount`: `usd`, `XTR`, ...
     pub currency: String,
     /// Always `completed`.
     pub status: String,
-    /// The provider's payload.
+    /// The provider's payload as received; SQL NULL and JSON `null` read as `None`.
     pub raw_payload: Option<Value>,
-    /// Creation time.
+    /// UTC.
     pub created_at: Option<DateTime<Utc>>,
 }
 
@@ -48,9 +48,9 @@ pub struct NewPayment<'a> {
     pub credits: Decimal,
     /// Amount paid in minor units.
     pub amount: i32,
-    /// Currency code.
+    /// Currency of `amount` (`usd`, `XTR`).
     pub currency: &'a str,
-    /// The provider's payload.
+    /// The provider's payload, stored as received; `None` writes SQL NULL.
     pub raw_payload: Option<&'a Value>,
 }
 

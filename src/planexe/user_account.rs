@@ -15,29 +15,29 @@ use crate::error::{Error, Result};
 pub struct UserAccount {
     /// Primary key.
     pub id: Uuid,
-    /// Creation time.
+    /// UTC.
     pub created_at: Option<DateTime<Utc>>,
-    /// Last update (set by every write of this library).
+    /// UTC time of the last write (every write of this library sets it).
     pub updated_at: Option<DateTime<Utc>>,
-    /// E-mail (not unique).
+    /// From the latest sign-in that carried one; not unique across users.
     pub email: Option<String>,
-    /// Display name.
+    /// Display name from the OAuth profile.
     pub name: Option<String>,
-    /// Given name.
+    #[allow(missing_docs)]
     pub given_name: Option<String>,
-    /// Family name.
+    #[allow(missing_docs)]
     pub family_name: Option<String>,
-    /// Locale.
+    /// A locale tag such as `en` or `de-DE`, as the provider sent it.
     pub locale: Option<String>,
-    /// Avatar URL.
+    #[allow(missing_docs)]
     pub avatar_url: Option<String>,
-    /// Administrator.
+    /// The admin account ([`ensure_admin`]) and users promoted by hand.
     pub is_admin: bool,
-    /// The free first plan was used.
+    /// The free first plan was used ([`claim_free_plan`]).
     pub free_plan_used: bool,
-    /// Credit balance; equals the sum of the user's `credit_history.delta` (see `credit_history`).
+    /// Credits; equals the sum of the user's `credit_history.delta` (see `credit_history`).
     pub credits_balance: Decimal,
-    /// Last sign-in.
+    /// UTC time of the last sign-in.
     pub last_login_at: Option<DateTime<Utc>>,
     /// Frontend preferences, e.g. `{"plan_page": {"selected_segment": "info"}}`.
     pub frontend_multi_user_config: Option<Value>,
@@ -103,17 +103,19 @@ pub struct OAuthProfile<'a> {
     pub provider: &'a str,
     /// The provider's user id (`sub` or `id`).
     pub provider_user_id: &'a str,
-    /// E-mail.
+    /// Profile fields: `None` or empty keeps what the user row holds; longer text is cut to the
+    /// column width (256 for e-mail and name, 128 for given/family name, 64 for the locale, 512
+    /// for the avatar URL).
     pub email: Option<&'a str>,
-    /// Display name.
+    #[allow(missing_docs)]
     pub name: Option<&'a str>,
-    /// Given name.
+    #[allow(missing_docs)]
     pub given_name: Option<&'a str>,
-    /// Family name.
+    #[allow(missing_docs)]
     pub family_name: Option<&'a str>,
-    /// Locale.
+    #[allow(missing_docs)]
     pub locale: Option<&'a str>,
-    /// Avatar URL.
+    #[allow(missing_docs)]
     pub avatar_url: Option<&'a str>,
     /// The full provider profile, stored on the link.
     pub raw_profile: Option<&'a Value>,

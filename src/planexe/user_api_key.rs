@@ -56,7 +56,7 @@ impl RawApiKey {
     pub fn generate() -> Result<Self> {
         let mut bytes = [0u8; 24];
         getrandom::fill(&mut bytes)
-            .map_err(|e| Error::invalid_input(format!("no OS randomness: {e}")))?;
+            .map_err(|e| Error::internal(format!("no OS randomness: {e}")))?;
         Ok(RawApiKey(format!(
             "{KEY_TAG}{}",
             URL_SAFE_NO_PAD.encode(bytes)
@@ -95,23 +95,24 @@ impl fmt::Debug for RawApiKey {
 pub struct UserApiKey {
     /// Primary key.
     pub id: Uuid,
-    /// Owner.
+    /// The owning `user_account`.
     pub user_id: Uuid,
-    /// Hash of the key (secret).
+    /// Lowercase hex SHA-256 of `"{secret}:{raw key}"`; never serialized.
     #[serde(skip_serializing)]
     pub key_hash: String,
     /// First 10 characters of the key, to recognise it.
     pub key_prefix: String,
     /// Name given by the user (Python attribute `name`, column `label`).
     pub label: Option<String>,
-    /// The raw key, if stored (secret).
+    /// The raw key, stored only with [`KeyOptions::store_plaintext`]; never serialized.
     #[serde(skip_serializing)]
     pub key_plaintext: Option<String>,
-    /// Creation time.
+    /// UTC.
     pub created_at: Option<DateTime<Utc>>,
-    /// Last successful authentication.
+    /// UTC time of a recent successful authentication, at most [`LAST_USED_GRANULARITY_SECS`]
+    /// stale; `None` if never used.
     pub last_used_at: Option<DateTime<Utc>>,
-    /// Revocation time; a key is active while this is `None`.
+    /// UTC revocation time; a key is active while this is `None`.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 

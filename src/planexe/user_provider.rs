@@ -15,19 +15,19 @@ use crate::error::{Error, Result};
 pub struct UserProvider {
     /// Primary key.
     pub id: Uuid,
-    /// The linked user.
+    /// The `user_account` this identity signs in as.
     pub user_id: Uuid,
     /// `google`, `github` or `discord`.
     pub provider: String,
     /// The provider's user id.
     pub provider_user_id: String,
-    /// E-mail at the provider.
+    /// E-mail at the provider, from the latest sign-in that carried one.
     pub email: Option<String>,
-    /// The full provider profile.
+    /// The provider's profile JSON as received; SQL NULL and JSON `null` read as `None`.
     pub raw_profile: Option<Value>,
-    /// Link creation.
+    /// UTC.
     pub created_at: Option<DateTime<Utc>>,
-    /// Last sign-in through this link.
+    /// UTC time of the last sign-in through this link.
     pub last_login_at: Option<DateTime<Utc>>,
 }
 

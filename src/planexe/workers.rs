@@ -15,9 +15,9 @@ use crate::error::{Error, Result};
 pub struct Worker {
     /// Worker id (`PLANEXE_WORKER_ID` or `<region>_<replica>`).
     pub id: String,
-    /// First heartbeat.
+    /// UTC time of the first heartbeat.
     pub started_at: DateTime<Utc>,
-    /// Latest heartbeat.
+    /// UTC time of the latest heartbeat; the reaper's liveness clock.
     pub last_heartbeat_at: DateTime<Utc>,
     /// Plan being processed (hyphenated UUID string), `None` when idle.
     pub current_task_id: Option<String>,

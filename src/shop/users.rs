@@ -121,7 +121,7 @@ const NO_USER_HASH: &str = "$2b$12$.............................................
 
 /// A bcrypt task that panicked or was cancelled: a failure inside the library, not the caller's.
 fn task_failed(e: tokio::task::JoinError) -> Error {
-    Error::invalid_input(format!("internal error: password task failed: {e}"))
+    Error::internal(format!("password task failed: {e}"))
 }
 
 fn check_password(plaintext: &str) -> Result<()> {
@@ -143,7 +143,7 @@ pub async fn hash_password(plaintext: &str) -> Result<String> {
     tokio::task::spawn_blocking(move || bcrypt::hash(plaintext, BCRYPT_COST))
         .await
         .map_err(task_failed)?
-        .map_err(|e| Error::invalid_input(format!("password cannot be hashed: {e}")))
+        .map_err(|e| Error::internal(format!("password hashing failed: {e}")))
 }
 
 /// bcrypt verification on the blocking pool; a malformed hash is a mismatch.

@@ -111,3 +111,34 @@ async fn on_constraint_turns_a_named_violation_into_a_domain_error_and_leaves_ot
         "{duplicate_id:?}"
     );
 }
+
+#[tokio::test]
+async fn a_value_the_server_refuses_is_a_data_exception_not_a_generic_error() {
+    let test_db = TestDatabase::with_migrator(&constraints_migrator())
+        .await
+        .unwrap();
+    let pool = test_db.pool();
+
+    let nul: Error = sqlx::query("INSERT INTO author VALUES (1, $1)")
+        .bind("ada\0@example.org")
+        .execute(pool)
+        .await
+        .unwrap_err()
+        .into();
+    assert!(
+        matches!(&nul, Error::DataException { sqlstate, .. } if sqlstate.starts_with("22")),
+        "{nul:?}"
+    );
+
+    let out_of_range: Error = sqlx::query("SELECT 2147483647 + $1::int4")
+        .bind(1_i32)
+        .execute(pool)
+        .await
+        .unwrap_err()
+        .into();
+    assert!(
+        matches!(&out_of_range, Error::DataException { sqlstate, .. } if sqlstate == "22003"),
+        "{out_of_range:?}"
+    );
+    assert!(!out_of_range.is_retryable());
+}

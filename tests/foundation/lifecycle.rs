@@ -1,7 +1,5 @@
 //! migrate / status / sync / health, and the CLI's exit codes.
 
-use std::process::Command;
-
 use shared_db::schema::{self, SchemaStatus, SyncOutcome};
 use shared_db::testing::TestDatabase;
 use sqlx::{Connection, PgConnection};
@@ -193,48 +191,4 @@ async fn ten_replicas_migrating_at_once_apply_each_migration_exactly_once() {
         .await
         .unwrap();
     assert_eq!(steps, vec![2, 3], "each migration ran exactly once");
-}
-
-fn cli(database_url: &str, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_shared-db"))
-        .args(args)
-        .env("DATABASE_URL", database_url)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("run the shared-db binary")
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_processes_migrating_at_once_both_succeed_and_the_cli_reports_it() {
-    let test_db = TestDatabase::empty().await.unwrap();
-    let url = test_db.url().to_owned();
-
-    let before = cli(&url, &["status"]).wait_with_output().unwrap();
-    assert_eq!(before.status.code(), Some(2), "never migrated → exit 2");
-
-    let a = cli(&url, &["migrate"]);
-    let b = cli(&url, &["migrate"]);
-    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
-    assert!(a.status.success(), "{}", String::from_utf8_lossy(&a.stderr));
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-
-    let after = cli(&url, &["status", "--json"]).wait_with_output().unwrap();
-    assert_eq!(
-        after.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&after.stdout)
-    );
-    let json: serde_json::Value = serde_json::from_slice(&after.stdout).unwrap();
-    assert_eq!(json["status"], "up_to_date");
-
-    // Every migration of the binary is recorded exactly once.
-    let recorded: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
-            .fetch_all(test_db.pool())
-            .await
-            .unwrap();
-    let expected: Vec<i64> = shared_db::MIGRATOR.iter().map(|m| m.version).collect();
-    assert_eq!(recorded, expected);
 }

@@ -1,10 +1,13 @@
-//! Foundation stories: the schema lifecycle, transactions, error mapping, retries and the
-//! embedded cluster, each against a real PostgreSQL database of its own.
+//! Foundation stories: connecting, the schema lifecycle, transactions, error mapping, timeouts,
+//! retries and the embedded cluster, each against a real PostgreSQL database of its own.
 
+mod connect;
 mod embedded;
 mod errors;
 mod lifecycle;
+mod online_migrations;
 mod pool;
+mod timeouts;
 mod transactions;
 
 use sqlx::SqlSafeStr;
@@ -22,7 +25,8 @@ pub fn migrator(steps: &[(i64, &'static str)]) -> Migrator {
                     format!("step {version}").into(),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    // as sqlx reads the first line of a migration file
+                    sql.starts_with("-- no-transaction"),
                 )
             })
             .collect(),

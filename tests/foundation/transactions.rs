@@ -158,12 +158,13 @@ async fn a_serialization_failure_is_retryable_and_retry_recovers_from_it() {
     assert_eq!(err.sqlstate().as_deref(), Some("40001"));
 
     let attempts = AtomicU32::new(0);
-    tx::retry(RetryPolicy::default(), async |attempt| {
+    let (attempts, test_db) = (&attempts, &test_db);
+    tx::retry(RetryPolicy::default(), |attempt| async move {
         attempts.fetch_add(1, Ordering::SeqCst);
         if attempt == 1 {
-            lose_a_serialization_race(&test_db).await
+            lose_a_serialization_race(test_db).await
         } else {
-            increment(&test_db).await
+            increment(test_db).await
         }
     })
     .await
@@ -181,18 +182,19 @@ async fn retry_gives_up_after_the_bound_and_never_retries_a_permanent_error() {
         ..RetryPolicy::default()
     };
 
-    let attempts = AtomicU32::new(0);
-    let err = tx::retry(policy, async |_| {
+    let attempts = &AtomicU32::new(0);
+    let test_db = &test_db;
+    let err = tx::retry(policy, |_| async move {
         attempts.fetch_add(1, Ordering::SeqCst);
-        lose_a_serialization_race(&test_db).await
+        lose_a_serialization_race(test_db).await
     })
     .await
     .unwrap_err();
     assert!(err.is_retryable());
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
 
-    let attempts = AtomicU32::new(0);
-    let err = tx::retry(policy, async |_| {
+    let attempts = &AtomicU32::new(0);
+    let err = tx::retry(policy, |_| async move {
         attempts.fetch_add(1, Ordering::SeqCst);
         let mut conn = test_db.db().acquire().await?;
         insert_author(&mut conn, 1).await?;
@@ -208,27 +210,80 @@ async fn retry_gives_up_after_the_bound_and_never_retries_a_permanent_error() {
     );
 }
 
-#[tokio::test]
-async fn a_lost_connection_is_retryable() {
-    let test_db = TestDatabase::with_migrator(&constraints_migrator())
-        .await
-        .unwrap();
-    let mut doomed = PgConnection::connect_with(test_db.connect_options())
-        .await
-        .unwrap();
+/// A statement on a connection that another session cut: the client cannot know whether the
+/// server ran it.
+async fn run_on_a_cut_connection(test_db: &TestDatabase) -> Result<(), Error> {
+    let mut doomed = PgConnection::connect_with(test_db.connect_options()).await?;
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut doomed)
-        .await
-        .unwrap();
+        .await?;
     let _: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(pid)
         .fetch_one(test_db.pool())
+        .await?;
+    sqlx::query("UPDATE counter SET value = value + 1 WHERE id = 1")
+        .execute(&mut doomed)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_connection_has_an_unknown_outcome_and_is_repeated_only_for_idempotent_work() {
+    let test_db = TestDatabase::with_migrator(&constraints_migrator())
         .await
         .unwrap();
-    let err: Error = sqlx::query("SELECT 1")
-        .execute(&mut doomed)
+    let err = run_on_a_cut_connection(&test_db).await.unwrap_err();
+    assert!(err.is_outcome_unknown(), "{err:?}");
+    assert!(!err.is_retryable(), "{err:?}");
+
+    let test_db = &test_db;
+    let attempts = &AtomicU32::new(0);
+    let attempt = |n: u32| async move {
+        attempts.fetch_add(1, Ordering::SeqCst);
+        if n == 1 {
+            run_on_a_cut_connection(test_db).await
+        } else {
+            increment(test_db).await
+        }
+    };
+    let not_repeated = tx::retry(RetryPolicy::default(), attempt).await;
+    assert!(not_repeated.unwrap_err().is_outcome_unknown());
+    assert_eq!(attempts.swap(0, Ordering::SeqCst), 1);
+
+    tx::retry(RetryPolicy::idempotent(), attempt)
         .await
-        .unwrap_err()
-        .into();
-    assert!(err.is_retryable(), "{err:?}");
+        .expect("the second attempt succeeds");
+    assert_eq!(attempts.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_transaction_run_inside_spawned_tasks() {
+    // What an axum handler or a background job does: the whole retried unit of work is one
+    // spawned future, so it must be Send.
+    let test_db = TestDatabase::with_migrator(&constraints_migrator())
+        .await
+        .unwrap();
+    let db = test_db.db().clone();
+    let retried = tokio::spawn(async move {
+        let db = &db;
+        tx::retry(RetryPolicy::default(), |attempt| async move {
+            let mut conn = db.acquire().await?;
+            tx::transaction(&mut conn, async |tx| {
+                insert_author(tx, 10 + attempt as i32).await?;
+                insert_author(tx, 20).await
+            })
+            .await
+        })
+        .await
+    });
+    retried.await.unwrap().unwrap();
+
+    let mut conn = test_db.db().acquire().await.unwrap();
+    let spawned = tokio::spawn(async move {
+        let id = 30;
+        let id = &id; // a borrowed capture, as repository functions have
+        tx::transaction(&mut conn, async |tx| insert_author(tx, *id).await).await
+    });
+    spawned.await.unwrap().unwrap();
+    assert_eq!(author_ids(&test_db).await, vec![11, 20, 30]);
 }

@@ -3,7 +3,7 @@
 
 use shared_db::Error;
 use shared_db::planexe::plans::{self, Failure};
-use shared_db::planexe::{Page, PlanState};
+use shared_db::planexe::{PageRequest, PlanState};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -21,7 +21,7 @@ async fn an_unknown_enum_label_is_a_typed_error_not_a_panic() -> anyhow::Result<
     for result in [
         plans::get(db.pool(), id).await.map(drop),
         plans::status(db.pool(), id).await.map(drop),
-        plans::list_by_user(db.pool(), "legacy-user", Page::default())
+        plans::list_by_user(db.pool(), "legacy-user", PageRequest::default())
             .await
             .map(drop),
     ] {
@@ -103,7 +103,7 @@ async fn every_plan_operation_works_on_a_legacy_taskstate_database() -> anyhow::
         Some(PlanState::Completed)
     );
     assert_eq!(
-        plans::list_by_user(pool, "old", Page::default())
+        plans::list_by_user(pool, "old", PageRequest::default())
             .await?
             .len(),
         1

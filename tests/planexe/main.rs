@@ -2,6 +2,7 @@
 
 mod concurrency;
 mod credits;
+mod exactly_once;
 mod identity;
 mod legacy;
 mod queue;

@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde_json::json;
 use shared_db::Error;
 use shared_db::planexe::plans::{self, Artifacts, Failure, Progress, ProgressAck, StopOutcome};
-use shared_db::planexe::{EventType, Page, PlanState, events, workers};
+use shared_db::planexe::{EventType, PageRequest, PlanState, events, workers};
 use shared_db::testing::TestDatabase;
 use sqlx::PgPool;
 use uuid::Uuid;
@@ -428,7 +428,7 @@ async fn a_user_lists_their_plans_newest_first_with_a_prompt_preview() -> anyhow
     let page1 = plans::list_by_user(
         pool,
         "bob",
-        Page {
+        PageRequest {
             limit: 3,
             offset: 0,
         },
@@ -437,7 +437,7 @@ async fn a_user_lists_their_plans_newest_first_with_a_prompt_preview() -> anyhow
     let page2 = plans::list_by_user(
         pool,
         "bob",
-        Page {
+        PageRequest {
             limit: 3,
             offset: 3,
         },

@@ -4,13 +4,20 @@
 //! Most stories start from `tests/fixtures/shop/two_shops.sql`: shops *alpha* and *beta*, each
 //! owning one row of every shop-owned table. Their ids are below.
 
+mod bounded;
 mod catalog;
 mod deletes;
+mod input;
 mod lists;
+mod money;
 mod ordering;
 mod orders;
 mod people;
+mod retries;
 mod scoping;
+mod secrets;
+mod stock;
+mod tenancy;
 mod translations;
 
 use shared_db::shop::{ProductId, ShopId};

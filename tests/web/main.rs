@@ -3,6 +3,7 @@
 
 #[path = "../../examples/service/app.rs"]
 mod app;
+mod errors;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
@@ -242,14 +243,15 @@ async fn the_product_list_pages_with_a_content_range_header() {
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert_eq!(page.content_range.as_deref(), Some("products 2-4/7"));
-    let prices: Vec<f64> = page
+    // money travels as exact decimal strings with two places
+    let prices: Vec<&str> = page
         .body
         .as_array()
         .expect("array")
         .iter()
-        .map(|p| p["price"].as_f64().expect("price"))
+        .map(|p| p["price"].as_str().expect("price"))
         .collect();
-    assert_eq!(prices, [5.0, 4.0, 3.0]);
+    assert_eq!(prices, ["5.00", "4.00", "3.00"]);
 
     let bad_sort = svc
         .get(&format!("/shops/{shop_id}/products?sort=password"))
@@ -260,4 +262,29 @@ async fn the_product_list_pages_with_a_content_range_header() {
         "{}",
         bad_sort.body
     );
+}
+
+#[tokio::test]
+async fn a_limit_above_the_maximum_is_422_never_an_unbounded_page() {
+    let svc = Service::start().await;
+    let shop = svc.post("/shops", json!({ "name": "Big shop" })).await;
+    let shop_id = shop.body["id"].as_str().expect("shop id").to_owned();
+    for limit in ["100000", "0", "-1", "9223372036854775807"] {
+        let reply = svc
+            .get(&format!("/shops/{shop_id}/products?limit={limit}"))
+            .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "limit={limit}: {}",
+            reply.body
+        );
+    }
+    let max = svc
+        .get(&format!(
+            "/shops/{shop_id}/products?limit={}",
+            shared_db::shop::MAX_LIMIT
+        ))
+        .await;
+    assert_eq!(max.status, StatusCode::OK, "{}", max.body);
 }

@@ -144,9 +144,9 @@ pub async fn list_after(
 }
 
 /// Every product of the shop with its translation, in `(created_at, id)` order, as a stream:
-/// rows are decoded as they arrive from the server, so memory stays flat however large the shop
-/// (the export that `limit = 0` used to be). The stream borrows the connection until it is
-/// dropped.
+/// rows are decoded as they arrive from the server, so memory stays flat however large the shop.
+/// This, not a larger page, is how a caller reads everything. The stream borrows the connection
+/// until it is dropped.
 #[tracing::instrument(skip_all, fields(%shop_id))]
 pub fn export(
     conn: &mut PgConnection,

@@ -1,4 +1,7 @@
-//! `shared-db`: schema lifecycle and the embedded cluster from the command line.
+//! `shared-db`: schema lifecycle, the embedded cluster and the demo from the command line.
+//!
+//! Reads `.env` (if present) and then the environment. Without `DATABASE_URL`, every command
+//! uses the embedded PostgreSQL cluster under `target/`, and says so.
 //!
 //! Exit codes of `status`: 0 up to date, 1 upgrade available, 2 no information (unreachable or
 //! never migrated), 3 diverged; so it can back a readiness probe directly.
@@ -7,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use shared_db::embedded::Cluster;
+use shared_db::embedded::{Action, Cluster};
 use shared_db::schema::SchemaStatus;
 use shared_db::{Config, Database};
 
@@ -94,6 +97,8 @@ enum EmbeddedCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // A missing .env is normal; a malformed one is worth a warning but not a failure.
+    let dotenv = dotenvy::dotenv();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHARED_DB_LOG")
@@ -102,6 +107,11 @@ async fn main() -> ExitCode {
         .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(std::io::stderr)
         .init();
+    if let Err(e) = dotenv
+        && !e.not_found()
+    {
+        tracing::warn!(error = %e, "ignoring unreadable .env file");
+    }
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
@@ -170,12 +180,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     json,
                 },
         } => {
-            use sqlx::Connection;
             let db = connect(&config).await?;
             let mut target = db.acquire().await?;
-            let mut source = sqlx::PgConnection::connect(&from)
-                .await
-                .context("cannot connect to the old database (--from)")?;
+            let old = Database::connect(&Config {
+                database_url: Some(from),
+                ..config.clone()
+            })
+            .await
+            .context("cannot connect to the old database (--from)")?;
+            let mut source = old.acquire().await?;
             let options = shared_db::shop::import::Options { dry_run, shops };
             let report = shared_db::shop::import::run(&mut source, &mut target, &options).await?;
             print!("{report}");
@@ -201,7 +214,7 @@ async fn connect(config: &Config) -> anyhow::Result<Database> {
             cluster.root().display()
         );
     }
-    Ok(Database::connect(config).await?)
+    Ok(Database::connect_or_embedded(config).await?)
 }
 
 fn print_status(status: &SchemaStatus) {
@@ -237,48 +250,17 @@ fn print_status(status: &SchemaStatus) {
 }
 
 async fn embedded(command: EmbeddedCommand) -> anyhow::Result<ExitCode> {
-    let cluster = Cluster::default_location()?;
-    match command {
-        EmbeddedCommand::Start => {
-            let running = cluster.ensure_running().await?;
-            println!(
-                "embedded PostgreSQL running on 127.0.0.1:{} (data: {}, log: {})",
-                running.port,
-                cluster.data_dir().display(),
-                cluster.log_file().display()
-            );
-        }
-        EmbeddedCommand::Stop => {
-            let c = cluster.clone();
-            let was_running = tokio::task::spawn_blocking(move || c.stop()).await??;
-            if was_running {
-                println!("embedded PostgreSQL stopped ({})", cluster.root().display());
-            } else {
-                println!(
-                    "embedded PostgreSQL was not running ({})",
-                    cluster.root().display()
-                );
-            }
-        }
-        EmbeddedCommand::Status => {
-            let c = cluster.clone();
-            match tokio::task::spawn_blocking(move || c.running()).await?? {
-                Some(running) => println!(
-                    "running on 127.0.0.1:{} (data: {})",
-                    running.port,
-                    cluster.data_dir().display()
-                ),
-                None => {
-                    println!("not running ({})", cluster.root().display());
-                    return Ok(ExitCode::from(1));
-                }
-            }
-        }
-        EmbeddedCommand::Url { database } => {
-            let running = cluster.ensure_running().await?;
-            running.ensure_database(&database).await?;
-            println!("{}", running.url(&database));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
+    let action = match command {
+        EmbeddedCommand::Start => Action::Start,
+        EmbeddedCommand::Stop => Action::Stop,
+        EmbeddedCommand::Status => Action::Status,
+        EmbeddedCommand::Url { database } => Action::Url { database },
+    };
+    let outcome = action.run(&Cluster::default_location()?).await?;
+    println!("{}", outcome.text);
+    Ok(if outcome.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

@@ -9,6 +9,15 @@
 //! - [`sync`] migrates and says what it did.
 //! - [`health`] is a readiness answer: one round trip that proves connectivity and reports
 //!   [`status`].
+//!
+//! Migrations run online, next to the services using the database: the migration session has
+//! no `statement_timeout` (an index build may take long) and a bounded `lock_timeout`
+//! ([`MigrationLocks`]), so a migration that would queue behind a long transaction, and make
+//! every writer queue behind itself, gives up quickly, backs off and tries again.
+
+mod apply;
+
+pub use apply::MigrationLocks;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -208,16 +217,32 @@ pub async fn status(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Schem
 }
 
 /// Readiness probe: one round trip that checks connectivity and reads [`status`].
+///
+/// The answer is meant for a probe endpoint that anyone may reach, so when the database cannot
+/// be read its `reason` names only the kind of failure (`timed out`, `unreachable`); the driver's
+/// text (host names, user names, SQL) goes to the log as a `tracing` warning.
 pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Health {
     let started = Instant::now();
     let (connected, schema) = match read_ledger(executor).await {
         Ok(ledger) => (true, compare(migrator, ledger)),
-        Err(e) => (
-            false,
-            SchemaStatus::NoInfo {
-                reason: format!("database unreachable: {e}"),
-            },
-        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness probe could not read the migration ledger");
+            let reason = match crate::Error::from(e) {
+                crate::Error::PoolTimeout | crate::Error::StatementTimeout { .. } => {
+                    "database unreachable: timed out"
+                }
+                e if e.is_retryable() || e.is_outcome_unknown() => {
+                    "database unreachable: connection failed"
+                }
+                _ => "database unreachable: the migration ledger could not be read",
+            };
+            (
+                false,
+                SchemaStatus::NoInfo {
+                    reason: reason.into(),
+                },
+            )
+        }
     };
     Health {
         connected,
@@ -226,7 +251,8 @@ pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Healt
     }
 }
 
-/// Applies pending migrations on `conn`, waiting for any other migrating process first.
+/// Applies pending migrations on `conn`, waiting for any other migrating process first, with
+/// the default [`MigrationLocks`].
 ///
 /// Use a dedicated connection (not one that goes back to a pool): the migration lock is a
 /// session-level advisory lock, and a connection dropped on failure releases it.
@@ -234,20 +260,46 @@ pub async fn migrate(migrator: &Migrator, conn: &mut PgConnection) -> Result<()>
     sync(migrator, conn).await.map(|_| ())
 }
 
-/// Applies pending migrations and reports what was done. Fails (applying nothing) when the
-/// database has [`SchemaStatus::Diverged`].
+/// Applies pending migrations and reports what was done, with the default
+/// [`MigrationLocks`]. Fails (applying nothing) when the database has
+/// [`SchemaStatus::Diverged`].
 pub async fn sync(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
+    sync_with(migrator, conn, MigrationLocks::default()).await
+}
+
+/// [`sync`] with explicit lock bounds. For the duration of the call the session runs with
+/// `statement_timeout = 0` and `lock_timeout = locks.timeout` (both reset afterwards). A
+/// migration whose lock wait times out was rolled back (each file runs in its own transaction,
+/// its ledger row included), so it is tried again after a backoff, up to `locks.attempts`
+/// times; then [`crate::Error::LockTimeout`].
+pub async fn sync_with(
+    migrator: &Migrator,
+    conn: &mut PgConnection,
+    locks: MigrationLocks,
+) -> Result<SyncOutcome> {
+    // Waiting for another replica's migration is not bounded by the lock timeout: take the
+    // migration lock first, then bound every other lock wait.
+    apply::unbounded_session(conn).await?;
     // Hold sqlx's migration lock across the look and the run, so the outcome we report is the
     // one this process caused. Advisory locks nest, so the migrator's own lock is re-entrant.
     conn.lock().await?;
-    let outcome = sync_locked(migrator, conn).await;
+    let outcome = match apply::bound_lock_waits(conn, locks).await {
+        Ok(()) => sync_locked(migrator, conn, locks).await,
+        Err(e) => Err(e),
+    };
     let unlocked = conn.unlock().await;
+    let reset = apply::reset_session(conn).await;
     let outcome = outcome?;
     unlocked?;
+    reset?;
     Ok(outcome)
 }
 
-async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
+async fn sync_locked(
+    migrator: &Migrator,
+    conn: &mut PgConnection,
+    locks: MigrationLocks,
+) -> Result<SyncOutcome> {
     let before = read_ledger(&mut *conn).await?;
     let fresh = before.as_ref().is_none_or(|l| l.is_empty());
     match compare(migrator, before) {
@@ -281,7 +333,7 @@ async fn sync_locked(migrator: &Migrator, conn: &mut PgConnection) -> Result<Syn
         if m.migration_type.is_down_migration() || applied.contains(&m.version) {
             continue;
         }
-        conn.apply(LEDGER, m).await?;
+        apply::apply(conn, LEDGER, m, locks).await?;
         done.push(m.version);
     }
     Ok(if fresh {

@@ -15,6 +15,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod proxy;
+
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -201,7 +203,7 @@ impl Drop for TestDatabase {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map_err(|e| Error::Embedded(format!("runtime: {e}")))?;
+                .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))?;
             rt.block_on(async {
                 let mut admin = PgConnection::connect_with(&server).await?;
                 let sql = format!(

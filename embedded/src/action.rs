@@ -1,0 +1,103 @@
+//! What the `embedded` commands do, shared by `shared-db-embedded` and `shared-db embedded`.
+
+use crate::{Cluster, Result};
+
+/// One command on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Start the cluster (creating it on first use) and say where it is.
+    Start,
+    /// Stop the cluster.
+    Stop,
+    /// Say whether the cluster runs, and where.
+    Status,
+    /// Print the URL of `database` on the cluster (starting the cluster and creating the
+    /// database if needed). The URL holds the superuser password.
+    Url {
+        /// Database name.
+        database: String,
+    },
+}
+
+/// What a command reports: a line for standard output and whether it is a success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// The line to print.
+    pub text: String,
+    /// False only for [`Action::Status`] on a cluster that does not run.
+    pub ok: bool,
+}
+
+impl Action {
+    /// Parses command-line words: `start`, `stop`, `status`, `url [database]` (default
+    /// database `shared_db`). `None` for anything else.
+    pub fn parse(words: &[String]) -> Option<Action> {
+        match words {
+            [cmd] if cmd == "start" => Some(Action::Start),
+            [cmd] if cmd == "stop" => Some(Action::Stop),
+            [cmd] if cmd == "status" => Some(Action::Status),
+            [cmd] if cmd == "url" => Some(Action::Url {
+                database: "shared_db".into(),
+            }),
+            [cmd, database] if cmd == "url" => Some(Action::Url {
+                database: database.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Runs the command on `cluster`.
+    pub async fn run(self, cluster: &Cluster) -> Result<Outcome> {
+        let ok = |text: String| Outcome { text, ok: true };
+        match self {
+            Action::Start => {
+                let running = cluster.ensure_running().await?;
+                Ok(ok(format!(
+                    "embedded PostgreSQL running on 127.0.0.1:{} (data: {}, log: {})",
+                    running.port,
+                    cluster.data_dir().display(),
+                    cluster.log_file().display()
+                )))
+            }
+            Action::Stop => {
+                let was_running = blocking(cluster, Cluster::stop).await?;
+                let verb = if was_running {
+                    "stopped"
+                } else {
+                    "was not running"
+                };
+                Ok(ok(format!(
+                    "embedded PostgreSQL {verb} ({})",
+                    cluster.root().display()
+                )))
+            }
+            Action::Status => Ok(match blocking(cluster, Cluster::running).await? {
+                Some(running) => ok(format!(
+                    "running on 127.0.0.1:{} (data: {})",
+                    running.port,
+                    cluster.data_dir().display()
+                )),
+                None => Outcome {
+                    text: format!("not running ({})", cluster.root().display()),
+                    ok: false,
+                },
+            }),
+            Action::Url { database } => {
+                let running = cluster.ensure_running().await?;
+                running.ensure_database(&database).await?;
+                Ok(ok(running.url(&database)))
+            }
+        }
+    }
+}
+
+/// Runs a blocking cluster operation off the async threads.
+async fn blocking<T: Send + 'static>(
+    cluster: &Cluster,
+    op: fn(&Cluster) -> Result<T>,
+) -> Result<T> {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || op(&cluster))
+        .await
+        .map_err(|e| crate::Error::Cluster(format!("task failed: {e}")))?
+}

@@ -1,0 +1,413 @@
+//! Lifecycle after the claim: the worker's [`update_progress`] and `finish_*`, the user's
+//! [`request_stop`], [`retry`] and [`resume`].
+//!
+//! **Writes to other tables** (same statement as the plan):
+//!
+//! | function | `events` | `workers` | `credit_history` |
+//! | --- | --- | --- | --- |
+//! | [`finish_completed`] | `TASK_COMPLETED` | `current_task_id` cleared | |
+//! | [`finish_failed`] | `TASK_FAILED` | `current_task_id` cleared | |
+//! | [`finish_stopped`] | `TASK_FAILED` | `current_task_id` cleared | |
+//! | [`retry`] | `TASK_PENDING` | | open usage rows → `usage_billing_settled` |
+//! | [`resume`] | `TASK_PENDING` | | open usage rows → `usage_billing_settled` |
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{PIPELINE_VERSION, event_context, transition};
+use crate::error::{Error, Result};
+use crate::planexe::{PlanState, clean_opt, clean_text};
+
+/// A progress report from the worker.
+#[derive(Debug, Clone, Default)]
+pub struct Progress<'a> {
+    /// 0–100 (clamped, rounded to 2 places).
+    pub percentage: Decimal,
+    /// Progress text, truncated to 128 characters.
+    pub message: &'a str,
+    /// Steps done.
+    pub steps_completed: Option<i32>,
+    /// Steps in total.
+    pub steps_total: Option<i32>,
+    /// Current step, truncated to 128 characters.
+    pub current_step: Option<&'a str>,
+}
+
+/// What [`update_progress`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum ProgressAck {
+    /// Written; keep going.
+    Recorded,
+    /// Not written: the plan is no longer processing or a stop was requested. The worker should end
+    /// the run (with [`finish_stopped`] / [`finish_failed`]).
+    Abort {
+        /// The plan's state.
+        state: Option<PlanState>,
+        /// Whether a stop was requested.
+        stop_requested: bool,
+    },
+}
+
+/// Record progress of a processing plan (percentage, message, steps, current step,
+/// `last_progress_at = now`). Text is truncated to the column widths and NUL bytes are stripped.
+/// Refuses to write when the plan is not processing or a stop was requested, and says so
+/// ([`ProgressAck::Abort`]). [`Error::NotFound`] if the plan does not exist. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn update_progress(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    progress: &Progress<'_>,
+) -> Result<ProgressAck> {
+    let pct = progress
+        .percentage
+        .clamp(Decimal::ZERO, Decimal::ONE_HUNDRED)
+        .round_dp(2);
+    let row = sqlx::query!(
+        r#"WITH upd AS (
+               UPDATE plans
+                  SET progress_percentage = $2, progress_message = $3, steps_completed = $4,
+                      steps_total = $5, current_step = $6,
+                      last_progress_at = now() AT TIME ZONE 'utc'
+               WHERE id = $1 AND state = 'processing' AND stop_requested IS NOT TRUE
+               RETURNING id)
+           SELECT p.state, coalesce(p.stop_requested, false) AS "stop_requested!",
+                  EXISTS (SELECT 1 FROM upd) AS "recorded!"
+           FROM plans p WHERE p.id = $1"#,
+        id,
+        pct,
+        clean_text(progress.message, 128),
+        progress.steps_completed,
+        progress.steps_total,
+        clean_opt(progress.current_step, 128),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(if row.recorded {
+        ProgressAck::Recorded
+    } else {
+        ProgressAck::Abort {
+            state: row.state,
+            stop_requested: row.stop_requested,
+        }
+    })
+}
+
+/// Finish a processing plan as `completed` (100 %, "Completed", `steps_completed = steps_total`),
+/// append `TASK_COMPLETED` with `event_context` (billing figures) merged in, and release the worker
+/// (`workers.current_task_id = NULL`). One statement, one round trip. Refused unless processing.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn finish_completed(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    event_context: Option<&Value>,
+) -> Result<()> {
+    let ctx = self::event_context(event_context, json!({ "task_id": id.to_string() }));
+    let row = sqlx::query!(
+        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
+                  SET state = 'completed', progress_percentage = 100, progress_message = 'Completed',
+                      steps_completed = p.steps_total, current_step = 'Completed',
+                      last_progress_at = now() AT TIME ZONE 'utc'
+               FROM cur WHERE p.id = cur.id AND cur.state = 'processing'
+               RETURNING p.id),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_COMPLETED', 'Processing -> Completed',
+                      $2::text::json
+               FROM upd),
+           release AS (
+               UPDATE workers SET current_task_id = NULL
+               WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
+           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!" FROM cur"#,
+        id,
+        ctx.to_string(),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if row.done {
+        Ok(())
+    } else {
+        Err(transition(row.from_state, "completed"))
+    }
+}
+
+/// Failure diagnostics written by [`finish_failed`].
+#[derive(Debug, Clone, Default)]
+pub struct Failure<'a> {
+    /// `generation_error`, `worker_error`, `inactivity_timeout`, `internal_error`, ... (≤64 chars).
+    pub reason: &'a str,
+    /// The failed step; defaults to the plan's `current_step`.
+    pub failed_step: Option<&'a str>,
+    /// Error text, truncated to 256 characters.
+    pub error_message: &'a str,
+    /// Whether a retry may succeed.
+    pub recoverable: bool,
+}
+
+/// Finish a run that did not succeed: state `failed`, or `stopped` when a stop was requested (a stop
+/// request may already have set `stopped`), returned; writes the diagnostics, appends `TASK_FAILED`
+/// ("Processing -> Failed" / "Processing -> Stopped") and releases the worker. One round trip.
+/// Refused unless processing or stopped.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn finish_failed(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    failure: &Failure<'_>,
+    event_context: Option<&Value>,
+) -> Result<PlanState> {
+    let ctx = self::event_context(
+        event_context,
+        json!({ "task_id": id.to_string(), "failure_reason": failure.reason }),
+    );
+    // The CASE has a branch typed by the column (`WHEN false THEN p.state`), so PostgreSQL types the
+    // string literals as the column's enum, whether it is called planstate or taskstate.
+    let row = sqlx::query!(
+        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
+                  SET state = CASE WHEN p.stop_requested IS TRUE OR cur.state = 'stopped'
+                                   THEN 'stopped' WHEN false THEN p.state ELSE 'failed' END,
+                      failure_reason = $2, failed_step = coalesce($3, p.current_step),
+                      error_message = $4, recoverable = $5,
+                      progress_message = CASE WHEN p.stop_requested IS TRUE OR cur.state = 'stopped'
+                                              THEN 'Stopped' ELSE 'Failed' END
+               FROM cur WHERE p.id = cur.id AND cur.state IN ('processing', 'stopped')
+               RETURNING p.id, p.state),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_FAILED',
+                      CASE WHEN upd.state = 'stopped' THEN 'Processing -> Stopped'
+                           ELSE 'Processing -> Failed' END,
+                      $6::text::json
+               FROM upd),
+           release AS (
+               UPDATE workers SET current_task_id = NULL
+               WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
+           SELECT cur.state::text AS from_state, (SELECT state FROM upd) AS "new_state?"
+           FROM cur"#,
+        id,
+        clean_text(failure.reason, 64),
+        clean_opt(failure.failed_step, 128),
+        clean_text(failure.error_message, 256),
+        failure.recoverable,
+        ctx.to_string(),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    row.new_state
+        .ok_or_else(|| transition(row.from_state, "failed"))
+}
+
+/// Finish a run that ended on a stop request: state `stopped`, appends `TASK_FAILED`
+/// ("Processing -> Stopped") and releases the worker. One round trip. Refused unless processing or
+/// stopped.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn finish_stopped(
+    ex: impl PgExecutor<'_>,
+    id: Uuid,
+    event_context: Option<&Value>,
+) -> Result<()> {
+    let ctx = self::event_context(event_context, json!({ "task_id": id.to_string() }));
+    let row = sqlx::query!(
+        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p SET state = 'stopped', progress_message = 'Stopped'
+               FROM cur WHERE p.id = cur.id AND cur.state IN ('processing', 'stopped')
+               RETURNING p.id),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_FAILED', 'Processing -> Stopped',
+                      $2::text::json
+               FROM upd),
+           release AS (
+               UPDATE workers SET current_task_id = NULL
+               WHERE current_task_id = $1::uuid::text AND EXISTS (SELECT 1 FROM upd))
+           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!" FROM cur"#,
+        id,
+        ctx.to_string(),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if row.done {
+        Ok(())
+    } else {
+        Err(transition(row.from_state, "stopped"))
+    }
+}
+
+/// What [`request_stop`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StopOutcome {
+    /// The plan was pending or processing and is now `stopped`; a running worker notices the flag
+    /// at its next progress report.
+    Stopped,
+    /// The plan was already stopped; nothing changed.
+    AlreadyStopped,
+}
+
+/// Request a stop: `stop_requested = true`, `stop_requested_timestamp = now`, and for a pending or
+/// processing plan `state = stopped` with "Stop requested by user.". Refused for completed and failed
+/// plans. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn request_stop(ex: impl PgExecutor<'_>, id: Uuid) -> Result<StopOutcome> {
+    let row = sqlx::query!(
+        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
+                  SET stop_requested = true,
+                      stop_requested_timestamp = now() AT TIME ZONE 'utc',
+                      state = 'stopped', progress_message = 'Stop requested by user.'
+               FROM cur WHERE p.id = cur.id AND cur.state IN ('pending', 'processing')
+               RETURNING p.id)
+           SELECT cur.state::text AS from_state, EXISTS (SELECT 1 FROM upd) AS "done!" FROM cur"#,
+        id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    match (row.done, row.from_state.as_deref()) {
+        (true, _) => Ok(StopOutcome::Stopped),
+        (false, Some("stopped")) => Ok(StopOutcome::AlreadyStopped),
+        (false, _) => Err(transition(row.from_state, "stopped")),
+    }
+}
+
+/// What [`retry`] / [`resume`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Requeued {
+    /// The state the plan came from.
+    pub from: PlanState,
+    /// Ledger rows of the previous attempt settled (`usage_billing_progress` and `usage_billing` →
+    /// `usage_billing_settled`), so the next attempt is billed afresh.
+    pub settled_billing_rows: i64,
+}
+
+/// Retry a failed or stopped plan from scratch: state `pending` at the back of the queue
+/// (`timestamp_created = now`, as MCP retry does), stop flag cleared, progress zeroed, artifacts and
+/// diagnostics cleared (JSON ones to JSON `null`, as the Python services do), `last_seen_timestamp =
+/// now`; in the same statement the previous attempt's billing rows are settled and `TASK_PENDING` is
+/// appended. One round trip. Refused unless failed or stopped.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
+    let row = sqlx::query!(
+        r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
+                  SET state = 'pending', timestamp_created = now() AT TIME ZONE 'utc',
+                      stop_requested = false, stop_requested_timestamp = NULL,
+                      progress_percentage = 0, progress_message = NULL, steps_completed = 0,
+                      steps_total = NULL, current_step = NULL,
+                      generated_report_html = NULL, run_zip_snapshot = NULL,
+                      run_track_activity_jsonl = NULL, run_track_activity_bytes = NULL,
+                      run_activity_overview_json = 'null'::json, run_artifact_layout_version = NULL,
+                      failure_reason = NULL, failed_step = NULL, error_message = NULL,
+                      recoverable = NULL, last_progress_at = NULL,
+                      last_seen_timestamp = now() AT TIME ZONE 'utc'
+               FROM cur WHERE p.id = cur.id AND cur.state IN ('failed', 'stopped')
+               RETURNING p.id),
+           settle AS (
+               UPDATE credit_history SET source = 'usage_billing_settled'
+               WHERE external_id = $1::uuid::text
+                 AND source IN ('usage_billing_progress', 'usage_billing')
+                 AND EXISTS (SELECT 1 FROM upd)
+               RETURNING id),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Retry -> Pending',
+                      json_build_object('task_id', upd.id::text, 'retry', true)
+               FROM upd)
+           SELECT cur.state::text AS from_label, EXISTS (SELECT 1 FROM upd) AS "done!",
+                  (SELECT count(*) FROM settle) AS "settled!"
+           FROM cur"#,
+        id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    // The state is read as text so that an unknown label (e.g. `import_pending`) is reported as
+    // the refused transition's origin rather than failing the whole row decode.
+    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
+    match (row.done, from) {
+        (true, Some(Ok(from))) => Ok(Requeued {
+            from,
+            settled_billing_rows: row.settled,
+        }),
+        _ => Err(transition(row.from_label, "pending (retry)")),
+    }
+}
+
+/// Resume a failed or stopped plan where it left off: state `pending`, stop flag and diagnostics
+/// cleared, artifacts and progress kept, `parameters.resume = true` and `parameters.resume_count`
+/// incremented; the previous attempt's billing rows are settled (in every resume path, unlike MCP
+/// resume in Python) and `TASK_PENDING` is appended. One round trip. Refused unless failed or
+/// stopped; [`Error::InvalidInput`] when `parameters.pipeline_version` is not
+/// [`PIPELINE_VERSION`].
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
+    let row = sqlx::query!(
+        r#"WITH cur AS (
+               SELECT id, state, parameters->>'pipeline_version' AS pipeline_version
+               FROM plans WHERE id = $1 FOR UPDATE),
+           upd AS (
+               UPDATE plans p
+                  SET state = 'pending', stop_requested = false, stop_requested_timestamp = NULL,
+                      failure_reason = NULL, failed_step = NULL, error_message = NULL,
+                      recoverable = NULL, progress_message = 'Resuming',
+                      last_seen_timestamp = now() AT TIME ZONE 'utc',
+                      parameters = (
+                          (CASE WHEN json_typeof(p.parameters) = 'object'
+                                THEN p.parameters::jsonb ELSE '{}'::jsonb END)
+                          || jsonb_build_object(
+                                 'resume', true,
+                                 'resume_count',
+                                 CASE WHEN json_typeof(p.parameters->'resume_count') = 'number'
+                                      THEN floor((p.parameters->>'resume_count')::numeric)::bigint
+                                      ELSE 0 END + 1))::json
+               FROM cur
+               WHERE p.id = cur.id AND cur.state IN ('failed', 'stopped')
+                 AND cur.pipeline_version = $2
+               RETURNING p.id),
+           settle AS (
+               UPDATE credit_history SET source = 'usage_billing_settled'
+               WHERE external_id = $1::uuid::text
+                 AND source IN ('usage_billing_progress', 'usage_billing')
+                 AND EXISTS (SELECT 1 FROM upd)
+               RETURNING id),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Resume -> Pending',
+                      json_build_object('task_id', upd.id::text, 'resume', true)
+               FROM upd)
+           SELECT cur.state::text AS from_label, cur.pipeline_version,
+                  EXISTS (SELECT 1 FROM upd) AS "done!",
+                  (SELECT count(*) FROM settle) AS "settled!"
+           FROM cur"#,
+        id,
+        PIPELINE_VERSION.to_string(),
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
+    match (row.done, from) {
+        (true, Some(Ok(from))) => Ok(Requeued {
+            from,
+            settled_billing_rows: row.settled,
+        }),
+        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => {
+            Err(Error::invalid_input(format!(
+                "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
+                row.pipeline_version.as_deref().unwrap_or("<none>")
+            )))
+        }
+        _ => Err(transition(row.from_label, "pending (resume)")),
+    }
+}

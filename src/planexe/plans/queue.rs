@@ -1,0 +1,244 @@
+//! Queue and claim: [`enqueue`], [`find_duplicate`], [`claim_next`], [`count_pending`] and the
+//! reaper [`requeue_stale`].
+//!
+//! **Writes to other tables** (same statement as the plan):
+//!
+//! | function | `events` | `workers` | `credit_history` |
+//! | --- | --- | --- | --- |
+//! | [`enqueue`] | `TASK_PENDING` | | |
+//! | [`claim_next`] | `TASK_PROCESSING` | heartbeat, `current_task_id` = plan | |
+//! | [`requeue_stale`] | `TASK_PENDING` (`reaped`) | `current_task_id` cleared | `usage_billing_progress` → `usage_billing_settled` |
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{Plan, event_context};
+use crate::error::{Error, Result};
+use crate::planexe::{clean_opt, clean_text, json_text, secs};
+
+/// What [`enqueue`] needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewPlan<'a> {
+    /// The prompt (NUL bytes are stripped).
+    pub prompt: &'a str,
+    /// Owner id as the services store it (UUID string, admin username, MachAI id).
+    pub user_id: Option<&'a str>,
+    /// The API key the plan was created with.
+    pub api_key_id: Option<Uuid>,
+    /// Run parameters (a JSON object).
+    pub parameters: Option<&'a Value>,
+    /// Initial progress text, e.g. "Awaiting server to start…".
+    pub progress_message: Option<&'a str>,
+    /// Extra keys merged into the `TASK_PENDING` event's context (`task_id`/`user_id` are set).
+    pub event_context: Option<&'a Value>,
+}
+
+/// The plan [`enqueue`] created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Enqueued {
+    /// The new plan's id.
+    pub id: Uuid,
+    /// Its creation time (queue position).
+    pub timestamp_created: DateTime<Utc>,
+}
+/// Queue a plan: the `pending` plan and its `TASK_PENDING` event are written by one statement, so
+/// they commit together (the Python services use two commits). One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enqueued> {
+    if let Some(p) = new.parameters
+        && !p.is_object()
+    {
+        return Err(Error::invalid_input(
+            "plan parameters must be a JSON object",
+        ));
+    }
+    let id = Uuid::new_v4();
+    let prompt = clean_text(new.prompt, usize::MAX);
+    let user_id = clean_opt(new.user_id, 256);
+    let ctx = event_context(
+        new.event_context,
+        json!({ "task_id": id.to_string(), "user_id": user_id }),
+    );
+    let row = sqlx::query!(
+        r#"WITH plan AS (
+               INSERT INTO plans (id, timestamp_created, state, prompt, progress_percentage,
+                                  progress_message, last_seen_timestamp, stop_requested, user_id,
+                                  api_key_id, parameters)
+               VALUES ($1, now() AT TIME ZONE 'utc', 'pending', $2, 0.0, $3,
+                       now() AT TIME ZONE 'utc', false, $4, $5, $6::text::json)
+               RETURNING id, timestamp_created),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Plan queued', $7::text::json
+               FROM plan)
+           SELECT id, timestamp_created AS "timestamp_created!" FROM plan"#,
+        id,
+        prompt,
+        clean_opt(new.progress_message, 128),
+        user_id,
+        new.api_key_id.map(|k| k.to_string()),
+        json_text(new.parameters),
+        ctx.to_string(),
+    )
+    .fetch_one(ex)
+    .await?;
+    Ok(Enqueued {
+        id: row.id,
+        timestamp_created: row.timestamp_created,
+    })
+}
+
+/// Duplicate-submission lookup (MCP `plan_create`): the newest plan of `user_id` with the same
+/// prompt and `parameters.model_profile`, still pending or processing, created within `window`
+/// (the services use 600 s). One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn find_duplicate(
+    ex: impl PgExecutor<'_>,
+    user_id: &str,
+    prompt: &str,
+    model_profile: Option<&str>,
+    window: Duration,
+) -> Result<Option<Uuid>> {
+    let prompt = clean_text(prompt, usize::MAX);
+    Ok(sqlx::query_scalar!(
+        r#"SELECT id FROM plans
+           WHERE user_id = $1 AND prompt = $2
+             AND state IN ('pending', 'processing')
+             AND timestamp_created >= (now() AT TIME ZONE 'utc') - make_interval(secs => $3)
+             AND (parameters->>'model_profile') IS NOT DISTINCT FROM $4
+           ORDER BY timestamp_created DESC
+           LIMIT 1"#,
+        user_id,
+        prompt,
+        secs(window),
+        model_profile,
+    )
+    .fetch_optional(ex)
+    .await?)
+}
+
+/// Claim the oldest pending plan without a stop request: lock it with `FOR UPDATE SKIP LOCKED`, mark
+/// it `processing` ("Picked up by server", 0 %), record it as the worker's `current_task_id` (a
+/// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. `None` when the queue is
+/// empty. One round trip.
+#[tracing::instrument(skip_all, fields(%worker_id))]
+pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Option<Plan>> {
+    if worker_id.is_empty() || worker_id.chars().count() > 255 {
+        return Err(Error::invalid_input("worker id must be 1..=255 characters"));
+    }
+    let plan = sqlx::query_as!(
+        Plan,
+        r#"WITH next AS (
+               SELECT id, timestamp_created AS queued_at FROM plans
+               WHERE state = 'pending' AND stop_requested IS NOT TRUE
+               ORDER BY timestamp_created
+               LIMIT 1
+               FOR UPDATE SKIP LOCKED),
+           claimed AS (
+               UPDATE plans p
+                  SET state = 'processing', progress_message = 'Picked up by server',
+                      progress_percentage = 0.0
+               FROM next WHERE p.id = next.id
+               RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
+                         p.progress_message, p.steps_completed, p.steps_total, p.current_step,
+                         p.last_seen_timestamp, p.stop_requested, p.stop_requested_timestamp,
+                         p.user_id, p.api_key_id, p.parameters, p.run_track_activity_bytes,
+                         p.run_activity_overview_json, p.run_artifact_layout_version,
+                         p.failure_reason, p.failed_step, p.error_message, p.recoverable,
+                         p.last_progress_at,
+                         p.generated_report_html IS NOT NULL AS has_report,
+                         p.run_zip_snapshot IS NOT NULL AS has_zip,
+                         p.run_track_activity_jsonl IS NOT NULL AS has_track,
+                         next.queued_at),
+           beat AS (
+               INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
+               SELECT $1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', claimed.id::text
+               FROM claimed
+               ON CONFLICT (id) DO UPDATE
+                  SET last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+                      current_task_id = EXCLUDED.current_task_id),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PROCESSING', 'Pending -> Processing',
+                      json_build_object(
+                          'task_id', claimed.id::text,
+                          'user_id', claimed.user_id,
+                          'worker_id', $1::text,
+                          'duration_between_pending_and_processing',
+                          extract(epoch FROM (now() AT TIME ZONE 'utc') - claimed.queued_at))
+               FROM claimed)
+           SELECT id, timestamp_created, state, prompt, progress_percentage, progress_message,
+                  steps_completed, steps_total, current_step, last_seen_timestamp,
+                  coalesce(stop_requested, false) AS "stop_requested!", stop_requested_timestamp,
+                  user_id, api_key_id, parameters, run_track_activity_bytes,
+                  run_activity_overview_json, run_artifact_layout_version, failure_reason,
+                  failed_step, error_message, recoverable, last_progress_at,
+                  has_report AS "has_generated_report_html!", has_zip AS "has_run_zip_snapshot!",
+                  has_track AS "has_run_track_activity_jsonl!"
+           FROM claimed"#,
+        worker_id,
+    )
+    .fetch_optional(ex)
+    .await?;
+    Ok(plan.map(Plan::normalized))
+}
+
+/// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
+/// Served by `ix_plans_pending_fifo`. One round trip.
+#[tracing::instrument(skip_all)]
+pub async fn count_pending(ex: impl PgExecutor<'_>) -> Result<i64> {
+    Ok(sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM plans
+           WHERE state = 'pending' AND stop_requested IS NOT TRUE"#
+    )
+    .fetch_one(ex)
+    .await?)
+}
+/// The reaper (the Python services have none): re-queue `processing` plans that no live worker
+/// holds. A plan is re-queued when no worker whose heartbeat is newer than `threshold` has it as
+/// `current_task_id`, and its last progress (or creation) is also older than `threshold`. It goes
+/// back to `pending` at its old queue position with "Re-queued: worker lost", the dead attempt's
+/// incremental billing is settled, the dead worker's `current_task_id` is cleared and a
+/// `TASK_PENDING` event is appended. Plans locked by a concurrent claim or reaper are skipped.
+/// Returns the re-queued plan ids. One statement, one round trip.
+#[tracing::instrument(skip_all)]
+pub async fn requeue_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Result<Vec<Uuid>> {
+    Ok(sqlx::query_scalar!(
+        r#"WITH cutoff AS (
+               SELECT (now() AT TIME ZONE 'utc') - make_interval(secs => $1) AS at),
+           dead AS (
+               SELECT p.id FROM plans p, cutoff
+               WHERE p.state = 'processing'
+                 AND coalesce(p.last_progress_at, p.timestamp_created, cutoff.at) <= cutoff.at
+                 AND NOT EXISTS (
+                     SELECT 1 FROM workers w
+                     WHERE w.current_task_id = p.id::text AND w.last_heartbeat_at > cutoff.at)
+               FOR UPDATE OF p SKIP LOCKED),
+           requeued AS (
+               UPDATE plans p
+                  SET state = 'pending', progress_message = 'Re-queued: worker lost'
+               FROM dead WHERE p.id = dead.id
+               RETURNING p.id),
+           settle AS (
+               UPDATE credit_history SET source = 'usage_billing_settled'
+               WHERE source = 'usage_billing_progress'
+                 AND external_id IN (SELECT id::text FROM requeued)),
+           release AS (
+               UPDATE workers SET current_task_id = NULL
+               WHERE current_task_id IN (SELECT id::text FROM requeued)),
+           event AS (
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Processing -> Pending (worker lost)',
+                      json_build_object('task_id', requeued.id::text, 'reaped', true)
+               FROM requeued)
+           SELECT id FROM requeued"#,
+        secs(threshold),
+    )
+    .fetch_all(ex)
+    .await?)
+}

@@ -1,0 +1,73 @@
+//! Reads without side effects: [`get`], [`status`], [`list_by_user`]. None of them selects the
+//! three heavy artifact columns (see [`artifacts`](super::artifacts)).
+
+use sqlx::PgExecutor;
+use uuid::Uuid;
+
+use super::{PROMPT_PREVIEW_CHARS, Plan, PlanListItem, PlanStatus};
+use crate::error::{Error, Result};
+use crate::planexe::PageRequest;
+
+/// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
+    let plan = sqlx::query_as!(
+        Plan,
+        r#"SELECT id, timestamp_created, state, prompt, progress_percentage, progress_message,
+                  steps_completed, steps_total, current_step, last_seen_timestamp,
+                  coalesce(stop_requested, false) AS "stop_requested!", stop_requested_timestamp,
+                  user_id, api_key_id, parameters, run_track_activity_bytes,
+                  run_activity_overview_json, run_artifact_layout_version, failure_reason,
+                  failed_step, error_message, recoverable, last_progress_at,
+                  generated_report_html IS NOT NULL AS "has_generated_report_html!",
+                  run_zip_snapshot IS NOT NULL AS "has_run_zip_snapshot!",
+                  run_track_activity_jsonl IS NOT NULL AS "has_run_track_activity_jsonl!"
+           FROM plans WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(ex)
+    .await?;
+    plan.map(Plan::normalized).ok_or(Error::NotFound)
+}
+
+/// Status by id: light columns only. [`Error::NotFound`] if absent. One round trip.
+#[tracing::instrument(skip_all, fields(%id))]
+pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
+    sqlx::query_as!(
+        PlanStatus,
+        r#"SELECT id, state, progress_percentage, progress_message, steps_completed, steps_total,
+                  current_step, coalesce(stop_requested, false) AS "stop_requested!",
+                  timestamp_created, last_progress_at, failure_reason, error_message, recoverable,
+                  generated_report_html IS NOT NULL AS "has_generated_report_html!",
+                  run_zip_snapshot IS NOT NULL AS "has_run_zip_snapshot!"
+           FROM plans WHERE id = $1"#,
+        id,
+    )
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)
+}
+
+/// A user's plans, newest first, with a short prompt preview; served by
+/// `idx_plans_user_id_timestamp_created`. One round trip.
+#[tracing::instrument(skip_all, fields(%user_id))]
+pub async fn list_by_user(
+    ex: impl PgExecutor<'_>,
+    user_id: &str,
+    page: PageRequest,
+) -> Result<Vec<PlanListItem>> {
+    Ok(sqlx::query_as!(
+        PlanListItem,
+        r#"SELECT id, state, progress_percentage, timestamp_created,
+                  substr(prompt, 1, $2) AS prompt_preview
+           FROM plans WHERE user_id = $1
+           ORDER BY timestamp_created DESC NULLS LAST, id DESC
+           LIMIT $3 OFFSET $4"#,
+        user_id,
+        PROMPT_PREVIEW_CHARS,
+        page.limit(),
+        page.offset(),
+    )
+    .fetch_all(ex)
+    .await?)
+}

@@ -1,0 +1,366 @@
+//! A PlanExe plan worker (feature `worker`): the queue loop a service runs to process plans.
+//!
+//! The service supplies the work as a [`Pipeline`] (its steps and what each costs); [`Worker`]
+//! does the bookkeeping the Python workers do, through the [`crate::planexe`] functions:
+//!
+//! 1. a heartbeat, then [`plans::claim_next`] (`SKIP LOCKED`: one plan, one worker);
+//! 2. per step: run it, heartbeat, [`plans::update_progress`], incremental usage billing
+//!    ([`credit_history::bill_usage_progress`]) when the plan has a paying user;
+//! 3. final billing ([`credit_history::bill_usage_final`], the steps' costs plus
+//!    [`Pipeline::completion_fee`]) and [`plans::finish_completed`].
+//!
+//! A stop request seen in a progress answer ends the plan with [`plans::finish_stopped`]; a plan
+//! that is no longer this worker's (re-queued by the reaper, finished elsewhere) is left alone;
+//! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). With
+//! [`Worker::reaper`], the worker also re-queues plans of dead workers before each claim. A
+//! `true` on the stop channel ends the loop once the plan in hand is done.
+//!
+//! A database error ends [`Worker::run`] with that error: the caller decides whether to restart
+//! the loop (a plan in hand is re-queued by the reaper if nobody finishes it).
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use rust_decimal::Decimal;
+//! use shared_db::planexe::plans::Plan;
+//! use shared_db::worker::{Pipeline, Step, Worker};
+//!
+//! struct Sleepy;
+//!
+//! impl Pipeline for Sleepy {
+//!     type Error = std::convert::Infallible;
+//!     fn steps(&self) -> &[&'static str] {
+//!         &["Outline", "Drafting"]
+//!     }
+//!     async fn run_step(&self, _plan: &Plan, _step: usize) -> Result<Step, Self::Error> {
+//!         tokio::time::sleep(Duration::from_millis(500)).await;
+//!         Ok(Step::Done { cost: Decimal::new(10, 2) })
+//!     }
+//! }
+//!
+//! # async fn example(db: shared_db::Database) -> shared_db::Result<()> {
+//! let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+//! Worker::new(db, "worker-1", Sleepy)
+//!     .reaper(Duration::from_secs(120))
+//!     .run(stop)
+//!     .await
+//! # }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use rust_decimal::Decimal;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::planexe::credit_history::{self, FinalBilling, PlanUsage};
+use crate::planexe::plans::{self, Failure, Plan, Progress, ProgressAck};
+use crate::planexe::{user_account, workers};
+use crate::{Database, Result};
+
+/// The work a [`Worker`] does for each plan.
+pub trait Pipeline: Send + Sync {
+    /// Why a step failed; shown in the plan's error message.
+    type Error: std::fmt::Display + Send;
+
+    /// The steps, in order; their names go into the progress reports.
+    fn steps(&self) -> &[&'static str];
+
+    /// Runs step `step` (an index into [`Pipeline::steps`]) of `plan`.
+    fn run_step(
+        &self,
+        plan: &Plan,
+        step: usize,
+    ) -> impl Future<Output = std::result::Result<Step, Self::Error>> + Send;
+
+    /// Credits charged when the plan completes, on top of the steps' costs. Zero by default.
+    fn completion_fee(&self, plan: &Plan) -> Decimal {
+        let _ = plan;
+        Decimal::ZERO
+    }
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Done; `cost` credits are added to the plan's usage.
+    Done {
+        /// Credits this step cost (≥ 0; rounded to 9 places when billed).
+        cost: Decimal,
+    },
+    /// Leave the plan and stop the worker at once, without finishing the plan or sending
+    /// another heartbeat (a process that must exit now); the reaper re-queues the plan.
+    Abandon,
+}
+
+/// What a [`Worker`] did, for a supervisor that wants to follow along ([`Worker::events`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// The reaper (see [`Worker::reaper`]) re-queued a plan whose worker went silent.
+    Requeued {
+        /// The plan.
+        plan: Uuid,
+    },
+    /// The worker claimed a plan.
+    Claimed {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+    },
+    /// A step was done, reported and billed.
+    Progress {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+        /// Steps done so far (1-based).
+        done: usize,
+        /// Steps in all.
+        of: usize,
+        /// Credits of the steps done so far.
+        cost: Decimal,
+    },
+    /// The plan completed; `billed` credits in all (steps plus completion fee).
+    Completed {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+        /// Total credits of the run.
+        billed: Decimal,
+    },
+    /// A stop was requested; the plan ended as stopped.
+    Stopped {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+    },
+    /// The plan is no longer this worker's (re-queued, or finished elsewhere); left alone.
+    Lost {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+    },
+    /// A step failed; the plan ended as failed (recoverable).
+    Failed {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+        /// The pipeline's error text.
+        error: String,
+    },
+    /// The pipeline abandoned the plan at step `step` (1-based); the worker stopped.
+    Abandoned {
+        /// The worker.
+        worker: String,
+        /// The plan.
+        plan: Uuid,
+        /// The step that abandoned it.
+        step: usize,
+    },
+}
+
+/// A plan worker: one queue loop with one identity (`workers.worker_id`).
+pub struct Worker<P> {
+    db: Database,
+    id: String,
+    pipeline: P,
+    idle_poll: Duration,
+    reaper: Option<Duration>,
+    events: Option<mpsc::UnboundedSender<Event>>,
+}
+
+/// How a plan in hand ended, for the loop.
+enum Outcome {
+    Next,
+    Abandoned,
+}
+
+impl<P: Pipeline> Worker<P> {
+    /// A worker named `id` (1..=255 characters; unique among running workers) running
+    /// `pipeline`. Polls an empty queue every 2 s; no reaper, no events.
+    pub fn new(db: Database, id: impl Into<String>, pipeline: P) -> Self {
+        Worker {
+            db,
+            id: id.into(),
+            pipeline,
+            idle_poll: Duration::from_secs(2),
+            reaper: None,
+            events: None,
+        }
+    }
+
+    /// How long to wait before looking at an empty queue again.
+    pub fn idle_poll(mut self, every: Duration) -> Self {
+        self.idle_poll = every;
+        self
+    }
+
+    /// Before each claim, re-queue plans whose worker has been silent (no heartbeat, no
+    /// progress) for `threshold` ([`plans::requeue_stale`]).
+    pub fn reaper(mut self, threshold: Duration) -> Self {
+        self.reaper = Some(threshold);
+        self
+    }
+
+    /// Send an [`Event`] for everything the worker does to `events`.
+    pub fn events(mut self, events: mpsc::UnboundedSender<Event>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    /// Runs the queue loop until `stop` turns `true` (the plan in hand is finished first) or a
+    /// step answers [`Step::Abandon`]. A database error ends the loop with that error.
+    pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
+        let pool = self.db.pool();
+        while !*stop.borrow() {
+            if let Some(threshold) = self.reaper {
+                for plan in plans::requeue_stale(pool, threshold).await? {
+                    tracing::warn!(%plan, "re-queued a plan whose worker went silent");
+                    self.emit(Event::Requeued { plan });
+                }
+            }
+            // Claiming also records the heartbeat and the plan as this worker's task.
+            let Some(plan) = plans::claim_next(pool, &self.id).await? else {
+                workers::heartbeat(pool, &self.id, None).await?;
+                tokio::select! {
+                    _ = tokio::time::sleep(self.idle_poll) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            };
+            tracing::info!(worker = %self.id, plan = %plan.id, "claimed");
+            self.emit(Event::Claimed {
+                worker: self.id.clone(),
+                plan: plan.id,
+            });
+            if let Outcome::Abandoned = self.process(&plan).await? {
+                return Ok(());
+            }
+        }
+        workers::heartbeat(pool, &self.id, None).await?;
+        Ok(())
+    }
+
+    /// Runs one plan to its end.
+    async fn process(&self, plan: &Plan) -> Result<Outcome> {
+        let pool = self.db.pool();
+        let payer = user_account::billing_user_for_plan(pool, plan.user_id.as_deref()).await?;
+        let usage = |cost, succeeded| {
+            payer.map(|user_id| PlanUsage {
+                user_id,
+                plan_id: plan.id,
+                api_key_id: plan.api_key_id.as_deref().and_then(|k| k.parse().ok()),
+                cost,
+                succeeded,
+            })
+        };
+        let steps = self.pipeline.steps();
+        let mut cost = Decimal::ZERO;
+        for (i, name) in steps.iter().enumerate() {
+            match self.pipeline.run_step(plan, i).await {
+                Ok(Step::Done { cost: step_cost }) => cost += step_cost,
+                Ok(Step::Abandon) => {
+                    tracing::warn!(worker = %self.id, plan = %plan.id, "plan abandoned");
+                    self.emit(Event::Abandoned {
+                        worker: self.id.clone(),
+                        plan: plan.id,
+                        step: i + 1,
+                    });
+                    return Ok(Outcome::Abandoned);
+                }
+                Err(e) => {
+                    let error = e.to_string();
+                    tracing::error!(worker = %self.id, plan = %plan.id, %error, "step failed");
+                    let failure = Failure {
+                        reason: "worker_error",
+                        failed_step: Some(name),
+                        error_message: &error,
+                        recoverable: true,
+                    };
+                    plans::finish_failed(pool, plan.id, &failure, None).await?;
+                    self.emit(Event::Failed {
+                        worker: self.id.clone(),
+                        plan: plan.id,
+                        error,
+                    });
+                    return Ok(Outcome::Next);
+                }
+            }
+            workers::heartbeat(pool, &self.id, Some(plan.id)).await?;
+            let done = i + 1;
+            let progress = Progress {
+                percentage: Decimal::from(done * 100) / Decimal::from(steps.len()),
+                message: name,
+                steps_completed: i32::try_from(done).ok(),
+                steps_total: i32::try_from(steps.len()).ok(),
+                current_step: Some(name),
+            };
+            match plans::update_progress(pool, plan.id, &progress).await? {
+                ProgressAck::Recorded => {}
+                ProgressAck::Abort {
+                    stop_requested: true,
+                    ..
+                } => {
+                    plans::finish_stopped(pool, plan.id, None).await?;
+                    self.emit(Event::Stopped {
+                        worker: self.id.clone(),
+                        plan: plan.id,
+                    });
+                    return Ok(Outcome::Next);
+                }
+                ProgressAck::Abort { state, .. } => {
+                    tracing::warn!(worker = %self.id, plan = %plan.id, ?state, "plan is no longer ours");
+                    self.emit(Event::Lost {
+                        worker: self.id.clone(),
+                        plan: plan.id,
+                    });
+                    return Ok(Outcome::Next);
+                }
+            }
+            if let Some(usage) = usage(cost, false) {
+                let mut conn = pool.acquire().await?;
+                credit_history::bill_usage_progress(&mut conn, &usage).await?;
+            }
+            self.emit(Event::Progress {
+                worker: self.id.clone(),
+                plan: plan.id,
+                done,
+                of: steps.len(),
+                cost,
+            });
+        }
+        let billed = cost + self.pipeline.completion_fee(plan);
+        let billing = match usage(billed, true) {
+            Some(usage) => {
+                let mut conn = pool.acquire().await?;
+                Some(credit_history::bill_usage_final(&mut conn, &usage).await?)
+            }
+            None => None,
+        };
+        let context = json!({
+            "billed_credits": billed.to_string(),
+            "billing": billing.map(|b: FinalBilling| json!(b)),
+        });
+        plans::finish_completed(pool, plan.id, Some(&context)).await?;
+        tracing::info!(worker = %self.id, plan = %plan.id, %billed, "completed");
+        self.emit(Event::Completed {
+            worker: self.id.clone(),
+            plan: plan.id,
+            billed,
+        });
+        Ok(Outcome::Next)
+    }
+
+    fn emit(&self, event: Event) {
+        if let Some(events) = &self.events {
+            // A supervisor that stopped listening does not stop the work.
+            let _ = events.send(event);
+        }
+    }
+}
