@@ -52,6 +52,11 @@ enum Command {
         #[command(subcommand)]
         command: MaintenanceCommand,
     },
+    /// The shop schema.
+    Shop {
+        #[command(subcommand)]
+        command: ShopCommand,
+    },
     /// Manage the embedded PostgreSQL cluster used when DATABASE_URL is unset.
     Embedded {
         #[command(subcommand)]
@@ -76,6 +81,27 @@ enum MaintenanceCommand {
         /// Rows per batch (one short transaction each).
         #[arg(long, default_value_t = retention::DEFAULT_BATCH)]
         batch: u32,
+    },
+}
+
+#[derive(Subcommand)]
+enum ShopCommand {
+    /// Import the old shop backend's database (its `public` tables) into `shop.*` of
+    /// DATABASE_URL, keeping ids. Prints the report (every refused row, each shop's outcome).
+    /// Exit code 0 when everything was imported, 1 when rows were refused or shops skipped.
+    Import {
+        /// URL of the old database (may be DATABASE_URL itself).
+        #[arg(long)]
+        from: String,
+        /// Check and report only; write nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Import only this shop (repeatable; default every shop).
+        #[arg(long = "shop", value_name = "ID")]
+        shops: Vec<uuid::Uuid>,
+        /// Also write the report as JSON to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<std::path::PathBuf>,
     },
 }
 
@@ -171,6 +197,37 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo => demo::run(&config).await,
+        Command::Shop {
+            command:
+                ShopCommand::Import {
+                    from,
+                    dry_run,
+                    shops,
+                    json,
+                },
+        } => {
+            let db = connect(&config).await?;
+            let mut target = db.acquire().await?;
+            let old = Database::connect(&Config {
+                database_url: Some(from),
+                ..config.clone()
+            })
+            .await
+            .context("cannot connect to the old database (--from)")?;
+            let mut source = old.acquire().await?;
+            let options = shared_db::shop::import::Options { dry_run, shops };
+            let report = shared_db::shop::import::run(&mut source, &mut target, &options).await?;
+            print!("{report}");
+            if let Some(path) = json {
+                std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            Ok(if report.is_clean() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         Command::Embedded { command } => embedded(command).await,
         Command::Maintenance {
             command:
