@@ -105,9 +105,9 @@ pub mod database;
 pub mod embedded;
 pub mod error;
 pub mod failover;
-pub mod multihost;
 #[cfg(feature = "metrics")]
 pub mod metrics;
+pub mod multihost;
 pub mod planexe;
 pub mod pooler;
 pub mod replica;
