@@ -17,7 +17,6 @@
 //! `BENCH_PGBENCH` (path of pgbench), `GROWTH_DROP_INDEXES=1` (before/after: without migrations
 //! 0013 and 0016).
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,14 +27,13 @@ use shared_db::planexe::credit_history::{self, PlanUsage};
 use shared_db::planexe::user_api_key::{self, ApiKeySecret, RawApiKey};
 use shared_db::planexe::{PageRequest, events, plans};
 use shared_db::{Config, Database};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
 // Not every benchmark uses every helper.
 #[allow(dead_code)]
 mod common;
-use common::{Pgbench, Queries, Xorshift, find_pgbench, for_pgbench, pct, with_database};
+use common::{Pgbench, Queries, Scratch, Xorshift, find_pgbench, for_pgbench, pct};
 
 const SECRET: &str = "growth-secret";
 const USERS: usize = 1_000;
@@ -79,44 +77,18 @@ async fn run() -> anyhow::Result<()> {
         None => find_pgbench()?,
     };
     let base = Config::from_env()?;
-    let server_url = match &base.database_url {
-        Some(u) => u.clone(),
-        None => {
-            let cluster = shared_db::embedded::Cluster::default_location()?;
-            cluster.ensure_running().await?.url("postgres")
-        }
-    };
-    let name = format!(
-        "shared_db_growth_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let url = with_database(&server_url, &name);
-    let mut admin =
-        PgConnection::connect_with(&PgConnectOptions::from_str(&server_url)?.database("postgres"))
-            .await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await?;
-    let dir = std::env::temp_dir().join(&name);
+    let scratch = Scratch::create(&base, "shared_db_growth").await?;
+    let url = &scratch.url;
+    let dir = std::env::temp_dir().join(&scratch.name);
     std::fs::create_dir_all(&dir)?;
     let pg = Pgbench {
         bin: &pgbench_bin,
-        url: &url,
+        url,
         dir: &dir,
         threads: 1,
     };
-    let result = grow(&base, &url, &pg, &sizes, iters).await;
-    if std::env::var("GROWTH_KEEP_DB").is_ok_and(|v| v == "1") {
-        eprintln!("kept database {name}");
-    } else {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
-    }
+    let result = grow(&base, url, &pg, &sizes, iters).await;
+    scratch.finish("GROWTH_KEEP_DB").await?;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -30,7 +30,12 @@ use shared_db::schema::SyncOutcome;
 use shared_db::{Config, Database, MIGRATOR};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{AssertSqlSafe, Connection, PgConnection};
+use sqlx::{Connection, PgConnection};
+
+// Only the scratch database is used here; the pgbench helpers are for workloads and growth.
+#[allow(dead_code)]
+mod common;
+use common::Scratch;
 
 const SEED: &str = r#"
 INSERT INTO plans (id, timestamp_created, state, prompt, user_id, stop_requested, parameters,
@@ -103,52 +108,10 @@ fn main() -> anyhow::Result<()> {
 async fn run() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv(); // optional; the library itself never reads .env
     let base = Config::from_env()?;
-    let server_url = match &base.database_url {
-        Some(u) => u.clone(),
-        None => {
-            let cluster = shared_db::embedded::Cluster::default_location()?;
-            cluster.ensure_running().await?.url("postgres")
-        }
-    };
-    let name = format!(
-        "shared_db_online_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let server = PgConnectOptions::from_str(&server_url)?;
-    let mut admin = PgConnection::connect_with(&server.database("postgres")).await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await?;
-    let result = bench(&base, &with_database(&server_url, &name)).await;
-    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
-        eprintln!("kept database {name}");
-    } else {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
-    }
+    let scratch = Scratch::create(&base, "shared_db_online").await?;
+    let result = bench(&base, &scratch.url).await;
+    scratch.finish("BENCH_KEEP_DB").await?;
     result
-}
-
-/// `url` with its database replaced by `db`.
-fn with_database(url: &str, db: &str) -> String {
-    let (head, query) = match url.split_once('?') {
-        Some((h, q)) => (h, Some(q)),
-        None => (url, None),
-    };
-    let scheme_end = head.find("://").map_or(0, |i| i + 3);
-    let base = match head[scheme_end..].find('/') {
-        Some(i) => &head[..scheme_end + i],
-        None => head,
-    };
-    match query {
-        Some(q) => format!("{base}/{db}?{q}"),
-        None => format!("{base}/{db}"),
-    }
 }
 
 async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {

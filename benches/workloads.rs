@@ -19,7 +19,6 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -32,14 +31,13 @@ use shared_db::planexe::plans;
 use shared_db::planexe::user_api_key::{self, ApiKeySecret, RawApiKey};
 use shared_db::shop::{ShopId, products};
 use shared_db::{Config, Database};
-use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
 use uuid::Uuid;
 
 // Not every benchmark uses every helper.
 #[allow(dead_code)]
 mod common;
-use common::{Pgbench, Queries, Xorshift, find_pgbench, for_pgbench, pct, with_database};
+use common::{Pgbench, Queries, Scratch, Xorshift, find_pgbench, for_pgbench, pct, with_database};
 
 // ---------------------------------------------------------------- counting allocator (memory row)
 
@@ -343,39 +341,13 @@ async fn run() -> anyhow::Result<()> {
     let _ = dotenvy::dotenv(); // optional; the library itself never reads .env
     let settings = Settings::from_env()?;
     let base = Config::from_env()?;
-    // The server: DATABASE_URL, else the embedded cluster (started if needed).
-    let server_url = match &base.database_url {
-        Some(u) => u.clone(),
-        None => {
-            let cluster = shared_db::embedded::Cluster::default_location()?;
-            cluster.ensure_running().await?.url("postgres")
-        }
-    };
-    let name = format!(
-        "shared_db_bench_{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_secs()
-    );
-    let url = with_database(&server_url, &name);
-    let mut admin =
-        PgConnection::connect_with(&PgConnectOptions::from_str(&server_url)?.database("postgres"))
-            .await?;
-    sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await?;
-    let dir = std::env::temp_dir().join(&name);
+    // Its own database on the server of DATABASE_URL, else the embedded cluster (started if needed).
+    let scratch = Scratch::create(&base, "shared_db_bench").await?;
+    let url = &scratch.url;
+    let dir = std::env::temp_dir().join(&scratch.name);
     std::fs::create_dir_all(&dir)?;
-    let result = bench(&settings, &base, &url, &dir).await;
-    if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
-        eprintln!("kept database {name}");
-    } else {
-        sqlx::raw_sql(AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-        )))
-        .execute(&mut admin)
-        .await?;
-    }
+    let result = bench(&settings, &base, url, &dir).await;
+    scratch.finish("BENCH_KEEP_DB").await?;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -871,36 +843,35 @@ async fn w3(
 
 // ---------------------------------------------------------------- W4 plan status
 
-async fn w4(
-    s: &Settings,
-    base: &Config,
-    url: &str,
-    setup: &Database,
-    pg: &Pgbench<'_>,
-    q: &Queries,
-) -> anyhow::Result<Vec<Row>> {
+/// W4's plans: a seeded queue of 20k, their ids in order.
+async fn status_ids(setup: &Database) -> anyhow::Result<Arc<Vec<Uuid>>> {
     seed_queue(setup, 20_000).await?;
     let ids: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM plans ORDER BY id")
         .fetch_all(setup.pool())
         .await?;
-    let ids = Arc::new(ids);
-    let db = pool(base, url, 16).await?;
-    let status = op({
-        let ids = ids.clone();
-        move |conn, rng| {
-            let id = ids[rng.below(ids.len())];
-            Box::pin(async move {
-                plans::status(&mut *conn, id).await?;
-                Ok(())
-            })
-        }
-    });
-    let mut ours = Vec::new();
-    for mode in [Mode::Pooled, Mode::Held] {
-        ours.push(timed(&db, 16, s.secs, mode, status.clone()).await?.0);
-    }
-    db.close().await;
+    Ok(Arc::new(ids))
+}
 
+/// W4's operation: `plans::status` of a random one of `ids`.
+fn status_op(ids: &Arc<Vec<Uuid>>) -> Op {
+    let ids = ids.clone();
+    op(move |conn, rng| {
+        let id = ids[rng.below(ids.len())];
+        Box::pin(async move {
+            plans::status(&mut *conn, id).await?;
+            Ok(())
+        })
+    })
+}
+
+/// pgbench scripts and the `-D` variables they read.
+struct Scripts {
+    scripts: Vec<String>,
+    defines: Vec<(String, String)>,
+}
+
+/// W4 for pgbench: the same status query, `PGBENCH_SCRIPTS` scripts over ids spread across `ids`.
+fn status_scripts(q: &Queries, ids: &[Uuid]) -> anyhow::Result<Scripts> {
     let sql = q.find("status", |s| {
         s.starts_with("SELECT id, state, progress_percentage, progress_message")
     })?;
@@ -911,6 +882,27 @@ async fn w4(
         scripts.push(format!("{};\n", for_pgbench(sql, &[&var])));
         defines.push((var, ids[i * ids.len() / PGBENCH_SCRIPTS].to_string()));
     }
+    Ok(Scripts { scripts, defines })
+}
+
+async fn w4(
+    s: &Settings,
+    base: &Config,
+    url: &str,
+    setup: &Database,
+    pg: &Pgbench<'_>,
+    q: &Queries,
+) -> anyhow::Result<Vec<Row>> {
+    let ids = status_ids(setup).await?;
+    let db = pool(base, url, 16).await?;
+    let status = status_op(&ids);
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        ours.push(timed(&db, 16, s.secs, mode, status.clone()).await?.0);
+    }
+    db.close().await;
+
+    let Scripts { scripts, defines } = status_scripts(q, &ids)?;
     let secs = s.secs.to_string();
     let run = pg.run("w4", &scripts, &defines, 16, &["-T", &secs], false)?;
     let name = "W4 plan status, 16 clients (reads/s)";
@@ -933,32 +925,9 @@ async fn w4_pooled_paths(
     q: &Queries,
 ) -> anyhow::Result<Vec<Row>> {
     const CLIENTS: usize = 16;
-    seed_queue(setup, 20_000).await?;
-    let ids: Arc<Vec<Uuid>> = Arc::new(
-        sqlx::query_scalar("SELECT id FROM plans ORDER BY id")
-            .fetch_all(setup.pool())
-            .await?,
-    );
-    let status = op({
-        let ids = ids.clone();
-        move |conn, rng| {
-            let id = ids[rng.below(ids.len())];
-            Box::pin(async move {
-                plans::status(&mut *conn, id).await?;
-                Ok(())
-            })
-        }
-    });
-    let sql = q.find("status", |s| {
-        s.starts_with("SELECT id, state, progress_percentage, progress_message")
-    })?;
-    let mut scripts = Vec::new();
-    let mut defines = Vec::new();
-    for i in 0..PGBENCH_SCRIPTS {
-        let var = format!("i{i}");
-        scripts.push(format!("{};\n", for_pgbench(sql, &[&var])));
-        defines.push((var, ids[i * ids.len() / PGBENCH_SCRIPTS].to_string()));
-    }
+    let ids = status_ids(setup).await?;
+    let status = status_op(&ids);
+    let Scripts { scripts, defines } = status_scripts(q, &ids)?;
     let secs = s.secs.to_string();
     let pgbench = pg
         .run(

@@ -1,11 +1,67 @@
-//! What both benchmarks share: the SQL text shared-db sends (from `.sqlx/`), pgbench, a small
-//! random source, percentiles.
+//! What the benchmarks share: a database of their own for one run, the SQL text shared-db sends
+//! (from `.sqlx/`), pgbench, a small random source, percentiles.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
+use shared_db::Config;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{AssertSqlSafe, Connection, PgConnection};
+
+/// A benchmark's own database, `<prefix>_<unix time>`, on the server of `DATABASE_URL` (else the
+/// embedded cluster, started if needed); [`Scratch::finish`] drops it.
+pub struct Scratch {
+    pub name: String,
+    /// `name` on the server.
+    pub url: String,
+    /// Connected to the server's `postgres` database, for the `CREATE` and the `DROP`.
+    admin: PgConnection,
+}
+
+impl Scratch {
+    pub async fn create(base: &Config, prefix: &str) -> anyhow::Result<Self> {
+        let server_url = match &base.database_url {
+            Some(u) => u.clone(),
+            None => {
+                let cluster = shared_db::embedded::Cluster::default_location()?;
+                cluster.ensure_running().await?.url("postgres")
+            }
+        };
+        let name = format!(
+            "{prefix}_{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs()
+        );
+        let url = with_database(&server_url, &name);
+        let mut admin = PgConnection::connect_with(
+            &PgConnectOptions::from_str(&server_url)?.database("postgres"),
+        )
+        .await?;
+        sqlx::raw_sql(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await?;
+        Ok(Scratch { name, url, admin })
+    }
+
+    /// Drops the database, unless the environment variable `keep` is `1` (then says it kept it).
+    pub async fn finish(mut self, keep: &str) -> anyhow::Result<()> {
+        if std::env::var(keep).is_ok_and(|v| v == "1") {
+            eprintln!("kept database {}", self.name);
+        } else {
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                self.name
+            )))
+            .execute(&mut self.admin)
+            .await?;
+        }
+        Ok(())
+    }
+}
 
 /// pgbench ships with the server binaries: `PATH`, `SHARED_DB_PG_BIN`, or Debian's
 /// `/usr/lib/postgresql/<version>/bin` (newest first), as the embedded cluster finds `initdb`.
