@@ -31,7 +31,7 @@ pub const ARTIFACT_LAYOUT_VERSION: i32 = 2;
 /// Store a run's artifacts in one statement (one round trip); sets
 /// `run_artifact_layout_version = 2`. [`Error::Superseded`] (nothing written) when `attempt` no
 /// longer owns the run; [`Error::NotFound`] if the plan does not exist.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn store_artifacts(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -75,7 +75,7 @@ fn stored(attempt: Attempt, stored: bool, exists: bool) -> Result<()> {
 /// Store the periodic zip snapshot (every few steps, so the run's files can be listed while it
 /// runs). [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run. One round
 /// trip.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn store_zip_snapshot(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -98,7 +98,7 @@ pub async fn store_zip_snapshot(
 
 /// The report HTML (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn fetch_report_html(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Option<String>> {
     sqlx::query_scalar!("SELECT generated_report_html FROM plans WHERE id = $1", id)
         .fetch_optional(ex)
@@ -108,7 +108,7 @@ pub async fn fetch_report_html(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Opti
 
 /// The run zip snapshot (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn fetch_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Option<Vec<u8>>> {
     sqlx::query_scalar!("SELECT run_zip_snapshot FROM plans WHERE id = $1", id)
         .fetch_optional(ex)
@@ -124,7 +124,7 @@ pub async fn fetch_zip_snapshot(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Opt
 /// value (≈3×, see BENCHMARKS.md); the price is 4 + ⌈size / 4 MiB⌉ statements and a second copy
 /// on the server (`pg_largeobject`, then the column). [`Error::NotFound`] if the plan does not
 /// exist and [`Error::Superseded`] when `attempt` no longer owns the run (nothing is written).
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id, bytes = zip.len()))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id, bytes = zip.len()))]
 pub async fn store_zip_snapshot_chunked(
     conn: &mut sqlx::PgConnection,
     attempt: Attempt,
@@ -179,7 +179,7 @@ pub const ZIP_CHUNK_BYTES: i32 = 4 * 1024 * 1024;
 /// the caller's), so a concurrent store waits and the slices always belong to one snapshot.
 /// `None` if there is no snapshot; [`Error::NotFound`] if the plan does not exist.
 /// 1 + ⌈size / 4 MiB⌉ statements, plus BEGIN/COMMIT.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn fetch_zip_snapshot_chunked(
     conn: &mut sqlx::PgConnection,
     id: Uuid,
@@ -217,7 +217,7 @@ pub async fn fetch_zip_snapshot_chunked(
 
 /// The activity log (`None` if there is none). [`Error::NotFound`] if the plan does not exist.
 /// One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn fetch_track_activity_jsonl(
     ex: impl PgExecutor<'_>,
     id: Uuid,

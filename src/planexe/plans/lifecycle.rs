@@ -56,7 +56,7 @@ pub enum ProgressAck {
 /// Refuses to write when the plan is not processing or a stop was requested, and says so
 /// ([`ProgressAck::Abort`]); [`Error::Superseded`] when `attempt` no longer owns the run.
 /// [`Error::NotFound`] if the plan does not exist. One round trip.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn update_progress(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -111,7 +111,7 @@ pub async fn update_progress(
 /// append `TASK_COMPLETED` with `event_context` (billing figures) merged in, and release the worker
 /// (`workers.current_task_id = NULL`). One statement, one round trip. Refused unless processing;
 /// [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_completed(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -174,7 +174,7 @@ pub struct Failure<'a> {
 /// ("Processing -> Failed" / "Processing -> Stopped") and releases the worker. One round trip.
 /// Refused unless processing or stopped; [`Error::Superseded`] (nothing written) when `attempt`
 /// no longer owns the run.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_failed(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -236,7 +236,7 @@ pub async fn finish_failed(
 /// Finish a run that ended on a stop request: state `stopped`, appends `TASK_FAILED`
 /// ("Processing -> Stopped") and releases the worker. One round trip. Refused unless processing or
 /// stopped; [`Error::Superseded`] (nothing written) when `attempt` no longer owns the run.
-#[tracing::instrument(skip_all, fields(id = %attempt.plan_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(id = %attempt.plan_id))]
 pub async fn finish_stopped(
     ex: impl PgExecutor<'_>,
     attempt: Attempt,
@@ -292,7 +292,7 @@ pub enum StopOutcome {
 /// Request a stop: `stop_requested = true`, `stop_requested_timestamp = now`, and for a pending or
 /// processing plan `state = stopped` with "Stop requested by user.". Refused for completed and failed
 /// plans. One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn request_stop(ex: impl PgExecutor<'_>, id: Uuid) -> Result<StopOutcome> {
     let row = sqlx::query!(
         r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
@@ -331,7 +331,7 @@ pub struct Requeued {
 /// diagnostics cleared (JSON ones to JSON `null`, as the Python services do), `last_seen_timestamp =
 /// now`; in the same statement the previous attempt's billing rows are settled and `TASK_PENDING` is
 /// appended. One round trip. Refused unless failed or stopped.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     let row = sqlx::query!(
         r#"WITH cur AS (SELECT id, state FROM plans WHERE id = $1 FOR UPDATE),
@@ -387,7 +387,7 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
 /// resume in Python) and `TASK_PENDING` is appended. One round trip. Refused unless failed or
 /// stopped; [`Error::InvalidInput`] when `parameters.pipeline_version` is not
 /// [`PIPELINE_VERSION`].
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     let row = sqlx::query!(
         r#"WITH cur AS (

@@ -74,6 +74,8 @@ pub mod lifecycle;
 pub mod queue;
 pub mod reads;
 
+// The submodules' spans name `shared_db::planexe::plans` as their target, so logs and metrics keep one name per
+// function (its public path) whichever file holds it.
 pub use artifacts::*;
 pub use lifecycle::*;
 pub use queue::*;

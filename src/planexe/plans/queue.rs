@@ -48,7 +48,7 @@ pub struct Enqueued {
 }
 /// Queue a plan: the `pending` plan and its `TASK_PENDING` event are written by one statement, so
 /// they commit together (the Python services use two commits). One round trip.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all)]
 pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enqueued> {
     if let Some(p) = new.parameters
         && !p.is_object()
@@ -96,7 +96,7 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
 /// Duplicate-submission lookup (MCP `plan_create`): the newest plan of `user_id` with the same
 /// prompt and `parameters.model_profile`, still pending or processing, created within `window`
 /// (the services use 600 s). One round trip.
-#[tracing::instrument(skip_all, fields(%user_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%user_id))]
 pub async fn find_duplicate(
     ex: impl PgExecutor<'_>,
     user_id: &str,
@@ -129,7 +129,7 @@ pub async fn find_duplicate(
 /// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. The run is stamped with
 /// a fresh [`Attempt`] that every later write of this worker names. `None` when the queue is
 /// empty. One round trip.
-#[tracing::instrument(skip_all, fields(%worker_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%worker_id))]
 pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Option<Claimed>> {
     let worker_id = ident("worker id", worker_id, 255)?;
     if worker_id.is_empty() {
@@ -202,7 +202,7 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
 
 /// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
 /// Served by `ix_plans_pending_fifo`. One round trip.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all)]
 pub async fn count_pending(ex: impl PgExecutor<'_>) -> Result<i64> {
     Ok(sqlx::query_scalar!(
         r#"SELECT count(*) AS "count!" FROM plans
@@ -233,7 +233,7 @@ pub struct Reaped {
 /// 'worker_lost'`, `recoverable = true` and a `TASK_FAILED` event, so a plan that kills its
 /// workers cannot cycle for ever. Either way the lost worker's `current_task_id` is cleared.
 /// Plans locked by a concurrent claim or reaper are skipped. One statement, one round trip.
-#[tracing::instrument(skip_all)]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all)]
 pub async fn requeue_stale(
     ex: impl PgExecutor<'_>,
     threshold: Duration,

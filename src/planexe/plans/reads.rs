@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::planexe::{PageRequest, ident};
 
 /// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
     let plan = sqlx::query_as!(
         Plan,
@@ -31,7 +31,7 @@ pub async fn get(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Plan> {
 }
 
 /// Status by id: light columns only. [`Error::NotFound`] if absent. One round trip.
-#[tracing::instrument(skip_all, fields(%id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
     sqlx::query_as!(
         PlanStatus,
@@ -50,7 +50,7 @@ pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
 
 /// A user's plans, newest first, with a short prompt preview; served by
 /// `idx_plans_user_id_timestamp_created`. One round trip.
-#[tracing::instrument(skip_all, fields(%user_id))]
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%user_id))]
 pub async fn list_by_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,

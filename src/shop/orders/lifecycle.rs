@@ -18,7 +18,7 @@ const IDEMPOTENCY_KEY: &str = "uq_orders_shop_id_idempotency_key";
 /// `idempotency_key` names this placement: a create repeated with the key of an order the shop
 /// already has (say, retried after the connection dropped around COMMIT) returns that order,
 /// and places nothing. Creates without a key always place a new order.
-#[tracing::instrument(skip_all, fields(%shop_id, ?idempotency_key))]
+#[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, ?idempotency_key))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -114,7 +114,7 @@ fn transition(from: OrderStatus, to: OrderStatus) -> Error {
 }
 
 /// Replaces the notes, items, account and total of a pending order.
-#[tracing::instrument(skip_all, fields(%shop_id, %id))]
+#[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -157,7 +157,7 @@ pub async fn update(
 /// `completed_by` is not a member of the shop), [`Error::InvalidTransition`] (cancelled, or
 /// completed by someone else), [`Error::InsufficientStock`] (some product lacks stock; a
 /// product that no longer exists in the shop counts as having none).
-#[tracing::instrument(skip_all, fields(%shop_id, order_id = %id, %completed_by))]
+#[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, order_id = %id, %completed_by))]
 pub async fn complete(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -232,7 +232,7 @@ async fn take_stock(conn: &mut PgConnection, shop_id: ShopId, items: &OrderItems
 }
 
 /// Cancels a pending order of the shop (stock is untouched: it was never taken).
-#[tracing::instrument(skip_all, fields(%shop_id, order_id = %id))]
+#[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, order_id = %id))]
 pub async fn cancel(conn: &mut PgConnection, shop_id: ShopId, id: Uuid) -> Result<Order> {
     tx::transaction(conn, async |tx| {
         let current = lock(&mut *tx, shop_id, id).await?;
@@ -255,7 +255,7 @@ pub async fn cancel(conn: &mut PgConnection, shop_id: ShopId, id: Uuid) -> Resul
 
 /// Deletes an order of the shop; held by a license: [`Error::Conflict`]
 /// `fk_licenses_order_id_orders`. Its number is not reused.
-#[tracing::instrument(skip_all, fields(%shop_id, %id))]
+#[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.orders WHERE shop_id = $1 AND id = $2",

@@ -21,6 +21,8 @@
 mod lifecycle;
 mod status;
 
+// The submodules' spans name `shared_db::shop::orders` as their target, so logs and metrics keep one name per
+// function (its public path) whichever file holds it.
 pub use lifecycle::{cancel, complete, create, delete, update};
 pub use status::OrderStatus;
 

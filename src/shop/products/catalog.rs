@@ -31,7 +31,7 @@ pub struct CatalogEntry {
 /// translation and tags, so a deep offset costs an index walk, not joins; for deep pages prefer
 /// [`catalog_page_after`]. `limit` is 1..=[`list::MAX_LIMIT`], `skip` not negative. One round
 /// trip.
-#[tracing::instrument(skip_all, fields(%shop_id, skip, limit))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, skip, limit))]
 pub async fn catalog_page(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,
@@ -49,7 +49,7 @@ pub async fn catalog_page(
 /// costs the same at any depth (it starts from `ix_products_shop_id_order_number_id` at the
 /// cursor). `after` is the `next` cursor of the previous page (`None` for the first page);
 /// `limit` is 1..=[`list::MAX_LIMIT`]. One round trip.
-#[tracing::instrument(skip_all, fields(%shop_id, limit))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, limit))]
 pub async fn catalog_page_after(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,

@@ -54,7 +54,7 @@ fn missing_shop_or_category<T>(r: Result<T>) -> Result<T> {
 /// Creates a product with `stock` units and its translation in one transaction, appended at the
 /// end of its (shop, category). An unknown shop, or a category that is not the shop's, is
 /// [`Error::NotFound`]; negative stock is [`Error::InvalidInput`].
-#[tracing::instrument(skip_all, fields(%shop_id, stock))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, stock))]
 pub async fn create(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -117,7 +117,7 @@ pub async fn create(
 }
 
 /// Fetches a product of the shop with its translation, in one query.
-#[tracing::instrument(skip_all, fields(%shop_id, %id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id))]
 pub async fn get(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,
@@ -150,7 +150,7 @@ pub async fn get(
 }
 
 /// The product's name in `lang`, falling back to the main name, computed in SQL.
-#[tracing::instrument(skip_all, fields(%shop_id, %id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id))]
 pub async fn name(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,
@@ -178,7 +178,7 @@ pub async fn name(
 ///
 /// `version` is the [`Product::version`] the caller read: if the product was saved since, the
 /// update is [`Error::Conflict`] on [`crate::shop::STALE_VERSION`] and changes nothing.
-#[tracing::instrument(skip_all, fields(%shop_id, %id, version))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id, version))]
 pub async fn update(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -270,7 +270,7 @@ async fn missing_or_stale(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Produc
 /// Errors, each with nothing changed: [`Error::NotFound`] (not the shop's product),
 /// [`Error::InsufficientStock`] (the result would be below zero; `available` is the stock seen),
 /// [`Error::InvalidInput`] (the result would exceed `i32::MAX`).
-#[tracing::instrument(skip_all, fields(%shop_id, %id, delta))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id, delta))]
 pub async fn adjust_stock(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,
@@ -304,7 +304,7 @@ pub async fn adjust_stock(
 }
 
 /// Swaps the order numbers of two products of the same shop and category.
-#[tracing::instrument(skip_all, fields(%shop_id, %a, %b))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %a, %b))]
 pub async fn swap_order(
     exec: impl PgExecutor<'_>,
     shop_id: ShopId,
@@ -334,7 +334,7 @@ pub async fn swap_order(
 }
 
 /// Deletes a product of the shop with its translation, tag links and attribute values.
-#[tracing::instrument(skip_all, fields(%shop_id, %id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: ProductId) -> Result<()> {
     let done = sqlx::query!(
         "DELETE FROM shop.products WHERE shop_id = $1 AND id = $2",

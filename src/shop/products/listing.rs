@@ -96,7 +96,7 @@ pub static LIST: Spec = Spec {
 
 /// Lists the shop's products with their translations (offset pagination, at most
 /// [`list::MAX_LIMIT`] rows, total from the same snapshot).
-#[tracing::instrument(skip_all, fields(%shop_id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id))]
 pub async fn list(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -109,7 +109,7 @@ pub async fn list(
 /// a page does not depend on how deep it is. `filter` works as in [`list()`]; `after` is the
 /// `next` cursor of the previous page (`None` for the first page); `limit` is
 /// 1..=[`list::MAX_LIMIT`].
-#[tracing::instrument(skip_all, fields(%shop_id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id))]
 pub async fn list_after(
     conn: &mut PgConnection,
     shop_id: ShopId,
@@ -147,7 +147,7 @@ pub async fn list_after(
 /// rows are decoded as they arrive from the server, so memory stays flat however large the shop.
 /// This, not a larger page, is how a caller reads everything. The stream borrows the connection
 /// until it is dropped.
-#[tracing::instrument(skip_all, fields(%shop_id))]
+#[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id))]
 pub fn export(
     conn: &mut PgConnection,
     shop_id: ShopId,

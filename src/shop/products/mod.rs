@@ -15,6 +15,8 @@ pub mod catalog;
 pub mod crud;
 pub mod listing;
 
+// The submodules' spans name `shared_db::shop::products` as their target, so logs and metrics keep one name per
+// function (its public path) whichever file holds it.
 pub use catalog::{CatalogEntry, catalog_page, catalog_page_after};
 pub use crud::{adjust_stock, create, delete, get, name, swap_order, update};
 pub use listing::{LIST, export, list, list_after};
