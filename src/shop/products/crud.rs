@@ -268,7 +268,8 @@ async fn missing_or_stale(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Produc
 /// overwrites another.
 ///
 /// Errors, each with nothing changed: [`Error::NotFound`] (not the shop's product),
-/// [`Error::InsufficientStock`] (the result would be below zero; `available` is the stock seen),
+/// [`Error::InsufficientStock`] (the result would be below zero; `available` is the stock as the
+/// statement's snapshot saw it, which a concurrent buyer may already have lowered),
 /// [`Error::InvalidInput`] (the result would exceed `i32::MAX`).
 #[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id, delta))]
 pub async fn adjust_stock(
