@@ -268,9 +268,11 @@ async fn missing_or_stale(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Produc
 /// overwrites another.
 ///
 /// Errors, each with nothing changed: [`Error::NotFound`] (not the shop's product),
-/// [`Error::InsufficientStock`] (the result would be below zero; `available` is the stock as the
-/// statement's snapshot saw it, which a concurrent buyer may already have lowered),
-/// [`Error::InvalidInput`] (the result would exceed `i32::MAX`).
+/// [`Error::InsufficientStock`] (the result would be below zero), [`Error::InvalidInput`] (the
+/// result would exceed `i32::MAX`). A refusal's `available` is the latest committed stock, not the
+/// statement's start snapshot (which, after waiting behind other buyers, may be long gone): the
+/// refused statement reads the row `FOR SHARE`, so inside a caller's transaction that row stays
+/// share-locked until it ends, as it would have stayed locked had the move succeeded.
 #[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id, delta))]
 pub async fn adjust_stock(
     exec: impl PgExecutor<'_>,
@@ -279,13 +281,14 @@ pub async fn adjust_stock(
     delta: i32,
 ) -> Result<i32> {
     let r = sqlx::query!(
-        r#"WITH seen AS (
-               SELECT stock FROM shop.products WHERE shop_id = $1 AND id = $2),
-           moved AS (
+        r#"WITH moved AS (
                UPDATE shop.products SET stock = stock + $3::int
                WHERE shop_id = $1 AND id = $2 AND stock::bigint + $3::int BETWEEN 0 AND 2147483647
                RETURNING stock)
-           SELECT (SELECT stock FROM moved) AS "new_stock?", (SELECT stock FROM seen) AS "seen?""#,
+           SELECT (SELECT stock FROM moved) AS "new_stock?",
+                  (SELECT stock FROM shop.products
+                   WHERE shop_id = $1 AND id = $2 AND NOT EXISTS (SELECT FROM moved)
+                   FOR SHARE) AS "seen?""#,
         shop_id.get(),
         id.get(),
         delta
