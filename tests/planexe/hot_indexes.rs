@@ -169,7 +169,8 @@ async fn explaining(db: &TestDatabase) -> anyhow::Result<PoolConnection<Postgres
 }
 
 #[tokio::test]
-async fn billing_settle_the_reaper_and_feedback_reads_seek_their_index() -> anyhow::Result<()> {
+async fn billing_settle_the_reaper_plan_lists_and_feedback_reads_seek_their_index()
+-> anyhow::Result<()> {
     let notices = Notices::default();
     let _capture = tracing_subscriber::registry()
         .with(notices.clone())
@@ -248,6 +249,20 @@ async fn billing_settle_the_reaper_and_feedback_reads_seek_their_index() -> anyh
     );
     assert_eq!(reaper.seq_scans("plans"), 0, "{reaper:#?}");
     assert_eq!(reaper.seq_scans("credit_history"), 0, "{reaper:#?}");
+
+    // a user with 200k plans: page 1 and page 50 come in the index's order, nothing is sorted
+    for offset in [0, 49 * 20] {
+        notices.take();
+        let page =
+            plans::list_by_user(&mut *conn, "seed-user", PageRequest { limit: 20, offset }).await?;
+        assert_eq!(page.len(), 20);
+        let list = notices.statement("FROM plans WHERE user_id");
+        assert!(
+            list.uses_index("ix_plans_user_id_timestamp_created_desc"),
+            "{list:#?}"
+        );
+        assert!(list.scans.iter().all(|s| s.node != "Sort"), "{list:#?}");
+    }
 
     let some_plan = sqlx::query_scalar!(r#"SELECT md5('7')::uuid AS "id!""#)
         .fetch_one(&mut *conn)

@@ -48,8 +48,9 @@ pub async fn status(ex: impl PgExecutor<'_>, id: Uuid) -> Result<PlanStatus> {
     .ok_or(Error::NotFound)
 }
 
-/// A user's plans, newest first, with a short prompt preview; served by
-/// `idx_plans_user_id_timestamp_created`. One round trip.
+/// A user's plans, newest first (plans without a creation time last, ties by id), with a short
+/// prompt preview. Served in this order by `ix_plans_user_id_timestamp_created_desc` (migration
+/// 0017): a page reads its offset and its rows, not the user's whole history. One round trip.
 #[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%user_id))]
 pub async fn list_by_user(
     ex: impl PgExecutor<'_>,
