@@ -33,7 +33,7 @@ use uuid::Uuid;
 // Not every benchmark uses every helper.
 #[allow(dead_code)]
 mod common;
-use common::{Pgbench, Queries, Scratch, Xorshift, find_pgbench, for_pgbench, pct};
+use common::{COLD_RUNS, Pgbench, Queries, Scratch, Xorshift, find_pgbench, for_pgbench, pct};
 
 const SECRET: &str = "growth-secret";
 const USERS: usize = 1_000;
@@ -42,10 +42,8 @@ const USERS: usize = 1_000;
 const HEAVY_USER: &str = "00000000-0000-0000-0000-000000000001";
 const PAGE_SIZE: i64 = 20;
 const CHUNK: i64 = 25_000;
-/// pgbench picks one of at most 128 script files per transaction.
-const SAMPLE: usize = 128;
-/// The run token stamped on the sampled plans, so the billing cases own them.
-const BENCH_RUN: Uuid = Uuid::from_u128(0x0b5e_0000_0000_4000_8000_0000_0000_0001);
+/// Rows sampled per operation and side (one pgbench script file each, picked uniformly).
+const SAMPLE: usize = 16;
 const API_KEY: Uuid = Uuid::from_u128(0x6b6579);
 
 fn raw_key(u: usize) -> String {
@@ -321,11 +319,15 @@ async fn measure(
             .collect()
     };
     let (mine, theirs) = (Arc::new(sample(0)), Arc::new(sample(1)));
-    // Billing is accepted only from the run that owns the plan: stamp our sample with one run.
-    let ours: Vec<Uuid> = mine.iter().map(|(id, _)| *id).collect();
-    sqlx::query("UPDATE plans SET run_attempt = $1 WHERE id = ANY($2)")
-        .bind(BENCH_RUN)
-        .bind(&ours)
+    // Billing is accepted only from the run that owns the plan, and its idempotency keys name the
+    // run: give every sampled plan a run token of its own (its id).
+    let sampled: Vec<Uuid> = mine
+        .iter()
+        .chain(theirs.iter())
+        .map(|(id, _)| *id)
+        .collect();
+    sqlx::query("UPDATE plans SET run_attempt = id WHERE id = ANY($1)")
+        .bind(&sampled)
         .execute(db.pool())
         .await?;
     let cases = cases(q, &mine, &theirs, iters)?;
@@ -333,6 +335,10 @@ async fn measure(
     let mut conn = db.acquire().await?;
     for case in cases {
         exec(db, "UPDATE user_api_key SET last_used_at = NULL").await?;
+        // warm-up: the first calls on this connection prepare the statements and plan them
+        for i in 0..COLD_RUNS {
+            (case.ours)(&mut conn, case.iters + i).await?;
+        }
         let mut lat = Vec::with_capacity(case.iters);
         let start = Instant::now();
         for i in 0..case.iters {
@@ -342,24 +348,25 @@ async fn measure(
         }
         let ours = Figure::of(lat, start.elapsed());
         exec(db, "UPDATE user_api_key SET last_used_at = NULL").await?;
+        // pgbench warms each script file up on its own: time what follows each one's cold runs
+        let total = case.iters + COLD_RUNS * case.scripts.len();
         let run = pg.run(
             case.op,
             &case.scripts,
             &case.defines,
             1,
-            &["-t", &case.iters.to_string()],
+            &["-t", &total.to_string()],
             true,
         )?;
         ensure!(
-            run.transactions == case.iters as u64 && run.latencies.len() == case.iters,
-            "pgbench {}: {} transactions, {} logged",
+            run.transactions == total as u64 && run.warm.len() >= case.iters,
+            "pgbench {}: {} transactions, {} warm",
             case.op,
             run.transactions,
-            run.latencies.len()
+            run.warm.len()
         );
-        let lat = run.latencies;
-        let mut pgbench = Figure::of(lat, Duration::from_secs(1));
-        pgbench.per_sec = run.tps;
+        let busy: Duration = run.warm.iter().sum();
+        let pgbench = Figure::of(run.warm, busy);
         eprintln!(
             "   {:<28} shared-db p50 {:>8.3} ms p99 {:>8.3} ms {:>7.0}/s | pgbench p50 {:>8.3} ms p99 {:>8.3} ms {:>7.0}/s",
             case.op, ours.p50, ours.p99, ours.per_sec, pgbench.p50, pgbench.p99, pgbench.per_sec
@@ -402,7 +409,9 @@ fn cases(
     let claim = q.find("claim_next", |s| {
         s.contains("FOR UPDATE SKIP LOCKED)") && s.contains("'TASK_PROCESSING'")
     })?;
-    let finish = q.find("finish_completed", |s| s.contains("'TASK_COMPLETED'"))?;
+    let finish = q.find("finish_completed", |s| {
+        s.contains("'Processing -> Completed'")
+    })?;
     cases.push(Case {
         op: "claim_next + finish_completed",
         ours: op(|conn, _| {
@@ -416,11 +425,17 @@ fn cases(
         }),
         scripts: vec![format!(
             "{}\n\\gset\n{};\n",
-            for_pgbench(claim, &["client_id"]),
-            for_pgbench(finish, &["id", "ctx"])
+            for_pgbench(claim, &["client_id", "tok"]),
+            for_pgbench(finish, &["id", "ctx", "tok"])
         )],
-        defines: vec![("ctx".into(), format!(r#"{{"task_id": "{}"}}"#, Uuid::nil()))],
-        explain: (claim.to_owned(), lit(&["growth-explain".into()])),
+        defines: vec![
+            ("ctx".into(), format!(r#"{{"task_id": "{}"}}"#, Uuid::nil())),
+            ("tok".into(), Uuid::from_u128(0x0b5e).to_string()),
+        ],
+        explain: (
+            claim.to_owned(),
+            lit(&["growth-explain".into(), Uuid::nil().to_string()]),
+        ),
         iters,
     });
 
@@ -492,7 +507,7 @@ fn cases(
     }
 
     let by_plan = q.find("events::list_by_plan", |s| {
-        s.contains("FROM events WHERE context->>'task_id' = $1::uuid::text")
+        s.contains("FROM events WHERE planexe_event_task_id(context) = $1::uuid::text")
     })?;
     let (scripts, defines) = per_script(by_plan, &["p", "n"], &|i| {
         vec![mine[i].0.to_string(), "100".into()]
@@ -519,12 +534,16 @@ fn cases(
         iters,
     });
 
-    // billing: BEGIN; lock the user; one statement; COMMIT (what tx::transaction sends)
+    // billing: BEGIN; lock the user; lock the plan's run; one statement; COMMIT (what
+    // tx::transaction sends). Each sampled plan's run token is its own id (see `measure`).
     let lock = q.find("lock_user", |s| {
         s.starts_with("SELECT id FROM user_account WHERE id = $1 FOR UPDATE")
     })?;
+    let run = q.find("lock_run", |s| {
+        s.starts_with("SELECT run_attempt FROM plans WHERE id = $1 FOR SHARE")
+    })?;
     let progress = q.find("bill_usage_progress", |s| {
-        s.contains("'plan_usage_in_progress'")
+        s.contains("'plan_usage_in_progress'") && s.contains("idempotency_key = $5")
     })?;
     let fin = q.find("bill_usage_final", |s| {
         s.contains("ON CONFLICT (external_id) WHERE source = 'usage_billing' DO NOTHING")
@@ -533,10 +552,11 @@ fn cases(
         ("bill_usage_progress", progress, false),
         ("bill_usage_final", fin, true),
     ] {
+        // the idempotency key is unique per call on both sides (ours: attempt and cost)
         let vars: &[&str] = if is_final {
-            &["u", "p", "cost", "k", "reason"]
+            &["u", "p", "cost", "k", "reason", "ik"]
         } else {
-            &["u", "p", "cost", "k"]
+            &["u", "p", "cost", "k", "ik"]
         };
         let mut scripts = Vec::new();
         let mut defines = vec![("k".to_owned(), API_KEY.to_string())];
@@ -548,8 +568,10 @@ fn cases(
             let mut names: Vec<&str> = vec![&u, &p];
             names.extend(&vars[2..]);
             scripts.push(format!(
-                "\\set cost random(1, 1000)\nBEGIN;\n{};\n{};\nCOMMIT;\n",
+                "\\set cost random(1, 1000)\n\\set ik random(1, 1000000000000)\n\
+                 BEGIN;\n{};\n{};\n{};\nCOMMIT;\n",
                 for_pgbench(lock, &[&u]),
+                for_pgbench(run, &[&p]),
                 for_pgbench(sql, &names)
             ));
             defines.push((u.clone(), owner.to_string()));
@@ -565,6 +587,7 @@ fn cases(
         if is_final {
             explain_args.push("plan_created_with_usage_cost".into());
         }
+        explain_args.push("explain-key".into());
         cases.push(Case {
             op: op_name,
             ours: op(move |conn, i| {
@@ -574,7 +597,7 @@ fn cases(
                     user_id,
                     attempt: plans::Attempt {
                         plan_id,
-                        token: BENCH_RUN,
+                        token: plan_id,
                     },
                     api_key_id: Some(API_KEY),
                     cost: Decimal::from(rng.below(1000) + 1),
@@ -636,9 +659,9 @@ fn cases(
                 Ok(())
             })
         }),
-        scripts: vec![format!("{};\n", for_pgbench(reaper, &["t"]))],
-        defines: vec![("t".into(), "3600".into())],
-        explain: (reaper.to_owned(), lit(&["3600".into()])),
+        scripts: vec![format!("{};\n", for_pgbench(reaper, &["t", "reaps"]))],
+        defines: vec![("t".into(), "3600".into()), ("reaps".into(), "3".into())],
+        explain: (reaper.to_owned(), lit(&["3600".into(), "3".into()])),
         iters,
     });
 

@@ -152,11 +152,21 @@ pub struct Pgbench<'a> {
     pub threads: u32,
 }
 
+/// Executions of a prepared statement before it runs warm: the first prepares it, and
+/// PostgreSQL's plan cache plans each of the first five anew before it may settle on a generic plan.
+pub const COLD_RUNS: usize = 5;
+
 pub struct PgbenchRun {
     pub tps: f64,
     pub transactions: u64,
     /// Per-transaction latencies, when the run was asked to log them.
     pub latencies: Vec<Duration>,
+    /// The same without each script's first [`COLD_RUNS`] transactions on each client: with
+    /// `-M prepared` pgbench prepares a script's statements on its first use and PostgreSQL plans
+    /// them anew (custom plans) for their first five executions, so with one script file per
+    /// sampled row a short run would time mostly `Parse` and planning. shared-db's side prepares
+    /// one statement per connection and warms it up the same way.
+    pub warm: Vec<Duration>,
 }
 
 impl Pgbench<'_> {
@@ -204,23 +214,44 @@ impl Pgbench<'_> {
                 .and_then(|v| v.split('/').next().map(str::to_owned))
                 .with_context(|| format!("no `{prefix}` in pgbench output:\n{stdout}"))
         };
+        let logged = if log_latencies {
+            read_latencies(self.dir, &format!("{name}_log"))?
+        } else {
+            Vec::new()
+        };
+        let mut runs = std::collections::HashMap::new();
+        let warm = logged
+            .iter()
+            .filter(|l| {
+                let n = runs.entry((l.file, l.client, l.script)).or_insert(0);
+                *n += 1;
+                *n > COLD_RUNS
+            })
+            .map(|l| l.latency)
+            .collect();
         Ok(PgbenchRun {
             tps: field("tps =")?.parse()?,
             transactions: field("number of transactions actually processed:")?.parse()?,
-            latencies: if log_latencies {
-                read_latencies(self.dir, &format!("{name}_log"))?
-            } else {
-                Vec::new()
-            },
+            latencies: logged.iter().map(|l| l.latency).collect(),
+            warm,
         })
     }
 }
 
-/// pgbench's per-transaction logs (`<prefix>.<pid>[.<thread>]`, third column: latency in µs),
-/// read and removed.
-fn read_latencies(dir: &Path, prefix: &str) -> anyhow::Result<Vec<Duration>> {
+/// One line of pgbench's per-transaction log.
+struct Logged {
+    /// Which log file (one per pgbench thread): client ids are per thread.
+    file: usize,
+    client: u32,
+    script: u32,
+    latency: Duration,
+}
+
+/// pgbench's per-transaction logs (`<prefix>.<pid>[.<thread>]`, columns `client transaction
+/// latency-µs script …`), read in order and removed.
+fn read_latencies(dir: &Path, prefix: &str) -> anyhow::Result<Vec<Logged>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
+    for (file, entry) in std::fs::read_dir(dir)?.enumerate() {
         let path = entry?.path();
         let is_log = path
             .file_name()
@@ -230,12 +261,21 @@ fn read_latencies(dir: &Path, prefix: &str) -> anyhow::Result<Vec<Duration>> {
             continue;
         }
         for line in std::fs::read_to_string(&path)?.lines() {
-            let micros: u64 = line
+            let cols: Vec<u64> = line
                 .split_whitespace()
-                .nth(2)
-                .and_then(|v| v.parse().ok())
+                .take(4)
+                .map(str::parse)
+                .collect::<Result<_, _>>()
                 .with_context(|| format!("pgbench log line {line:?}"))?;
-            out.push(Duration::from_micros(micros));
+            let [client, _, micros, script] = cols[..] else {
+                bail!("pgbench log line {line:?}");
+            };
+            out.push(Logged {
+                file,
+                client: client as u32,
+                script: script as u32,
+                latency: Duration::from_micros(micros),
+            });
         }
         std::fs::remove_file(&path)?;
     }
