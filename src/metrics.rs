@@ -15,7 +15,10 @@
 //! | `shared_db_pool_max_connections` | gauge | | the pool's limit ([`record_pool`]) |
 //! | `shared_db_schema_status` | gauge | `status` | 1 for the current [`SchemaStatus`], 0 for the others ([`record_schema_status`]) |
 //!
-//! `operation` is the function's path below the crate, e.g. `planexe::plans::status`.
+//! `operation` is the function's path below the crate, e.g. `planexe::plans::status`. `kind` is
+//! one label per [`Error`] variant in snake case (`conflict`, `superseded`, `lock_timeout`,
+//! `data_exception`, …), and for a database error no variant types, its condition
+//! (`serialization_failure`, `deadlock`, else `database`); `io` and `driver` for the connection.
 //! sqlx 0.9 does not expose how many tasks wait for a connection; a full pool shows as
 //! `connections == max_connections` with `idle_connections == 0` and a growing acquire time.
 //!
@@ -159,15 +162,32 @@ pub(crate) fn count_error(error: &Error) {
         .increment(1);
 }
 
-/// A small, fixed set of labels: the variant, or for database errors the condition.
+/// A small, fixed set of labels: the variant, or for untyped database errors the condition.
+/// Exhaustive on purpose: a new variant must choose its label here.
 fn error_kind(error: &Error) -> &'static str {
     match error {
+        Error::NotFound => "not_found",
         Error::Conflict { .. } => "conflict",
         Error::ForeignKey { .. } => "foreign_key",
         Error::Check { .. } => "check",
         Error::NotNull { .. } => "not_null",
         Error::InvalidInput(_) => "invalid_input",
-        Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
+        Error::Config(_) => "config",
+        Error::ConnectTimeout { .. } => "connect_timeout",
+        Error::PoolTimeout | Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
+        Error::StatementTimeout { .. } => "statement_timeout",
+        Error::LockTimeout { .. } => "lock_timeout",
+        Error::DataException { .. } => "data_exception",
+        Error::Internal(_) => "internal",
+        Error::Migrate(_) => "migrate",
+        #[cfg(feature = "embedded")]
+        Error::Embedded(_) => "embedded",
+        Error::InsufficientStock { .. } => "insufficient_stock",
+        Error::InvalidTransition { .. } => "invalid_transition",
+        Error::InsufficientCredits { .. } => "insufficient_credits",
+        Error::UnknownEnumLabel { .. } => "unknown_enum_label",
+        Error::Superseded { .. } => "superseded",
+        Error::TooManyApiKeys { .. } => "too_many_api_keys",
         Error::Database(sqlx::Error::Io(_)) => "io",
         Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
             Some("57014") => "statement_timeout",
@@ -177,7 +197,6 @@ fn error_kind(error: &Error) -> &'static str {
             _ => "database",
         },
         Error::Database(_) => "driver",
-        _ => "other",
     }
 }
 
