@@ -147,13 +147,7 @@ pub async fn finish_completed(
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    if !row.owned {
-        Err(superseded(attempt))
-    } else if row.done {
-        Ok(())
-    } else {
-        Err(transition(row.from_state, "completed"))
-    }
+    outcome(attempt, row.owned, row.done, row.from_state, "completed")
 }
 
 /// Failure diagnostics written by [`finish_failed`].
@@ -270,13 +264,7 @@ pub async fn finish_stopped(
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    if !row.owned {
-        Err(superseded(attempt))
-    } else if row.done {
-        Ok(())
-    } else {
-        Err(transition(row.from_state, "stopped"))
-    }
+    outcome(attempt, row.owned, row.done, row.from_state, "stopped")
 }
 
 /// What [`request_stop`] did.
@@ -447,5 +435,23 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
             )))
         }
         _ => Err(transition(row.from_label, "pending (resume)")),
+    }
+}
+
+/// What a finishing statement's `owned` / `done` / `from_state` mean for the caller: superseded
+/// (nothing written) before refused, refused before done.
+fn outcome(
+    attempt: Attempt,
+    owned: bool,
+    done: bool,
+    from_state: Option<String>,
+    to: &str,
+) -> Result<()> {
+    if !owned {
+        Err(superseded(attempt))
+    } else if done {
+        Ok(())
+    } else {
+        Err(transition(from_state, to))
     }
 }
