@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::input::{self, LONG_TEXT};
 use super::list::{self, ListPage, ListParams, Spec, eq_col, text_col};
 use super::translation::{self, Lang, Translated};
-use super::{ShopId, stale_version};
+use super::{ShopId, stale_or_missing};
 use crate::{Error, Result, ResultExt, tx};
 
 /// A row of `shop.categories`.
@@ -386,11 +386,7 @@ async fn missing_or_stale(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) 
     )
     .fetch_one(exec)
     .await;
-    match exists {
-        Ok(true) => stale_version(),
-        Ok(false) => Error::NotFound,
-        Err(e) => e.into(),
-    }
+    exists.map_or_else(Error::from, stale_or_missing)
 }
 
 /// Swaps the order numbers of two categories of the shop (gaps in the numbering do not matter).

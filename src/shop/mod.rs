@@ -84,9 +84,15 @@ pub(crate) fn still_referenced(e: impl Into<Error>) -> Error {
 /// stale (someone else saved the row since it was read). Nothing was changed; read again.
 pub const STALE_VERSION: &str = "stale_version";
 
-pub(crate) fn stale_version() -> Error {
-    Error::Conflict {
-        constraint: STALE_VERSION.into(),
+/// Why a versioned update matched no row, from whether the row exists (read right after it): saved
+/// since by someone else (the [`STALE_VERSION`] conflict) or not the shop's ([`Error::NotFound`]).
+pub(crate) fn stale_or_missing(exists: bool) -> Error {
+    if exists {
+        Error::Conflict {
+            constraint: STALE_VERSION.into(),
+        }
+    } else {
+        Error::NotFound
     }
 }
 

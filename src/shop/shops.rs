@@ -12,7 +12,7 @@ use serde_json::Value;
 use sqlx::{PgConnection, PgExecutor};
 
 use super::list::{self, ListPage, ListParams, Spec, eq_col, sort_col, text_col};
-use super::{ShopId, input, stale_version};
+use super::{ShopId, input, stale_or_missing};
 use crate::{Error, Result, tx};
 
 /// A row of `shop.shops`.
@@ -341,11 +341,7 @@ pub async fn update(
                 )
                 .fetch_one(&mut *tx)
                 .await?;
-                Err(if exists {
-                    stale_version()
-                } else {
-                    Error::NotFound
-                })
+                Err(stale_or_missing(exists))
             }
         }
     })

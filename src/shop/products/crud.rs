@@ -7,7 +7,7 @@ use super::{
     ProductWithTranslation,
 };
 use crate::shop::translation::Lang;
-use crate::shop::{ProductId, ShopId, stale_version};
+use crate::shop::{ProductId, ShopId, stale_or_missing};
 use crate::{Error, Result, ResultExt, tx};
 
 async fn upsert_translation(
@@ -256,11 +256,7 @@ async fn missing_or_stale(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Produc
     )
     .fetch_one(exec)
     .await;
-    match exists {
-        Ok(true) => stale_version(),
-        Ok(false) => Error::NotFound,
-        Err(e) => e.into(),
-    }
+    exists.map_or_else(Error::from, stale_or_missing)
 }
 
 /// Moves a product's stock by `delta` units (negative takes stock away) in one atomic statement
