@@ -243,19 +243,22 @@ pub fn json_absent<J: std::borrow::Borrow<serde_json::Value>>(value: Option<J>) 
 /// rule): PostgreSQL stores `\u0000` in `json` but cannot turn it into text, so `->>` and a cast to
 /// `jsonb` would fail on the row later.
 pub(crate) fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
-    value.map(|v| {
-        let text = v.to_string();
-        if text.contains("\\u0000") {
-            without_nul(v).to_string()
-        } else {
-            text
-        }
-    })
+    value.map(json_string)
+}
+
+/// [`json_text`] of a value that is present.
+pub(crate) fn json_string(value: &serde_json::Value) -> String {
+    let text = value.to_string();
+    if text.contains("\\u0000") {
+        without_nul(value).to_string()
+    } else {
+        text
+    }
 }
 
 fn without_nul(value: &serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
-    let clean = |s: &str| s.replace('\0', "");
+    let clean = |s: &str| clean_text(s, usize::MAX);
     match value {
         Value::String(s) => Value::String(clean(s)),
         Value::Array(items) => Value::Array(items.iter().map(without_nul).collect()),

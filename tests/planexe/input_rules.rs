@@ -251,12 +251,14 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
 
     // Plan text, owner and parameters; the JSON stays usable in SQL (`->>`, a cast to jsonb).
     let params = json!({ "pipeline_version": 2, "model_profile": "base\0line", "tags": ["x\0"] });
+    let event_extra = json!({ "sou\0rce": "we\0b" });
     let id = plans::enqueue(
         pool,
         &plans::NewPlan {
             prompt: "wr\0ite",
             user_id: Some("ow\0ner"),
             parameters: Some(&params),
+            event_context: Some(&event_extra),
             ..Default::default()
         },
     )
@@ -284,6 +286,16 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
             Some("x".into())
         )
     );
+
+    // The plan's event context (the caller's extra keys) likewise.
+    let source = sqlx::query_scalar!(
+        r#"SELECT context::jsonb ->> 'source' AS "source" FROM events
+           WHERE planexe_event_task_id(context) = $1::uuid::text"#,
+        id
+    )
+    .fetch_one(pool)
+    .await?;
+    assert_eq!(source.as_deref(), Some("web"));
 
     // A payment id and payload: applied and found with or without the NUL.
     let payload = json!({ "id": "cs\0_1" });

@@ -141,7 +141,7 @@ pub async fn finish_completed(
                   cur.run_attempt IS NOT DISTINCT FROM $3 AS "owned!"
            FROM cur"#,
         id,
-        ctx.to_string(),
+        ctx,
         attempt.token,
     )
     .fetch_optional(ex)
@@ -214,7 +214,7 @@ pub async fn finish_failed(
         clean_opt(failure.failed_step, 128),
         clean_text(failure.error_message, 256),
         failure.recoverable,
-        ctx.to_string(),
+        ctx,
         attempt.token,
     )
     .fetch_optional(ex)
@@ -258,7 +258,7 @@ pub async fn finish_stopped(
                   cur.run_attempt IS NOT DISTINCT FROM $3 AS "owned!"
            FROM cur"#,
         id,
-        ctx.to_string(),
+        ctx,
         attempt.token,
     )
     .fetch_optional(ex)

@@ -66,7 +66,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{PlanState, json_absent};
+use super::{PlanState, json_absent, json_string};
 use crate::error::Error;
 
 pub mod artifacts;
@@ -213,8 +213,9 @@ pub struct PlanListItem {
 /// Characters of the prompt shown in [`list_by_user`] (the frontend's 240).
 pub const PROMPT_PREVIEW_CHARS: i32 = 240;
 
-/// `base` (when it is a JSON object) with the keys of `extra` added or replaced.
-fn event_context(base: Option<&Value>, extra: Value) -> Value {
+/// The `context` text of an event: `base` (when it is a JSON object) with the keys of `extra` added
+/// or replaced, NUL-stripped like every JSON the library writes ([`json_string`]).
+fn event_context(base: Option<&Value>, extra: Value) -> String {
     let mut ctx = match base {
         Some(Value::Object(map)) => map.clone(),
         _ => serde_json::Map::new(),
@@ -222,7 +223,7 @@ fn event_context(base: Option<&Value>, extra: Value) -> Value {
     if let Value::Object(extra) = extra {
         ctx.extend(extra);
     }
-    Value::Object(ctx)
+    json_string(&Value::Object(ctx))
 }
 
 /// [`Error::Superseded`] for a write whose attempt no longer owns the plan.

@@ -83,7 +83,7 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
         user_id,
         new.api_key_id.map(|k| k.to_string()),
         json_text(new.parameters),
-        ctx.to_string(),
+        ctx,
     )
     .fetch_one(ex)
     .await?;
