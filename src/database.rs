@@ -9,6 +9,39 @@ use sqlx::{Postgres, Transaction};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
+/// What a connection must pass before it is handed out: sqlx's own test pings on every acquire,
+/// one extra round trip per pooled statement, which cost 10–30 % of pooled throughput in the
+/// benchmarks (BENCHMARKS.md). A connection back from use moments ago is as good as the ping would
+/// say; only one that sat idle for `ping_idle_after` may have been cut by the server, a proxy or a
+/// firewall, so only that one is pinged (when `test_before_acquire` is on). With `failover`, a
+/// connection opened before the last switch of primary is retired instead.
+fn with_acquire_checks(
+    options: PgPoolOptions,
+    config: &Config,
+    failover: Option<Arc<crate::failover::Failover>>,
+) -> PgPoolOptions {
+    let options = options.test_before_acquire(false);
+    let ping_idle_after = config.test_before_acquire.then_some(config.ping_idle_after);
+    if ping_idle_after.is_none() && failover.is_none() {
+        return options;
+    }
+    options.before_acquire(move |conn, meta| {
+        let stale = failover
+            .as_ref()
+            .is_some_and(|f| f.predates_switch(meta.age));
+        let ping = ping_idle_after.is_some_and(|after| meta.idle_for >= after);
+        Box::pin(async move {
+            if stale {
+                return Ok(false);
+            }
+            if ping {
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(true)
+        })
+    })
+}
+
 /// With feature `metrics`, sqlx reports every acquire's wait as a `tracing` event (at trace
 /// level), which [`crate::metrics::layer`] turns into the acquire-time histogram.
 #[cfg(feature = "metrics")]
@@ -51,30 +84,9 @@ impl Database {
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.require_url()?;
         let target = crate::failover::Target::resolve(config, url).await?;
-        let mut pool_options = Self::pool_options(config)
-            // sqlx's own test pings on every acquire: one extra round trip per pooled
-            // statement, which cost 10–30 % of pooled throughput in the benchmarks
-            // (BENCHMARKS.md). A connection back from use moments ago is as good as the ping
-            // would say; only one that sat idle for a while may have been cut by the server, a
-            // proxy or a firewall.
-            .test_before_acquire(false);
-        pool_options = with_acquire_timing(pool_options);
-        let ping_idle_after = config.test_before_acquire.then_some(config.ping_idle_after);
         let failover = target.failover.clone();
-        if ping_idle_after.is_some() || failover.is_some() {
-            pool_options = pool_options.before_acquire(move |conn, meta| {
-                let failover = failover.clone();
-                Box::pin(async move {
-                    if failover.is_some_and(|f| f.predates_switch(meta.age)) {
-                        return Ok(false);
-                    }
-                    if ping_idle_after.is_some_and(|after| meta.idle_for >= after) {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            });
-        }
+        let mut pool_options = with_acquire_checks(Self::pool_options(config), config, failover);
+        pool_options = with_acquire_timing(pool_options);
         if let Some(failover) = target.failover.clone() {
             let on_release = failover.clone();
             pool_options = pool_options
@@ -101,7 +113,7 @@ impl Database {
         let replica = match &config.replica_url {
             Some(replica_url) => {
                 let options = config.connect_options_for(replica_url)?;
-                let replica_pool = Self::pool_options(config).test_before_acquire(true);
+                let replica_pool = with_acquire_checks(Self::pool_options(config), config, None);
                 Some(Self::connect_pool(config, replica_pool, options, replica_url).await?)
             }
             None => None,
