@@ -105,6 +105,13 @@ impl Failover {
         &self,
         conn: &mut PgConnection,
     ) -> Result<(), sqlx::Error> {
+        if matches!(
+            self.target,
+            TargetSessionAttrs::Any | TargetSessionAttrs::PreferStandby
+        ) {
+            // every role is accepted: no round trip to ask
+            return Ok(());
+        }
         let role = server_role(conn).await?;
         if self.target.accepts(role) {
             return Ok(());
@@ -260,6 +267,7 @@ impl Target {
     /// the connect timeout.
     pub(crate) async fn resolve(config: &crate::Config, url: &str) -> crate::Result<Self> {
         let list = crate::multihost::parse(url)?;
+        let single = list.is_single();
         let hosts: Vec<Host> = list
             .hosts
             .into_iter()
@@ -268,7 +276,7 @@ impl Target {
                 ..h
             })
             .collect();
-        if hosts.len() == 1 && list.target == TargetSessionAttrs::Any {
+        if single {
             let options = hosts.into_iter().next().map(|h| h.options);
             return Ok(Target {
                 options: options.expect("a host list has a host"),
