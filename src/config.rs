@@ -173,6 +173,11 @@ impl Config {
                 parse::<u64>(key, &v).map(Duration::from_secs)
             })
         };
+        let millis = |key: &str, default: Duration| -> Result<Duration> {
+            get(key).map_or(Ok(default), |v| {
+                parse::<u64>(key, &v).map(Duration::from_millis)
+            })
+        };
         let opt_secs = |key: &str, default: Option<Duration>| -> Result<Option<Duration>> {
             get(key).map_or(Ok(default), |v| {
                 parse::<u64>(key, &v).map(|s| (s > 0).then(|| Duration::from_secs(s)))
@@ -203,10 +208,10 @@ impl Config {
                 "SHARED_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS",
                 d.idle_in_transaction_timeout,
             )?,
-            migration_lock_timeout: get("SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS")
-                .map_or(Ok(d.migration_lock_timeout), |v| {
-                    parse("SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS", &v).map(Duration::from_millis)
-                })?,
+            migration_lock_timeout: millis(
+                "SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS",
+                d.migration_lock_timeout,
+            )?,
             statement_cache_capacity: get("SHARED_DB_STATEMENT_CACHE_CAPACITY")
                 .map_or(Ok(d.statement_cache_capacity), |v| {
                     parse("SHARED_DB_STATEMENT_CACHE_CAPACITY", &v)
@@ -218,10 +223,10 @@ impl Config {
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
             replica_url: get("DATABASE_REPLICA_URL"),
             migration_url: get("SHARED_DB_MIGRATION_URL"),
-            failover_check_interval: get("SHARED_DB_FAILOVER_CHECK_MS")
-                .map_or(Ok(d.failover_check_interval), |v| {
-                    parse::<u64>("SHARED_DB_FAILOVER_CHECK_MS", &v).map(Duration::from_millis)
-                })?,
+            failover_check_interval: millis(
+                "SHARED_DB_FAILOVER_CHECK_MS",
+                d.failover_check_interval,
+            )?,
         })
     }
 

@@ -80,7 +80,7 @@ async fn server_info() -> Result<Server> {
                 .filter(|u| !u.trim().is_empty());
             match url {
                 Some(url) => {
-                    let config = Config::from_lookup(|k| std::env::var(k).ok())?;
+                    let config = Config::from_env()?;
                     let pooled = config.connect_options_for(&url)?.database("postgres");
                     let options = match &config.migration_url {
                         Some(direct) => config.connect_options_for(direct)?.database("postgres"),
