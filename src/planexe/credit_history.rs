@@ -328,9 +328,7 @@ async fn lock_user_and_run(conn: &mut PgConnection, usage: &PlanUsage) -> Result
     .await?
     .ok_or(Error::NotFound)?;
     if owner != Some(usage.attempt.token) {
-        return Err(Error::Superseded {
-            plan_id: usage.attempt.plan_id,
-        });
+        return Err(usage.attempt.superseded());
     }
     Ok(())
 }

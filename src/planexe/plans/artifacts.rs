@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Attempt, superseded};
+use super::Attempt;
 use crate::error::{Error, Result};
 use crate::planexe::{clean_text, json_text};
 
@@ -67,7 +67,7 @@ pub async fn store_artifacts(
 fn stored(attempt: Attempt, stored: bool, exists: bool) -> Result<()> {
     match (stored, exists) {
         (true, _) => Ok(()),
-        (false, true) => Err(superseded(attempt)),
+        (false, true) => Err(attempt.superseded()),
         (false, false) => Err(Error::NotFound),
     }
 }
@@ -138,7 +138,7 @@ pub async fn store_zip_snapshot_chunked(
                 .await?
                 .ok_or(Error::NotFound)?;
         if owner != Some(attempt.token) {
-            return Err(superseded(attempt));
+            return Err(attempt.superseded());
         }
         let lo = sqlx::query_scalar!(r#"SELECT lo_create(0) AS "oid!""#)
             .fetch_one(&mut *tx)

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{Attempt, PIPELINE_VERSION, event_context, superseded, transition};
+use super::{Attempt, PIPELINE_VERSION, event_context, transition};
 use crate::error::{Error, Result};
 use crate::planexe::{PlanState, clean_opt, clean_text};
 
@@ -95,7 +95,7 @@ pub async fn update_progress(
     .await?
     .ok_or(Error::NotFound)?;
     if !row.owned {
-        return Err(superseded(attempt));
+        return Err(attempt.superseded());
     }
     Ok(if row.recorded {
         ProgressAck::Recorded
@@ -221,7 +221,7 @@ pub async fn finish_failed(
     .await?
     .ok_or(Error::NotFound)?;
     if !row.owned {
-        return Err(superseded(attempt));
+        return Err(attempt.superseded());
     }
     row.new_state
         .ok_or_else(|| transition(row.from_state, "failed"))
@@ -448,7 +448,7 @@ fn outcome(
     to: &str,
 ) -> Result<()> {
     if !owned {
-        Err(superseded(attempt))
+        Err(attempt.superseded())
     } else if done {
         Ok(())
     } else {

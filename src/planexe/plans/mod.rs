@@ -96,6 +96,15 @@ pub struct Attempt {
     pub token: Uuid,
 }
 
+impl Attempt {
+    /// [`Error::Superseded`] for a write of this attempt, which no longer owns the plan.
+    pub(crate) fn superseded(self) -> Error {
+        Error::Superseded {
+            plan_id: self.plan_id,
+        }
+    }
+}
+
 /// A plan [`claim_next`] handed to a worker, and the attempt that proves the worker owns the run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Claimed {
@@ -224,13 +233,6 @@ fn event_context(base: Option<&Value>, extra: Value) -> String {
         ctx.extend(extra);
     }
     json_string(&Value::Object(ctx))
-}
-
-/// [`Error::Superseded`] for a write whose attempt no longer owns the plan.
-fn superseded(attempt: Attempt) -> Error {
-    Error::Superseded {
-        plan_id: attempt.plan_id,
-    }
 }
 
 /// The refused transition: `from` is the stored label (`NULL` if the column is NULL), `to` the
