@@ -45,17 +45,19 @@ pub(crate) fn opt_name(field: &'static str, value: Option<&str>, max_chars: usiz
     value.map_or(Ok(()), |v| name(field, v, max_chars))
 }
 
+/// Whether any string or key of `v`, at any depth, holds a NUL byte.
+pub(crate) fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 /// A JSON value bound into a `jsonb` column: no NUL byte in any string or key (`jsonb` refuses
 /// `\u0000`).
 pub(crate) fn json(field: &'static str, value: &Value) -> Result<()> {
-    fn has_nul(v: &Value) -> bool {
-        match v {
-            Value::String(s) => s.contains('\0'),
-            Value::Array(items) => items.iter().any(has_nul),
-            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-            _ => false,
-        }
-    }
     if has_nul(value) {
         return Err(Error::invalid_input(format!("{field} contains a NUL byte")));
     }

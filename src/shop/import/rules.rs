@@ -17,6 +17,7 @@ use super::report::Rule;
 use super::source::{self, Translation};
 use super::write::{self, Insert};
 use crate::shop::ProductId;
+use crate::shop::input::has_nul;
 use crate::shop::orders::OrderItem;
 
 pub use crate::shop::input::LONG_TEXT;
@@ -692,15 +693,6 @@ impl OldTable for source::AttributeValue {
             attribute_id,
             option_id: self.option_id,
         })
-    }
-}
-
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
     }
 }
 
