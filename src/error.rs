@@ -207,7 +207,7 @@ pub enum Error {
 }
 
 /// SQLSTATE codes we act on.
-mod sqlstate {
+pub(crate) mod sqlstate {
     pub const SERIALIZATION_FAILURE: &str = "40001";
     pub const DEADLOCK_DETECTED: &str = "40P01";
     /// Class 08: connection exceptions.

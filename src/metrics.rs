@@ -37,6 +37,7 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
+use crate::error::sqlstate;
 use crate::schema::SchemaStatus;
 use crate::{Database, Error};
 
@@ -105,6 +106,9 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
+        if !is_repository(span.metadata().target()) {
+            return;
+        }
         let Some(Started(at)) = span.extensions_mut().remove::<Started>() else {
             return;
         };
@@ -190,10 +194,10 @@ fn error_kind(error: &Error) -> &'static str {
         Error::TooManyApiKeys { .. } => "too_many_api_keys",
         Error::Database(sqlx::Error::Io(_)) => "io",
         Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
-            Some("57014") => "statement_timeout",
-            Some("55P03") => "lock_timeout",
-            Some("40001") => "serialization_failure",
-            Some("40P01") => "deadlock",
+            Some(sqlstate::QUERY_CANCELED) => "statement_timeout",
+            Some(sqlstate::LOCK_NOT_AVAILABLE) => "lock_timeout",
+            Some(sqlstate::SERIALIZATION_FAILURE) => "serialization_failure",
+            Some(sqlstate::DEADLOCK_DETECTED) => "deadlock",
             _ => "database",
         },
         Error::Database(_) => "driver",

@@ -6,10 +6,8 @@ use std::time::Duration;
 use sqlx::PgConnection;
 use sqlx::migrate::{Migrate, MigrateError, Migration};
 
+use crate::error::sqlstate::LOCK_NOT_AVAILABLE;
 use crate::{Error, Result};
-
-/// SQLSTATE `lock_not_available`: the lock wait hit `lock_timeout`.
-const LOCK_NOT_AVAILABLE: &str = "55P03";
 
 /// How long one migration attempt may wait for a lock, and how often it is tried.
 ///
