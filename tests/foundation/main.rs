@@ -7,6 +7,7 @@ mod errors;
 mod lifecycle;
 mod online_migrations;
 mod pool;
+mod prerequisites;
 mod timeouts;
 mod transactions;
 

@@ -4,5 +4,6 @@
 
 mod failover;
 mod pooler;
+mod prerequisites;
 mod replica;
 mod servers;

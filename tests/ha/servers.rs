@@ -14,6 +14,8 @@ use sqlx::{Connection, PgConnection};
 
 /// Debian's server binaries.
 const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Debian's server extension libraries (pg_auto_failover's monitor extension lives here).
+const PG_LIB: &str = "/usr/lib/postgresql/15/lib";
 
 /// uid/gid of the `postgres` user when we are root (PostgreSQL refuses to run as root).
 fn run_as() -> Option<(u32, u32)> {
@@ -49,6 +51,43 @@ pub fn server_command(program: &str, dir: &Path) -> Command {
         cmd.uid(uid).gid(gid);
     }
     cmd
+}
+
+/// The path of `program` (in the server binaries' directory or on `PATH`), or an error that
+/// names the Debian `package` providing it. Checked before anything is created, so a machine
+/// without the package fails at once with what to install, never with a spawn error halfway.
+pub fn require_program(program: &str, package: &str) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::iter::once(PathBuf::from(PG_BIN))
+        .chain(std::env::split_paths(&path))
+        .map(|dir| dir.join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .ok_or_else(|| {
+            missing(
+                &format!("`{program}` (looked in {PG_BIN} and on PATH)"),
+                package,
+            )
+        })
+}
+
+/// [`require_program`] for a file another package installs (a server extension's library).
+pub fn require_file(path: &str, package: &str) -> anyhow::Result<()> {
+    if Path::new(path).is_file() {
+        Ok(())
+    } else {
+        Err(missing(path, package))
+    }
+}
+
+fn missing(what: &str, package: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} is not installed: install the Debian package {package}. Every prerequisite of \
+         `cargo test` is in system-packages.txt and in the README's install line (\"Two \
+         commands\")"
+    )
 }
 
 /// Runs `cmd` to completion; its output goes into the error when it fails.
@@ -123,6 +162,7 @@ impl Replica {
     /// `pg_basebackup -R` of the server at `primary_url` (the embedded cluster), started on a
     /// second port; returns once it accepts connections.
     pub async fn of(primary_url: &str) -> anyhow::Result<Self> {
+        require_program("pg_basebackup", "postgresql")?;
         let url = url::Url::parse(primary_url)?;
         let dir = work_dir("replica")?;
         let data = dir.join("data");
@@ -213,6 +253,8 @@ impl Drop for Replica {
 /// primary and synchronous secondary.
 pub struct Formation {
     dir: PathBuf,
+    /// The `pg_autoctl` binary, found before anything started.
+    pg_autoctl: PathBuf,
     /// Monitor port.
     pub monitor_port: u16,
     /// Data node ports: `[node1, node2]`; node1 starts as primary.
@@ -226,9 +268,15 @@ impl Formation {
     /// a node is unhealthy, 30 s before an unreachable primary counts as demoted) to about a
     /// second each, so the test measures our side of the failover rather than those waits.
     pub async fn start(database: &str) -> anyhow::Result<Self> {
+        let pg_autoctl = require_program("pg_autoctl", "pg-auto-failover-cli")?;
+        require_file(
+            &format!("{}/pgautofailover.so", PG_LIB),
+            "postgresql-15-auto-failover",
+        )?;
         let dir = work_dir("formation")?;
         let mut formation = Formation {
             dir,
+            pg_autoctl,
             monitor_port: free_port()?,
             ports: [free_port()?, free_port()?],
             keepers: Vec::new(),
@@ -300,7 +348,7 @@ impl Formation {
     fn spawn_keeper(&mut self, args: &[&str]) -> anyhow::Result<()> {
         let log =
             std::fs::File::create(self.dir.join(format!("keeper{}.log", self.keepers.len())))?;
-        let child = server_command("pg_autoctl", &self.dir)
+        let child = server_command(&self.pg_autoctl.display().to_string(), &self.dir)
             .args(args)
             .args([
                 "--hostname",
@@ -315,7 +363,7 @@ impl Formation {
             .stderr(log)
             .process_group(0)
             .spawn()
-            .context("spawn pg_autoctl (Debian package pg-auto-failover-cli)")?;
+            .with_context(|| format!("spawn {}", self.pg_autoctl.display()))?;
         self.keepers.push(child);
         Ok(())
     }
