@@ -41,6 +41,10 @@ pub fn server_command(program: &str, dir: &Path) -> Command {
         .env("XDG_CONFIG_HOME", dir.join("config"))
         .env("XDG_DATA_HOME", dir.join("share"))
         .env("XDG_RUNTIME_DIR", dir.join("run"))
+        // Local connections go through sockets in the work directory (see `init_cluster`), as
+        // the superuser `postgres` that `init_cluster` creates, whoever runs the tests.
+        .env("PGHOST", dir.join("run"))
+        .env("PGUSER", "postgres")
         .env(
             "PATH",
             format!("{PG_BIN}:{}", std::env::var("PATH").unwrap_or_default()),
@@ -118,6 +122,27 @@ pub fn work_dir(name: &str) -> anyhow::Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+/// `initdb` of `data` with the superuser `postgres`, its Unix sockets in `dir/run`.
+///
+/// The packaged servers put their sockets in /var/run/postgresql, which only the `postgres`
+/// system user may write to; a test run by an ordinary user could not start a server there.
+/// pg_auto_failover keeps an existing cluster's settings, so the monitor and the first node are
+/// made here and handed to `pg_autoctl create`; the second node is a base backup of the first
+/// and inherits them.
+fn init_cluster(dir: &Path, data: &Path) -> anyhow::Result<()> {
+    run(server_command(&format!("{PG_BIN}/initdb"), dir)
+        .args(["--auth=trust", "--username=postgres", "--no-sync", "-D"])
+        .arg(data))?;
+    let conf = data.join("postgresql.conf");
+    let mut settings = std::fs::read_to_string(&conf)?;
+    settings.push_str(&format!(
+        "\nunix_socket_directories = '{}'\n",
+        dir.join("run").display()
+    ));
+    std::fs::write(&conf, settings)?;
+    Ok(())
 }
 
 /// A TCP port nobody listens on right now.
@@ -281,6 +306,8 @@ impl Formation {
             ports: [free_port()?, free_port()?],
             keepers: Vec::new(),
         };
+        init_cluster(&formation.dir, &formation.dir.join("monitor"))?;
+        init_cluster(&formation.dir, &formation.dir.join("node1"))?;
         let monitor_data = formation.dir.join("monitor").display().to_string();
         formation.spawn_keeper(&[
             "create",
