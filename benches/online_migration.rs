@@ -225,7 +225,9 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
             "\nmigrations applied under load: {applied:?} in {:.2} s",
             (m_end - m_start).as_secs_f64()
         ),
-        Ok(SyncOutcome::AlreadyUpToDate) => println!("\nno migration was pending"),
+        Ok(SyncOutcome::AlreadyUpToDate | SyncOutcome::Ahead { .. }) => {
+            println!("\nno migration was pending")
+        }
         Err(e) => println!(
             "\nMIGRATION FAILED after {:.2} s: {e:?}",
             (m_end - m_start).as_secs_f64()

@@ -66,6 +66,8 @@ pub struct Database {
     pool: PgPool,
     /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
     migration_locks: schema::MigrationLocks,
+    /// Compatibility window of [`Database::migrate`], [`Database::status`], [`Database::health`].
+    compatibility: schema::Compatibility,
     /// Second pool to a read-only replica (`DATABASE_REPLICA_URL`).
     replica: Option<PgPool>,
     /// Multi-host URLs: stops the failover watcher when the last clone goes.
@@ -128,6 +130,7 @@ impl Database {
                 timeout: config.migration_lock_timeout,
                 ..schema::MigrationLocks::default()
             },
+            compatibility: config.schema_compatibility,
             replica,
             watcher,
             migration,
@@ -194,6 +197,7 @@ impl Database {
         Database {
             pool,
             migration_locks: schema::MigrationLocks::default(),
+            compatibility: schema::Compatibility::default(),
             replica: None,
             watcher: None,
             migration: None,
@@ -273,7 +277,14 @@ impl Database {
             let _ = sqlx::Connection::close(conn).await;
             return Err(e);
         }
-        let outcome = schema::sync_with(&MIGRATOR, &mut conn, self.migration_locks).await;
+        let migrate = schema::MigrateOptions {
+            locks: self.migration_locks,
+            compatibility: self.compatibility,
+            // A second session, opened only while an index build waits, reports whom it waits for.
+            observer: Some((*options).clone()),
+            report_waits_every: None,
+        };
+        let outcome = schema::sync_with_options(&MIGRATOR, &mut conn, &migrate).await;
         // Closing (rather than dropping) ends the session cleanly; the advisory lock goes with it.
         let _ = sqlx::Connection::close(conn).await;
         outcome
@@ -281,12 +292,12 @@ impl Database {
 
     /// Where the database stands (see [`schema::status`]). Read-only.
     pub async fn status(&self) -> SchemaStatus {
-        schema::status(&MIGRATOR, &self.pool).await
+        schema::status_with(&MIGRATOR, &self.pool, self.compatibility).await
     }
 
     /// Readiness answer (see [`schema::health`]).
     pub async fn health(&self) -> Health {
-        let mut health = schema::health(&MIGRATOR, &self.pool).await;
+        let mut health = schema::health_with(&MIGRATOR, &self.pool, self.compatibility).await;
         if let Some(replica) = &self.replica {
             health.replica = Some(match crate::replica::lag(&self.pool, replica).await {
                 Ok(lag) => crate::replica::ReplicaHealth::Lag(lag),

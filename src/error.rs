@@ -133,6 +133,24 @@ pub enum Error {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 
+    /// A newer release applied a contract migration that removes what this release uses
+    /// ([`crate::schema::SchemaStatus::Incompatible`]): this binary must not serve on the
+    /// database, and `migrate` applies nothing. Deploy `release` or newer. Not retryable.
+    #[error(
+        "the database was migrated past this release: migration {contract} ({reason}) needs a \
+         binary that knows migration {requires_version}; deploy {release} or newer"
+    )]
+    SchemaIncompatible {
+        /// The contract migration.
+        contract: i64,
+        /// The migration a binary must know to run on top of it.
+        requires_version: i64,
+        /// The release to deploy at least.
+        release: String,
+        /// What the contract migration removed.
+        reason: String,
+    },
+
     /// The embedded PostgreSQL cluster could not be started or used (feature `embedded`).
     #[cfg(feature = "embedded")]
     #[error(transparent)]

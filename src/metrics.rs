@@ -184,6 +184,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::DataException { .. } => "data_exception",
         Error::Internal(_) => "internal",
         Error::Migrate(_) => "migrate",
+        Error::SchemaIncompatible { .. } => "schema_incompatible",
         #[cfg(feature = "embedded")]
         Error::Embedded(_) => "embedded",
         Error::InsufficientStock { .. } => "insufficient_stock",
@@ -218,7 +219,14 @@ pub fn record_pool(db: &Database) {
 pub async fn record_schema_status(db: &Database) -> SchemaStatus {
     let status = db.status().await;
     let current = status_label(&status);
-    for label in ["up_to_date", "upgrade_available", "no_info", "diverged"] {
+    for label in [
+        "up_to_date",
+        "upgrade_available",
+        "no_info",
+        "diverged",
+        "ahead",
+        "incompatible",
+    ] {
         ::metrics::gauge!(SCHEMA_STATUS, "status" => label).set(if label == current {
             1.0
         } else {
@@ -234,5 +242,7 @@ fn status_label(status: &SchemaStatus) -> &'static str {
         SchemaStatus::UpgradeAvailable { .. } => "upgrade_available",
         SchemaStatus::NoInfo { .. } => "no_info",
         SchemaStatus::Diverged { .. } => "diverged",
+        SchemaStatus::Ahead { .. } => "ahead",
+        SchemaStatus::Incompatible { .. } => "incompatible",
     }
 }

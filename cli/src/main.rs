@@ -4,7 +4,9 @@
 //! uses the embedded PostgreSQL cluster under `target/`, and says so.
 //!
 //! Exit codes of `status`: 0 up to date, 1 upgrade available, 2 no information (unreachable or
-//! never migrated), 3 diverged; so it can back a readiness probe directly.
+//! never migrated), 3 diverged, 4 ahead (a newer release migrated it; compatible, ready),
+//! 5 incompatible (a newer release's contract migration needs a newer binary); ready means 0 or
+//! 4, so it can back a readiness probe directly.
 
 use std::process::ExitCode;
 
@@ -31,7 +33,8 @@ struct Cli {
 enum Command {
     /// Apply pending migrations (waits for any other migrating process).
     Migrate,
-    /// Report the schema status. Exit code: 0 up to date, 1 upgrade available, 2 no info, 3 diverged.
+    /// Report the schema status. Exit code: 0 up to date, 1 upgrade available, 2 no info,
+    /// 3 diverged, 4 ahead (ready), 5 incompatible.
     Status {
         /// Print JSON instead of text.
         #[arg(long)]
@@ -192,6 +195,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     shared_db::schema::SyncOutcome::AlreadyUpToDate => {
                         println!("already up to date")
                     }
+                    shared_db::schema::SyncOutcome::Ahead { newer } => {
+                        println!(
+                            "ahead: a newer release applied {newer:?}; nothing to apply, compatible"
+                        )
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -328,6 +336,28 @@ fn print_status(status: &SchemaStatus) {
             }
         }
         SchemaStatus::NoInfo { reason } => println!("no information: {reason}"),
+        SchemaStatus::Ahead { version, newer } => {
+            println!(
+                "ahead: a newer release applied {} migration(s) on top of this binary's {}; \
+                 compatible, ready",
+                newer.len(),
+                version.map_or("none".into(), |v| format!("version {v}"))
+            );
+            for m in newer {
+                println!("  {:>4}  {}", m.version, m.description);
+            }
+        }
+        SchemaStatus::Incompatible {
+            contract,
+            requires_version,
+            release,
+            reason,
+        } => {
+            println!(
+                "incompatible: migration {contract} ({reason}) needs a binary that knows \
+                 migration {requires_version}; deploy {release} or newer"
+            );
+        }
         SchemaStatus::Diverged {
             changed,
             unknown,

@@ -151,13 +151,19 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
 pub(crate) async fn before_migration(
     conn: &mut PgConnection,
     migration: &sqlx::migrate::Migration,
+    watch: &crate::schema::Watch,
 ) -> Result<()> {
     if migration.version == 3 && migration.sql.as_str().contains("ix_events_context_task_id") {
-        sqlx::query!(
+        // A concurrent build like any other: it waits for older transactions unbounded (and
+        // says whom it waits for), instead of timing out under the migration's lock bound.
+        let waiting = watch.begin(conn, "0003 placeholder index").await?;
+        let built = sqlx::query!(
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_events_context_task_id ON events (id) WHERE false"
         )
-        .execute(conn)
-        .await?;
+        .execute(&mut *conn)
+        .await;
+        watch.end(conn, waiting).await?;
+        built?;
     }
     Ok(())
 }

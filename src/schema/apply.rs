@@ -6,6 +6,7 @@ use std::time::Duration;
 use sqlx::PgConnection;
 use sqlx::migrate::{Migrate, MigrateError, Migration};
 
+use super::waits::Watch;
 use crate::error::sqlstate::LOCK_NOT_AVAILABLE;
 use crate::{Error, Result};
 
@@ -42,7 +43,7 @@ pub(super) async fn unbounded_session(conn: &mut PgConnection) -> Result<()> {
 }
 
 /// Bounds every lock wait of the session by `locks.timeout`.
-pub(super) async fn bound_lock_waits(conn: &mut PgConnection, locks: MigrationLocks) -> Result<()> {
+pub(crate) async fn bound_lock_waits(conn: &mut PgConnection, locks: MigrationLocks) -> Result<()> {
     let millis = format!("{}ms", locks.timeout.as_millis().max(1));
     sqlx::query_scalar!(
         r#"SELECT set_config('lock_timeout', $1, false) AS "setting!""#,
@@ -65,22 +66,36 @@ pub(super) async fn reset_session(conn: &mut PgConnection) -> Result<()> {
 ///
 /// A transactional migration that failed was rolled back with its ledger row, so repeating it
 /// is safe. A `-- no-transaction` migration holds one statement by convention
-/// (`migrations/README.md`), which either ran or did not; the one that can leave something
-/// behind is `CREATE INDEX CONCURRENTLY IF NOT EXISTS`, whose failed build leaves an INVALID
-/// index that `IF NOT EXISTS` would then accept: such an index is dropped before each attempt.
+/// (`migrations/README.md`), which either ran or did not. When that statement is a
+/// `CONCURRENTLY` one it runs without the lock bound ([`super::waits`]): it waits for older
+/// transactions without blocking anyone. The one that can leave something behind is
+/// `CREATE INDEX CONCURRENTLY IF NOT EXISTS`, whose failed build (or a crash mid-build) leaves an
+/// INVALID index that `IF NOT EXISTS` would then accept: such an index is dropped before each
+/// attempt, so the next run builds it again.
 pub(super) async fn apply(
     conn: &mut PgConnection,
     ledger: &str,
     m: &Migration,
     locks: MigrationLocks,
+    watch: &Watch,
 ) -> Result<()> {
+    if m.no_tx && waits_for_others(m.sql.as_str()) {
+        let what = format!("{} ({})", m.version, m.description);
+        let waiting = watch.begin(conn, &what).await?;
+        let applied = async {
+            drop_invalid_index(conn, m.sql.as_str()).await?;
+            conn.apply(ledger, m).await?;
+            Ok::<_, Error>(())
+        }
+        .await;
+        let ended = watch.end(conn, waiting).await;
+        applied?;
+        return ended;
+    }
     let attempts = locks.attempts.max(1);
     let mut backoff = Duration::from_millis(100);
     let mut attempt = 1;
     loop {
-        if m.no_tx {
-            drop_invalid_index(conn, m.sql.as_str()).await?;
-        }
         let message = match conn.apply(ledger, m).await {
             Ok(_) => return Ok(()),
             Err(MigrateError::ExecuteMigration(sqlx::Error::Database(db), _))
@@ -108,6 +123,15 @@ pub(super) async fn apply(
         backoff = (backoff * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
+}
+
+/// A statement of a `-- no-transaction` file that waits for other sessions rather than
+/// blocking them: `CREATE`/`DROP INDEX CONCURRENTLY` (or `REINDEX … CONCURRENTLY`).
+fn waits_for_others(sql: &str) -> bool {
+    sql.lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .flat_map(str::split_whitespace)
+        .any(|w| w.eq_ignore_ascii_case("concurrently"))
 }
 
 /// The index and table of `CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <index> ON [ONLY]
@@ -192,5 +216,18 @@ mod tests {
         );
         assert_eq!(concurrent_index("CREATE INDEX ix ON t (a)"), None);
         assert_eq!(concurrent_index("ALTER TABLE t ADD COLUMN c int"), None);
+    }
+
+    #[test]
+    fn only_concurrently_statements_wait_unbounded() {
+        assert!(super::waits_for_others(
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS ix ON t (a);"
+        ));
+        assert!(super::waits_for_others(
+            "drop index concurrently if exists ix"
+        ));
+        assert!(!super::waits_for_others(
+            "-- not built concurrently\nALTER TABLE t ADD COLUMN c int"
+        ));
     }
 }

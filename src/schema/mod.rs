@@ -10,6 +10,26 @@
 //! - [`health`] is a readiness answer: one round trip that proves connectivity and reports
 //!   [`status`].
 //!
+//! # Many releases, one database
+//!
+//! Services deploy on their own schedules, so a database is often migrated by a newer release
+//! than some of the binaries still serving on it. The **compatibility window** makes that a
+//! state of its own instead of an error ([`Compatibility::Window`], the default):
+//!
+//! - a database holding every migration of this binary (checksums equal) plus newer ones is
+//!   [`SchemaStatus::Ahead`]: ready, and [`migrate`]/[`sync`] succeed without applying anything.
+//!   Newer *expand* migrations keep everything this release reads and writes.
+//! - a newer *contract* migration (one that drops or renames what older releases use) declares in
+//!   the table `_shared_db_contracts` the oldest migration a binary must know to run on top of it.
+//!   A binary that does not know it reports [`SchemaStatus::Incompatible`], naming the release to
+//!   deploy, is never ready, and [`migrate`] fails with [`crate::Error::SchemaIncompatible`].
+//! - [`SchemaStatus::Diverged`] stays for an edited migration, a failed one, or an unknown version
+//!   *between* known ones.
+//! - [`Compatibility::Strict`] (`SHARED_DB_SCHEMA_STRICT=true`) restores the old rule: any
+//!   version this binary does not know is `Diverged`.
+//!
+//! The expand/contract rule for writing migrations is in `migrations/README.md`.
+//!
 //! Migrations run online, next to the services using the database: the migration session has
 //! no `statement_timeout` (an index build may take long) and a bounded `lock_timeout`
 //! ([`MigrationLocks`]), so a migration that would queue behind a long transaction, and make
@@ -17,15 +37,17 @@
 
 mod apply;
 mod lock;
+mod waits;
 
 pub use apply::MigrationLocks;
+pub(crate) use waits::Watch;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use sqlx::migrate::{Migrate, MigrateError, Migrator};
-use sqlx::{Connection, PgConnection, PgExecutor};
+use sqlx::{Acquire, Connection, PgConnection, Postgres};
 
 use crate::Result;
 
@@ -57,13 +79,39 @@ pub enum SchemaStatus {
         /// Why there is no information.
         reason: String,
     },
+    /// Every migration of this binary is applied, and a newer release applied more, none of
+    /// which removes what this release uses. Ready: the newer migrations are expand steps, and
+    /// [`migrate`] succeeds without applying anything (a restart or a rollback of this release
+    /// during a rolling deploy boots normally).
+    Ahead {
+        /// This binary's newest migration, the last one it checks.
+        version: Option<i64>,
+        /// The applied migrations this binary does not know, newest last (description as
+        /// recorded by the release that applied them).
+        newer: Vec<MigrationInfo>,
+    },
+    /// A newer release applied a contract migration that removes something this release reads
+    /// or writes. Not ready: deploy `release` (or newer). [`migrate`] fails with
+    /// [`crate::Error::SchemaIncompatible`].
+    Incompatible {
+        /// The contract migration.
+        contract: i64,
+        /// A binary must know this migration to run on top of `contract`.
+        requires_version: i64,
+        /// The release to deploy at least, as recorded by the contract migration.
+        release: String,
+        /// What the contract migration removed.
+        reason: String,
+    },
     /// The database and the binary disagree; a human must look.
     Diverged {
         /// Applied migrations whose checksum differs from this binary's file (edited after
         /// being applied).
         changed: Vec<i64>,
-        /// Versions recorded in the database that this binary does not know (a newer binary
-        /// migrated it, or a migration file was removed).
+        /// Versions recorded in the database that this binary does not know, where newer
+        /// migrations alone would be [`SchemaStatus::Ahead`]: versions between known ones (a
+        /// migration file was removed, or two branches numbered alike), newer versions while
+        /// one of ours is still pending, or any newer version under [`Compatibility::Strict`].
         unknown: Vec<i64>,
         /// Migrations recorded as failed (partially applied).
         failed: Vec<i64>,
@@ -72,15 +120,37 @@ pub enum SchemaStatus {
 
 impl SchemaStatus {
     /// Process exit code for `shared-db status`: 0 up to date, 1 upgrade available, 2 no info,
-    /// 3 diverged.
+    /// 3 diverged, 4 ahead (ready), 5 incompatible. Ready means 0 or 4.
     pub fn exit_code(&self) -> i32 {
         match self {
             SchemaStatus::UpToDate { .. } => 0,
             SchemaStatus::UpgradeAvailable { .. } => 1,
             SchemaStatus::NoInfo { .. } => 2,
             SchemaStatus::Diverged { .. } => 3,
+            SchemaStatus::Ahead { .. } => 4,
+            SchemaStatus::Incompatible { .. } => 5,
         }
     }
+
+    /// A binary may serve on this schema: [`SchemaStatus::UpToDate`] or [`SchemaStatus::Ahead`].
+    pub fn is_ready(&self) -> bool {
+        matches!(
+            self,
+            SchemaStatus::UpToDate { .. } | SchemaStatus::Ahead { .. }
+        )
+    }
+}
+
+/// How a binary treats migrations applied by a newer release (see the module docs).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Compatibility {
+    /// Newer migrations are [`SchemaStatus::Ahead`] (ready) unless a contract migration among
+    /// them requires a newer binary ([`SchemaStatus::Incompatible`]).
+    #[default]
+    Window,
+    /// Any applied version this binary does not know is [`SchemaStatus::Diverged`]: not ready,
+    /// and [`migrate`] refuses. For deployments that roll every service at once.
+    Strict,
 }
 
 /// What [`sync`] did.
@@ -99,6 +169,12 @@ pub enum SyncOutcome {
     },
     /// Nothing to do.
     AlreadyUpToDate,
+    /// Nothing applied: a newer release already migrated past this binary, within the
+    /// compatibility window ([`SchemaStatus::Ahead`]).
+    Ahead {
+        /// The applied versions this binary does not know.
+        newer: Vec<i64>,
+    },
 }
 
 /// A readiness answer.
@@ -119,9 +195,10 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready to serve: connected and the schema is exactly what this binary expects.
+    /// Ready to serve: connected, and the schema is what this binary expects or newer within
+    /// the compatibility window ([`SchemaStatus::is_ready`]).
     pub fn is_ready(&self) -> bool {
-        self.connected && matches!(self.schema, SchemaStatus::UpToDate { .. })
+        self.connected && self.schema.is_ready()
     }
 }
 
@@ -140,17 +217,18 @@ const LEDGER: &str = "_sqlx_migrations";
 /// One row of `_sqlx_migrations`.
 struct Applied {
     version: i64,
+    description: String,
     checksum: Vec<u8>,
     success: bool,
 }
 
 /// Reads the migration ledger. `Ok(None)` when the ledger table does not exist.
-async fn read_ledger(executor: impl PgExecutor<'_>) -> Result<Option<Vec<Applied>>, sqlx::Error> {
+async fn read_ledger(conn: &mut PgConnection) -> Result<Option<Vec<Applied>>, sqlx::Error> {
     let rows = sqlx::query_as!(
         Applied,
-        "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version"
+        "SELECT version, description, checksum, success FROM _sqlx_migrations ORDER BY version"
     )
-    .fetch_all(executor)
+    .fetch_all(conn)
     .await;
     match rows {
         Ok(rows) => Ok(Some(rows)),
@@ -160,7 +238,13 @@ async fn read_ledger(executor: impl PgExecutor<'_>) -> Result<Option<Vec<Applied
     }
 }
 
-fn compare(migrator: &Migrator, ledger: Option<Vec<Applied>>) -> SchemaStatus {
+/// The ledger held against the binary's migrations; contracts are not consulted yet (an
+/// [`SchemaStatus::Ahead`] answer still has to go through [`check_contracts`]).
+fn compare(
+    migrator: &Migrator,
+    ledger: Option<Vec<Applied>>,
+    compatibility: Compatibility,
+) -> SchemaStatus {
     let Some(ledger) = ledger else {
         return SchemaStatus::NoInfo {
             reason: "the database has never been migrated (no _sqlx_migrations table)".into(),
@@ -171,27 +255,30 @@ fn compare(migrator: &Migrator, ledger: Option<Vec<Applied>>) -> SchemaStatus {
         .filter(|m| !m.migration_type.is_down_migration())
         .map(|m| (m.version, m))
         .collect();
+    let newest_known = known.keys().max().copied();
     let applied: HashMap<i64, &Applied> = ledger.iter().map(|a| (a.version, a)).collect();
 
     let mut changed = Vec::new();
     let mut unknown = Vec::new();
+    let mut newer = Vec::new();
     let mut failed = Vec::new();
     for a in &ledger {
         if !a.success {
             failed.push(a.version);
         }
         match known.get(&a.version) {
+            None if newest_known.is_none_or(|n| a.version > n)
+                && compatibility == Compatibility::Window =>
+            {
+                newer.push(MigrationInfo {
+                    version: a.version,
+                    description: a.description.clone(),
+                })
+            }
             None => unknown.push(a.version),
             Some(m) if m.checksum.as_ref() != a.checksum.as_slice() => changed.push(a.version),
             Some(_) => {}
         }
-    }
-    if !(changed.is_empty() && unknown.is_empty() && failed.is_empty()) {
-        return SchemaStatus::Diverged {
-            changed,
-            unknown,
-            failed,
-        };
     }
     let mut pending: Vec<MigrationInfo> = known
         .values()
@@ -202,7 +289,23 @@ fn compare(migrator: &Migrator, ledger: Option<Vec<Applied>>) -> SchemaStatus {
         })
         .collect();
     pending.sort_by_key(|m| m.version);
-    if pending.is_empty() {
+    // Newer migrations on top of a history that lacks one of ours: not a window, a fork.
+    if !pending.is_empty() {
+        unknown.extend(newer.drain(..).map(|m| m.version));
+    }
+    if !(changed.is_empty() && unknown.is_empty() && failed.is_empty()) {
+        return SchemaStatus::Diverged {
+            changed,
+            unknown,
+            failed,
+        };
+    }
+    if !newer.is_empty() {
+        SchemaStatus::Ahead {
+            version: newest_known,
+            newer,
+        }
+    } else if pending.is_empty() {
         SchemaStatus::UpToDate {
             version: ledger.last().map(|a| a.version),
         }
@@ -211,26 +314,118 @@ fn compare(migrator: &Migrator, ledger: Option<Vec<Applied>>) -> SchemaStatus {
     }
 }
 
-/// Reports where the database behind `executor` stands relative to `migrator`. Never writes;
-/// an unreachable server is [`SchemaStatus::NoInfo`], not an error.
-pub async fn status(migrator: &Migrator, executor: impl PgExecutor<'_>) -> SchemaStatus {
-    match read_ledger(executor).await {
-        Ok(ledger) => compare(migrator, ledger),
+/// A contract migration's declaration (`_shared_db_contracts`, migration 0046).
+struct Contract {
+    version: i64,
+    requires_version: i64,
+    release: String,
+    reason: String,
+}
+
+/// Turns [`SchemaStatus::Ahead`] into [`SchemaStatus::Incompatible`] when a newer contract
+/// migration requires a migration this binary does not know; any other status passes through.
+/// Reads only in the `Ahead` case, so a probe of an up-to-date database stays one round trip.
+async fn check_contracts(
+    status: SchemaStatus,
+    conn: &mut PgConnection,
+) -> Result<SchemaStatus, sqlx::Error> {
+    let SchemaStatus::Ahead {
+        version: Some(newest_known),
+        ..
+    } = status
+    else {
+        return Ok(status);
+    };
+    // The contract this binary is furthest from; bounded to one row.
+    let contract = sqlx::query_as!(
+        Contract,
+        "SELECT version, requires_version, release, reason FROM _shared_db_contracts
+         WHERE requires_version > $1
+         ORDER BY requires_version DESC, version DESC
+         LIMIT 1",
+        newest_known
+    )
+    .fetch_optional(conn)
+    .await;
+    let contract = match contract {
+        Ok(contract) => contract,
+        // A migration history of its own (not this crate's), without the contracts table: no
+        // migration in it can declare a contract.
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
+        Err(e) => return Err(e),
+    };
+    Ok(match contract {
+        Some(c) => SchemaStatus::Incompatible {
+            contract: c.version,
+            requires_version: c.requires_version,
+            release: c.release,
+            reason: c.reason,
+        },
+        None => status,
+    })
+}
+
+/// The ledger read, compared and checked against contracts on one connection.
+async fn read_status(
+    migrator: &Migrator,
+    conn: &mut PgConnection,
+    compatibility: Compatibility,
+) -> Result<SchemaStatus, sqlx::Error> {
+    let ledger = read_ledger(&mut *conn).await?;
+    check_contracts(compare(migrator, ledger, compatibility), conn).await
+}
+
+/// Reports where the database behind `db` stands relative to `migrator`, within the default
+/// compatibility window. Never writes; an unreachable server is [`SchemaStatus::NoInfo`], not an
+/// error.
+pub async fn status<'a>(
+    migrator: &Migrator,
+    db: impl Acquire<'a, Database = Postgres>,
+) -> SchemaStatus {
+    status_with(migrator, db, Compatibility::Window).await
+}
+
+/// [`status`] under an explicit [`Compatibility`].
+pub async fn status_with<'a>(
+    migrator: &Migrator,
+    db: impl Acquire<'a, Database = Postgres>,
+    compatibility: Compatibility,
+) -> SchemaStatus {
+    let read = async {
+        let mut conn = db.acquire().await?;
+        read_status(migrator, &mut conn, compatibility).await
+    };
+    match read.await {
+        Ok(status) => status,
         Err(e) => SchemaStatus::NoInfo {
             reason: format!("database unreachable: {e}"),
         },
     }
 }
 
-/// Readiness probe: one round trip that checks connectivity and reads [`status`].
+/// Readiness probe: one round trip (two when the database is [`SchemaStatus::Ahead`]) that
+/// checks connectivity and reads [`status`], within the default compatibility window.
 ///
 /// The answer is meant for a probe endpoint that anyone may reach, so when the database cannot
 /// be read its `reason` names only the kind of failure (`timed out`, `unreachable`); the driver's
 /// text (host names, user names, SQL) goes to the log as a `tracing` warning.
-pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Health {
+pub async fn health<'a>(migrator: &Migrator, db: impl Acquire<'a, Database = Postgres>) -> Health {
+    health_with(migrator, db, Compatibility::Window).await
+}
+
+/// [`health`] under an explicit [`Compatibility`].
+pub async fn health_with<'a>(
+    migrator: &Migrator,
+    db: impl Acquire<'a, Database = Postgres>,
+    compatibility: Compatibility,
+) -> Health {
     let started = Instant::now();
-    let (connected, schema) = match read_ledger(executor).await {
-        Ok(ledger) => (true, compare(migrator, ledger)),
+    let read = async {
+        let mut conn = db.acquire().await?;
+        read_status(migrator, &mut conn, compatibility).await
+    };
+    let (connected, schema) = match read.await {
+        Ok(status) => (true, status),
         Err(e) => {
             tracing::warn!(error = %e, "readiness probe could not read the migration ledger");
             let reason = match crate::Error::from(e) {
@@ -258,8 +453,24 @@ pub async fn health(migrator: &Migrator, executor: impl PgExecutor<'_>) -> Healt
     }
 }
 
+/// How [`sync_with_options`] migrates: lock bounds, the compatibility window, and where it
+/// watches from while an index build waits.
+#[derive(Debug, Clone, Default)]
+pub struct MigrateOptions {
+    /// Lock bounds of transactional migrations.
+    pub locks: MigrationLocks,
+    /// Whether newer migrations are a window ([`SchemaStatus::Ahead`]) or a divergence.
+    pub compatibility: Compatibility,
+    /// A second session to the same database, used only while a `CONCURRENTLY` statement waits
+    /// for other sessions: every [`MigrateOptions::report_waits_every`] it logs who the build is
+    /// waiting for. `None`: the build still waits, silently.
+    pub observer: Option<sqlx::postgres::PgConnectOptions>,
+    /// How often a waiting index build logs the sessions it waits for (default 5 s).
+    pub report_waits_every: Option<Duration>,
+}
+
 /// Applies pending migrations on `conn`, waiting for any other migrating process first, with
-/// the default [`MigrationLocks`].
+/// the default [`MigrateOptions`].
 ///
 /// Use a dedicated connection (not one that goes back to a pool): the migration lock is a
 /// session-level advisory lock, and a connection dropped on failure releases it.
@@ -268,21 +479,38 @@ pub async fn migrate(migrator: &Migrator, conn: &mut PgConnection) -> Result<()>
 }
 
 /// Applies pending migrations and reports what was done, with the default
-/// [`MigrationLocks`]. Fails (applying nothing) when the database has
-/// [`SchemaStatus::Diverged`].
+/// [`MigrateOptions`]. Fails (applying nothing) when the database has
+/// [`SchemaStatus::Diverged`] or [`SchemaStatus::Incompatible`]; succeeds without applying
+/// anything when it is [`SchemaStatus::Ahead`].
 pub async fn sync(migrator: &Migrator, conn: &mut PgConnection) -> Result<SyncOutcome> {
-    sync_with(migrator, conn, MigrationLocks::default()).await
+    sync_with_options(migrator, conn, &MigrateOptions::default()).await
 }
 
-/// [`sync`] with explicit lock bounds. For the duration of the call the session runs with
-/// `statement_timeout = 0` and `lock_timeout = locks.timeout` (both reset afterwards). A
-/// migration whose lock wait times out was rolled back (each file runs in its own transaction,
-/// its ledger row included), so it is tried again after a backoff, up to `locks.attempts`
-/// times; then [`crate::Error::LockTimeout`].
+/// [`sync`] with explicit lock bounds (and the other [`MigrateOptions`] at their defaults).
 pub async fn sync_with(
     migrator: &Migrator,
     conn: &mut PgConnection,
     locks: MigrationLocks,
+) -> Result<SyncOutcome> {
+    let options = MigrateOptions {
+        locks,
+        ..MigrateOptions::default()
+    };
+    sync_with_options(migrator, conn, &options).await
+}
+
+/// [`sync`] with explicit [`MigrateOptions`].
+///
+/// For the duration of the call the session runs with `statement_timeout = 0` and
+/// `lock_timeout = locks.timeout` (both reset afterwards). A transactional migration whose lock
+/// wait times out was rolled back (its ledger row included), so it is tried again after a
+/// backoff, up to `locks.attempts` times; then [`crate::Error::LockTimeout`]. A `CONCURRENTLY`
+/// statement runs without the lock bound: it waits for older transactions without blocking
+/// anyone, and logs whom it waits for (see [`MigrateOptions::observer`]).
+pub async fn sync_with_options(
+    migrator: &Migrator,
+    conn: &mut PgConnection,
+    options: &MigrateOptions,
 ) -> Result<SyncOutcome> {
     // Waiting for another replica's migration is not bounded by the lock timeout: take the
     // migration lock first, then bound every other lock wait.
@@ -290,8 +518,8 @@ pub async fn sync_with(
     // Hold the migration lock (sqlx's key, taken by polling: see `lock`) across the look and the
     // run, so the outcome we report is the one this process caused.
     let held = lock::acquire(conn).await?;
-    let outcome = match apply::bound_lock_waits(conn, locks).await {
-        Ok(()) => sync_locked(migrator, conn, locks).await,
+    let outcome = match apply::bound_lock_waits(conn, options.locks).await {
+        Ok(()) => sync_locked(migrator, conn, options).await,
         Err(e) => Err(e),
     };
     let unlocked = lock::release(conn, held).await;
@@ -305,12 +533,35 @@ pub async fn sync_with(
 async fn sync_locked(
     migrator: &Migrator,
     conn: &mut PgConnection,
-    locks: MigrationLocks,
+    options: &MigrateOptions,
 ) -> Result<SyncOutcome> {
     let before = read_ledger(&mut *conn).await?;
     let fresh = before.as_ref().is_none_or(|l| l.is_empty());
-    match compare(migrator, before) {
+    let status = compare(migrator, before, options.compatibility);
+    match check_contracts(status, &mut *conn).await? {
         SchemaStatus::UpToDate { .. } => return Ok(SyncOutcome::AlreadyUpToDate),
+        SchemaStatus::Ahead { newer, .. } => {
+            tracing::info!(
+                newer = ?newer.iter().map(|m| m.version).collect::<Vec<_>>(),
+                "a newer release migrated this database; nothing to apply"
+            );
+            return Ok(SyncOutcome::Ahead {
+                newer: newer.into_iter().map(|m| m.version).collect(),
+            });
+        }
+        SchemaStatus::Incompatible {
+            contract,
+            requires_version,
+            release,
+            reason,
+        } => {
+            return Err(crate::Error::SchemaIncompatible {
+                contract,
+                requires_version,
+                release,
+                reason,
+            });
+        }
         SchemaStatus::Diverged {
             changed,
             unknown,
@@ -335,13 +586,14 @@ async fn sync_locked(
         .into_iter()
         .map(|m| m.version)
         .collect();
+    let watch = waits::Watch::new(options);
     let mut done = Vec::new();
     for m in migrator.iter() {
         if m.migration_type.is_down_migration() || applied.contains(&m.version) {
             continue;
         }
-        crate::planexe::events::before_migration(conn, m).await?;
-        apply::apply(conn, LEDGER, m, locks).await?;
+        crate::planexe::events::before_migration(conn, m, &watch).await?;
+        apply::apply(conn, LEDGER, m, options.locks, &watch).await?;
         done.push(m.version);
     }
     Ok(if fresh {

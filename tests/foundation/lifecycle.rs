@@ -1,6 +1,6 @@
 //! migrate / status / sync / health, and the CLI's exit codes.
 
-use shared_db::schema::{self, SchemaStatus, SyncOutcome};
+use shared_db::schema::{self, Compatibility, SchemaStatus, SyncOutcome};
 use shared_db::testing::TestDatabase;
 use sqlx::{Connection, PgConnection};
 
@@ -98,7 +98,7 @@ async fn a_tampered_checksum_is_divergence_and_migrate_refuses() {
 }
 
 #[tokio::test]
-async fn a_version_unknown_to_this_binary_is_divergence() {
+async fn a_newer_version_is_ahead_ready_and_migrate_applies_nothing() {
     // A newer binary migrated the database to version 3; this one knows only 1 and 2.
     let test_db = TestDatabase::with_migrator(&migrator(&[V1, V2, V3]))
         .await
@@ -106,6 +106,53 @@ async fn a_version_unknown_to_this_binary_is_divergence() {
     let older = migrator(&[V1, V2]);
 
     let status = schema::status(&older, test_db.pool()).await;
+    match &status {
+        SchemaStatus::Ahead { version, newer } => {
+            assert_eq!(*version, Some(2));
+            assert_eq!(newer.len(), 1);
+            assert_eq!(newer[0].version, 3);
+            assert_eq!(
+                newer[0].description, "step 3",
+                "as the newer binary recorded it"
+            );
+        }
+        other => panic!("expected ahead, got {other:?}"),
+    }
+    assert_eq!(status.exit_code(), 4);
+    assert!(schema::health(&older, test_db.pool()).await.is_ready());
+
+    let mut conn = connect(&test_db).await;
+    let outcome = schema::sync(&older, &mut conn).await.unwrap();
+    assert_eq!(outcome, SyncOutcome::Ahead { newer: vec![3] });
+}
+
+#[tokio::test]
+async fn an_unknown_version_between_known_ones_is_divergence() {
+    // Version 2 is applied, but this binary jumps from 1 to 3: a removed file or two branches.
+    let test_db = TestDatabase::with_migrator(&migrator(&[V1, V2, V3]))
+        .await
+        .unwrap();
+    let forked = migrator(&[V1, V3]);
+
+    let status = schema::status(&forked, test_db.pool()).await;
+    assert_eq!(
+        status,
+        SchemaStatus::Diverged {
+            changed: vec![],
+            unknown: vec![2],
+            failed: vec![]
+        }
+    );
+    assert!(!schema::health(&forked, test_db.pool()).await.is_ready());
+}
+
+#[tokio::test]
+async fn a_newer_version_on_top_of_a_missing_one_of_ours_is_divergence() {
+    // The database has 1 and 3, this binary 1, 2 (never applied there) — not a window, a fork.
+    let test_db = TestDatabase::with_migrator(&migrator(&[V1, V3]))
+        .await
+        .unwrap();
+    let status = schema::status(&migrator(&[V1, V2]), test_db.pool()).await;
     assert_eq!(
         status,
         SchemaStatus::Diverged {
@@ -113,6 +160,42 @@ async fn a_version_unknown_to_this_binary_is_divergence() {
             unknown: vec![3],
             failed: vec![]
         }
+    );
+}
+
+#[tokio::test]
+async fn strict_mode_treats_a_newer_version_as_divergence() {
+    let test_db = TestDatabase::with_migrator(&migrator(&[V1, V2, V3]))
+        .await
+        .unwrap();
+    let older = migrator(&[V1, V2]);
+
+    let status = schema::status_with(&older, test_db.pool(), Compatibility::Strict).await;
+    assert_eq!(
+        status,
+        SchemaStatus::Diverged {
+            changed: vec![],
+            unknown: vec![3],
+            failed: vec![]
+        }
+    );
+    let health = schema::health_with(&older, test_db.pool(), Compatibility::Strict).await;
+    assert!(!health.is_ready());
+
+    let mut conn = connect(&test_db).await;
+    let strict = schema::MigrateOptions {
+        compatibility: Compatibility::Strict,
+        ..Default::default()
+    };
+    let err = schema::sync_with_options(&older, &mut conn, &strict)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            shared_db::Error::Migrate(sqlx::migrate::MigrateError::VersionMissing(3))
+        ),
+        "{err:?}"
     );
 }
 

@@ -8,6 +8,7 @@ mod lifecycle;
 mod online_migrations;
 mod pool;
 mod prerequisites;
+mod rolling_deploy;
 mod timeouts;
 mod transactions;
 

@@ -9,6 +9,7 @@ mod input_rules;
 mod legacy;
 mod ownership;
 mod python_json;
+mod python_writers;
 mod queue;
 mod reads;
 mod retention;

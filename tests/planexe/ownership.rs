@@ -32,7 +32,7 @@ fn usage(user_id: Uuid, attempt: Attempt, cost: &str) -> PlanUsage {
 
 /// Everything a worker may send about its run, each refused as superseded; `worker` is the
 /// stale worker's id.
-async fn stale_worker_sends_everything(
+pub(crate) async fn stale_worker_sends_everything(
     pool: &PgPool,
     worker: &str,
     user: Uuid,

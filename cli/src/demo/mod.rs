@@ -107,6 +107,10 @@ fn sync_text(outcome: &shared_db::schema::SyncOutcome) -> String {
         Created { applied } => format!("created the schema ({} migrations)", applied.len()),
         Upgraded { applied } => format!("upgraded ({} migrations applied)", applied.len()),
         AlreadyUpToDate => "already up to date".into(),
+        Ahead { newer } => format!(
+            "ahead: a newer release applied {} more migration(s); nothing to apply",
+            newer.len()
+        ),
     }
 }
 
