@@ -155,8 +155,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate => {
             let db = connect(&config).await?;
-            db.migrate().await.context("migration failed")?;
-            println!("migrations applied; schema is up to date");
+            match db.sync().await.context("migration failed")? {
+                shared_db::schema::SyncOutcome::Ahead { newer } => println!(
+                    "nothing to apply: a newer release already applied {newer:?}; compatible"
+                ),
+                _ => println!("migrations applied; schema is up to date"),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
