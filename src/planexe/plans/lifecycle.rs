@@ -357,11 +357,13 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    // The state is read as text so that an unknown label (e.g. `import_pending`) is reported as
-    // the refused transition's origin rather than failing the whole row decode.
-    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
-    match (row.done, from) {
-        (true, Some(Ok(from))) => Ok(Requeued {
+    // Done means the plan was failed or stopped; otherwise the stored label (an unknown one
+    // included) is the refused transition's origin.
+    match (
+        row.done,
+        row.from_label.as_deref().map(PlanState::from_label),
+    ) {
+        (true, Some(from)) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
@@ -422,13 +424,15 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
-    match (row.done, from) {
-        (true, Some(Ok(from))) => Ok(Requeued {
+    match (
+        row.done,
+        row.from_label.as_deref().map(PlanState::from_label),
+    ) {
+        (true, Some(from)) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
-        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => {
+        (false, Some(PlanState::Failed | PlanState::Stopped)) => {
             Err(Error::invalid_input(format!(
                 "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
                 row.pipeline_version.as_deref().unwrap_or("<none>")
