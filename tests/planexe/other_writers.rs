@@ -1,6 +1,8 @@
-//! Rows from a newer release or from another service never fail a read. A state or event type
+//! Rows from a newer release or from the Python services never fail a read. A state or event type
 //! this release does not know reads as `Unknown`, carrying its label, and is passed through but
-//! never acted on. Every such row is inserted with raw SQL, as the other writer would.
+//! never acted on; `plans.parameters` that Python wrote with a lone surrogate or a `\u0000`
+//! escape (which PostgreSQL refuses to de-escape) is read, found and resumed like any other.
+//! Every such row is inserted with raw SQL, as the other writer would.
 
 use std::time::Duration;
 
@@ -188,5 +190,126 @@ async fn an_event_type_added_by_a_newer_release_is_read_and_passed_through() -> 
         serde_json::from_value::<EventType>(json!("TASK_PENDING"))?,
         EventType::TaskPending
     );
+    Ok(())
+}
+
+const CUT: &str = "00000000-0000-4000-8000-0000000000e3";
+const NUL: &str = "00000000-0000-4000-8000-0000000000e4";
+const OLD_PIPELINE: &str = "00000000-0000-4000-8000-0000000000e5";
+
+/// Three plans of `py` queued by the Python MCP for one prompt, whose `parameters` hold what
+/// `json.dumps` writes: a prompt head cut inside an emoji (a lone surrogate, beside a whole
+/// emoji and a text that merely looks like an escape), a `\u0000`, and on an old pipeline.
+const PYTHON_PLANS: &str = r#"
+INSERT INTO plans (id, timestamp_created, state, prompt, user_id, stop_requested, parameters)
+VALUES ('00000000-0000-4000-8000-0000000000e3', (now() AT TIME ZONE 'utc') - interval '2 minutes',
+        'pending', 'a bakery', 'py', false,
+        '{"model_profile": "baseline", "pipeline_version": 2, "resume_count": 3,
+          "prompt_head": "cut \ud83d", "emoji": "\ud83d\ude00", "path": "C:\\ud83d"}'),
+       ('00000000-0000-4000-8000-0000000000e4', (now() AT TIME ZONE 'utc') - interval '1 minute',
+        'pending', 'a bakery', 'py', false,
+        '{"model_profile": "premium", "pipeline_version": 2, "note": "nul \u0000 here"}'),
+       ('00000000-0000-4000-8000-0000000000e5', (now() AT TIME ZONE 'utc') - interval '3 minutes',
+        'pending', 'a bakery', 'py', false,
+        '{"model_profile": "frontier", "pipeline_version": 1, "prompt_head": "cut \ud83d"}');
+"#;
+
+#[tokio::test]
+async fn python_parameters_with_a_lone_surrogate_or_nul_are_read_found_and_resumed()
+-> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    sqlx::raw_sql(PYTHON_PLANS).execute(pool).await?;
+    let (cut, nul, old): (Uuid, Uuid, Uuid) = (CUT.parse()?, NUL.parse()?, OLD_PIPELINE.parse()?);
+
+    // Read back, a lone surrogate as U+FFFD; listed; polled.
+    assert_eq!(
+        plans::get(pool, cut).await?.parameters,
+        Some(
+            json!({
+                "model_profile": "baseline", "pipeline_version": 2, "resume_count": 3,
+                "prompt_head": "cut \u{FFFD}", "emoji": "😀", "path": "C:\\ud83d",
+            })
+            .into()
+        )
+    );
+    assert_eq!(
+        plans::get(pool, nul).await?.parameters.unwrap()["note"],
+        json!("nul \u{0} here")
+    );
+    let listed = plans::list_by_user(pool, "py", PageRequest::default()).await?;
+    assert_eq!(
+        listed.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [nul, cut, old]
+    );
+    assert_eq!(
+        plans::status(pool, cut).await?.state,
+        Some(PlanState::Pending)
+    );
+
+    // The same prompt submitted again is matched by its model profile, or not at all.
+    let window = Duration::from_secs(600);
+    let duplicate = |profile: Option<&'static str>| {
+        plans::find_duplicate(pool, "py", "a bakery", profile, window)
+    };
+    assert_eq!(duplicate(Some("baseline")).await?, Some(cut));
+    assert_eq!(duplicate(Some("premium")).await?, Some(nul));
+    assert_eq!(duplicate(Some("frontier")).await?, Some(old));
+    assert_eq!(duplicate(Some("custom")).await?, None);
+    assert_eq!(duplicate(None).await?, None);
+    assert_eq!(
+        plans::find_duplicate(pool, "py", "a cafe", Some("baseline"), window).await?,
+        None
+    );
+
+    // Stopped, then resumed: each keeps its other keys; the lone surrogate becomes U+FFFD (the
+    // whole emoji and the escaped backslash stay as they were), the NUL goes.
+    for id in [cut, nul, old] {
+        plans::request_stop(pool, id).await?;
+    }
+    let resumed = plans::resume(pool, cut).await?;
+    assert_eq!(resumed.from, PlanState::Stopped);
+    assert_eq!(
+        plans::get(pool, cut).await?.parameters,
+        Some(
+            json!({
+                "model_profile": "baseline", "pipeline_version": 2, "resume": true,
+                "resume_count": 4, "prompt_head": "cut \u{FFFD}", "emoji": "😀",
+                "path": "C:\\ud83d",
+            })
+            .into()
+        )
+    );
+    plans::resume(pool, nul).await?;
+    assert_eq!(
+        plans::get(pool, nul).await?.parameters,
+        Some(
+            json!({
+                "model_profile": "premium", "pipeline_version": 2, "note": "nul  here",
+                "resume": true, "resume_count": 1,
+            })
+            .into()
+        )
+    );
+    assert_eq!(
+        plans::status(pool, nul).await?.state,
+        Some(PlanState::Pending)
+    );
+
+    // The pipeline version is still checked: the old plan is refused and left as it was.
+    match plans::resume(pool, old).await {
+        Err(Error::InvalidInput(message)) => assert!(message.contains("pipeline version 1")),
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+    let left = plans::get(pool, old).await?;
+    assert_eq!(left.state, Some(PlanState::Stopped));
+    assert_eq!(
+        left.parameters.unwrap()["prompt_head"],
+        json!("cut \u{FFFD}")
+    );
+
+    // The resumed plans are queued again, and a duplicate lookup still finds them.
+    assert_eq!(duplicate(Some("baseline")).await?, Some(cut));
+    assert_eq!(duplicate(Some("premium")).await?, Some(nul));
     Ok(())
 }
