@@ -195,13 +195,15 @@ pub enum Error {
         requested: rust_decimal::Decimal,
     },
 
-    /// planexe: a Postgres enum label this library does not know, e.g. the orphan `import_pending`
-    /// that older planexe databases carry. Never a panic.
+    /// Input named an enum label this release does not know (`FromStr` or `Deserialize` of
+    /// [`PlanState`](crate::planexe::PlanState), [`EventType`](crate::planexe::EventType),
+    /// [`OrderStatus`](crate::shop::orders::OrderStatus)). Reads never produce it: a stored label
+    /// we do not know reads as the enum's `Unknown` variant.
     #[error("unknown label `{value}` of enum type `{type_name}`")]
     UnknownEnumLabel {
-        /// The Postgres enum type (`planstate`, `eventtype`).
+        /// The Postgres enum type (`planstate`, `eventtype`, `shop.order_status`).
         type_name: &'static str,
-        /// The label read from the database.
+        /// The label given.
         value: String,
     },
 
@@ -371,8 +373,9 @@ impl Error {
         use sqlx::error::ErrorKind;
         match e {
             sqlx::Error::RowNotFound => Error::NotFound,
-            // A column decoder of ours (e.g. an enum meeting an unknown label) reports a typed
-            // error; surface it as itself rather than as an opaque decode failure.
+            // A column decoder of ours may report a typed error; surface it as itself rather
+            // than as an opaque decode failure. (An enum meeting an unknown label is not one:
+            // it decodes as its `Unknown` variant.)
             sqlx::Error::ColumnDecode { index, source } => match source.downcast::<Error>() {
                 Ok(inner) => *inner,
                 Err(source) => Error::Database(sqlx::Error::ColumnDecode { index, source }),

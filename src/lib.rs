@@ -103,6 +103,7 @@ pub mod config;
 pub mod database;
 #[cfg(feature = "embedded")]
 pub mod embedded;
+mod enum_label;
 pub mod error;
 pub mod failover;
 #[cfg(feature = "metrics")]
@@ -123,6 +124,7 @@ pub mod worker;
 
 pub use config::Config;
 pub use database::Database;
+pub use enum_label::EnumLabel;
 pub use error::{Error, Result, ResultExt};
 
 /// The migrations in `migrations/`, embedded in the binary.

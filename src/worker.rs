@@ -56,7 +56,7 @@ use uuid::Uuid;
 
 use crate::planexe::credit_history::{self, FinalBilling, PlanUsage};
 use crate::planexe::plans::{self, Attempt, Failure, Plan, Progress, ProgressAck};
-use crate::planexe::{user_account, workers};
+use crate::planexe::{PlanState, user_account, workers};
 use crate::{Database, Error, Result};
 
 /// How often the reaper of [`Worker::reaper`] re-queues one plan before it fails it instead
@@ -324,6 +324,19 @@ impl<P: Pipeline> Worker<P> {
             };
             match plans::update_progress(pool, run, &progress).await? {
                 ProgressAck::Recorded => {}
+                // Moved by a newer release or another service to a state we do not know: not
+                // ours to finish (finish_stopped would refuse it too).
+                ProgressAck::Abort {
+                    state: Some(state @ PlanState::Unknown(_)),
+                    ..
+                } => {
+                    tracing::warn!(worker = %self.id, plan = %plan.id, %state, "plan moved to a state this release does not know");
+                    self.emit(Event::Lost {
+                        worker: self.id.clone(),
+                        plan: plan.id,
+                    });
+                    return Ok(Outcome::Next);
+                }
                 ProgressAck::Abort {
                     stop_requested: true,
                     ..

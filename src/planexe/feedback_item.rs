@@ -48,7 +48,8 @@ pub struct NewFeedback<'a> {
     pub user_id: Option<&'a str>,
     /// Plan snapshot: progress.
     pub plan_progress_pct: Option<f64>,
-    /// Plan snapshot: state.
+    /// Plan snapshot: state, stored as its label (varchar(16): the label of a
+    /// [`PlanState::Unknown`] is cut to 16 characters, like other content).
     pub plan_state: Option<PlanState>,
     /// Plan snapshot: step.
     pub plan_current_step: Option<&'a str>,
@@ -76,7 +77,7 @@ pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<Feed
         f.rating,
         clean_opt(f.user_id, 36),
         f.plan_progress_pct,
-        f.plan_state.map(|s| s.as_str()),
+        f.plan_state.as_ref().map(|s| clean_text(s.as_str(), 16)),
         clean_opt(f.plan_current_step, 128),
     )
     .fetch_one(ex)

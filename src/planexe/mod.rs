@@ -12,8 +12,10 @@
 //!   re-serialises). They read as [`LossyJson`](json::LossyJson), which tolerates the lone surrogates
 //!   Python writes for a cut-off emoji (U+FFFD in their place). SQL NULL and the JSON text `null` both
 //!   read as `None` ([`json_absent`]).
-//! * **Enums** [`PlanState`] and [`EventType`] store the member NAMES. Labels we do not know (older
-//!   databases carry `import_pending`) decode into [`Error::UnknownEnumLabel`], never a panic.
+//! * **Enums** [`PlanState`] and [`EventType`] store the member NAMES. A label we do not know (a newer
+//!   release's, another service's, the orphan `import_pending` of older databases) reads as the
+//!   `Unknown` variant carrying it, so such a row never fails a read or a list; only caller input
+//!   ([`FromStr`](std::str::FromStr), `Deserialize`) refuses it ([`Error::UnknownEnumLabel`]).
 //!   `planstate` is called `taskstate` on legacy databases, so no query binds a `PlanState` parameter:
 //!   states are written as SQL literals (`state = 'pending'`), which PostgreSQL types after the column,
 //!   whatever the type's name.
@@ -53,14 +55,11 @@
 //! whose repeat is refused with [`Error::InvalidTransition`] after the first one went through (read
 //! the plan's state to learn the outcome).
 
-use std::fmt;
-use std::str::FromStr;
-
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
-use sqlx::{Decode, Encode, Postgres, Type};
+use sqlx::postgres::PgTypeInfo;
+use sqlx::{Encode, Postgres, Type};
 
+use crate::enum_label::label_enum;
 use crate::error::Error;
 
 pub mod credit_history;
@@ -77,57 +76,26 @@ pub mod user_api_key;
 pub mod user_provider;
 pub mod workers;
 
-/// State of a plan: Postgres enum `planstate` (legacy name `taskstate`), labels are the member names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum PlanState {
-    /// Waiting in the queue.
-    Pending,
-    /// Claimed by a worker.
-    Processing,
-    /// Finished successfully.
-    Completed,
-    /// Finished with an error.
-    Failed,
-    /// Stopped on request.
-    Stopped,
-}
-
-impl PlanState {
-    /// The label as stored in PostgreSQL.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            PlanState::Pending => "pending",
-            PlanState::Processing => "processing",
-            PlanState::Completed => "completed",
-            PlanState::Failed => "failed",
-            PlanState::Stopped => "stopped",
-        }
-    }
-}
-
-impl fmt::Display for PlanState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for PlanState {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "pending" => PlanState::Pending,
-            "processing" => PlanState::Processing,
-            "completed" => PlanState::Completed,
-            "failed" => PlanState::Failed,
-            "stopped" => PlanState::Stopped,
-            other => {
-                return Err(Error::UnknownEnumLabel {
-                    type_name: "planstate",
-                    value: other.to_owned(),
-                });
-            }
-        })
+label_enum! {
+    /// State of a plan: Postgres enum `planstate` (legacy name `taskstate`), labels are the member
+    /// names.
+    ///
+    /// A label this release does not know reads as [`PlanState::Unknown`] carrying it, never as an
+    /// error: a newer release or another service may add one (`ALTER TYPE planstate ADD VALUE
+    /// 'archived'`), and older databases still hold the orphan `import_pending`. Such a plan is
+    /// listed and read like any other, but it is never claimed, and every transition refuses it
+    /// with [`Error::InvalidTransition`] naming the label: its meaning belongs to its writer.
+    pub enum PlanState: "planstate" {
+        /// Waiting in the queue.
+        Pending => "pending",
+        /// Claimed by a worker.
+        Processing => "processing",
+        /// Finished successfully.
+        Completed => "completed",
+        /// Finished with an error.
+        Failed => "failed",
+        /// Stopped on request.
+        Stopped => "stopped",
     }
 }
 
@@ -142,68 +110,26 @@ impl Type<Postgres> for PlanState {
     }
 }
 
-impl<'r> Decode<'r, Postgres> for PlanState {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let label = <&str as Decode<Postgres>>::decode(value)?;
-        Ok(label.parse::<PlanState>()?)
-    }
-}
-
-/// Kind of an event: Postgres enum `eventtype`, labels are the member names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum EventType {
-    /// An error not tied to a plan transition.
-    GenericError,
-    /// Any other event (e.g. a purchase step).
-    GenericEvent,
-    /// A plan was queued (enqueue, retry, resume, reaper).
-    TaskPending,
-    /// A plan was claimed.
-    TaskProcessing,
-    /// A plan failed or was stopped.
-    TaskFailed,
-    /// A plan completed.
-    TaskCompleted,
-}
-
-impl EventType {
-    /// The label as stored in PostgreSQL.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            EventType::GenericError => "GENERIC_ERROR",
-            EventType::GenericEvent => "GENERIC_EVENT",
-            EventType::TaskPending => "TASK_PENDING",
-            EventType::TaskProcessing => "TASK_PROCESSING",
-            EventType::TaskFailed => "TASK_FAILED",
-            EventType::TaskCompleted => "TASK_COMPLETED",
-        }
-    }
-}
-
-impl fmt::Display for EventType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EventType {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "GENERIC_ERROR" => EventType::GenericError,
-            "GENERIC_EVENT" => EventType::GenericEvent,
-            "TASK_PENDING" => EventType::TaskPending,
-            "TASK_PROCESSING" => EventType::TaskProcessing,
-            "TASK_FAILED" => EventType::TaskFailed,
-            "TASK_COMPLETED" => EventType::TaskCompleted,
-            other => {
-                return Err(Error::UnknownEnumLabel {
-                    type_name: "eventtype",
-                    value: other.to_owned(),
-                });
-            }
-        })
+label_enum! {
+    /// Kind of an event: Postgres enum `eventtype`, labels are the member names.
+    ///
+    /// A label this release does not know (added by a newer release or another service) reads as
+    /// [`EventType::Unknown`] carrying it, never as an error, so an event list returns every row.
+    /// Writing an `Unknown` value ([`events::append`]) writes its label back, which the database
+    /// accepts as long as its `eventtype` has that label.
+    pub enum EventType: "eventtype" {
+        /// An error not tied to a plan transition.
+        GenericError => "GENERIC_ERROR",
+        /// Any other event (e.g. a purchase step).
+        GenericEvent => "GENERIC_EVENT",
+        /// A plan was queued (enqueue, retry, resume, reaper).
+        TaskPending => "TASK_PENDING",
+        /// A plan was claimed.
+        TaskProcessing => "TASK_PROCESSING",
+        /// A plan failed or was stopped.
+        TaskFailed => "TASK_FAILED",
+        /// A plan completed.
+        TaskCompleted => "TASK_COMPLETED",
     }
 }
 
@@ -216,13 +142,7 @@ impl Type<Postgres> for EventType {
     }
 }
 
-impl<'r> Decode<'r, Postgres> for EventType {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let label = <&str as Decode<Postgres>>::decode(value)?;
-        Ok(label.parse::<EventType>()?)
-    }
-}
-
+/// Writes the label; an `Unknown` value writes the label it carries (a pass-through).
 impl Encode<'_, Postgres> for EventType {
     fn encode_by_ref(
         &self,

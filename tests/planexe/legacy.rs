@@ -1,5 +1,5 @@
 //! Databases and rows written by others: the legacy `taskstate` type name, the orphan
-//! `import_pending` label, NULL stop flags, JSON `null`.
+//! `import_pending` label (read as `PlanState::Unknown`), NULL stop flags, JSON `null`.
 
 use shared_db::Error;
 use shared_db::planexe::plans::{self, Failure};
@@ -14,29 +14,45 @@ const NULL_FLAGS: &str = "00000000-0000-4000-8000-0000000000a2";
 const SQL_NULLS: &str = "00000000-0000-4000-8000-0000000000a3";
 
 #[tokio::test]
-async fn an_unknown_enum_label_is_a_typed_error_not_a_panic() -> anyhow::Result<()> {
+async fn the_orphan_import_pending_label_reads_as_unknown_and_the_plan_is_left_alone()
+-> anyhow::Result<()> {
     let db =
         TestDatabase::with_fixture(include_str!("../fixtures/planexe/legacy_rows.sql")).await?;
     let id: Uuid = IMPORT_PENDING.parse()?;
-    for result in [
-        plans::get(db.pool(), id).await.map(drop),
-        plans::status(db.pool(), id).await.map(drop),
-        plans::list_by_user(db.pool(), "legacy-user", PageRequest::default())
-            .await
-            .map(drop),
-    ] {
-        match result {
-            Err(Error::UnknownEnumLabel { type_name, value }) => {
-                assert_eq!((type_name, value.as_str()), ("planstate", "import_pending"));
-            }
-            other => panic!("expected UnknownEnumLabel, got {other:?}"),
-        }
-    }
-    // Transitions name the label too, and the queue works around the row.
+    let import_pending = |state: Option<PlanState>| match state {
+        Some(PlanState::Unknown(label)) => label.as_str() == "import_pending",
+        _ => false,
+    };
+
+    // Every read returns the row, its state carrying the label as stored.
+    assert!(import_pending(plans::get(db.pool(), id).await?.state));
+    assert!(import_pending(plans::status(db.pool(), id).await?.state));
+    let listed = plans::list_by_user(db.pool(), "legacy-user", PageRequest::default()).await?;
+    assert_eq!(listed.len(), 3, "the other rows are listed too");
+    let row = listed.iter().find(|p| p.id == id).expect("listed");
+    assert!(import_pending(row.state));
+    assert_eq!(row.state.unwrap().as_str(), "import_pending");
+
+    // Transitions name the label, and the queue works around the row.
     match plans::retry(db.pool(), id).await {
         Err(Error::InvalidTransition { from, .. }) => assert_eq!(from, "import_pending"),
         other => panic!("expected InvalidTransition, got {other:?}"),
     }
+    let claimed = plans::claim_next(db.pool(), "w")
+        .await?
+        .expect("the pending plan");
+    assert_eq!(claimed.plan.id, NULL_FLAGS.parse::<Uuid>()?);
+    assert!(plans::claim_next(db.pool(), "w").await?.is_none());
+    assert!(import_pending(plans::get(db.pool(), id).await?.state));
+
+    // As input, the label is still refused: callers name the states this release knows.
+    assert!(matches!(
+        "import_pending".parse::<PlanState>(),
+        Err(Error::UnknownEnumLabel {
+            type_name: "planstate",
+            ..
+        })
+    ));
     Ok(())
 }
 

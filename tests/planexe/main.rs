@@ -7,6 +7,7 @@ mod hot_indexes;
 mod identity;
 mod input_rules;
 mod legacy;
+mod other_writers;
 mod ownership;
 mod python_json;
 mod python_writers;

@@ -168,6 +168,8 @@ async fn plan_in(pool: &PgPool, state: PlanState) -> anyhow::Result<Attempt> {
         PlanState::Stopped => {
             plans::request_stop(pool, id).await?;
         }
+        // Only another writer puts a plan there (tests/planexe/other_writers.rs).
+        PlanState::Unknown(label) => panic!("no operation leads to `{label}`"),
     }
     assert_eq!(plans::status(pool, id).await?.state, Some(state));
     Ok(run)

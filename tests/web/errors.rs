@@ -36,6 +36,14 @@ fn timeouts_are_503_and_data_exceptions_are_422() {
             StatusCode::UNPROCESSABLE_ENTITY,
         ),
         (
+            // Only input names an unknown label now: a stored one reads as `Unknown`.
+            Error::UnknownEnumLabel {
+                type_name: "planstate",
+                value: "archived".into(),
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
             Error::internal("no OS randomness"),
             StatusCode::INTERNAL_SERVER_ERROR,
         ),

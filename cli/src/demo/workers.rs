@@ -253,7 +253,7 @@ pub(super) async fn run(
         "API client polls plan {} (\"{}\"): {} {}%",
         short(api.plan_id),
         api.prompt,
-        status.state.map(|s| s.as_str()).unwrap_or("?"),
+        status.state.as_ref().map_or("?", |s| s.as_str()),
         status.progress_percentage.unwrap_or_default()
     );
     Ok(plan_ids)

@@ -357,11 +357,13 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    // The state is read as text so that an unknown label (e.g. `import_pending`) is reported as
-    // the refused transition's origin rather than failing the whole row decode.
-    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
-    match (row.done, from) {
-        (true, Some(Ok(from))) => Ok(Requeued {
+    // Done means the plan was failed or stopped; otherwise the stored label (an unknown one
+    // included) is the refused transition's origin.
+    match (
+        row.done,
+        row.from_label.as_deref().map(PlanState::from_label),
+    ) {
+        (true, Some(from)) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
@@ -375,11 +377,15 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
 /// resume in Python) and `TASK_PENDING` is appended. One round trip. Refused unless failed or
 /// stopped; [`Error::InvalidInput`] when `parameters.pipeline_version` is not
 /// [`PIPELINE_VERSION`].
+///
+/// Parameters that Python wrote with a lone surrogate escape or a `\u0000` (which PostgreSQL
+/// cannot de-escape) are read through `planexe_json_lossy` (migration 0048): the plan resumes,
+/// its other keys kept, a lone surrogate rewritten as U+FFFD and a NUL removed.
 #[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%id))]
 pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     let row = sqlx::query!(
         r#"WITH cur AS (
-               SELECT id, state, parameters->>'pipeline_version' AS pipeline_version
+               SELECT id, state, planexe_json_lossy(parameters) AS params
                FROM plans WHERE id = $1 FOR UPDATE),
            upd AS (
                UPDATE plans p
@@ -389,17 +395,17 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                       last_seen_timestamp = now() AT TIME ZONE 'utc',
                       run_attempt = NULL, reaped_count = NULL,
                       parameters = (
-                          (CASE WHEN json_typeof(p.parameters) = 'object'
-                                THEN p.parameters::jsonb ELSE '{}'::jsonb END)
+                          (CASE WHEN jsonb_typeof(cur.params) = 'object'
+                                THEN cur.params ELSE '{}'::jsonb END)
                           || jsonb_build_object(
                                  'resume', true,
                                  'resume_count',
-                                 CASE WHEN json_typeof(p.parameters->'resume_count') = 'number'
-                                      THEN floor((p.parameters->>'resume_count')::numeric)::bigint
+                                 CASE WHEN jsonb_typeof(cur.params->'resume_count') = 'number'
+                                      THEN floor((cur.params->>'resume_count')::numeric)::bigint
                                       ELSE 0 END + 1))::json
                FROM cur
                WHERE p.id = cur.id AND cur.state IN ('failed', 'stopped')
-                 AND cur.pipeline_version = $2
+                 AND cur.params->>'pipeline_version' = $2
                RETURNING p.id),
            settle AS (
                UPDATE credit_history SET source = 'usage_billing_settled'
@@ -412,7 +418,8 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Resume -> Pending',
                       json_build_object('task_id', upd.id::text, 'resume', true)
                FROM upd)
-           SELECT cur.state::text AS from_label, cur.pipeline_version,
+           SELECT cur.state::text AS from_label,
+                  cur.params->>'pipeline_version' AS pipeline_version,
                   EXISTS (SELECT 1 FROM upd) AS "done!",
                   (SELECT count(*) FROM settle) AS "settled!"
            FROM cur"#,
@@ -422,13 +429,15 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
     .fetch_optional(ex)
     .await?
     .ok_or(Error::NotFound)?;
-    let from = row.from_label.as_deref().map(str::parse::<PlanState>);
-    match (row.done, from) {
-        (true, Some(Ok(from))) => Ok(Requeued {
+    match (
+        row.done,
+        row.from_label.as_deref().map(PlanState::from_label),
+    ) {
+        (true, Some(from)) => Ok(Requeued {
             from,
             settled_billing_rows: row.settled,
         }),
-        (false, Some(Ok(PlanState::Failed | PlanState::Stopped))) => {
+        (false, Some(PlanState::Failed | PlanState::Stopped)) => {
             Err(Error::invalid_input(format!(
                 "plan {id} has pipeline version {}, resume needs {PIPELINE_VERSION}",
                 row.pipeline_version.as_deref().unwrap_or("<none>")

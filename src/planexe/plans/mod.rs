@@ -18,6 +18,11 @@
 //! | [`resume`] | failed, stopped (pipeline version 2) | pending (artifacts kept) |
 //! | [`requeue_stale`] (reaper) | processing, worker heartbeat lost | pending, or failed (`worker_lost`) after `max_requeues` |
 //!
+//! A state this release does not know ([`PlanState::Unknown`]: a newer release's or another
+//! service's label) is in no `from` column: the statements name the states they accept as SQL
+//! literals, so such a plan is never claimed or reaped, and every action refuses it with
+//! [`Error::InvalidTransition`] whose `from` is the stored label. Reads return it like any plan.
+//!
 //! **Run ownership.** [`claim_next`] stamps the run with a fresh [`Attempt`]; retry, resume and the
 //! reaper clear it. The worker's writes ([`update_progress`], [`finish_completed`],
 //! [`finish_failed`], [`finish_stopped`], [`store_artifacts`], [`store_zip_snapshot`],

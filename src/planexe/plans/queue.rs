@@ -96,6 +96,11 @@ pub async fn enqueue(ex: impl PgExecutor<'_>, new: &NewPlan<'_>) -> Result<Enque
 /// Duplicate-submission lookup (MCP `plan_create`): the newest plan of `user_id` with the same
 /// prompt and `parameters.model_profile`, still pending or processing, created within `window`
 /// (the services use 600 s). One round trip.
+///
+/// `model_profile` is read through `planexe_json_lossy` (migration 0048), so a plan whose
+/// parameters Python wrote with a lone surrogate escape or a `\u0000` is compared like any other
+/// (a lone surrogate reads as U+FFFD, a NUL is removed, as in the NUL-stripped `model_profile`
+/// looked up) instead of failing the lookup.
 #[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%user_id))]
 pub async fn find_duplicate(
     ex: impl PgExecutor<'_>,
@@ -112,7 +117,7 @@ pub async fn find_duplicate(
            WHERE user_id = $1 AND prompt = $2
              AND state IN ('pending', 'processing')
              AND timestamp_created >= (now() AT TIME ZONE 'utc') - make_interval(secs => $3)
-             AND (parameters->>'model_profile') IS NOT DISTINCT FROM $4
+             AND planexe_json_lossy(parameters)->>'model_profile' IS NOT DISTINCT FROM $4
            ORDER BY timestamp_created DESC
            LIMIT 1"#,
         user_id,

@@ -113,7 +113,8 @@ fn transition(from: OrderStatus, to: OrderStatus) -> Error {
     }
 }
 
-/// Replaces the notes, items, account and total of a pending order.
+/// Replaces the notes, items, account and total of a pending order; any other status
+/// ([`OrderStatus::Unknown`] included) is [`Error::InvalidTransition`].
 #[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, %id))]
 pub async fn update(
     conn: &mut PgConnection,
@@ -155,7 +156,8 @@ pub async fn update(
 ///
 /// Errors, each with nothing changed: [`Error::NotFound`] (no such order in the shop, or
 /// `completed_by` is not a member of the shop), [`Error::InvalidTransition`] (cancelled, or
-/// completed by someone else), [`Error::InsufficientStock`] (some product lacks stock; a
+/// completed by someone else, or a status this release does not know:
+/// [`OrderStatus::Unknown`]), [`Error::InsufficientStock`] (some product lacks stock; a
 /// product that no longer exists in the shop counts as having none).
 #[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, order_id = %id, %completed_by))]
 pub async fn complete(
@@ -231,7 +233,8 @@ async fn take_stock(conn: &mut PgConnection, shop_id: ShopId, items: &OrderItems
     Ok(())
 }
 
-/// Cancels a pending order of the shop (stock is untouched: it was never taken).
+/// Cancels a pending order of the shop (stock is untouched: it was never taken); any other
+/// status ([`OrderStatus::Unknown`] included) is [`Error::InvalidTransition`].
 #[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, order_id = %id))]
 pub async fn cancel(conn: &mut PgConnection, shop_id: ShopId, id: Uuid) -> Result<Order> {
     tx::transaction(conn, async |tx| {

@@ -1,58 +1,26 @@
 //! [`OrderStatus`], the PostgreSQL enum `shop.order_status`.
 
-use std::fmt;
-use std::str::FromStr;
+use sqlx::postgres::PgTypeInfo;
+use sqlx::{Encode, Postgres, Type};
 
-use serde::{Deserialize, Serialize};
-use sqlx::postgres::{PgTypeInfo, PgValueRef};
-use sqlx::{Decode, Encode, Postgres, Type};
+use crate::enum_label::label_enum;
 
-use crate::Error;
-
-/// Status of an order. A label this library does not know (added by a newer migration) reads as
-/// [`Error::UnknownEnumLabel`], never as an opaque decode error or a panic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OrderStatus {
-    /// Placed, not yet handled; the only status that can change.
-    Pending,
-    /// Handled: stock was taken, `completed_by`/`completed_at` are set.
-    Complete,
-    /// Cancelled before completion; stock was never taken.
-    Cancelled,
-}
-
-impl OrderStatus {
-    /// The label as stored in PostgreSQL.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            OrderStatus::Pending => "pending",
-            OrderStatus::Complete => "complete",
-            OrderStatus::Cancelled => "cancelled",
-        }
-    }
-}
-
-impl fmt::Display for OrderStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for OrderStatus {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "pending" => OrderStatus::Pending,
-            "complete" => OrderStatus::Complete,
-            "cancelled" => OrderStatus::Cancelled,
-            other => {
-                return Err(Error::UnknownEnumLabel {
-                    type_name: "shop.order_status",
-                    value: other.to_owned(),
-                });
-            }
-        })
+label_enum! {
+    /// Status of an order: PostgreSQL enum `shop.order_status`.
+    ///
+    /// A status this release does not know (added by a newer migration or another service,
+    /// e.g. `refunded`) reads as [`OrderStatus::Unknown`] carrying its label, never as an error:
+    /// the order is listed and read like any other, but update, complete and cancel refuse it
+    /// with [`Error::InvalidTransition`](crate::Error::InvalidTransition) naming the label. A
+    /// status given as input ([`FromStr`](std::str::FromStr), `Deserialize`) must be one of the
+    /// known ones.
+    pub enum OrderStatus: "shop.order_status" {
+        /// Placed, not yet handled; the only status that can change.
+        Pending => "pending",
+        /// Handled: stock was taken, `completed_by`/`completed_at` are set.
+        Complete => "complete",
+        /// Cancelled before completion; stock was never taken.
+        Cancelled => "cancelled",
     }
 }
 
@@ -62,13 +30,7 @@ impl Type<Postgres> for OrderStatus {
     }
 }
 
-impl<'r> Decode<'r, Postgres> for OrderStatus {
-    fn decode(value: PgValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
-        let label = <&str as Decode<Postgres>>::decode(value)?;
-        Ok(label.parse::<OrderStatus>()?)
-    }
-}
-
+/// Writes the label; an `Unknown` value writes the label it carries.
 impl Encode<'_, Postgres> for OrderStatus {
     fn encode_by_ref(
         &self,
