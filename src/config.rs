@@ -14,6 +14,7 @@
 //! | `SHARED_DB_IDLE_IN_TRANSACTION_TIMEOUT_MS` | `300000` | server-side `idle_in_transaction_session_timeout`: a session that holds a transaction open without running anything for this long is ended, releasing its locks (`0` = the server's default) |
 //! | `SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS` | `5000` | `lock_timeout` of each migration attempt; a migration that waits longer for a lock is rolled back and tried again with backoff (see [`crate::schema::migrate`]) |
 //! | `SHARED_DB_SCHEMA_STRICT` | `false` | `true`: a database migrated by a newer release is `diverged` (not ready) instead of `ahead` (ready); see [`crate::schema`] |
+//! | `SHARED_DB_SQLITE_BUSY_TIMEOUT_MS` | `5000` | SQLite backend: how long a connection waits for the write lock (`busy_timeout`) |
 //! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
 //! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
@@ -77,6 +78,9 @@ pub struct Config {
     /// (default; newer expand steps are `ahead` and ready) or strict (`SHARED_DB_SCHEMA_STRICT`:
     /// any unknown version is `diverged`). See [`crate::schema`].
     pub schema_compatibility: crate::schema::Compatibility,
+    /// SQLite backend (`shared-db-sqlite`): how long a connection waits for another one's write
+    /// lock before failing with `SQLITE_BUSY` (its `busy_timeout`).
+    pub sqlite_busy_timeout: Duration,
     /// Prepared statements cached per connection; 0 disables caching (PgBouncer transaction mode).
     pub statement_cache_capacity: usize,
     /// Ping connections that sat idle for [`Config::ping_idle_after`] or more before handing
@@ -116,6 +120,7 @@ impl fmt::Debug for Config {
             )
             .field("migration_lock_timeout", &self.migration_lock_timeout)
             .field("schema_compatibility", &self.schema_compatibility)
+            .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
@@ -144,6 +149,7 @@ impl Default for Config {
             idle_in_transaction_timeout: Some(Duration::from_secs(300)),
             migration_lock_timeout: Duration::from_secs(5),
             schema_compatibility: crate::schema::Compatibility::Window,
+            sqlite_busy_timeout: Duration::from_secs(5),
             statement_cache_capacity: 100,
             test_before_acquire: true,
             ping_idle_after: PING_WHEN_IDLE_FOR,
@@ -226,6 +232,7 @@ impl Config {
                 }
                 Some(_) => crate::schema::Compatibility::Window,
             },
+            sqlite_busy_timeout: millis("SHARED_DB_SQLITE_BUSY_TIMEOUT_MS", d.sqlite_busy_timeout)?,
             statement_cache_capacity: get("SHARED_DB_STATEMENT_CACHE_CAPACITY")
                 .map_or(Ok(d.statement_cache_capacity), |v| {
                     parse("SHARED_DB_STATEMENT_CACHE_CAPACITY", &v)

@@ -154,7 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = Config::from_env()?;
     match cli.command {
         Command::Migrate => {
-            let db = connect(&config).await?;
+            let db = Lifecycle::connect(&config).await?;
             match db.sync().await.context("migration failed")? {
                 shared_db::schema::SyncOutcome::Ahead { newer } => println!(
                     "nothing to apply: a newer release already applied {newer:?}; compatible"
@@ -164,7 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => {
-            let status = match connect(&config).await {
+            let status = match Lifecycle::connect(&config).await {
                 Ok(db) => db.status().await,
                 Err(e) => SchemaStatus::NoInfo {
                     reason: format!("{e:#}"),
@@ -178,7 +178,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(status.exit_code() as u8))
         }
         Command::Sync { json } => {
-            let db = connect(&config).await?;
+            let db = Lifecycle::connect(&config).await?;
             let outcome = db.sync().await.context("sync failed")?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&outcome)?);
@@ -325,6 +325,39 @@ async fn connect(config: &Config) -> anyhow::Result<Database> {
         );
     }
     Ok(Database::connect_or_embedded(config).await?)
+}
+
+/// The database `migrate`, `status` and `sync` act on: PostgreSQL (the embedded cluster without
+/// `DATABASE_URL`), or a SQLite file for a `sqlite:` URL. Both answer with the same states and
+/// outcomes, so the commands and their exit codes do not depend on the backend.
+enum Lifecycle {
+    Postgres(Database),
+    Sqlite(shared_db_sqlite::Database),
+}
+
+impl Lifecycle {
+    async fn connect(config: &Config) -> anyhow::Result<Self> {
+        Ok(match config.database_url.as_deref() {
+            Some(url) if shared_db_sqlite::connect::is_sqlite_url(url) => {
+                Lifecycle::Sqlite(shared_db_sqlite::Database::connect(config).await?)
+            }
+            _ => Lifecycle::Postgres(connect(config).await?),
+        })
+    }
+
+    async fn sync(&self) -> shared_db::Result<shared_db::schema::SyncOutcome> {
+        match self {
+            Lifecycle::Postgres(db) => db.sync().await,
+            Lifecycle::Sqlite(db) => db.sync().await,
+        }
+    }
+
+    async fn status(&self) -> SchemaStatus {
+        match self {
+            Lifecycle::Postgres(db) => db.status().await,
+            Lifecycle::Sqlite(db) => db.status().await,
+        }
+    }
 }
 
 fn print_status(status: &SchemaStatus) {

@@ -214,18 +214,25 @@ mod millis {
 /// The migration ledger table (sqlx's default name, which `sqlx migrate run` uses too).
 const LEDGER: &str = "_sqlx_migrations";
 
-/// One row of `_sqlx_migrations`.
-struct Applied {
-    version: i64,
-    description: String,
-    checksum: Vec<u8>,
-    success: bool,
+/// One row of a migration ledger (`_sqlx_migrations`), as any backend reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedMigration {
+    /// Version (the file name prefix).
+    pub version: i64,
+    /// Description as recorded by the binary that applied it.
+    pub description: String,
+    /// SHA-384 of the file as applied.
+    pub checksum: Vec<u8>,
+    /// False when the migration failed halfway (recorded as dirty).
+    pub success: bool,
 }
 
 /// Reads the migration ledger. `Ok(None)` when the ledger table does not exist.
-async fn read_ledger(conn: &mut PgConnection) -> Result<Option<Vec<Applied>>, sqlx::Error> {
+async fn read_ledger(
+    conn: &mut PgConnection,
+) -> Result<Option<Vec<AppliedMigration>>, sqlx::Error> {
     let rows = sqlx::query_as!(
-        Applied,
+        AppliedMigration,
         "SELECT version, description, checksum, success FROM _sqlx_migrations ORDER BY version"
     )
     .fetch_all(conn)
@@ -238,11 +245,13 @@ async fn read_ledger(conn: &mut PgConnection) -> Result<Option<Vec<Applied>>, sq
     }
 }
 
-/// The ledger held against the binary's migrations; contracts are not consulted yet (an
-/// [`SchemaStatus::Ahead`] answer still has to go through [`check_contracts`]).
-fn compare(
+/// Where a database stands, from its migration ledger (`None`: no ledger table) held against
+/// `migrator`. The one rule for every backend; contracts are not consulted yet: an
+/// [`SchemaStatus::Ahead`] answer still has to go through [`with_contract`] with the contract
+/// the database declares, if any.
+pub fn compare(
     migrator: &Migrator,
-    ledger: Option<Vec<Applied>>,
+    ledger: Option<Vec<AppliedMigration>>,
     compatibility: Compatibility,
 ) -> SchemaStatus {
     let Some(ledger) = ledger else {
@@ -256,7 +265,7 @@ fn compare(
         .map(|m| (m.version, m))
         .collect();
     let newest_known = known.keys().max().copied();
-    let applied: HashMap<i64, &Applied> = ledger.iter().map(|a| (a.version, a)).collect();
+    let applied: HashMap<i64, &AppliedMigration> = ledger.iter().map(|a| (a.version, a)).collect();
 
     let mut changed = Vec::new();
     let mut unknown = Vec::new();
@@ -314,12 +323,32 @@ fn compare(
     }
 }
 
-/// A contract migration's declaration (`_shared_db_contracts`, migration 0046).
-struct Contract {
-    version: i64,
-    requires_version: i64,
-    release: String,
-    reason: String,
+/// A contract migration's declaration (a row of `_shared_db_contracts`, migration 0046).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    /// The contract migration.
+    pub version: i64,
+    /// A binary must know this migration to run on top of it.
+    pub requires_version: i64,
+    /// The release to deploy at least.
+    pub release: String,
+    /// What it removed.
+    pub reason: String,
+}
+
+/// [`SchemaStatus::Ahead`] becomes [`SchemaStatus::Incompatible`] when `contract` (the applied
+/// contract with the highest `requires_version` above this binary's newest migration) exists;
+/// every other status passes through.
+pub fn with_contract(status: SchemaStatus, contract: Option<Contract>) -> SchemaStatus {
+    match (status, contract) {
+        (SchemaStatus::Ahead { .. }, Some(c)) => SchemaStatus::Incompatible {
+            contract: c.version,
+            requires_version: c.requires_version,
+            release: c.release,
+            reason: c.reason,
+        },
+        (status, _) => status,
+    }
 }
 
 /// Turns [`SchemaStatus::Ahead`] into [`SchemaStatus::Incompatible`] when a newer contract
@@ -354,15 +383,7 @@ async fn check_contracts(
         Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P01") => None,
         Err(e) => return Err(e),
     };
-    Ok(match contract {
-        Some(c) => SchemaStatus::Incompatible {
-            contract: c.version,
-            requires_version: c.requires_version,
-            release: c.release,
-            reason: c.reason,
-        },
-        None => status,
-    })
+    Ok(with_contract(status, contract))
 }
 
 /// The ledger read, compared and checked against contracts on one connection.
