@@ -111,21 +111,41 @@ async fn another_shops_licence_is_not_found() -> anyhow::Result<()> {
 
     // read, update, delete beta's licence as alpha
     assert_not_found(licenses::get(&mut *conn, ALPHA.shop, beta.id).await);
-    assert_not_found(licenses::update(&mut *conn, ALPHA.shop, beta.id, &pro(Some(ALPHA.order))).await);
+    assert_not_found(
+        licenses::update(&mut *conn, ALPHA.shop, beta.id, &pro(Some(ALPHA.order))).await,
+    );
     assert_not_found(licenses::update(&mut *conn, ALPHA.shop, beta.id, &pro(None)).await);
     assert_not_found(licenses::delete(&mut *conn, ALPHA.shop, beta.id).await);
     // move alpha's own licence onto beta's order
-    assert_not_found(licenses::update(&mut *conn, ALPHA.shop, alpha.id, &pro(Some(BETA.order))).await);
+    assert_not_found(
+        licenses::update(&mut *conn, ALPHA.shop, alpha.id, &pro(Some(BETA.order))).await,
+    );
     // the list shows alpha's only, even filtered by beta's order
     let page = licenses::list(&mut conn, ALPHA.shop, &ListParams::default()).await?;
-    assert_eq!(page.items.iter().map(|l| l.id).collect::<Vec<_>>(), [alpha.id]);
+    assert_eq!(
+        page.items.iter().map(|l| l.id).collect::<Vec<_>>(),
+        [alpha.id]
+    );
     let by_order = ListParams::default().filter(&format!("order_id:{}", BETA.order));
-    assert_eq!(licenses::list(&mut conn, ALPHA.shop, &by_order).await?.total, 0);
+    assert_eq!(
+        licenses::list(&mut conn, ALPHA.shop, &by_order)
+            .await?
+            .total,
+        0
+    );
 
     // beta's licence is untouched, alpha's still pays with alpha's order
     let after = licenses::get(&mut *conn, BETA.shop, beta.id).await?;
-    assert_eq!((after.order_id, after.shop_id, after.modified_at), (Some(BETA.order), Some(BETA.shop), beta.modified_at));
-    assert_eq!(licenses::get(&mut *conn, ALPHA.shop, alpha.id).await?.order_id, Some(ALPHA.order));
+    assert_eq!(
+        (after.order_id, after.shop_id, after.modified_at),
+        (Some(BETA.order), Some(BETA.shop), beta.modified_at)
+    );
+    assert_eq!(
+        licenses::get(&mut *conn, ALPHA.shop, alpha.id)
+            .await?
+            .order_id,
+        Some(ALPHA.order)
+    );
     // and its own shop can do all of it
     licenses::update(&mut *conn, BETA.shop, beta.id, &pro(None)).await?;
     licenses::delete(&mut *conn, BETA.shop, beta.id).await?;
@@ -153,9 +173,17 @@ async fn global_licences_and_shop_licences_do_not_mix() -> anyhow::Result<()> {
     let e = licenses::update_global(&mut *conn, global.id, &pro(Some(ALPHA.order))).await;
     assert!(matches!(e, Err(Error::InvalidInput(_))), "{e:?}");
 
-    let ids = |page: shared_db::shop::ListPage<licenses::License>| page.items.into_iter().map(|l| l.id).collect::<Vec<_>>();
-    assert_eq!(ids(licenses::list_global(&mut conn, &ListParams::default()).await?), [global.id]);
-    assert_eq!(ids(licenses::list(&mut conn, ALPHA.shop, &ListParams::default()).await?), [shop.id]);
+    let ids = |page: shared_db::shop::ListPage<licenses::License>| {
+        page.items.into_iter().map(|l| l.id).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(licenses::list_global(&mut conn, &ListParams::default()).await?),
+        [global.id]
+    );
+    assert_eq!(
+        ids(licenses::list(&mut conn, ALPHA.shop, &ListParams::default()).await?),
+        [shop.id]
+    );
     licenses::delete_global(&mut *conn, global.id).await?;
     Ok(())
 }

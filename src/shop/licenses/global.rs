@@ -112,6 +112,9 @@ pub async fn delete_global(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
 
 /// Lists the global licences.
 #[tracing::instrument(target = "shared_db::shop::licenses", skip_all)]
-pub async fn list_global(conn: &mut PgConnection, params: &ListParams) -> Result<ListPage<License>> {
+pub async fn list_global(
+    conn: &mut PgConnection,
+    params: &ListParams,
+) -> Result<ListPage<License>> {
     list::fetch::<License, _>(conn, &LIST_GLOBAL, None, params).await
 }
