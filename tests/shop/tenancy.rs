@@ -126,7 +126,7 @@ async fn another_shops_licence_is_not_found() -> anyhow::Result<()> {
         page.items.iter().map(|l| l.id).collect::<Vec<_>>(),
         [alpha.id]
     );
-    let by_order = ListParams::default().filter(&format!("order_id:{}", BETA.order));
+    let by_order = ListParams::default().filter(format!("order_id:{}", BETA.order));
     assert_eq!(
         licenses::list(&mut conn, ALPHA.shop, &by_order)
             .await?
