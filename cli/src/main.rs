@@ -228,7 +228,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .context("cannot connect to the old database (--from)")?;
             let mut source = old.acquire().await?;
             let options = shared_db::shop::import::Options { dry_run, shops };
-            let report = shared_db::shop::import::run(&mut source, &mut target, &options).await?;
+            let mut show = import_progress();
+            let report = shared_db::shop::import::run_with_progress(
+                &mut source,
+                &mut target,
+                &options,
+                &mut show,
+            )
+            .await?;
+            eprintln!();
             print!("{report}");
             if let Some(path) = json {
                 std::fs::write(&path, serde_json::to_vec_pretty(&report)?)
@@ -285,6 +293,32 @@ fn age_text(age: std::time::Duration) -> String {
         format!("{}d", secs / 86_400)
     } else {
         humantime::format_duration(age).to_string()
+    }
+}
+
+/// Progress of `shop import` on stderr: on a terminal one line rewritten at most 10 times a
+/// second, otherwise a log line every 10 s; rows per second, the shop and table, refused so far.
+fn import_progress() -> impl FnMut(&shared_db::shop::import::Progress<'_>) + Send {
+    use std::io::{IsTerminal, Write};
+    let terminal = std::io::stderr().is_terminal();
+    let every = std::time::Duration::from_millis(if terminal { 100 } else { 10_000 });
+    let mut last: Option<std::time::Instant> = None;
+    move |p| {
+        if last.is_some_and(|t| t.elapsed() < every) {
+            return;
+        }
+        last = Some(std::time::Instant::now());
+        let rate = p.rows as f64 / p.elapsed.as_secs_f64().max(0.001);
+        let line = format!(
+            "shop import: {} rows ({rate:.0} rows/s), {} refused; {} / {}",
+            p.rows, p.refused, p.unit, p.table
+        );
+        if terminal {
+            eprint!("\r\x1b[2K{line}");
+            let _ = std::io::stderr().flush();
+        } else {
+            eprintln!("{line}");
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub mod categories;
 pub mod early_access;
 pub mod faq;
 pub mod ids;
+#[cfg(feature = "import")]
 pub mod import;
 pub mod info_requests;
 pub mod input;

@@ -100,6 +100,7 @@ async fn an_account_goes_with_its_orders_unless_a_license_holds_one() -> anyhow:
     let mut conn = t.pool().acquire().await?;
     let license = licenses::create(
         &mut *conn,
+        ALPHA.shop,
         &LicenseFields {
             name: "Pro".into(),
             is_recurring: true,
@@ -124,7 +125,7 @@ async fn an_account_goes_with_its_orders_unless_a_license_holds_one() -> anyhow:
             .await
             .is_ok()
     );
-    licenses::delete(&mut *conn, license.id).await?;
+    licenses::delete(&mut *conn, ALPHA.shop, license.id).await?;
     accounts::delete(&mut *conn, ALPHA.shop, ALPHA.account).await?;
     assert_not_found(orders::get(&mut *conn, ALPHA.shop, ALPHA.order).await);
     Ok(())

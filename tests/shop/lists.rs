@@ -362,7 +362,7 @@ async fn pages_carry_the_total_and_a_content_range() -> anyhow::Result<()> {
     );
     assert_eq!(faq::list(&mut conn, &ListParams::default()).await?.total, 0);
     assert_eq!(
-        licenses::list(&mut conn, &ListParams::default())
+        licenses::list_global(&mut conn, &ListParams::default())
             .await?
             .total,
         0

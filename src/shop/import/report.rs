@@ -64,6 +64,15 @@ pub enum Rule {
     /// `status` and `completed_at` disagree (a complete order has a completion time, no other
     /// order has one).
     InconsistentCompletion,
+    /// The row depends on a row this import refused (its parent, the product of its tag link,
+    /// attribute value, order item or info request, the order of its licence, the role of its
+    /// membership); the value names the column. The refused row has its own entry.
+    RefusedParent,
+    /// A value that must be unique (an FAQ question) is taken by a row with a lower id.
+    DuplicateValue,
+    /// **Blocking.** The target already holds a different shop under this id, or another shop
+    /// under this name: the whole shop is skipped.
+    ShopConflict,
 }
 
 impl Rule {
@@ -93,6 +102,9 @@ impl Rule {
             Rule::RejectedUser => "rejected_user",
             Rule::CompleterNotMember => "completer_not_member",
             Rule::InconsistentCompletion => "inconsistent_completion",
+            Rule::RefusedParent => "refused_parent",
+            Rule::DuplicateValue => "duplicate_value",
+            Rule::ShopConflict => "shop_conflict",
         }
     }
 
@@ -102,7 +114,7 @@ impl Rule {
     }
 }
 
-const ALL: [Rule; 23] = [
+const ALL: [Rule; 26] = [
     Rule::NullShop,
     Rule::DanglingShop,
     Rule::OrphanTranslation,
@@ -126,6 +138,9 @@ const ALL: [Rule; 23] = [
     Rule::RejectedUser,
     Rule::CompleterNotMember,
     Rule::InconsistentCompletion,
+    Rule::RefusedParent,
+    Rule::DuplicateValue,
+    Rule::ShopConflict,
 ];
 
 impl fmt::Display for Rule {
@@ -147,8 +162,9 @@ pub struct Entry {
     /// (`stock=-3`, `shop_id=NULL`). Secrets (passwords, Stripe keys, webhooks) are described,
     /// never shown.
     pub value: String,
-    /// The shop whose import the row blocks; `None` for rows that belong to no shop and for
-    /// users (which are imported one by one).
+    /// The shop the row belongs to; `None` for rows that belong to no shop and for the global
+    /// rows (users, roles, FAQ, …). A refused row blocks only itself and the rows that depend
+    /// on it; only a refused `shops` row or a [`Rule::ShopConflict`] blocks its whole shop.
     pub shop: Option<Uuid>,
 }
 
@@ -160,14 +176,15 @@ pub enum Status {
     WouldImport,
     /// Written and committed.
     Imported,
-    /// Not written: the report holds its blocking entries.
+    /// Not written: its shop row was refused or conflicts with the target (the report holds the
+    /// blocking entry, see [`Outcome::reason`]).
     Skipped,
     /// The target database refused the write; nothing of it was committed.
     Failed,
 }
 
-/// The result for one shop, or for the rows that belong to no shop (users, licenses without
-/// an order).
+/// The result for one shop, or for the global rows (users, roles, their links, FAQ, early
+/// access sign-ups, licences without an order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Outcome {
     /// The shop's id; `None` for the global rows.
@@ -178,6 +195,9 @@ pub struct Outcome {
     pub status: Status,
     /// Good rows read from the old database.
     pub rows: u64,
+    /// Rows of this unit refused (each listed in [`Report::entries`]); the good rows are
+    /// imported all the same unless the shop was blocked.
+    pub refused: u64,
     /// Rows actually inserted; `rows - written` were already present (a re-run). Always 0 in a
     /// dry run.
     pub written: u64,
@@ -195,6 +215,59 @@ pub struct Report {
     pub entries: Vec<Entry>,
     /// Global rows first, then one outcome per shop, by id.
     pub outcomes: Vec<Outcome>,
+    /// Per table of the old database, in import order: what became of every row read.
+    pub tables: Vec<TableSummary>,
+}
+
+/// What became of the rows of one old table. `read = imported + refused + skipped`, and
+/// without `--shop` `read` is the table's row count: no row is left out silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TableSummary {
+    /// Old table (`public.<table>`).
+    pub table: &'static str,
+    /// Rows read.
+    pub read: u64,
+    /// Good rows imported (a dry run: that would be imported), new or already present.
+    pub imported: u64,
+    /// Rows refused, each with at least one entry.
+    pub refused: u64,
+    /// Good rows not imported because their shop was skipped or failed.
+    pub skipped: u64,
+}
+
+impl Report {
+    pub(crate) fn table(&mut self, table: &'static str) -> &mut TableSummary {
+        let i = match self.tables.iter().position(|t| t.table == table) {
+            Some(i) => i,
+            None => {
+                self.tables.push(TableSummary {
+                    table,
+                    read: 0,
+                    imported: 0,
+                    refused: 0,
+                    skipped: 0,
+                });
+                self.tables.len() - 1
+            }
+        };
+        &mut self.tables[i]
+    }
+
+    /// The per-table summary as text: one line per table.
+    pub fn summary_text(&self) -> String {
+        let mut out = format!(
+            "{:<26} {:>9} {:>9} {:>8} {:>8}\n",
+            "table", "read", "imported", "refused", "skipped"
+        );
+        for t in &self.tables {
+            let _ = writeln!(
+                out,
+                "{:<26} {:>9} {:>9} {:>8} {:>8}",
+                t.table, t.read, t.imported, t.refused, t.skipped
+            );
+        }
+        out
+    }
 }
 
 impl Report {
@@ -231,16 +304,22 @@ impl fmt::Display for Report {
         for o in &self.outcomes {
             match o.shop {
                 Some(id) => write!(f, "shop {id} {:?}: ", o.name)?,
-                None => write!(f, "global rows (users, licenses without an order): ")?,
+                None => write!(
+                    f,
+                    "global rows (users, roles, faq, early access, licenses without an order): "
+                )?,
             }
             match o.status {
-                Status::WouldImport => writeln!(f, "would import {} row(s)", o.rows)?,
+                Status::WouldImport => {
+                    writeln!(f, "would import {} row(s), {} refused", o.rows, o.refused)?
+                }
                 Status::Imported => writeln!(
                     f,
-                    "imported {} row(s), {} new, {} already present",
+                    "imported {} row(s), {} new, {} already present, {} refused",
                     o.rows,
                     o.written,
-                    o.rows - o.written
+                    o.rows - o.written,
+                    o.refused
                 )?,
                 Status::Skipped | Status::Failed => writeln!(
                     f,
@@ -254,6 +333,6 @@ impl fmt::Display for Report {
                 )?,
             }
         }
-        Ok(())
+        f.write_str(&self.summary_text())
     }
 }

@@ -23,10 +23,12 @@ use crate::shop::orders::OrderItem;
 pub use crate::shop::input::LONG_TEXT;
 pub use crate::shop::money::{MAX as MONEY_MAX, SCALE as MONEY_SCALE};
 
-/// What a check knows besides the row: the shop being imported and the users refused so far.
+/// What a check knows besides the row: the shop being imported, the global rows refused
+/// (users, roles) and the rows of this unit refused so far (parents are checked first).
 pub(crate) struct Ctx<'a> {
     pub shop: Option<Uuid>,
     pub rejected_users: &'a HashSet<Uuid>,
+    pub refused: &'a HashSet<Uuid>,
 }
 
 /// A table of the old database: how to stream it, and how a row becomes a row of `shop.*`.
@@ -113,6 +115,15 @@ impl Problems {
             self.push(Rule::DanglingReference, format!("{column}={id}"));
         } else if shop != ctx.shop {
             self.push(Rule::CrossShop, format!("{column}={id}"));
+        }
+    }
+
+    /// A row whose `column` names a row refused earlier in this unit is refused with it.
+    fn depends(&mut self, ctx: &Ctx<'_>, column: &str, id: Option<Uuid>) {
+        if let Some(id) = id
+            && ctx.refused.contains(&id)
+        {
+            self.push(Rule::RefusedParent, format!("{column}={id}"));
         }
     }
 
@@ -369,10 +380,12 @@ impl OldTable for source::Category {
 
 fn check_translation(
     t: Translation,
+    ctx: &Ctx<'_>,
     parent_column: &str,
     name_max: usize,
     p: &mut Problems,
 ) -> Option<write::Translation> {
+    p.depends(ctx, parent_column, Some(t.parent_id));
     if t.parent_rank > 1 {
         p.push(
             Rule::DuplicateTranslation,
@@ -429,8 +442,8 @@ macro_rules! translation_table {
             fn id(&self) -> Uuid {
                 self.t.id
             }
-            fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
-                check_translation(self.t, $parent, $max, p).map(write::$out)
+            fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+                check_translation(self.t, ctx, $parent, $max, p).map(write::$out)
             }
         }
     };
@@ -509,7 +522,8 @@ impl OldTable for source::AttributeOption {
     fn id(&self) -> Uuid {
         self.id
     }
-    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+    fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        p.depends(ctx, "attribute_id", Some(self.attribute_id));
         p.name("value_key", Some(&self.value_key), 60);
         p.ok().then_some(write::AttributeOption {
             id: self.id,
@@ -536,6 +550,7 @@ impl OldTable for source::Product {
                 self.category_shop,
             );
         }
+        p.depends(ctx, "category_id", self.category_id);
         let price = p.money("price", self.price);
         let discounted_price = p.money("discounted_price", self.discounted_price);
         let monthly = p.money("recurring_price_monthly", self.recurring_price_monthly);
@@ -637,6 +652,8 @@ impl OldTable for source::ProductTag {
             self.product_shop,
         );
         p.same_shop(ctx, "tag_id", tag_id, self.tag_exists, self.tag_shop);
+        p.depends(ctx, "product_id", Some(product_id));
+        p.depends(ctx, "tag_id", Some(tag_id));
         if self.pair_rank > 1 {
             p.push(
                 Rule::DuplicateLink,
@@ -667,6 +684,9 @@ impl OldTable for source::AttributeValue {
             self.attribute_exists,
             self.attribute_shop,
         );
+        p.depends(ctx, "product_id", Some(self.product_id));
+        p.depends(ctx, "attribute_id", Some(attribute_id));
+        p.depends(ctx, "option_id", self.option_id);
         if let Some(option) = self.option_id {
             if !self.option_exists {
                 p.push(Rule::DanglingReference, format!("option_id={option}"));
@@ -828,8 +848,12 @@ impl OldTable for source::Order {
         if let Some(unknown) = &self.unknown_products {
             p.push(Rule::UnknownProduct, format!("product_id={unknown}"));
         }
+        p.depends(ctx, "account_id", self.account_id);
         let info = self.order_info.unwrap_or(Value::Array(Vec::new()));
         let items = order_items(&info, p);
+        for item in &items {
+            p.depends(ctx, "order_info.product_id", Some(item.product_id.get()));
+        }
         let total = p.money("total", self.total);
         let created_at = p.required("created_at", self.created_at);
         let status = p.required("status", self.status);
@@ -870,7 +894,8 @@ impl OldTable for source::Order {
     }
 }
 
-fn check_license(l: source::License, _: &Ctx<'_>, p: &mut Problems) -> Option<write::License> {
+fn check_license(l: source::License, ctx: &Ctx<'_>, p: &mut Problems) -> Option<write::License> {
+    p.depends(ctx, "order_id", l.order_id);
     p.name("name", Some(&l.name), 255);
     if l.seats <= 0 {
         p.push(Rule::InvalidValue, format!("seats={}", l.seats));
@@ -916,6 +941,141 @@ impl OldTable for source::UnorderedLicense {
     }
     fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
         check_license(self.l, ctx, p)
+    }
+}
+
+impl OldTable for source::Role {
+    const TABLE: &'static str = "roles";
+    const SQL: &'static str = source::ROLES;
+    const SCOPED: bool = false;
+    type Out = write::Role;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        p.name("name", self.name.as_deref(), 80);
+        p.text("description", self.description.as_deref(), 255);
+        let name = p.required("name", self.name)?;
+        p.ok().then_some(write::Role {
+            id: self.id,
+            name,
+            description: self.description,
+        })
+    }
+}
+
+impl OldTable for source::RoleUser {
+    const TABLE: &'static str = "roles_users";
+    const SQL: &'static str = source::ROLES_USERS;
+    const SCOPED: bool = false;
+    type Out = write::RoleUser;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        let user_id = p.required("user_id", self.user_id);
+        let role_id = p.required("role_id", self.role_id);
+        let (user_id, role_id) = (user_id?, role_id?);
+        p.user(ctx, "user_id", user_id, self.user_exists);
+        if !self.role_exists {
+            p.push(Rule::DanglingReference, format!("role_id={role_id}"));
+        }
+        p.depends(ctx, "role_id", Some(role_id));
+        if self.pair_rank > 1 {
+            p.push(
+                Rule::DuplicateLink,
+                format!("user_id={user_id} role_id={role_id}"),
+            );
+        }
+        p.ok().then_some(write::RoleUser {
+            id: self.id,
+            user_id,
+            role_id,
+        })
+    }
+}
+
+impl OldTable for source::Faq {
+    const TABLE: &'static str = "faq";
+    const SQL: &'static str = source::FAQ;
+    const SCOPED: bool = false;
+    type Out = write::Faq;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        p.name("question", Some(&self.question), 255);
+        p.text("answer", Some(&self.answer), 255);
+        p.name("category", Some(&self.category), 100);
+        if self.question_rank > 1 {
+            p.push(
+                Rule::DuplicateValue,
+                format!("question={:?}", self.question),
+            );
+        }
+        let created_at = p.required("created_at", self.created_at);
+        let modified_at = p.required("modified_at", self.modified_at);
+        if !p.ok() {
+            return None;
+        }
+        Some(write::Faq {
+            id: self.id,
+            question: self.question,
+            answer: self.answer,
+            category: self.category,
+            created_at: created_at?,
+            modified_at: modified_at?,
+        })
+    }
+}
+
+impl OldTable for source::EarlyAccess {
+    const TABLE: &'static str = "early_access";
+    const SQL: &'static str = source::EARLY_ACCESS;
+    const SCOPED: bool = false;
+    type Out = write::EarlyAccess;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn check(self, _: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        p.text("email", self.email.as_deref(), 255);
+        let email = p.required("email", self.email);
+        let created_at = p.required("created_at", self.created_at);
+        if !p.ok() {
+            return None;
+        }
+        Some(write::EarlyAccess {
+            id: self.id,
+            email: email?,
+            created_at: created_at?,
+        })
+    }
+}
+
+impl OldTable for source::InfoRequest {
+    const TABLE: &'static str = "info_requests";
+    const SQL: &'static str = source::INFO_REQUESTS;
+    type Out = write::InfoRequest;
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn check(self, ctx: &Ctx<'_>, p: &mut Problems) -> Option<Self::Out> {
+        p.text("email", self.email.as_deref(), 255);
+        if let Some(product) = self.product_id {
+            p.same_shop(
+                ctx,
+                "product_id",
+                product,
+                self.product_exists,
+                self.product_shop,
+            );
+        }
+        p.depends(ctx, "product_id", self.product_id);
+        p.ok().then_some(write::InfoRequest {
+            id: self.id,
+            email: self.email,
+            product_id: self.product_id,
+        })
     }
 }
 

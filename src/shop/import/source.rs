@@ -38,6 +38,68 @@ SELECT id, email, first_name, last_name, username, password, active, created_at,
 FROM public.users
 ORDER BY id";
 
+/// `public.roles` (global).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Role {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub description: Option<String>,
+}
+
+pub(crate) const ROLES: &str = "
+SELECT id, name, description FROM public.roles ORDER BY id";
+
+/// `public.roles_users` (global), with whether both ends exist and the pair's rank.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct RoleUser {
+    pub id: Uuid,
+    pub user_id: Option<Uuid>,
+    pub user_exists: bool,
+    pub role_id: Option<Uuid>,
+    pub role_exists: bool,
+    /// 1 for the first link of this (user, role) pair by id, 2 for the second, …
+    pub pair_rank: i64,
+}
+
+pub(crate) const ROLES_USERS: &str = "
+SELECT ru.id, ru.user_id, u.id IS NOT NULL AS user_exists, ru.role_id,
+       r.id IS NOT NULL AS role_exists,
+       row_number() OVER (PARTITION BY ru.user_id, ru.role_id ORDER BY ru.id) AS pair_rank
+FROM public.roles_users ru
+LEFT JOIN public.users u ON u.id = ru.user_id
+LEFT JOIN public.roles r ON r.id = ru.role_id
+ORDER BY ru.id";
+
+/// `public.faq` (global).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct Faq {
+    pub id: Uuid,
+    pub question: String,
+    pub answer: String,
+    pub category: String,
+    pub created_at: Option<DateTime<Utc>>,
+    pub modified_at: Option<DateTime<Utc>>,
+    /// 1 for the first row with this question by id, 2 for the second, …
+    pub question_rank: i64,
+}
+
+pub(crate) const FAQ: &str = "
+SELECT id, question, answer, category, created_at, modified_at,
+       row_number() OVER (PARTITION BY question ORDER BY id) AS question_rank
+FROM public.faq
+ORDER BY id";
+
+/// `public.early_access` (global).
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct EarlyAccess {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+pub(crate) const EARLY_ACCESS: &str = "
+SELECT id, email, created_at FROM public.early_access ORDER BY id";
+
 /// The next shop after `$1` (keyset walk over `public.shops`, one shop at a time).
 pub(crate) const NEXT_SHOP: &str = "
 SELECT id, name FROM public.shops WHERE id > $1 ORDER BY id LIMIT 1";
@@ -388,6 +450,23 @@ LEFT JOIN public.users u ON u.id = o.completed_by
 WHERE o.shop_id = $1
 ORDER BY o.id";
 
+/// `public.info_requests` of one shop, with the shop of the product asked about.
+#[derive(Debug, sqlx::FromRow)]
+pub(crate) struct InfoRequest {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub product_id: Option<Uuid>,
+    pub product_exists: bool,
+    pub product_shop: Option<Uuid>,
+}
+
+pub(crate) const INFO_REQUESTS: &str = "
+SELECT i.id, i.email, i.product_id, p.id IS NOT NULL AS product_exists, p.shop_id AS product_shop
+FROM public.info_requests i
+LEFT JOIN public.products p ON p.id = i.product_id
+WHERE i.shop_id = $1
+ORDER BY i.id";
+
 /// `public.licenses`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct License {
@@ -446,6 +525,7 @@ WITH shop_owned(n, table_name, id, shop_id) AS (
     UNION ALL SELECT 11, 'products_to_tags', id, shop_id FROM public.products_to_tags
     UNION ALL SELECT 13, 'accounts', id, shop_id FROM public.accounts
     UNION ALL SELECT 14, 'orders', id, shop_id FROM public.orders
+    UNION ALL SELECT 16, 'info_requests', id, shop_id FROM public.info_requests
 ),
 child(n, table_name, id, parent_column, parent_id, parent_exists, parent_shop) AS (
     SELECT 3, 'category_translations', t.id, 'category_id', t.category_id, c.id IS NOT NULL, c.shop_id

@@ -27,6 +27,12 @@ use uuid::Uuid;
 
 use crate::Result;
 
+mod global;
+mod session;
+
+pub(crate) use global::{EarlyAccess, Faq, Role, RoleUser};
+pub(crate) use session::{no_timeouts, shop_conflict};
+
 /// A batch of converted rows of one table, written with one statement.
 pub(crate) trait Insert: Send + Sync + Sized + 'static {
     /// Inserts `rows` of the given shop (`None` for global rows); returns how many were new.
@@ -656,6 +662,30 @@ impl Insert for License {
             &col(rows, |r| r.created_at),
             &col(rows, |r| r.modified_at),
             shop,
+        )
+        .execute(conn)
+        .await?;
+        Ok(r.rows_affected())
+    }
+}
+
+pub(crate) struct InfoRequest {
+    pub id: Uuid,
+    pub email: Option<String>,
+    pub product_id: Option<Uuid>,
+}
+
+impl Insert for InfoRequest {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+        let r = sqlx::query!(
+            "INSERT INTO shop.info_requests (id, shop_id, email, product_id)
+             SELECT i.id, $1, i.email, i.product_id
+             FROM UNNEST($2::uuid[], $3::text[], $4::uuid[]) AS i(id, email, product_id)
+             ON CONFLICT (id) DO NOTHING",
+            shop_of(shop)?,
+            &col(rows, |r| r.id),
+            &col(rows, |r| r.email.clone()) as &[Option<String>],
+            &col(rows, |r| r.product_id) as &[Option<Uuid>],
         )
         .execute(conn)
         .await?;
