@@ -122,3 +122,60 @@ async fn a_whole_shop_is_exported_as_a_stream_not_a_page() -> anyhow::Result<()>
     assert!(seen > MAX_LIMIT);
     Ok(())
 }
+
+/// Drains `stream`, pausing `pause` every 100 rows as a slow reader would; the rows read, or the
+/// error that ended the stream.
+async fn drain_slowly(
+    mut stream: impl futures::Stream<Item = shared_db::Result<products::ProductWithTranslation>> + Unpin,
+    pause: std::time::Duration,
+) -> Result<i64, shared_db::Error> {
+    let mut seen = 0_i64;
+    while let Some(p) = stream.try_next().await? {
+        let _ = p;
+        seen += 1;
+        if seen % 100 == 0 {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    Ok(seen)
+}
+
+#[tokio::test]
+async fn a_slow_export_is_cut_by_the_session_limit_unless_its_transaction_lifts_it()
+-> anyhow::Result<()> {
+    let t = two_shops().await?;
+    // Long rows, so the export outgrows the socket buffers and the server waits for the reader.
+    seed(t.pool(), 3_000).await?;
+    sqlx::query!(
+        "UPDATE shop.product_translations SET main_description = repeat('x', 20000)
+         WHERE product_id IN (SELECT id FROM shop.products WHERE shop_id = $1)",
+        ALPHA.shop.get()
+    )
+    .execute(t.pool())
+    .await?;
+    let pause = std::time::Duration::from_millis(25);
+
+    // The session's limit (300 ms here, as a pool's statement_timeout) cuts a slow reader off,
+    // and says so: the stream ends with a typed error, not silently short.
+    let mut tx = t.pool().begin().await?;
+    sqlx::raw_sql("SET LOCAL statement_timeout = '300ms'")
+        .execute(&mut *tx)
+        .await?;
+    let cut = drain_slowly(products::export(&mut tx, ALPHA.shop), pause).await;
+    assert!(
+        matches!(cut, Err(shared_db::Error::StatementTimeout { .. })),
+        "{cut:?}"
+    );
+    drop(tx);
+
+    // The same export, its transaction's limit lifted explicitly: every row arrives.
+    let mut tx = t.pool().begin().await?;
+    sqlx::raw_sql("SET LOCAL statement_timeout = '300ms'")
+        .execute(&mut *tx)
+        .await?;
+    products::set_export_timeout(&mut tx, products::ExportTimeout::Unbounded).await?;
+    let seen = drain_slowly(products::export(&mut tx, ALPHA.shop), pause).await?;
+    assert_eq!(seen, 3_001);
+    tx.commit().await?;
+    Ok(())
+}

@@ -143,10 +143,51 @@ pub async fn list_after(
     ))
 }
 
+/// How long an [`export`] may take, from its first row to its last.
+///
+/// An export is one statement, and the server's `statement_timeout` counts while the client
+/// drains it: a slow client (a browser download, a paced sync job) is cut off when the
+/// session's limit runs out (`SHARED_DB_STATEMENT_TIMEOUT_MS`, 60 s by default), and the stream
+/// ends with [`Error::StatementTimeout`], never silently short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExportTimeout {
+    /// The session's `statement_timeout` (the pool's setting): the default, right for exports a
+    /// service drains at once.
+    #[default]
+    Session,
+    /// At most this long, whatever the session's setting.
+    Limit(std::time::Duration),
+    /// No limit: for an export that may legitimately stream for as long as its reader takes.
+    Unbounded,
+}
+
+/// Sets the [`ExportTimeout`] for the exports that follow, for the rest of `tx` only
+/// (`SET LOCAL`: the pooled connection keeps its own setting afterwards). Then call [`export`]
+/// on the same transaction (`&mut *tx`).
+#[tracing::instrument(target = "shared_db::shop::products", skip_all)]
+pub async fn set_export_timeout(
+    tx: &mut sqlx::Transaction<'_, Postgres>,
+    timeout: ExportTimeout,
+) -> Result<()> {
+    let setting = match timeout {
+        ExportTimeout::Session => return Ok(()),
+        ExportTimeout::Unbounded => "0".to_owned(),
+        ExportTimeout::Limit(d) => format!("{}ms", d.as_millis().max(1)),
+    };
+    sqlx::query_scalar!(
+        r#"SELECT set_config('statement_timeout', $1, true) AS "setting!""#,
+        setting
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Every product of the shop with its translation, in `(created_at, id)` order, as a stream:
 /// rows are decoded as they arrive from the server, so memory stays flat however large the shop.
 /// This, not a larger page, is how a caller reads everything. The stream borrows the connection
-/// until it is dropped.
+/// until it is dropped. It runs under the session's `statement_timeout` unless the caller's
+/// transaction set another with [`set_export_timeout`] (see [`ExportTimeout`]).
 #[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id))]
 pub fn export(
     conn: &mut PgConnection,

@@ -19,7 +19,7 @@ pub mod listing;
 // function (its public path) whichever file holds it.
 pub use catalog::{CatalogEntry, catalog_page, catalog_page_after};
 pub use crud::{adjust_stock, create, delete, get, name, swap_order, update};
-pub use listing::{LIST, export, list, list_after};
+pub use listing::{ExportTimeout, LIST, export, list, list_after, set_export_timeout};
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
