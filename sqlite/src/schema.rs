@@ -10,7 +10,7 @@ use shared_db::schema::{
 };
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
-use sqlx::migrate::{Migrate, MigrateError, Migrator};
+use sqlx::migrate::{Migrate, Migrator};
 
 use crate::error::sqlite_err;
 
@@ -170,40 +170,9 @@ pub async fn sync(
     let _lock = MigrationLock::acquire(database).await?;
     let before = read_ledger(&mut *conn).await?;
     let fresh = before.as_ref().is_none_or(|l| l.is_empty());
-    match read_status_from(migrator, conn, before, compatibility).await? {
-        SchemaStatus::UpToDate { .. } => return Ok(SyncOutcome::AlreadyUpToDate),
-        SchemaStatus::Ahead { newer, .. } => {
-            return Ok(SyncOutcome::Ahead {
-                newer: newer.into_iter().map(|m| m.version).collect(),
-            });
-        }
-        SchemaStatus::Incompatible {
-            contract,
-            requires_version,
-            release,
-            reason,
-        } => {
-            return Err(Error::SchemaIncompatible {
-                contract,
-                requires_version,
-                release,
-                reason,
-            });
-        }
-        SchemaStatus::Diverged {
-            changed,
-            unknown,
-            failed,
-        } => {
-            let err = match (failed.first(), changed.first(), unknown.first()) {
-                (Some(&v), _, _) => MigrateError::Dirty(v),
-                (None, Some(&v), _) => MigrateError::VersionMismatch(v),
-                (None, None, Some(&v)) => MigrateError::VersionMissing(v),
-                (None, None, None) => unreachable!("divergence always names a version"),
-            };
-            return Err(err.into());
-        }
-        SchemaStatus::UpgradeAvailable { .. } | SchemaStatus::NoInfo { .. } => {}
+    let status = read_status_from(migrator, conn, before, compatibility).await?;
+    if let Some(nothing_to_apply) = schema::before_applying(status)? {
+        return Ok(nothing_to_apply);
     }
     conn.ensure_migrations_table(LEDGER).await?;
     let applied: Vec<i64> = conn
@@ -220,13 +189,7 @@ pub async fn sync(
         conn.apply(LEDGER, m).await?;
         done.push(m.version);
     }
-    Ok(if fresh {
-        SyncOutcome::Created { applied: done }
-    } else if done.is_empty() {
-        SyncOutcome::AlreadyUpToDate
-    } else {
-        SyncOutcome::Upgraded { applied: done }
-    })
+    Ok(schema::after_applying(fresh, done))
 }
 
 async fn read_status_from(

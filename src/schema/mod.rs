@@ -558,45 +558,10 @@ async fn sync_locked(
 ) -> Result<SyncOutcome> {
     let before = read_ledger(&mut *conn).await?;
     let fresh = before.as_ref().is_none_or(|l| l.is_empty());
-    let status = compare(migrator, before, options.compatibility);
-    match check_contracts(status, &mut *conn).await? {
-        SchemaStatus::UpToDate { .. } => return Ok(SyncOutcome::AlreadyUpToDate),
-        SchemaStatus::Ahead { newer, .. } => {
-            tracing::info!(
-                newer = ?newer.iter().map(|m| m.version).collect::<Vec<_>>(),
-                "a newer release migrated this database; nothing to apply"
-            );
-            return Ok(SyncOutcome::Ahead {
-                newer: newer.into_iter().map(|m| m.version).collect(),
-            });
-        }
-        SchemaStatus::Incompatible {
-            contract,
-            requires_version,
-            release,
-            reason,
-        } => {
-            return Err(crate::Error::SchemaIncompatible {
-                contract,
-                requires_version,
-                release,
-                reason,
-            });
-        }
-        SchemaStatus::Diverged {
-            changed,
-            unknown,
-            failed,
-        } => {
-            let err = match (failed.first(), changed.first(), unknown.first()) {
-                (Some(&v), _, _) => MigrateError::Dirty(v),
-                (None, Some(&v), _) => MigrateError::VersionMismatch(v),
-                (None, None, Some(&v)) => MigrateError::VersionMissing(v),
-                (None, None, None) => unreachable!("divergence always names a version"),
-            };
-            return Err(err.into());
-        }
-        SchemaStatus::UpgradeAvailable { .. } | SchemaStatus::NoInfo { .. } => {}
+    let status =
+        check_contracts(compare(migrator, before, options.compatibility), &mut *conn).await?;
+    if let Some(nothing_to_apply) = before_applying(status)? {
+        return Ok(nothing_to_apply);
     }
     // The same steps as `Migrator::run`, through the `Migrate` trait's boxed (Send) futures, so
     // that `sync` can run inside a spawned task.
@@ -617,13 +582,61 @@ async fn sync_locked(
         apply::apply(conn, LEDGER, m, options.locks, &watch).await?;
         done.push(m.version);
     }
-    Ok(if fresh {
-        SyncOutcome::Created { applied: done }
-    } else if done.is_empty() {
+    Ok(after_applying(fresh, done))
+}
+
+/// What `sync` does with a database in `status`, the one rule for every backend: `Ok(Some(_))`
+/// when there is nothing to apply (up to date, or ahead within the compatibility window);
+/// `Err(_)` when it must refuse, applying nothing (incompatible, or diverged: the first failed,
+/// edited or unknown version); `Ok(None)` when pending migrations are to be applied.
+pub fn before_applying(status: SchemaStatus) -> Result<Option<SyncOutcome>> {
+    match status {
+        SchemaStatus::UpToDate { .. } => Ok(Some(SyncOutcome::AlreadyUpToDate)),
+        SchemaStatus::Ahead { newer, .. } => {
+            tracing::info!(
+                newer = ?newer.iter().map(|m| m.version).collect::<Vec<_>>(),
+                "a newer release migrated this database; nothing to apply"
+            );
+            Ok(Some(SyncOutcome::Ahead {
+                newer: newer.into_iter().map(|m| m.version).collect(),
+            }))
+        }
+        SchemaStatus::Incompatible {
+            contract,
+            requires_version,
+            release,
+            reason,
+        } => Err(crate::Error::SchemaIncompatible {
+            contract,
+            requires_version,
+            release,
+            reason,
+        }),
+        SchemaStatus::Diverged {
+            changed,
+            unknown,
+            failed,
+        } => Err(match (failed.first(), changed.first(), unknown.first()) {
+            (Some(&v), _, _) => MigrateError::Dirty(v),
+            (None, Some(&v), _) => MigrateError::VersionMismatch(v),
+            (None, None, Some(&v)) => MigrateError::VersionMissing(v),
+            (None, None, None) => unreachable!("divergence always names a version"),
+        }
+        .into()),
+        SchemaStatus::UpgradeAvailable { .. } | SchemaStatus::NoInfo { .. } => Ok(None),
+    }
+}
+
+/// The outcome of a `sync` that applied `applied` (in order) to a database that had no
+/// migrations before (`fresh`) or some.
+pub fn after_applying(fresh: bool, applied: Vec<i64>) -> SyncOutcome {
+    if fresh {
+        SyncOutcome::Created { applied }
+    } else if applied.is_empty() {
         SyncOutcome::AlreadyUpToDate
     } else {
-        SyncOutcome::Upgraded { applied: done }
-    })
+        SyncOutcome::Upgraded { applied }
+    }
 }
 
 /// Opens a dedicated connection for [`migrate`]/[`sync`] from pool-compatible options.
