@@ -68,68 +68,136 @@ pub struct BalanceChange {
     pub new_balance: Decimal,
 }
 
-/// The stored form of a caller's idempotency key (`caller:<key>`, apart from the keys the library
-/// derives for usage billing); 1..=128 characters.
-fn caller_key(key: Option<&str>) -> Result<Option<String>> {
-    let Some(key) = ident_opt("idempotency key", key, 128)? else {
+/// The longest idempotency key a caller may give ([`Charge::idempotency_key`], [`grant`]), in
+/// characters. A longer key is refused with [`Error::InvalidInput`] naming the field, never cut.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// The stored form of a caller's idempotency key: `caller:<user id>:<key>`, so that a key is
+/// scoped to its user (two users' equal keys are two keys, and one user's key never answers for
+/// another). Usage billing stores keys of its own (`usage_progress:…`, `usage_final:…`).
+/// 1..=[`MAX_IDEMPOTENCY_KEY_CHARS`] characters after NUL bytes are stripped.
+fn caller_key(user_id: Uuid, key: Option<&str>) -> Result<Option<String>> {
+    let Some(key) = ident_opt("idempotency key", key, MAX_IDEMPOTENCY_KEY_CHARS)? else {
         return Ok(None);
     };
     if key.is_empty() {
         return Err(Error::invalid_input("idempotency key must not be empty"));
     }
-    Ok(Some(format!("caller:{key}")))
+    Ok(Some(format!("caller:{user_id}:{key}")))
 }
 
-/// The row an idempotency key already names, if the same request wrote it; a key naming a different
-/// request is a [`Error::Conflict`] on `uq_credit_history_idempotency_key`.
-fn replayed(
-    user_id: Uuid,
+/// The request fields a keyed charge or grant is compared on when its key was used before.
+struct Request<'a> {
     delta: Decimal,
-    prior: (Option<Uuid>, Option<Uuid>, Option<Decimal>, Option<Decimal>),
-    current_balance: Option<Decimal>,
-) -> Option<Result<BalanceChange>> {
-    let (Some(entry_id), Some(prior_user), Some(prior_delta)) = (prior.0, prior.1, prior.2) else {
-        return None;
+    reason: &'a str,
+    source: &'a str,
+    external_id: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+}
+
+/// The ledger row a key already names.
+struct Prior {
+    id: Uuid,
+    delta: Decimal,
+    reason: String,
+    source: String,
+    external_id: Option<String>,
+    api_key_id: Option<String>,
+    balance_after: Option<Decimal>,
+}
+
+/// The replay rule of the module docs for a charge or grant whose key names `prior`: the first
+/// outcome when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first
+/// field that differs.
+fn replay(request: &Request<'_>, prior: Prior, current_balance: Option<Decimal>) -> Result<BalanceChange> {
+    let differs = if prior.delta != request.delta {
+        Some("amount")
+    } else if prior.source != request.source {
+        Some("source")
+    } else if prior.external_id.as_deref() != request.external_id {
+        Some("external id")
+    } else if prior.api_key_id.as_deref() != request.api_key_id {
+        Some("api key")
+    } else if prior.reason != request.reason {
+        Some("reason")
+    } else {
+        None
     };
-    if prior_user != user_id || prior_delta != delta {
-        return Some(Err(Error::Conflict {
-            constraint: "uq_credit_history_idempotency_key".to_owned(),
-        }));
+    if let Some(field) = differs {
+        return Err(Error::idempotency_key_reused(field));
     }
-    Some(Ok(BalanceChange {
-        entry_id,
-        delta,
-        new_balance: prior.3.or(current_balance).unwrap_or_default(),
-    }))
+    Ok(BalanceChange {
+        entry_id: prior.id,
+        delta: prior.delta,
+        new_balance: prior.balance_after.or(current_balance).unwrap_or_default(),
+    })
+}
+
+/// Locks the user row, so that a keyed request waits for any other request of the user still in
+/// flight (a duplicate among them) and its next statement, under a fresh snapshot, sees what that
+/// request committed. [`Error::NotFound`] if the user does not exist.
+async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
+    sqlx::query_scalar!(
+        "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
+        user_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(())
 }
 
 /// Grant credits (admin "add credits"): ledger row (`source = 'admin'`, reason defaults to
-/// `admin_grant`) and balance move in one statement. One round trip.
+/// `admin_grant`) and balance move in one statement.
 ///
-/// Safe to repeat with the same `idempotency_key` (the caller's, ≤ 128 characters): a repeat finds
-/// the first grant's ledger row and returns the first outcome without moving the balance again;
-/// the key used for a different user or amount is [`Error::Conflict`]
-/// (`uq_credit_history_idempotency_key`). [`Error::InvalidInput`], nothing written, when the amount
-/// is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`] if the user
-/// does not exist.
+/// With an `idempotency_key` (the caller's, at most [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
+/// scoped to `user_id`) the grant follows the replay contract of the [module docs](super): a
+/// repeat returns the first outcome without moving the balance again, also while the first is
+/// still in flight (it waits for it); the key used with another amount or reason is
+/// [`Error::IdempotencyKeyReused`] naming the field. [`Error::InvalidInput`], nothing written,
+/// when the amount is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`]
+/// if the user does not exist. Takes a pool, a connection or a transaction: without a key one
+/// round trip; with one, a transaction (a savepoint inside the caller's) that locks the user row
+/// first (4 round trips).
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn grant(
-    ex: impl PgExecutor<'_>,
+pub async fn grant<'c>(
+    conn: impl Acquire<'c, Database = Postgres>,
     user_id: Uuid,
     amount: Decimal,
     reason: Option<&str>,
     idempotency_key: Option<&str>,
 ) -> Result<BalanceChange> {
     let amount = credit_amount("grant amount", amount)?;
-    let key = caller_key(idempotency_key)?;
+    let key = caller_key(user_id, idempotency_key)?;
     let reason = clean_opt(reason, 128)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "admin_grant".to_owned());
+    let mut conn = conn.acquire().await?;
+    let Some(key) = key else {
+        return grant_once(&mut conn, user_id, amount, &reason, None).await;
+    };
+    crate::tx::transaction(&mut conn, async |tx| {
+        lock_user(tx, user_id).await?;
+        grant_once(tx, user_id, amount, &reason, Some(&key)).await
+    })
+    .await
+}
+
+/// The statement of [`grant`]: the key's prior row if any, else the balance move and the row.
+async fn grant_once(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    amount: Decimal,
+    reason: &str,
+    key: Option<&str>,
+) -> Result<BalanceChange> {
     let row = sqlx::query!(
         r#"WITH prior AS (
-               SELECT id, user_id, delta, balance_after FROM credit_history
-               WHERE idempotency_key = $4),
+               -- the row this key already names (the caller holds the user lock)
+               SELECT id, delta, reason, source, external_id, api_key_id, balance_after
+               FROM credit_history WHERE idempotency_key = $4),
            u AS (
+               -- move the balance, unless the key was used or the range would be left
                UPDATE user_account
                   SET credits_balance = credits_balance + $2,
                       updated_at = now() AT TIME ZONE 'utc'
@@ -137,6 +205,7 @@ pub async fn grant(
                  AND credits_balance + $2 <= $5
                RETURNING id, credits_balance),
            l AS (
+               -- the ledger row of that move
                INSERT INTO credit_history (id, user_id, delta, reason, source, created_at,
                                            idempotency_key, balance_after)
                SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
@@ -146,25 +215,38 @@ pub async fn grant(
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
                   (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
-                  (SELECT delta FROM prior) AS prior_delta,
-                  (SELECT balance_after FROM prior) AS prior_balance"#,
+                  prior.id AS "prior_id?", prior.delta AS "prior_delta?",
+                  prior.reason AS "prior_reason?", prior.source AS "prior_source?",
+                  prior.external_id AS "prior_external_id?",
+                  prior.api_key_id AS "prior_api_key_id?",
+                  prior.balance_after AS "prior_balance?"
+           FROM (SELECT 1) one LEFT JOIN prior ON true"#,
         user_id,
         amount,
         reason,
         key,
         MAX_CREDITS,
     )
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    let prior = (
-        row.prior_id,
-        row.prior_user,
-        row.prior_delta,
-        row.prior_balance,
-    );
-    if let Some(outcome) = replayed(user_id, amount, prior, row.current_balance) {
-        return outcome;
+    if let Some(id) = row.prior_id {
+        let prior = Prior {
+            id,
+            delta: row.prior_delta.unwrap_or_default(),
+            reason: row.prior_reason.unwrap_or_default(),
+            source: row.prior_source.unwrap_or_default(),
+            external_id: row.prior_external_id,
+            api_key_id: row.prior_api_key_id,
+            balance_after: row.prior_balance,
+        };
+        let request = Request {
+            delta: amount,
+            reason,
+            source: SOURCE_ADMIN,
+            external_id: None,
+            api_key_id: None,
+        };
+        return replay(&request, prior, row.current_balance);
     }
     match (row.entry_id, row.new_balance, row.current_balance) {
         (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
@@ -196,34 +278,79 @@ pub struct Charge<'a> {
     pub api_key_id: Option<Uuid>,
     /// Usage billing after the fact: allow the balance to go negative instead of refusing.
     pub allow_negative: bool,
-    /// Makes the charge safe to repeat after an unknown outcome (≤ 128 characters, chosen by the
-    /// caller, e.g. the request id): a repeat returns the first outcome and charges nothing.
+    /// Makes the charge safe to repeat (at most [`MAX_IDEMPOTENCY_KEY_CHARS`] characters, chosen
+    /// by the caller, e.g. the request id; scoped to [`Charge::user_id`]): see the replay contract
+    /// in the [module docs](super).
     pub idempotency_key: Option<&'a str>,
 }
 
 /// Charge credits: ledger row and balance move in one statement, refused with
 /// [`Error::InsufficientCredits`] when the balance would go below zero (unless
 /// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
-/// concurrent charges can never overdraw. One round trip.
+/// concurrent charges can never overdraw.
 ///
-/// With [`Charge::idempotency_key`] the charge is safe to repeat: a repeat (say, `tx::retry` after
-/// the connection was lost at COMMIT) finds the first charge's ledger row and returns the first
-/// outcome. The key used for a different user or amount, or by a concurrent call that has not
-/// committed yet, is [`Error::Conflict`] (`uq_credit_history_idempotency_key`); nothing is written.
-/// [`Error::InvalidInput`], nothing written, for an amount outside `numeric(18,9)`, an overlong
-/// source or external id, or a negative balance beyond `-MAX_CREDITS`; [`Error::NotFound`] if the
-/// user does not exist.
+/// With [`Charge::idempotency_key`] the charge follows the replay contract of the
+/// [module docs](super): a repeat (a client's retry, `tx::retry` after the connection was lost at
+/// COMMIT) returns the first outcome and charges nothing, also while the first call is still in
+/// flight (the repeat waits for it on the user row, then answers its result); the key used with
+/// another amount, source, external id, API key or reason is [`Error::IdempotencyKeyReused`]
+/// naming the field, nothing written. [`Error::InvalidInput`], nothing written, for an amount
+/// outside `numeric(18,9)`, an overlong key, source or external id, or a negative balance beyond
+/// `-MAX_CREDITS`; [`Error::NotFound`] if the user does not exist. Takes a pool, a connection or a
+/// transaction: without a key one round trip; with one, a transaction (a savepoint inside the
+/// caller's) that locks the user row first (4 round trips).
 #[tracing::instrument(skip_all)]
-pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<BalanceChange> {
+pub async fn charge<'c>(
+    conn: impl Acquire<'c, Database = Postgres>,
+    charge: &Charge<'_>,
+) -> Result<BalanceChange> {
     let amount = credit_amount("charge amount", charge.amount)?;
-    let key = caller_key(charge.idempotency_key)?;
+    let key = caller_key(charge.user_id, charge.idempotency_key)?;
     let source = ident("ledger source", charge.source, 32)?;
     let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
+    let checked = Checked {
+        amount,
+        reason: clean_text(charge.reason, 128),
+        source,
+        external_id,
+        api_key_id: charge.api_key_id.map(|k| k.to_string()),
+    };
+    let mut conn = conn.acquire().await?;
+    let Some(key) = key else {
+        return charge_once(&mut conn, charge, &checked, None).await;
+    };
+    crate::tx::transaction(&mut conn, async |tx| {
+        lock_user(tx, charge.user_id).await?;
+        charge_once(tx, charge, &checked, Some(&key)).await
+    })
+    .await
+}
+
+/// A charge's values as written.
+struct Checked {
+    amount: Decimal,
+    reason: String,
+    source: String,
+    external_id: Option<String>,
+    api_key_id: Option<String>,
+}
+
+/// The statement of [`charge`]: the key's prior row if any, else the balance move and the row.
+async fn charge_once(
+    conn: &mut PgConnection,
+    charge: &Charge<'_>,
+    c: &Checked,
+    key: Option<&str>,
+) -> Result<BalanceChange> {
+    let amount = c.amount;
     let row = sqlx::query!(
         r#"WITH prior AS (
-               SELECT id, user_id, delta, balance_after FROM credit_history
-               WHERE idempotency_key = $8),
+               -- the row this key already names (the caller holds the user lock)
+               SELECT id, delta, reason, source, external_id, api_key_id, balance_after
+               FROM credit_history WHERE idempotency_key = $8),
            u AS (
+               -- take the amount, unless the key was used, the balance is short or the range
+               -- would be left
                UPDATE user_account
                   SET credits_balance = credits_balance - $2,
                       updated_at = now() AT TIME ZONE 'utc'
@@ -231,6 +358,7 @@ pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<Bala
                  AND ($7 OR credits_balance >= $2) AND credits_balance - $2 >= -$9::numeric
                RETURNING id, credits_balance),
            l AS (
+               -- the ledger row of that move
                INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
                                            api_key_id, created_at, idempotency_key, balance_after)
                SELECT gen_random_uuid(), u.id, -$2::numeric, $3, $4, $5, $6,
@@ -240,29 +368,42 @@ pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<Bala
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
                   (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
-                  (SELECT delta FROM prior) AS prior_delta,
-                  (SELECT balance_after FROM prior) AS prior_balance"#,
+                  prior.id AS "prior_id?", prior.delta AS "prior_delta?",
+                  prior.reason AS "prior_reason?", prior.source AS "prior_source?",
+                  prior.external_id AS "prior_external_id?",
+                  prior.api_key_id AS "prior_api_key_id?",
+                  prior.balance_after AS "prior_balance?"
+           FROM (SELECT 1) one LEFT JOIN prior ON true"#,
         charge.user_id,
         amount,
-        clean_text(charge.reason, 128),
-        source,
-        external_id,
-        charge.api_key_id.map(|k| k.to_string()),
+        c.reason,
+        c.source,
+        c.external_id,
+        c.api_key_id,
         charge.allow_negative,
         key,
         MAX_CREDITS,
     )
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    let prior = (
-        row.prior_id,
-        row.prior_user,
-        row.prior_delta,
-        row.prior_balance,
-    );
-    if let Some(outcome) = replayed(charge.user_id, -amount, prior, row.current_balance) {
-        return outcome;
+    if let Some(id) = row.prior_id {
+        let prior = Prior {
+            id,
+            delta: row.prior_delta.unwrap_or_default(),
+            reason: row.prior_reason.unwrap_or_default(),
+            source: row.prior_source.unwrap_or_default(),
+            external_id: row.prior_external_id,
+            api_key_id: row.prior_api_key_id,
+            balance_after: row.prior_balance,
+        };
+        let request = Request {
+            delta: -amount,
+            reason: &c.reason,
+            source: &c.source,
+            external_id: c.external_id.as_deref(),
+            api_key_id: c.api_key_id.as_deref(),
+        };
+        return replay(&request, prior, row.current_balance);
     }
     match (row.entry_id, row.new_balance, row.current_balance) {
         (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
@@ -313,13 +454,7 @@ fn usage_cost(cost: Decimal) -> Result<Decimal> {
 /// so that no retry, resume or reaper can take the run while it is billed. [`Error::Superseded`]
 /// when the attempt no longer owns the plan.
 async fn lock_user_and_run(conn: &mut PgConnection, usage: &PlanUsage) -> Result<()> {
-    sqlx::query_scalar!(
-        "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
-        usage.user_id
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(Error::NotFound)?;
+    lock_user(&mut *conn, usage.user_id).await?;
     let owner = sqlx::query_scalar!(
         "SELECT run_attempt FROM plans WHERE id = $1 FOR SHARE",
         usage.attempt.plan_id

@@ -32,6 +32,35 @@
 //!   **Content** (prompts, progress text, error messages, labels, profile fields) is cut to its
 //!   column width, as PlanExe cuts it.
 //!
+//! # The replay contract
+//!
+//! Every write that takes an idempotency key, or has a natural one, answers a repeat the way
+//! Stripe and TigerBeetle do. The writes: [`credit_history::charge`] and [`credit_history::grant`]
+//! (the caller's key), [`payment_record::apply`] (the provider payment id),
+//! [`credit_history::bill_usage_progress`] and [`credit_history::bill_usage_final`] (the run
+//! attempt, and for progress its cumulative cost), [`user_api_key::create`] (the raw key, made
+//! once by the caller), [`user_account::claim_free_plan`] (the caller's claim key), and
+//! [`shop::orders::create`](crate::shop::orders::create) (the caller's key).
+//!
+//! 1. **Same key, same request: the original result.** Whether the first call committed long ago,
+//!    a moment ago, or is still in flight, a repeat returns what the first returned and applies
+//!    nothing. A concurrent duplicate waits for the first (on the row the first holds: the user,
+//!    the payment's unique key, the shop's order key) and then answers its result; it never gets
+//!    [`Error::Conflict`]. If the first rolled back, the repeat is a first call.
+//! 2. **Same key, different request: a typed error naming the field.** The key used again with
+//!    another amount, source, external id, API key, reason, user, credits, currency or label is
+//!    [`Error::IdempotencyKeyReused`] with that `field`; nothing is written and the first outcome
+//!    stands.
+//! 3. **Keys are scoped to their user (or shop).** One user's key never collides with another's,
+//!    and an answer never reveals that another user used a key. (A provider payment id is scoped
+//!    to its provider: the payment is the provider's, so the same id for another user is refused
+//!    naming `user`.)
+//! 4. **Keys have a length limit and are never cut.** A caller's key is at most 128 characters
+//!    ([`credit_history::MAX_IDEMPOTENCY_KEY_CHARS`],
+//!    [`user_account::MAX_FREE_PLAN_CLAIM_KEY_CHARS`]); a provider payment id at most 256. A longer
+//!    key is refused with [`Error::InvalidInput`] naming the field, never truncated (two keys with
+//!    a common prefix would become one).
+//!
 //! # Safe to retry
 //!
 //! `tx::retry` repeats an operation after a retryable error, and a lost connection is retryable even
@@ -40,12 +69,13 @@
 //!
 //! | operation | how |
 //! | --- | --- |
-//! | [`credit_history::charge`], [`credit_history::grant`] | with a caller's idempotency key: a repeat returns the first outcome (`uq_credit_history_idempotency_key`) |
+//! | [`credit_history::charge`], [`credit_history::grant`] | with a caller's idempotency key: the replay contract (`uq_credit_history_idempotency_key`, key `caller:<user>:<key>`) |
 //! | [`credit_history::bill_usage_progress`] | key derived from the run attempt and cumulative cost: a repeat returns the first answer |
 //! | [`credit_history::bill_usage_final`] | key derived from the run attempt: a repeat returns the first `Charged` |
-//! | [`payment_record::apply`] | the provider payment id: a repeat answers `Duplicate`, credited once |
+//! | [`payment_record::apply`] | the provider payment id: a repeat answers the first `Applied`, credited once |
 //! | [`user_api_key::create`] | the caller generates the raw key once, outside the retry; a repeat returns the same key |
-//! | [`user_account::sign_in`], [`user_account::ensure_admin`], [`user_account::claim_free_plan`] | upserts / state checks |
+//! | [`user_account::claim_free_plan`] | the caller's claim key: a repeat of the claim that used the free plan answers `true` again |
+//! | [`user_account::sign_in`], [`user_account::ensure_admin`] | upserts |
 //! | [`plans::update_progress`], [`plans::store_artifacts`], [`plans::store_zip_snapshot`], [`workers::heartbeat`] | overwrite with the same values |
 //!
 //! Not idempotent, so not to be retried blindly after an unknown outcome: [`plans::enqueue`] (a

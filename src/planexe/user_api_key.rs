@@ -162,11 +162,15 @@ pub struct IssuedKey {
 
 /// Create the key `raw` for `user_id` with an optional label (content: cut to 128 characters).
 ///
-/// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: `create` is
-/// idempotent on the key's hash, so repeating it after an unknown outcome (a connection lost at
-/// COMMIT) finds the row the first call wrote and returns the same [`IssuedKey`]; there is one key.
-/// A hash already held by another user is [`Error::Conflict`] (`user_api_key_key_hash_key`); a raw
-/// key that does not look generated is [`Error::InvalidInput`].
+/// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: the raw
+/// key is the idempotency key, and `create` follows the replay contract of the
+/// [module docs](super): repeating it after an unknown outcome (a connection lost at COMMIT), or
+/// while the first is still in flight (it waits on the user row), finds the row the first call
+/// wrote and returns the same [`IssuedKey`]; there is one key. The same raw key with another
+/// label is [`Error::IdempotencyKeyReused`] (`label`). A hash already held by another user is
+/// [`Error::Conflict`] (`user_api_key_key_hash_key`, the Python schema's global uniqueness of a
+/// 192-bit secret: only a caller that holds that secret can meet it); a raw key that does not
+/// look generated is [`Error::InvalidInput`].
 ///
 /// Refused with [`Error::TooManyApiKeys`] when the user already has [`MAX_ACTIVE_KEYS`] active keys,
 /// and with [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked
@@ -206,7 +210,9 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(key) = existing {
-            return if key.user_id == user_id {
+            return if key.user_id == user_id && key.label != label {
+                Err(Error::idempotency_key_reused("label"))
+            } else if key.user_id == user_id {
                 Ok(IssuedKey {
                     key,
                     raw: raw.clone(),

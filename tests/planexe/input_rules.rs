@@ -301,12 +301,13 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
     let payload = json!({ "id": "cs\0_1" });
     let mut p = payment(signed.user.id, "cs\0_1", Decimal::ONE);
     p.raw_payload = Some(&payload);
-    payment_record::apply(pool, &p).await?;
+    let first = payment_record::apply(pool, &p).await?;
     let found = payment_record::get_by_provider_id(pool, "stripe", "cs_1").await?;
     assert_eq!(found.raw_payload, Some(json!({ "id": "cs_1" }).into()));
     assert_eq!(
         payment_record::apply(pool, &payment(signed.user.id, "cs_1", Decimal::ONE)).await?,
-        PaymentOutcome::Duplicate
+        first,
+        "the same payment: the first outcome"
     );
     Ok(())
 }

@@ -13,6 +13,7 @@ mod python_json;
 mod python_writers;
 mod queue;
 mod reads;
+mod replay;
 mod retention;
 mod schema;
 mod telemetry;

@@ -79,21 +79,23 @@ pub(super) async fn run(
     for (i, o) in outcomes.iter().enumerate() {
         match o {
             payment_record::PaymentOutcome::Applied { new_balance, .. } => println!(
-                "webhook delivery {}: applied, balance now {new_balance} credits",
+                "webhook delivery {}: payment applied, balance {new_balance} credits",
                 i + 1
             ),
-            payment_record::PaymentOutcome::Duplicate => {
-                println!("webhook delivery {}: duplicate, nothing credited", i + 1)
+            payment_record::PaymentOutcome::Duplicate { .. } => {
+                println!("webhook delivery {}: recorded by another writer", i + 1)
             }
         }
     }
-    let applied = outcomes
-        .iter()
-        .filter(|o| matches!(o, payment_record::PaymentOutcome::Applied { .. }))
-        .count();
+    // Both deliveries answer the one outcome (the replay contract): the same payment row.
+    let one_outcome = outcomes[0] == outcomes[1]
+        && matches!(
+            outcomes[0],
+            payment_record::PaymentOutcome::Applied { .. }
+        );
     let user = user_account::get(db.pool(), user_id).await?;
     checks.check(
-        applied == 1 && user.credits_balance == Decimal::from(100),
+        one_outcome && user.credits_balance == Decimal::from(100),
         format!(
             "payment delivered twice, credited once (balance {})",
             user.credits_balance
