@@ -11,7 +11,9 @@
 //!
 //! A stop request seen in a progress answer ends the plan with [`plans::finish_stopped`]; a plan
 //! that is no longer this worker's (re-queued by the reaper, finished elsewhere) is left alone;
-//! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). With
+//! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). A stopped or failed
+//! run is billed for the usage it incurred (the steps done, the last one included), once: a final
+//! row of the attempt without the completion fee. With
 //! [`Worker::reaper`], the worker also re-queues plans of dead workers before each claim. A
 //! `true` on the stop channel ends the loop once the plan in hand is done.
 //!
@@ -304,7 +306,9 @@ impl<P: Pipeline> Worker<P> {
                         error_message: &error,
                         recoverable: true,
                     };
-                    plans::finish_failed(pool, run, &failure, None).await?;
+                    let billing = self.bill_incurred(usage(cost, false)).await?;
+                    let context = json!({ "billed_credits": cost.to_string(), "billing": billing });
+                    plans::finish_failed(pool, run, &failure, Some(&context)).await?;
                     self.emit(Event::Failed {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -341,7 +345,10 @@ impl<P: Pipeline> Worker<P> {
                     stop_requested: true,
                     ..
                 } => {
-                    plans::finish_stopped(pool, run, None).await?;
+                    // The step ran: its usage and any not yet billed are charged once.
+                    let billing = self.bill_incurred(usage(cost, false)).await?;
+                    let context = json!({ "billed_credits": cost.to_string(), "billing": billing });
+                    plans::finish_stopped(pool, run, Some(&context)).await?;
                     self.emit(Event::Stopped {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -389,6 +396,16 @@ impl<P: Pipeline> Worker<P> {
             billed,
         });
         Ok(Outcome::Next)
+    }
+
+    /// Final billing of a run that failed or was stopped: the usage incurred so far, less what
+    /// the steps already billed, once per attempt ([`credit_history::bill_usage_final`]).
+    async fn bill_incurred(&self, usage: Option<PlanUsage>) -> Result<Option<FinalBilling>> {
+        let Some(usage) = usage else {
+            return Ok(None);
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(Some(credit_history::bill_usage_final(&mut conn, &usage).await?))
     }
 
     fn emit(&self, event: Event) {

@@ -12,13 +12,15 @@
 //!
 //! Usage billing is per plan *attempt*: incremental rows (`usage_billing_progress`) during the run,
 //! one final row (`usage_billing`, unique per plan among unsettled rows:
-//! `uq_credit_history_usage_billing_final`) at the end. Retry, resume and the reaper settle the
-//! attempt's rows (`source = 'usage_billing_settled'`), so the next attempt is billed afresh.
+//! `uq_credit_history_usage_billing_final`) at the end, also when the run fails or is stopped (the
+//! usage already incurred, once). Retry, resume and the reaper settle the attempt's rows
+//! (`source = 'usage_billing_settled'`) by the one settle rule ([`settle_plan_usage`]), so the
+//! next attempt is billed afresh.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{Acquire, PgConnection, PgExecutor, Postgres};
 use uuid::Uuid;
 
 use super::plans::Attempt;
@@ -587,19 +589,41 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
 }
 
 /// Settle a plan's open usage rows (`usage_billing_progress` and `usage_billing` →
-/// `usage_billing_settled`), closing the attempt. Retry, resume and the reaper do this themselves in
-/// the same statement as the state change; this is for callers that re-queue by other means.
-/// Returns the rows settled. One round trip.
+/// `usage_billing_settled`), closing the attempt, so that the next attempt is billed afresh.
+///
+/// **The settle rule** lives in one place, the SQL function `planexe_settle_plan_usage`
+/// (migration 0071), and every path that ends an attempt to queue the plan again uses it in the
+/// same statement as its state change: [`retry`](super::plans::retry),
+/// [`resume`](super::plans::resume), the reaper ([`requeue_stale`](super::plans::requeue_stale))
+/// and this function, for callers that re-queue by other means (a Python service's retry).
+///
+/// Refused with [`Error::InvalidTransition`] (`from` = `processing`) while the plan is
+/// processing: its live attempt would otherwise bill its whole cumulative cost again. A removed
+/// plan is [`Error::NotFound`]. Holds the plan row `FOR UPDATE`, so billing of the attempt
+/// (which holds it `FOR SHARE`) is never settled half-way. Returns the rows settled. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn settle_plan_usage(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<u64> {
-    let done = sqlx::query!(
-        r#"UPDATE credit_history SET source = 'usage_billing_settled'
-           WHERE external_id = $1 AND source IN ('usage_billing_progress', 'usage_billing')"#,
-        plan_id.to_string(),
+    let row = sqlx::query!(
+        r#"WITH cur AS (
+               -- the plan, locked against billing and claims while it is settled
+               SELECT id, state::text AS state FROM plans WHERE id = $1 FOR UPDATE)
+           SELECT cur.state,
+                  CASE WHEN cur.state IS DISTINCT FROM 'processing'
+                       THEN planexe_settle_plan_usage(cur.id::text) END AS settled
+           FROM cur"#,
+        plan_id,
     )
-    .execute(ex)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    match row.settled {
+        Some(n) => Ok(u64::try_from(n).unwrap_or_default()),
+        None => Err(Error::InvalidTransition {
+            from: row.state.unwrap_or_else(|| "NULL".to_owned()),
+            to: "settled (usage billing)".to_owned(),
+        }),
+    }
 }
 
 /// Spend of one API key.

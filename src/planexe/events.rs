@@ -7,8 +7,9 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::json::LossyJson;
+use super::plans::Attempt;
 use super::{EventType, json_absent, json_text};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// One row of `events`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -53,6 +54,47 @@ pub async fn append(
     .fetch_one(ex)
     .await?
     .normalized())
+}
+
+/// Append an event of a worker's run: written only while `attempt` owns its plan, with
+/// `task_id` = the plan in its context. A run that was taken (stop + retry, resume, the reaper, a
+/// Python service's re-queue) records nothing: [`Error::Superseded`]. The plan row is held
+/// `FOR SHARE` while the event is written, so no re-queue slips in between. One round trip.
+#[tracing::instrument(skip_all, fields(%event_type, plan_id = %attempt.plan_id))]
+pub async fn append_for_run(
+    ex: impl PgExecutor<'_>,
+    attempt: Attempt,
+    event_type: EventType,
+    message: &str,
+    context: Option<&Value>,
+) -> Result<Event> {
+    let message = super::clean_text(message, usize::MAX);
+    let mut ctx = match context {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    ctx.insert("task_id".into(), Value::String(attempt.plan_id.to_string()));
+    let ctx = Value::Object(ctx);
+    sqlx::query_as!(
+        Event,
+        r#"WITH run AS (
+               -- the run still owns its plan (held against a re-queue while we write)
+               SELECT id FROM plans WHERE id = $4 AND run_attempt = $5 FOR SHARE)
+           INSERT INTO events ("timestamp", event_type, message, context)
+           SELECT now() AT TIME ZONE 'utc', $1, $2, $3::text::json FROM run
+           RETURNING id, "timestamp", event_type, message, context"#,
+        event_type as EventType,
+        message,
+        json_text(Some(&ctx)),
+        attempt.plan_id,
+        attempt.token,
+    )
+    .fetch_optional(ex)
+    .await?
+    .map(Event::normalized)
+    .ok_or(Error::Superseded {
+        plan_id: attempt.plan_id,
+    })
 }
 
 /// Events of one plan (`context.task_id`, served by `ix_events_task_id`), oldest first, at most

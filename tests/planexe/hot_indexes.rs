@@ -161,6 +161,7 @@ async fn explaining(db: &TestDatabase) -> anyhow::Result<PoolConnection<Postgres
         "LOAD 'auto_explain';
          SET auto_explain.log_min_duration = 0;
          SET auto_explain.log_format = 'json';
+         SET auto_explain.log_nested_statements = on;
          SET auto_explain.log_level = 'notice';",
     )
     .execute(&mut *conn)
@@ -225,6 +226,9 @@ async fn billing_settle_the_reaper_plan_lists_and_feedback_reads_seek_their_inde
     );
     assert_eq!(last.seq_scans("credit_history"), 0, "{last:#?}");
 
+    // Settling waits until the run is over (a live attempt is refused).
+    plans::finish_completed(&mut *conn, claimed.attempt, None).await?;
+    notices.take();
     assert_eq!(
         credit_history::settle_plan_usage(&mut *conn, plan).await?,
         2
@@ -242,7 +246,7 @@ async fn billing_settle_the_reaper_plan_lists_and_feedback_reads_seek_their_inde
         2,
         "the two plans without progress for 30 minutes"
     );
-    let reaper = notices.statement("'usage_billing_progress'");
+    let reaper = notices.statement("'Re-queued: worker lost'");
     assert!(
         reaper.uses_index("ix_plans_processing_last_progress_at"),
         "{reaper:#?}"

@@ -1,5 +1,6 @@
 //! planexe stories, each against a freshly migrated PostgreSQL database of its own.
 
+mod attempt_billing;
 mod concurrency;
 mod credits;
 mod exactly_once;

@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`enqueue`] | `TASK_PENDING` | | |
 //! | [`claim_next`] | `TASK_PROCESSING` | heartbeat, `current_task_id` = plan | |
-//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: `usage_billing_progress` → `usage_billing_settled` |
+//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled ([`settle_plan_usage`](crate::planexe::credit_history::settle_plan_usage)'s rule) |
 
 use std::time::Duration;
 
@@ -232,8 +232,11 @@ pub struct Reaped {
 ///
 /// A reaped plan goes back to `pending` at its old queue position with "Re-queued: worker lost";
 /// its run attempt is cleared (so the lost worker, should it be alive after all, writes nothing
-/// more: [`Error::Superseded`]), `reaped_count` goes up by one, the attempt's incremental billing
-/// is settled and a `TASK_PENDING` event is appended. A plan already re-queued `max_requeues`
+/// more: [`Error::Superseded`]), `reaped_count` goes up by one, the attempt's usage rows (the
+/// incremental ones and a final one its worker may have written before it was lost) are settled
+/// by the one settle rule (see
+/// [`settle_plan_usage`](crate::planexe::credit_history::settle_plan_usage)), and a
+/// `TASK_PENDING` event is appended. A plan already re-queued `max_requeues`
 /// times since a user last queued it is not re-queued again but fails with `failure_reason =
 /// 'worker_lost'`, `recoverable = true` and a `TASK_FAILED` event, so a plan that kills its
 /// workers cannot cycle for ever. Either way the lost worker's `current_task_id` is cleared.
@@ -270,10 +273,6 @@ pub async fn requeue_stale(
                       recoverable = true, run_attempt = NULL
                FROM dead WHERE p.id = dead.id AND dead.reaped >= $2
                RETURNING p.id),
-           settle AS (
-               UPDATE credit_history SET source = 'usage_billing_settled'
-               WHERE source = 'usage_billing_progress'
-                 AND external_id IN (SELECT id::text FROM requeued)),
            release AS (
                UPDATE workers SET current_task_id = NULL
                WHERE current_task_id IN (SELECT id::text FROM requeued
@@ -289,9 +288,13 @@ pub async fn requeue_stale(
                       json_build_object('task_id', failed.id::text, 'reaped', true,
                                         'failure_reason', 'worker_lost')
                FROM failed)
-           SELECT id AS "id!", false AS "failed!" FROM requeued
+           -- a re-queued plan's attempt is closed by the one settle rule (migration 0071): its
+           -- progress rows and a final row it may have written before its worker was lost
+           SELECT id AS "id!", false AS "failed!",
+                  planexe_settle_plan_usage(id::text) AS "settled!"
+           FROM requeued
            UNION ALL
-           SELECT id, true FROM failed"#,
+           SELECT id, true, 0 FROM failed"#,
         secs(threshold),
         i32::try_from(max_requeues).unwrap_or(i32::MAX),
     )
