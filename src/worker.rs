@@ -4,7 +4,9 @@
 //! does the bookkeeping the Python workers do, through the [`crate::planexe`] functions:
 //!
 //! 1. a heartbeat, then [`plans::claim_next`] (`SKIP LOCKED`: one plan, one worker);
-//! 2. per step: run it, heartbeat, [`plans::update_progress`], incremental usage billing
+//! 2. per step: run it while heartbeating for the run on a timer ([`Worker::heartbeat_every`]),
+//!    so a step longer than the reaper's threshold is not reaped; then a heartbeat,
+//!    [`plans::update_progress`] and incremental usage billing
 //!    ([`credit_history::bill_usage_progress`]) when the plan has a paying user;
 //! 3. final billing ([`credit_history::bill_usage_final`], the steps' costs plus
 //!    [`Pipeline::completion_fee`]) and [`plans::finish_completed`].
@@ -177,9 +179,14 @@ pub struct Worker<P> {
     id: String,
     pipeline: P,
     idle_poll: Duration,
+    heartbeat_every: Duration,
     reaper: Option<Duration>,
     events: Option<mpsc::UnboundedSender<Event>>,
 }
+
+/// How often a [`Worker`] heartbeats while a step runs, unless [`Worker::heartbeat_every`] says
+/// otherwise.
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 /// How a plan in hand ended, for the loop.
 enum Outcome {
@@ -196,6 +203,7 @@ impl<P: Pipeline> Worker<P> {
             id: id.into(),
             pipeline,
             idle_poll: Duration::from_secs(2),
+            heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             reaper: None,
             events: None,
         }
@@ -204,6 +212,15 @@ impl<P: Pipeline> Worker<P> {
     /// How long to wait before looking at an empty queue again.
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
+        self
+    }
+
+    /// How often to heartbeat while a step runs ([`DEFAULT_HEARTBEAT_EVERY`] by default). The
+    /// heartbeat names the run, so a step of any length keeps its plan from every reaper whose
+    /// threshold is longer than this period (keep it at most half the shortest threshold in the
+    /// fleet).
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every.max(Duration::from_millis(10));
         self
     }
 
@@ -286,7 +303,7 @@ impl<P: Pipeline> Worker<P> {
         let steps = self.pipeline.steps();
         let mut cost = Decimal::ZERO;
         for (i, name) in steps.iter().enumerate() {
-            match self.pipeline.run_step(plan, i).await {
+            match self.step_with_heartbeats(plan, i, run).await? {
                 Ok(Step::Done { cost: step_cost }) => cost += step_cost,
                 Ok(Step::Abandon) => {
                     tracing::warn!(worker = %self.id, plan = %plan.id, "plan abandoned");
@@ -396,6 +413,30 @@ impl<P: Pipeline> Worker<P> {
             billed,
         });
         Ok(Outcome::Next)
+    }
+
+    /// Runs step `step`, heartbeating for the run every [`Worker::heartbeat_every`] while it
+    /// runs, so that a long step is not taken for a dead worker. A heartbeat that finds the run
+    /// taken ([`Error::Superseded`]) ends the step there.
+    async fn step_with_heartbeats(
+        &self,
+        plan: &Plan,
+        step: usize,
+        run: Attempt,
+    ) -> Result<std::result::Result<Step, P::Error>> {
+        let work = self.pipeline.run_step(plan, step);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(self.heartbeat_every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is immediate; the claim was the last heartbeat
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = beat.tick() => {
+                    workers::heartbeat(self.db.pool(), &self.id, Some(run)).await?;
+                }
+            }
+        }
     }
 
     /// Final billing of a run that failed or was stopped: the usage incurred so far, less what

@@ -8,6 +8,7 @@ mod hot_indexes;
 mod identity;
 mod input_rules;
 mod legacy;
+mod liveness;
 mod other_writers;
 mod ownership;
 mod python_json;

@@ -130,7 +130,8 @@ pub async fn find_duplicate(
 }
 
 /// Claim the oldest pending plan without a stop request: lock it with `FOR UPDATE SKIP LOCKED`, mark
-/// it `processing` ("Picked up by server", 0 %), record it as the worker's `current_task_id` (a
+/// it `processing` ("Picked up by server", 0 %, `last_progress_at = now`, so the reaper's stall
+/// clock starts at the claim, not at the queueing), record it as the worker's `current_task_id` (a
 /// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. The run is stamped with
 /// a fresh [`Attempt`] that every later write of this worker names. `None` when the queue is
 /// empty. One round trip.
@@ -152,7 +153,8 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
            claimed AS (
                UPDATE plans p
                   SET state = 'processing', progress_message = 'Picked up by server',
-                      progress_percentage = 0.0, run_attempt = $2
+                      progress_percentage = 0.0, run_attempt = $2,
+                      last_progress_at = now() AT TIME ZONE 'utc'
                FROM next WHERE p.id = next.id
                RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
                          p.progress_message, p.steps_completed, p.steps_total, p.current_step,
