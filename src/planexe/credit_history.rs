@@ -20,7 +20,7 @@
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
-use sqlx::{Acquire, PgConnection, PgExecutor, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::plans::Attempt;
@@ -135,9 +135,21 @@ fn replay(request: &Request<'_>, prior: Prior, current_balance: Option<Decimal>)
     })
 }
 
-/// Locks the user row, so that a keyed request waits for any other request of the user still in
-/// flight (a duplicate among them) and its next statement, under a fresh snapshot, sees what that
-/// request committed. [`Error::NotFound`] if the user does not exist.
+/// The ledger row an idempotency key names, read under a fresh snapshot (so a first request that
+/// committed while this one waited for it is seen).
+async fn prior_by_key(conn: &mut PgConnection, key: &str) -> Result<Option<Prior>> {
+    Ok(sqlx::query_as!(
+        Prior,
+        r#"SELECT id, delta, reason, source, external_id, api_key_id, balance_after
+           FROM credit_history WHERE idempotency_key = $1"#,
+        key,
+    )
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Locks the user row ([`Error::NotFound`] if it does not exist); usage billing serialises all
+/// billing of a user on it.
 async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
     sqlx::query_scalar!(
         "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
@@ -155,15 +167,13 @@ async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
 /// With an `idempotency_key` (the caller's, at most [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
 /// scoped to `user_id`) the grant follows the replay contract of the [module docs](super): a
 /// repeat returns the first outcome without moving the balance again, also while the first is
-/// still in flight (it waits for it); the key used with another amount or reason is
-/// [`Error::IdempotencyKeyReused`] naming the field. [`Error::InvalidInput`], nothing written,
+/// still in flight (it waits for it on the user row); the key used with another amount or reason
+/// is [`Error::IdempotencyKeyReused`] naming the field. [`Error::InvalidInput`], nothing written,
 /// when the amount is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`]
-/// if the user does not exist. Takes a pool, a connection or a transaction: without a key one
-/// round trip; with one, a transaction (a savepoint inside the caller's) that locks the user row
-/// first (4 round trips).
+/// if the user does not exist. One round trip; a repeat reads the first outcome in a second one.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn grant<'c>(
-    conn: impl Acquire<'c, Database = Postgres>,
+pub async fn grant(
+    conn: &mut PgConnection,
     user_id: Uuid,
     amount: Decimal,
     reason: Option<&str>,
@@ -174,55 +184,30 @@ pub async fn grant<'c>(
     let reason = clean_opt(reason, 128)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "admin_grant".to_owned());
-    let mut conn = conn.acquire().await?;
-    let Some(key) = key else {
-        return grant_once(&mut conn, user_id, amount, &reason, None).await;
-    };
-    crate::tx::transaction(&mut conn, async |tx| {
-        lock_user(tx, user_id).await?;
-        grant_once(tx, user_id, amount, &reason, Some(&key)).await
-    })
-    .await
-}
-
-/// The statement of [`grant`]: the key's prior row if any, else the balance move and the row.
-async fn grant_once(
-    conn: &mut PgConnection,
-    user_id: Uuid,
-    amount: Decimal,
-    reason: &str,
-    key: Option<&str>,
-) -> Result<BalanceChange> {
     let row = sqlx::query!(
-        r#"WITH prior AS (
-               -- the row this key already names (the caller holds the user lock)
-               SELECT id, delta, reason, source, external_id, api_key_id, balance_after
-               FROM credit_history WHERE idempotency_key = $4),
-           u AS (
-               -- move the balance, unless the key was used or the range would be left
-               UPDATE user_account
-                  SET credits_balance = credits_balance + $2,
-                      updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
-                 AND credits_balance + $2 <= $5
-               RETURNING id, credits_balance),
+        r#"WITH usr AS (
+               -- lock the user: a request of the user in flight (a duplicate among them) is
+               -- waited for, and the balance read is the newest
+               SELECT id, credits_balance FROM user_account WHERE id = $1 FOR UPDATE),
            l AS (
-               -- the ledger row of that move
+               -- the ledger row, if the range allows it; a key already used writes nothing
                INSERT INTO credit_history (id, user_id, delta, reason, source, created_at,
                                            idempotency_key, balance_after)
-               SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
-                      u.credits_balance
-               FROM u
-               RETURNING id)
+               SELECT gen_random_uuid(), usr.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
+                      usr.credits_balance + $2
+               FROM usr WHERE usr.credits_balance + $2 <= $5
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+               RETURNING id, balance_after),
+           u AS (
+               -- move the balance by the row written
+               UPDATE user_account a
+                  SET credits_balance = a.credits_balance + $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               FROM l WHERE a.id = $1
+               RETURNING a.credits_balance)
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
-                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  prior.id AS "prior_id?", prior.delta AS "prior_delta?",
-                  prior.reason AS "prior_reason?", prior.source AS "prior_source?",
-                  prior.external_id AS "prior_external_id?",
-                  prior.api_key_id AS "prior_api_key_id?",
-                  prior.balance_after AS "prior_balance?"
-           FROM (SELECT 1) one LEFT JOIN prior ON true"#,
+                  (SELECT credits_balance FROM usr) AS current_balance"#,
         user_id,
         amount,
         reason,
@@ -231,35 +216,30 @@ async fn grant_once(
     )
     .fetch_one(&mut *conn)
     .await?;
-    if let Some(id) = row.prior_id {
-        let prior = Prior {
-            id,
-            delta: row.prior_delta.unwrap_or_default(),
-            reason: row.prior_reason.unwrap_or_default(),
-            source: row.prior_source.unwrap_or_default(),
-            external_id: row.prior_external_id,
-            api_key_id: row.prior_api_key_id,
-            balance_after: row.prior_balance,
-        };
-        let request = Request {
-            delta: amount,
-            reason,
-            source: SOURCE_ADMIN,
-            external_id: None,
-            api_key_id: None,
-        };
-        return replay(&request, prior, row.current_balance);
-    }
     match (row.entry_id, row.new_balance, row.current_balance) {
         (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
             entry_id,
             delta: amount,
             new_balance,
         }),
-        (_, _, Some(_)) => Err(Error::invalid_input(format!(
-            "the grant would take the balance above {MAX_CREDITS} (numeric(18,9))"
-        ))),
-        _ => Err(Error::NotFound),
+        (_, _, None) => Err(Error::NotFound),
+        (_, _, Some(_)) => {
+            if let Some(key) = &key
+                && let Some(prior) = prior_by_key(conn, key).await?
+            {
+                let request = Request {
+                    delta: amount,
+                    reason: &reason,
+                    source: SOURCE_ADMIN,
+                    external_id: None,
+                    api_key_id: None,
+                };
+                return replay(&request, prior, row.current_balance);
+            }
+            Err(Error::invalid_input(format!(
+                "the grant would take the balance above {MAX_CREDITS} (numeric(18,9))"
+            )))
+        }
     }
 }
 
@@ -288,8 +268,8 @@ pub struct Charge<'a> {
 
 /// Charge credits: ledger row and balance move in one statement, refused with
 /// [`Error::InsufficientCredits`] when the balance would go below zero (unless
-/// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
-/// concurrent charges can never overdraw.
+/// [`Charge::allow_negative`]). The statement locks the user row and tests the balance it holds,
+/// so concurrent charges can never overdraw.
 ///
 /// With [`Charge::idempotency_key`] the charge follows the replay contract of the
 /// [module docs](super): a repeat (a client's retry, `tx::retry` after the connection was lost at
@@ -298,131 +278,90 @@ pub struct Charge<'a> {
 /// another amount, source, external id, API key or reason is [`Error::IdempotencyKeyReused`]
 /// naming the field, nothing written. [`Error::InvalidInput`], nothing written, for an amount
 /// outside `numeric(18,9)`, an overlong key, source or external id, or a negative balance beyond
-/// `-MAX_CREDITS`; [`Error::NotFound`] if the user does not exist. Takes a pool, a connection or a
-/// transaction: without a key one round trip; with one, a transaction (a savepoint inside the
-/// caller's) that locks the user row first (4 round trips).
+/// `-MAX_CREDITS`; [`Error::NotFound`] if the user does not exist. One round trip; a repeat reads
+/// the first outcome in a second one.
 #[tracing::instrument(skip_all)]
-pub async fn charge<'c>(
-    conn: impl Acquire<'c, Database = Postgres>,
-    charge: &Charge<'_>,
-) -> Result<BalanceChange> {
+pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<BalanceChange> {
     let amount = credit_amount("charge amount", charge.amount)?;
     let key = caller_key(charge.user_id, charge.idempotency_key)?;
     let source = ident("ledger source", charge.source, 32)?;
     let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
-    let checked = Checked {
-        amount,
-        reason: clean_text(charge.reason, 128),
-        source,
-        external_id,
-        api_key_id: charge.api_key_id.map(|k| k.to_string()),
-    };
-    let mut conn = conn.acquire().await?;
-    let Some(key) = key else {
-        return charge_once(&mut conn, charge, &checked, None).await;
-    };
-    crate::tx::transaction(&mut conn, async |tx| {
-        lock_user(tx, charge.user_id).await?;
-        charge_once(tx, charge, &checked, Some(&key)).await
-    })
-    .await
-}
-
-/// A charge's values as written.
-struct Checked {
-    amount: Decimal,
-    reason: String,
-    source: String,
-    external_id: Option<String>,
-    api_key_id: Option<String>,
-}
-
-/// The statement of [`charge`]: the key's prior row if any, else the balance move and the row.
-async fn charge_once(
-    conn: &mut PgConnection,
-    charge: &Charge<'_>,
-    c: &Checked,
-    key: Option<&str>,
-) -> Result<BalanceChange> {
-    let amount = c.amount;
+    let reason = clean_text(charge.reason, 128);
+    let api_key_id = charge.api_key_id.map(|k| k.to_string());
     let row = sqlx::query!(
-        r#"WITH prior AS (
-               -- the row this key already names (the caller holds the user lock)
-               SELECT id, delta, reason, source, external_id, api_key_id, balance_after
-               FROM credit_history WHERE idempotency_key = $8),
-           u AS (
-               -- take the amount, unless the key was used, the balance is short or the range
-               -- would be left
-               UPDATE user_account
-                  SET credits_balance = credits_balance - $2,
-                      updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
-                 AND ($7 OR credits_balance >= $2) AND credits_balance - $2 >= -$9::numeric
-               RETURNING id, credits_balance),
+        r#"WITH usr AS (
+               -- lock the user: a request of the user in flight (a duplicate among them) is
+               -- waited for, and the balance tested is the newest
+               SELECT id, credits_balance FROM user_account WHERE id = $1 FOR UPDATE),
            l AS (
-               -- the ledger row of that move
+               -- the ledger row, if the balance allows it; a key already used writes nothing
                INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
                                            api_key_id, created_at, idempotency_key, balance_after)
-               SELECT gen_random_uuid(), u.id, -$2::numeric, $3, $4, $5, $6,
-                      now() AT TIME ZONE 'utc', $8, u.credits_balance
-               FROM u
-               RETURNING id)
+               SELECT gen_random_uuid(), usr.id, -$2::numeric, $3, $4, $5, $6,
+                      now() AT TIME ZONE 'utc', $8, usr.credits_balance - $2
+               FROM usr
+               WHERE ($7 OR usr.credits_balance >= $2)
+                 AND usr.credits_balance - $2 >= -$9::numeric
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+               RETURNING id),
+           u AS (
+               -- move the balance by the row written
+               UPDATE user_account a
+                  SET credits_balance = a.credits_balance - $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               FROM l WHERE a.id = $1
+               RETURNING a.credits_balance)
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
-                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  prior.id AS "prior_id?", prior.delta AS "prior_delta?",
-                  prior.reason AS "prior_reason?", prior.source AS "prior_source?",
-                  prior.external_id AS "prior_external_id?",
-                  prior.api_key_id AS "prior_api_key_id?",
-                  prior.balance_after AS "prior_balance?"
-           FROM (SELECT 1) one LEFT JOIN prior ON true"#,
+                  (SELECT credits_balance FROM usr) AS current_balance"#,
         charge.user_id,
         amount,
-        c.reason,
-        c.source,
-        c.external_id,
-        c.api_key_id,
+        reason,
+        source,
+        external_id,
+        api_key_id,
         charge.allow_negative,
         key,
         MAX_CREDITS,
     )
     .fetch_one(&mut *conn)
     .await?;
-    if let Some(id) = row.prior_id {
-        let prior = Prior {
-            id,
-            delta: row.prior_delta.unwrap_or_default(),
-            reason: row.prior_reason.unwrap_or_default(),
-            source: row.prior_source.unwrap_or_default(),
-            external_id: row.prior_external_id,
-            api_key_id: row.prior_api_key_id,
-            balance_after: row.prior_balance,
-        };
+    let balance = match (row.entry_id, row.new_balance, row.current_balance) {
+        (Some(entry_id), Some(new_balance), _) => {
+            return Ok(BalanceChange {
+                entry_id,
+                delta: -amount,
+                new_balance,
+            });
+        }
+        (_, _, None) => return Err(Error::NotFound),
+        (_, _, Some(balance)) => balance,
+    };
+    // Nothing written: the key names an earlier request (also one that committed while this one
+    // waited for it), or the balance refused the charge.
+    if let Some(key) = &key
+        && let Some(prior) = prior_by_key(conn, key).await?
+    {
         let request = Request {
             delta: -amount,
-            reason: &c.reason,
-            source: &c.source,
-            external_id: c.external_id.as_deref(),
-            api_key_id: c.api_key_id.as_deref(),
+            reason: &reason,
+            source: &source,
+            external_id: external_id.as_deref(),
+            api_key_id: api_key_id.as_deref(),
         };
-        return replay(&request, prior, row.current_balance);
+        return replay(&request, prior, Some(balance));
     }
-    match (row.entry_id, row.new_balance, row.current_balance) {
-        (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
-            entry_id,
-            delta: -amount,
-            new_balance,
-        }),
+    if charge.allow_negative {
         // With `allow_negative` the only condition left to fail is the range.
-        (_, _, Some(_)) if charge.allow_negative => Err(Error::invalid_input(format!(
+        Err(Error::invalid_input(format!(
             "the charge would take the balance below -{MAX_CREDITS} (numeric(18,9))"
-        ))),
-        (_, _, Some(balance)) => Err(Error::InsufficientCredits {
+        )))
+    } else {
+        Err(Error::InsufficientCredits {
             user_id: charge.user_id,
             balance,
             requested: amount,
-        }),
-        _ => Err(Error::NotFound),
+        })
     }
 }
 

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::{Acquire, PgExecutor, Postgres};
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::json::LossyJson;
@@ -91,13 +91,9 @@ pub enum PaymentOutcome {
 /// longer than 16 characters is [`Error::InvalidInput`] naming the field. So is a negative amount
 /// paid, and an amount of credits outside `numeric(18,9)` or one that would take the balance
 /// beyond [`MAX_CREDITS`]; nothing is written. [`Error::NotFound`] if the user does not exist
-/// (nothing is written). One round trip for a new payment, two for a repeat. Takes a pool, a
-/// connection or a transaction.
+/// (nothing is written). One round trip for a new payment, two for a repeat.
 #[tracing::instrument(skip_all)]
-pub async fn apply<'c>(
-    conn: impl Acquire<'c, Database = Postgres>,
-    payment: &NewPayment<'_>,
-) -> Result<PaymentOutcome> {
+pub async fn apply(conn: &mut PgConnection, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
     let credits = credit_amount("payment credits", payment.credits)?;
     let provider = ident("payment provider", payment.provider, 32)?;
     let provider_payment_id = ident("provider payment id", payment.provider_payment_id, 256)?;
@@ -110,7 +106,6 @@ pub async fn apply<'c>(
     if payment.amount < 0 {
         return Err(Error::invalid_input("payment amount must not be negative"));
     }
-    let mut conn = conn.acquire().await?;
     let row = sqlx::query!(
         r#"WITH usr AS (
                -- the user, if the credits keep the balance in range

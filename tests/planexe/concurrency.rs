@@ -130,7 +130,7 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
                             source: "test",
                             ..Default::default()
                         };
-                        match credit_history::charge(&pool, &charge).await {
+                        match credit_history::charge(&mut *pool.acquire().await?, &charge).await {
                             Ok(change) => {
                                 assert!(change.new_balance >= Decimal::ZERO);
                                 -amount
@@ -143,14 +143,14 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
                         }
                     }
                     6..=7 => {
-                        credit_history::grant(&pool, user, Decimal::ONE, Some("test_grant"), None)
+                        credit_history::grant(&mut *pool.acquire().await?, user, Decimal::ONE, Some("test_grant"), None)
                             .await?;
                         Decimal::ONE
                     }
                     _ => {
                         let pid = format!("cs_{t}_{op}");
                         let outcome = payment_record::apply(
-                            &pool,
+                            &mut *pool.acquire().await?,
                             &NewPayment {
                                 user_id: user,
                                 provider: "stripe",
@@ -211,7 +211,7 @@ async fn the_same_payment_delivered_ten_times_concurrently_credits_once() -> any
         let pool = db.pool().clone();
         tasks.spawn(async move {
             payment_record::apply(
-                &pool,
+                &mut *pool.acquire().await?,
                 &NewPayment {
                     user_id: user,
                     provider: "stripe",
@@ -251,7 +251,7 @@ async fn the_same_payment_delivered_ten_times_concurrently_credits_once() -> any
     );
     // Delivered again later: still the first outcome.
     let again = payment_record::apply(
-        db.pool(),
+        &mut *db.pool().acquire().await?,
         &NewPayment {
             user_id: user,
             provider: "stripe",

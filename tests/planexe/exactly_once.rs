@@ -143,7 +143,7 @@ async fn a_charge_retried_after_a_lost_commit_returns_the_first_outcome_and_char
         ..charge.clone()
     };
     assert!(matches!(
-        credit_history::charge(db.pool(), &other).await,
+        credit_history::charge(&mut *db.pool().acquire().await?, &other).await,
         Err(Error::IdempotencyKeyReused { field: "amount" })
     ));
     assert_eq!(ledger_rows(&db, user).await?, 2);

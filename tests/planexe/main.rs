@@ -40,7 +40,7 @@ pub async fn user_with_credits(pool: &PgPool, name: &str, credits: Decimal) -> U
     .await
     .expect("sign in");
     if credits > Decimal::ZERO {
-        shared_db::planexe::credit_history::grant(pool, signed.user.id, credits, None, None)
+        shared_db::planexe::credit_history::grant(&mut *pool.acquire().await.expect("a connection"), signed.user.id, credits, None, None)
             .await
             .expect("grant");
     }

@@ -71,10 +71,12 @@ pub(super) async fn run(
         currency: "usd",
         raw_payload: Some(&payload),
     };
+    let (mut conn_a, mut conn_b) = (db.pool().acquire().await?, db.pool().acquire().await?);
     let (a, b) = tokio::join!(
-        payment_record::apply(db.pool(), &payment),
-        payment_record::apply(db.pool(), &payment)
+        payment_record::apply(&mut conn_a, &payment),
+        payment_record::apply(&mut conn_b, &payment)
     );
+    drop((conn_a, conn_b));
     let outcomes = [a?, b?];
     for (i, o) in outcomes.iter().enumerate() {
         match o {
