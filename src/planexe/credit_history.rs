@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::plans::Attempt;
 use super::{
-    MAX_CREDITS, PageRequest, clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits,
+    Cursor, Keyset, MAX_CREDITS, clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits,
 };
 use crate::error::{Error, Result};
 
@@ -589,21 +589,54 @@ pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Resu
     .await?)
 }
 
-/// A user's ledger, newest first. One round trip.
+impl CreditEntry {
+    /// This row's place in the ledger, for the next [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<Uuid> {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A user's ledger, newest first (rows without a time last, ties by id descending), by keyset:
+/// at most `page.limit` rows after `page.after`. Each part of the page is a range of
+/// `ix_credit_history_user_id_created_at_desc` (migration 0072) starting at the cursor, so a deep
+/// page costs what the first one costs. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
-    page: PageRequest,
+    page: Keyset<Uuid>,
 ) -> Result<Vec<CreditEntry>> {
     Ok(sqlx::query_as!(
         CreditEntry,
-        r#"SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
-           FROM credit_history WHERE user_id = $1
-           ORDER BY created_at DESC NULLS LAST, id LIMIT $2 OFFSET $3"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", delta AS "delta!", reason AS "reason!",
+                  source AS "source!", external_id, api_key_id,
+                  created_at AS "created_at: DateTime<Utc>"
+           FROM (
+               -- rows with a time, from the cursor on (none once past them)
+               (SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
+                FROM credit_history
+                WHERE user_id = $1 AND NOT $5
+                  AND created_at <= coalesce($2, 'infinity'::timestamp)
+                  AND (created_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)
+               UNION ALL
+               -- then the rows without one (by id, in the index's order)
+               (SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
+                FROM credit_history
+                WHERE user_id = $1 AND created_at IS NULL AND (NOT $5 OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)) page
+           ORDER BY created_at DESC NULLS LAST, id DESC
+           LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
+        page.past_dated(),
     )
     .fetch_all(ex)
     .await?)

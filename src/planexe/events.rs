@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::json::LossyJson;
 use super::plans::Attempt;
-use super::{EventType, json_absent, json_text};
+use super::{EventType, MAX_PAGE_ROWS, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `events`.
@@ -98,7 +98,8 @@ pub async fn append_for_run(
 }
 
 /// Events of one plan (`context.task_id`, served by `ix_events_task_id`), oldest first, at most
-/// `limit`. Events whose context holds a lone surrogate (written by Python) are found too.
+/// `limit` (clamped to 1..=[`MAX_PAGE_ROWS`], as in every list here). Events whose context holds
+/// a lone surrogate (written by Python) are found too.
 /// One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_by_plan(
@@ -112,14 +113,15 @@ pub async fn list_by_plan(
            FROM events WHERE planexe_event_task_id(context) = $1::uuid::text
            ORDER BY id LIMIT $2"#,
         plan_id,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Latest events of one type, newest first. One round trip.
+/// Latest events of one type, newest first, at most `limit` (clamped to 1..=[`MAX_PAGE_ROWS`]).
+/// One round trip.
 #[tracing::instrument(skip_all, fields(%event_type))]
 pub async fn list_by_type(
     ex: impl PgExecutor<'_>,
@@ -132,14 +134,15 @@ pub async fn list_by_type(
            FROM events WHERE event_type = $1
            ORDER BY "timestamp" DESC, id DESC LIMIT $2"#,
         event_type as EventType,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Events with `from <= timestamp < to`, oldest first. One round trip.
+/// Events with `from <= timestamp < to`, oldest first, at most `limit` (clamped to
+/// 1..=[`MAX_PAGE_ROWS`]). One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn list_in_range(
     ex: impl PgExecutor<'_>,
@@ -154,14 +157,15 @@ pub async fn list_in_range(
            ORDER BY "timestamp", id LIMIT $3"#,
         from.naive_utc(),
         to.naive_utc(),
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Polling: events with `id > after_id`, in id order. One round trip.
+/// Polling: events with `id > after_id`, in id order, at most `limit` (clamped to
+/// 1..=[`MAX_PAGE_ROWS`]; the last id is the next `after_id`, a keyset). One round trip.
 ///
 /// Serial ids are assigned at insert, not at commit: a poller that must never miss an event should
 /// re-read a short overlap (e.g. the last few seconds) and de-duplicate by id.
@@ -172,7 +176,7 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
         r#"SELECT id, "timestamp", event_type, message, context
            FROM events WHERE id > $1 ORDER BY id LIMIT $2"#,
         after_id,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;

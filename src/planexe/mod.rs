@@ -85,7 +85,9 @@
 //! whose repeat is refused with [`Error::InvalidTransition`] after the first one went through (read
 //! the plan's state to learn the outcome).
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgTypeInfo;
 use sqlx::{Encode, Postgres, Type};
 
@@ -286,11 +288,13 @@ pub(crate) fn secs(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Which slice of a list to return (a request; planexe lists are offset-paged): `limit` rows after
-/// skipping `offset`. Not to be confused with shop's `Page<T>`, a response.
+/// Which slice of a list to return by offset: `limit` rows after skipping `offset`. Only
+/// [`plans::list_by_user`] still pages this way (a deep offset reads every row it skips); every
+/// other list, and [`plans::list_by_user_keyset`], pages by [`Keyset`]. Not to be confused with
+/// shop's `Page<T>`, a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
-    /// Maximum rows returned (clamped to 1..=200).
+    /// Maximum rows returned (clamped to 1..=[`MAX_PAGE_ROWS`]).
     pub limit: i64,
     /// Rows skipped.
     pub offset: i64,
@@ -307,9 +311,82 @@ impl Default for PageRequest {
 
 impl PageRequest {
     pub(crate) fn limit(&self) -> i64 {
-        self.limit.clamp(1, 200)
+        self.limit.clamp(1, MAX_PAGE_ROWS)
     }
     pub(crate) fn offset(&self) -> i64 {
         self.offset.max(0)
+    }
+}
+
+/// The most rows one page of any planexe list returns; larger limits are clamped to it.
+pub const MAX_PAGE_ROWS: i64 = 200;
+
+/// Where a page of a newest-first list ended: the sort time and id of its last row (each list's
+/// row type has a `cursor()`). Hand it back in [`Keyset::after`] for the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor<I> {
+    /// The row's sort time (`created_at`, `timestamp_created`, `timestamp`, `received_at`);
+    /// `None` for a row without one (sorted last).
+    pub at: Option<DateTime<Utc>>,
+    /// The row's id (ties on the time are ordered by id, descending).
+    pub id: I,
+}
+
+/// A keyset page request for a list ordered newest first (time descending, rows without a time
+/// last, ties by id descending): at most `limit` rows (clamped to 1..=[`MAX_PAGE_ROWS`]) that
+/// sort after `after`, the [`Cursor`] of the previous page's last row (`None`: the first page).
+///
+/// Unlike an offset, a deep page costs what the first one costs: each list reads from an index
+/// in its own order, starting at the cursor, and reads at most `limit` rows (plus `limit` rows
+/// without a time, once the dated ones run out). Rows inserted while a client pages never shift
+/// a page or repeat a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyset<I> {
+    /// Maximum rows returned (clamped to 1..=[`MAX_PAGE_ROWS`]).
+    pub limit: i64,
+    /// The previous page's last row; `None` for the first page.
+    pub after: Option<Cursor<I>>,
+}
+
+impl<I> Default for Keyset<I> {
+    fn default() -> Self {
+        Keyset {
+            limit: 50,
+            after: None,
+        }
+    }
+}
+
+impl<I> Keyset<I> {
+    /// The first page of at most `limit` rows.
+    pub fn first(limit: i64) -> Self {
+        Keyset { limit, after: None }
+    }
+
+    /// The page of at most `limit` rows after `cursor`.
+    pub fn after(limit: i64, cursor: Cursor<I>) -> Self {
+        Keyset {
+            limit,
+            after: Some(cursor),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> i64 {
+        self.limit.clamp(1, MAX_PAGE_ROWS)
+    }
+
+    /// The cursor's time as bound (`NULL` on the first page or after a row without a time).
+    pub(crate) fn at(&self) -> Option<chrono::NaiveDateTime> {
+        self.after.as_ref().and_then(|c| c.at).map(|t| t.naive_utc())
+    }
+
+    /// The cursor's id (`NULL` on the first page).
+    pub(crate) fn id(&self) -> Option<&I> {
+        self.after.as_ref().map(|c| &c.id)
+    }
+
+    /// Whether the previous page ended among the rows without a time (so no dated row is left).
+    pub(crate) fn past_dated(&self) -> bool {
+        matches!(&self.after, Some(Cursor { at: None, .. }))
     }
 }

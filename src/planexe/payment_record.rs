@@ -8,7 +8,7 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{MAX_CREDITS, credit_amount, ident, json_absent, json_text};
+use super::{Cursor, Keyset, MAX_CREDITS, credit_amount, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `payment_record`.
@@ -236,15 +236,57 @@ pub async fn get_by_provider_id(
     .ok_or(Error::NotFound)
 }
 
-/// A user's payments, newest first. One round trip.
+impl PaymentRecord {
+    /// This row's place in the list, for the next [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<Uuid> {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A user's payments, newest first (rows without a time last, ties by id descending), by keyset:
+/// at most `page.limit` rows after `page.after`, read from
+/// `ix_payment_record_user_id_created_at_desc` (migration 0073) starting at the cursor. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<PaymentRecord>> {
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    page: Keyset<Uuid>,
+) -> Result<Vec<PaymentRecord>> {
     let rows = sqlx::query_as!(
         PaymentRecord,
-        r#"SELECT id, user_id, provider, provider_payment_id, credits, amount, currency, status,
-                  raw_payload, created_at
-           FROM payment_record WHERE user_id = $1 ORDER BY created_at DESC NULLS LAST, id"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", provider AS "provider!",
+                  provider_payment_id AS "provider_payment_id!", credits AS "credits!",
+                  amount AS "amount!", currency AS "currency!", status AS "status!", raw_payload,
+                  created_at AS "created_at: DateTime<Utc>"
+           FROM (
+               -- rows with a time, from the cursor on (none once past them)
+               (SELECT id, user_id, provider, provider_payment_id, credits, amount, currency,
+                       status, raw_payload, created_at
+                FROM payment_record
+                WHERE user_id = $1 AND NOT $5
+                  AND created_at <= coalesce($2, 'infinity'::timestamp)
+                  AND (created_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)
+               UNION ALL
+               -- then the rows without one (by id, in the index's order)
+               (SELECT id, user_id, provider, provider_payment_id, credits, amount, currency,
+                       status, raw_payload, created_at
+                FROM payment_record
+                WHERE user_id = $1 AND created_at IS NULL AND (NOT $5 OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)) page
+           ORDER BY created_at DESC NULLS LAST, id DESC
+           LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
+        page.limit(),
+        page.past_dated(),
     )
     .fetch_all(ex)
     .await?;

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::json::LossyJson;
 use super::plans::Attempt;
-use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
+use super::{Cursor, Keyset, clean_opt, clean_text, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `token_metrics`.
@@ -150,25 +150,39 @@ impl TokenMetric {
     }
 }
 
-/// The calls of one plan, newest first (ties by id, newest first). At most `page.limit` rows
-/// (clamped to 1..=200) after skipping `page.offset`. Served by `ix_token_metrics_task_id`.
-/// One round trip.
+impl TokenMetric {
+    /// This row's place in the list, for the next [`list_for_plan`] / [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<i32> {
+        Cursor {
+            at: Some(self.timestamp),
+            id: self.id,
+        }
+    }
+}
+
+/// The calls of one plan, newest first (ties by id, newest first), by keyset: at most
+/// `page.limit` rows after `page.after`, read from `ix_token_metrics_task_id_timestamp_desc`
+/// (migration 0075) starting at the cursor. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
-    page: PageRequest,
+    page: Keyset<i32>,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,
         r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                   upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                   duration_seconds, success, error_message, raw_usage_data
-           FROM token_metrics WHERE task_id = $1
-           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+           FROM token_metrics
+           WHERE task_id = $1
+             AND "timestamp" <= coalesce($2, 'infinity'::timestamp)
+             AND ("timestamp" < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY "timestamp" DESC, id DESC LIMIT $4"#,
         plan_id.to_string(),
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?;
@@ -176,24 +190,29 @@ pub async fn list_for_plan(
 }
 
 /// The calls of one user (the user id string as stored on the plan), newest first (ties by id,
-/// newest first). At most `page.limit` rows (clamped to 1..=200) after skipping `page.offset`.
-/// Served by `ix_token_metrics_user_id`. One round trip.
+/// newest first), by keyset: at most `page.limit` rows after `page.after`, read from
+/// `ix_token_metrics_user_id_timestamp_desc` (migration 0076) starting at the cursor. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
-    page: PageRequest,
+    page: Keyset<i32>,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,
         r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                   upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                   duration_seconds, success, error_message, raw_usage_data
-           FROM token_metrics WHERE user_id = $1
-           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+           FROM token_metrics
+           WHERE user_id = $1
+             AND "timestamp" <= coalesce($2, 'infinity'::timestamp)
+             AND ("timestamp" < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY "timestamp" DESC, id DESC LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?;

@@ -69,7 +69,7 @@ async fn sixteen_workers_claim_two_thousand_plans_each_exactly_once() -> anyhow:
     .fetch_one(db.pool())
     .await?;
     assert_eq!(processing_events, PLANS);
-    for w in workers::list(db.pool()).await? {
+    for w in workers::list(db.pool(), 200).await? {
         assert_eq!(
             w.current_task_id,
             last_claim.get(&w.id).map(Uuid::to_string),

@@ -267,7 +267,7 @@ async fn a_payment_retried_after_a_lost_commit_is_credited_once() -> anyhow::Res
     );
     assert_eq!(ledger_rows(&db, user).await?, 1);
     assert_eq!(
-        payment_record::list_for_user(db.pool(), user).await?.len(),
+        payment_record::list_for_user(db.pool(), user, Default::default()).await?.len(),
         1
     );
     assert_eq!(
@@ -304,7 +304,7 @@ async fn an_api_key_created_again_after_a_lost_commit_is_the_same_single_key() -
     .await?;
 
     assert_eq!(&issued.raw, raw);
-    let keys = user_api_key::list_for_user(db.pool(), user).await?;
+    let keys = user_api_key::list_for_user(db.pool(), user, Default::default()).await?;
     assert_eq!(keys.len(), 1, "one key");
     assert_eq!(issued.key.id, keys[0].id);
     assert!(

@@ -120,7 +120,7 @@ pub(super) async fn run(
         "API key created (shown once, only its hash is stored): {}",
         issued.raw.expose()
     );
-    let listed = user_api_key::list_for_user(db.pool(), user_id).await?;
+    let listed = user_api_key::list_for_user(db.pool(), user_id, Default::default()).await?;
     checks.check(
         listed.len() == 1 && listed[0].key_plaintext.is_none(),
         format!(
