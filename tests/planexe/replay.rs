@@ -10,6 +10,7 @@ use shared_db::Error;
 use shared_db::planexe::credit_history::{self, BalanceChange, Charge};
 use shared_db::planexe::payment_record::{self, NewPayment, PaymentOutcome};
 use shared_db::planexe::user_account;
+use shared_db::planexe::user_api_key::{self, ApiKeySecret, KeyOptions, RawApiKey};
 use shared_db::testing::TestDatabase;
 use sqlx::{Connection, PgPool};
 use tokio::task::JoinSet;
@@ -323,5 +324,85 @@ async fn a_negative_payment_amount_is_refused_and_nothing_is_written() -> anyhow
         .fetch_one(pool)
         .await?;
     assert_eq!((stored, balance(pool, user).await?), (0, Decimal::ZERO));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_api_key_created_again_with_another_label_is_refused_naming_it() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let user = user_with_credits(pool, "keyholder", Decimal::ZERO).await;
+    let secret = ApiKeySecret::new("s3cret");
+    let raw = RawApiKey::generate()?;
+    let mut conn = pool.acquire().await?;
+    let first = user_api_key::create(
+        &mut conn,
+        &secret,
+        user,
+        &raw,
+        Some("laptop"),
+        KeyOptions::default(),
+    )
+    .await?;
+    let again = user_api_key::create(
+        &mut conn,
+        &secret,
+        user,
+        &raw,
+        Some("laptop"),
+        KeyOptions::default(),
+    )
+    .await?;
+    assert_eq!(first.key, again.key, "the same request: the same key");
+    assert!(matches!(
+        user_api_key::create(
+            &mut conn,
+            &secret,
+            user,
+            &raw,
+            Some("phone"),
+            KeyOptions::default()
+        )
+        .await,
+        Err(Error::IdempotencyKeyReused { field: "label" })
+    ));
+    assert_eq!(
+        user_api_key::list_for_user(pool, user, Default::default())
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_duplicate_free_plan_claim_in_flight_waits_and_answers_true_too() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let user = user_with_credits(pool, "newcomer", Decimal::ZERO).await;
+    let mut holder = pool.acquire().await?;
+    let mut lock = holder.begin().await?;
+    sqlx::query!("SELECT id FROM user_account WHERE id = $1 FOR UPDATE", user)
+        .fetch_one(&mut *lock)
+        .await?;
+    let mut calls = JoinSet::new();
+    for key in ["run-1", "run-1", "run-2"] {
+        let pool = pool.clone();
+        calls.spawn(async move { (key, user_account::claim_free_plan(&pool, user, key).await) });
+    }
+    until_waiting_for_locks(pool, 3).await?;
+    lock.rollback().await?;
+    let mut used = Vec::new();
+    while let Some(joined) = calls.join_next().await {
+        let (key, answer) = joined?;
+        if answer? {
+            used.push(key);
+        }
+    }
+    used.sort();
+    assert!(
+        used == ["run-1", "run-1"] || used == ["run-2"],
+        "one request used the free plan, and its duplicate is told so: {used:?}"
+    );
     Ok(())
 }
