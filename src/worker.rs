@@ -446,7 +446,9 @@ impl<P: Pipeline> Worker<P> {
             return Ok(None);
         };
         let mut conn = self.db.pool().acquire().await?;
-        Ok(Some(credit_history::bill_usage_final(&mut conn, &usage).await?))
+        Ok(Some(
+            credit_history::bill_usage_final(&mut conn, &usage).await?,
+        ))
     }
 
     fn emit(&self, event: Event) {

@@ -25,7 +25,8 @@ use uuid::Uuid;
 
 use super::plans::Attempt;
 use super::{
-    Cursor, Keyset, MAX_CREDITS, clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits,
+    Cursor, Keyset, MAX_CREDITS, clean_opt, clean_text, credit_amount, ident, ident_opt,
+    round_credits,
 };
 use crate::error::{Error, Result};
 
@@ -111,7 +112,11 @@ struct Prior {
 /// The replay rule of the module docs for a charge or grant whose key names `prior`: the first
 /// outcome when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first
 /// field that differs.
-fn replay(request: &Request<'_>, prior: Prior, current_balance: Option<Decimal>) -> Result<BalanceChange> {
+fn replay(
+    request: &Request<'_>,
+    prior: Prior,
+    current_balance: Option<Decimal>,
+) -> Result<BalanceChange> {
     let differs = if prior.delta != request.delta {
         Some("amount")
     } else if prior.source != request.source {

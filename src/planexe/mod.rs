@@ -377,7 +377,10 @@ impl<I> Keyset<I> {
 
     /// The cursor's time as bound (`NULL` on the first page or after a row without a time).
     pub(crate) fn at(&self) -> Option<chrono::NaiveDateTime> {
-        self.after.as_ref().and_then(|c| c.at).map(|t| t.naive_utc())
+        self.after
+            .as_ref()
+            .and_then(|c| c.at)
+            .map(|t| t.naive_utc())
     }
 
     /// The cursor's id (`NULL` on the first page).

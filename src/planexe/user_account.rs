@@ -233,9 +233,15 @@ pub async fn claim_free_plan(
     user_id: Uuid,
     claim_key: &str,
 ) -> Result<bool> {
-    let claim_key = ident("free plan claim key", claim_key, MAX_FREE_PLAN_CLAIM_KEY_CHARS)?;
+    let claim_key = ident(
+        "free plan claim key",
+        claim_key,
+        MAX_FREE_PLAN_CLAIM_KEY_CHARS,
+    )?;
     if claim_key.is_empty() {
-        return Err(Error::invalid_input("free plan claim key must not be empty"));
+        return Err(Error::invalid_input(
+            "free plan claim key must not be empty",
+        ));
     }
     let row = sqlx::query!(
         r#"WITH cur AS (

@@ -51,7 +51,14 @@ async fn workers_carry_on_through_a_primary_crash() -> anyhow::Result<()> {
     .user
     .id;
     let initial = Decimal::from(1_000_000);
-    credit_history::grant(&mut *direct.pool().acquire().await?, user, initial, None, None).await?;
+    credit_history::grant(
+        &mut *direct.pool().acquire().await?,
+        user,
+        initial,
+        None,
+        None,
+    )
+    .await?;
     for i in 0..PLANS {
         plans::enqueue(
             direct.pool(),

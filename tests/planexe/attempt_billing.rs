@@ -101,7 +101,10 @@ async fn the_reaper_settles_the_final_row_so_the_next_attempt_pays_its_completio
     )
     .fetch_one(pool)
     .await?;
-    assert_eq!(open, 0, "the lost attempt's rows, its final row included, are settled");
+    assert_eq!(
+        open, 0,
+        "the lost attempt's rows, its final row included, are settled"
+    );
 
     // The next attempt is billed afresh, its completion fee included.
     let second = claim(pool, "w2").await;
@@ -191,7 +194,10 @@ async fn a_stopped_run_is_billed_for_the_step_it_finished_once() -> anyhow::Resu
     let user = user_with_credits(pool, "payer", d("100")).await;
     let plan = queue_plan(pool, &user.to_string(), "p").await;
     let events = run_one_plan(&db, true).await?;
-    assert!(matches!(events.last(), Some(Event::Stopped { .. })), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Event::Stopped { .. })),
+        "{events:?}"
+    );
     assert_eq!(
         balance(pool, user).await?,
         d("99"),
@@ -212,7 +218,10 @@ async fn a_failed_run_is_billed_for_its_usage_once_with_a_final_row() -> anyhow:
     let user = user_with_credits(pool, "payer", d("100")).await;
     let plan = queue_plan(pool, &user.to_string(), "p").await;
     let events = run_one_plan(&db, false).await?;
-    assert!(matches!(events.last(), Some(Event::Failed { .. })), "{events:?}");
+    assert!(
+        matches!(events.last(), Some(Event::Failed { .. })),
+        "{events:?}"
+    );
     assert_eq!(balance(pool, user).await?, d("99"), "one step done");
     // The attempt's final row closes its billing (zero: the step was billed as it ran).
     assert_eq!(
@@ -240,7 +249,8 @@ async fn a_superseded_run_records_no_telemetry() -> anyhow::Result<()> {
         ..Default::default()
     };
     // While the run owns its plan, both are recorded under the plan.
-    let e = events::append_for_run(pool, run, EventType::GenericEvent, "step", Some(&json!({}))).await?;
+    let e = events::append_for_run(pool, run, EventType::GenericEvent, "step", Some(&json!({})))
+        .await?;
     assert_eq!(
         e.context.map(|c| c.0["task_id"].clone()),
         Some(json!(plan.to_string()))

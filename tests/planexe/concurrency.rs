@@ -143,8 +143,14 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
                         }
                     }
                     6..=7 => {
-                        credit_history::grant(&mut *pool.acquire().await?, user, Decimal::ONE, Some("test_grant"), None)
-                            .await?;
+                        credit_history::grant(
+                            &mut *pool.acquire().await?,
+                            user,
+                            Decimal::ONE,
+                            Some("test_grant"),
+                            None,
+                        )
+                        .await?;
                         Decimal::ONE
                     }
                     _ => {

@@ -49,10 +49,24 @@ async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::R
     assert_eq!(change.new_balance, d("-1"));
     assert!(credit_history::reconcile(db.pool()).await?.is_empty());
     // Amounts are rounded to 9 places; a missing user is NotFound.
-    let grant = credit_history::grant(&mut *db.pool().acquire().await?, user, d("0.0000000015"), None, None).await?;
+    let grant = credit_history::grant(
+        &mut *db.pool().acquire().await?,
+        user,
+        d("0.0000000015"),
+        None,
+        None,
+    )
+    .await?;
     assert_eq!(grant.delta, d("0.000000002"));
     assert!(matches!(
-        credit_history::grant(&mut *db.pool().acquire().await?, Uuid::new_v4(), d("1"), None, None).await,
+        credit_history::grant(
+            &mut *db.pool().acquire().await?,
+            Uuid::new_v4(),
+            d("1"),
+            None,
+            None
+        )
+        .await,
         Err(Error::NotFound)
     ));
     Ok(())

@@ -257,7 +257,8 @@ async fn a_payment_retried_after_a_lost_commit_is_credited_once() -> anyhow::Res
     .await?;
 
     // The repeat answers the first, unheard commit's outcome: its payment row and balance.
-    let record = payment_record::get_by_provider_id(db.pool(), "stripe", "cs_test_lost_commit").await?;
+    let record =
+        payment_record::get_by_provider_id(db.pool(), "stripe", "cs_test_lost_commit").await?;
     assert_eq!(
         outcome,
         PaymentOutcome::Applied {
@@ -267,7 +268,9 @@ async fn a_payment_retried_after_a_lost_commit_is_credited_once() -> anyhow::Res
     );
     assert_eq!(ledger_rows(&db, user).await?, 1);
     assert_eq!(
-        payment_record::list_for_user(db.pool(), user, Default::default()).await?.len(),
+        payment_record::list_for_user(db.pool(), user, Default::default())
+            .await?
+            .len(),
         1
     );
     assert_eq!(
@@ -334,7 +337,10 @@ async fn a_free_plan_claim_retried_after_a_lost_commit_answers_true_once() -> an
 
     // The retry learns that its own first, unheard commit used the free plan: the caller does
     // not charge for this plan.
-    assert!(used, "the request that used the free plan is told so on its retry");
+    assert!(
+        used,
+        "the request that used the free plan is told so on its retry"
+    );
     assert!(user_account::get(db.pool(), user).await?.free_plan_used);
     // Any other request learns the free plan is gone.
     assert!(!user_account::claim_free_plan(db.pool(), user, "run-request-2").await?);

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::Value;
-use shared_db::planexe::{Keyset, PageRequest};
 use shared_db::planexe::credit_history::{self, PlanUsage};
 use shared_db::planexe::feedback_item;
 use shared_db::planexe::plans;
+use shared_db::planexe::{Keyset, PageRequest};
 use shared_db::testing::TestDatabase;
 use sqlx::PgConnection;
 use sqlx::Postgres;
@@ -269,12 +269,20 @@ async fn billing_settle_the_reaper_plan_lists_and_feedback_reads_seek_their_inde
     }
 
     // by keyset: a deep page (after the 2 500th plan) seeks to its cursor in the same index
-    let deep = plans::list_by_user(&mut *conn, "seed-user", PageRequest { limit: 1, offset: 2_499 })
-        .await?
-        .remove(0);
+    let deep = plans::list_by_user(
+        &mut *conn,
+        "seed-user",
+        PageRequest {
+            limit: 1,
+            offset: 2_499,
+        },
+    )
+    .await?
+    .remove(0);
     notices.take();
-    let page = plans::list_by_user_keyset(&mut *conn, "seed-user", Keyset::after(20, deep.cursor()))
-        .await?;
+    let page =
+        plans::list_by_user_keyset(&mut *conn, "seed-user", Keyset::after(20, deep.cursor()))
+            .await?;
     assert_eq!(page.len(), 20);
     let keyset = notices.statement("FROM plans");
     assert!(
@@ -299,7 +307,10 @@ async fn billing_settle_the_reaper_plan_lists_and_feedback_reads_seek_their_inde
     )
     .await?;
     assert_eq!(next.len(), 20);
-    assert!(next.iter().all(|e| !first.contains(e)), "pages never overlap");
+    assert!(
+        next.iter().all(|e| !first.contains(e)),
+        "pages never overlap"
+    );
     notices.take();
 
     let some_plan = sqlx::query_scalar!(r#"SELECT md5('7')::uuid AS "id!""#)

@@ -60,13 +60,21 @@ async fn identifiers_that_are_too_long_are_refused_by_name_and_never_cut() -> an
     let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
     for id in [&a, &b] {
         assert!(matches!(
-            payment_record::apply(&mut *pool.acquire().await?, &payment(user, id, Decimal::ONE)).await?,
+            payment_record::apply(
+                &mut *pool.acquire().await?,
+                &payment(user, id, Decimal::ONE)
+            )
+            .await?,
             PaymentOutcome::Applied { .. }
         ));
     }
     let too_long = format!("{prefix}ab");
     refused_naming(
-        payment_record::apply(&mut *pool.acquire().await?, &payment(user, &too_long, Decimal::ONE)).await,
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(user, &too_long, Decimal::ONE),
+        )
+        .await,
         "provider payment id",
     );
     refused_naming(
@@ -167,7 +175,11 @@ async fn amounts_outside_numeric_18_9_are_refused_before_anything_is_written() -
         "balance",
     );
     refused_naming(
-        payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_one_more", Decimal::ONE)).await,
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(user, "cs_one_more", Decimal::ONE),
+        )
+        .await,
         "balance",
     );
     // And a debt cannot go below -MAX either.
@@ -305,7 +317,11 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
     let found = payment_record::get_by_provider_id(pool, "stripe", "cs_1").await?;
     assert_eq!(found.raw_payload, Some(json!({ "id": "cs_1" }).into()));
     assert_eq!(
-        payment_record::apply(&mut *pool.acquire().await?, &payment(signed.user.id, "cs_1", Decimal::ONE)).await?,
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(signed.user.id, "cs_1", Decimal::ONE)
+        )
+        .await?,
         first,
         "the same payment: the first outcome"
     );

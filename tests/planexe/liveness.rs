@@ -27,7 +27,10 @@ async fn a_claim_starts_the_stall_clock_so_a_plan_queued_long_ago_is_not_reaped_
     .await?;
     claim(pool, "w").await;
     let claimed = plans::get(pool, plan).await?;
-    assert!(claimed.last_progress_at.is_some(), "the claim sets last_progress_at");
+    assert!(
+        claimed.last_progress_at.is_some(),
+        "the claim sets last_progress_at"
+    );
     // Its worker misses a heartbeat: the plan has been running for seconds, not for an hour.
     sqlx::query!(
         "UPDATE workers SET last_heartbeat_at = now() AT TIME ZONE 'utc' - interval '20 minutes'"
@@ -51,9 +54,7 @@ impl Pipeline for Slow {
     }
     async fn run_step(&self, _plan: &Plan, _step: usize) -> Result<Step, Self::Error> {
         tokio::time::sleep(self.step).await;
-        Ok(Step::Done {
-            cost: Decimal::ONE,
-        })
+        Ok(Step::Done { cost: Decimal::ONE })
     }
 }
 

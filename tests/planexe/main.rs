@@ -40,9 +40,15 @@ pub async fn user_with_credits(pool: &PgPool, name: &str, credits: Decimal) -> U
     .await
     .expect("sign in");
     if credits > Decimal::ZERO {
-        shared_db::planexe::credit_history::grant(&mut *pool.acquire().await.expect("a connection"), signed.user.id, credits, None, None)
-            .await
-            .expect("grant");
+        shared_db::planexe::credit_history::grant(
+            &mut *pool.acquire().await.expect("a connection"),
+            signed.user.id,
+            credits,
+            None,
+            None,
+        )
+        .await
+        .expect("grant");
     }
     signed.user.id
 }

@@ -1,13 +1,13 @@
 //! Row-level reads of nonces, token metrics and feedback: by key, by plan, by user, in bounded
 //! pages with a stable order.
 
+use rust_decimal::Decimal;
 use serde_json::json;
 use shared_db::Error;
-use shared_db::planexe::feedback_item::{self, NewFeedback};
-use shared_db::planexe::token_metrics::{self, NewTokenMetric};
-use rust_decimal::Decimal;
 use shared_db::planexe::credit_history;
+use shared_db::planexe::feedback_item::{self, NewFeedback};
 use shared_db::planexe::plans;
+use shared_db::planexe::token_metrics::{self, NewTokenMetric};
 use shared_db::planexe::{Cursor, Keyset, PageRequest, nonces};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
@@ -138,15 +138,18 @@ async fn feedback_is_listed_by_user_including_feedback_without_a_plan() -> anyho
         [on_plan]
     );
     assert_eq!(
-        feedback_item::list_for_user(pool, "u1", Keyset::after(1, mine[0].cursor()))
-            .await?,
+        feedback_item::list_for_user(pool, "u1", Keyset::after(1, mine[0].cursor())).await?,
         [mine[1].clone()]
     );
     Ok(())
 }
 
 /// Pages of `limit` by keyset, to the end.
-async fn all_keyset_pages<T, I: Clone, F, Fut>(limit: i64, cursor: impl Fn(&T) -> Cursor<I>, page: F) -> anyhow::Result<Vec<T>>
+async fn all_keyset_pages<T, I: Clone, F, Fut>(
+    limit: i64,
+    cursor: impl Fn(&T) -> Cursor<I>,
+    page: F,
+) -> anyhow::Result<Vec<T>>
 where
     F: Fn(Keyset<I>) -> Fut,
     Fut: std::future::Future<Output = shared_db::Result<Vec<T>>>,
@@ -191,20 +194,31 @@ async fn keyset_pages_walk_a_list_in_its_order_across_equal_times_and_missing_ti
     .execute(pool)
     .await?;
 
-    let everything =
-        plans::list_by_user(pool, "heavy", PageRequest { limit: 200, offset: 0 }).await?;
+    let everything = plans::list_by_user(
+        pool,
+        "heavy",
+        PageRequest {
+            limit: 200,
+            offset: 0,
+        },
+    )
+    .await?;
     assert_eq!(everything.len(), 7);
     for limit in [1, 2, 3, 7] {
-        let paged = all_keyset_pages(limit, |p: &plans::PlanListItem| p.cursor(), |k| {
-            plans::list_by_user_keyset(pool, "heavy", k)
-        })
+        let paged = all_keyset_pages(
+            limit,
+            |p: &plans::PlanListItem| p.cursor(),
+            |k| plans::list_by_user_keyset(pool, "heavy", k),
+        )
         .await?;
         assert_eq!(paged, everything, "plans by keyset, pages of {limit}");
     }
 
-    let ledger = all_keyset_pages(200, |e: &credit_history::CreditEntry| e.cursor(), |k| {
-        credit_history::list_for_user(pool, user, k)
-    })
+    let ledger = all_keyset_pages(
+        200,
+        |e: &credit_history::CreditEntry| e.cursor(),
+        |k| credit_history::list_for_user(pool, user, k),
+    )
     .await?;
     assert_eq!(ledger.len(), 7);
     let order: Vec<_> = ledger.iter().map(|e| (e.created_at, e.id)).collect();
@@ -218,9 +232,11 @@ async fn keyset_pages_walk_a_list_in_its_order_across_equal_times_and_missing_ti
     });
     assert_eq!(order, expected);
     for limit in [1, 2, 3] {
-        let paged = all_keyset_pages(limit, |e: &credit_history::CreditEntry| e.cursor(), |k| {
-            credit_history::list_for_user(pool, user, k)
-        })
+        let paged = all_keyset_pages(
+            limit,
+            |e: &credit_history::CreditEntry| e.cursor(),
+            |k| credit_history::list_for_user(pool, user, k),
+        )
         .await?;
         assert_eq!(paged, ledger, "ledger by keyset, pages of {limit}");
     }

@@ -84,7 +84,11 @@ async fn a_duplicate_charge_in_flight_waits_for_the_first_and_answers_its_entry(
     for _ in 0..2 {
         let pool = pool.clone();
         calls.spawn(async move {
-            credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(user, "3", "request-7f3a")).await
+            credit_history::charge(
+                &mut *pool.acquire().await?,
+                &keyed_charge(user, "3", "request-7f3a"),
+            )
+            .await
         });
     }
     until_waiting_for_locks(pool, 2).await?;
@@ -96,7 +100,11 @@ async fn a_duplicate_charge_in_flight_waits_for_the_first_and_answers_its_entry(
     }
     assert_eq!(answers[0], answers[1], "both answer the one charge");
     assert_eq!(answers[0].new_balance, d("7"));
-    assert_eq!(ledger_rows(pool, user).await?, 2, "the grant and one charge");
+    assert_eq!(
+        ledger_rows(pool, user).await?,
+        2,
+        "the grant and one charge"
+    );
     assert_eq!(balance(pool, user).await?, d("7"), "charged once");
     Ok(())
 }
@@ -117,7 +125,14 @@ async fn a_duplicate_grant_in_flight_waits_for_the_first_and_answers_its_entry()
     for _ in 0..2 {
         let pool = pool.clone();
         calls.spawn(async move {
-            credit_history::grant(&mut *pool.acquire().await?, user, d("25"), None, Some("ticket-42")).await
+            credit_history::grant(
+                &mut *pool.acquire().await?,
+                user,
+                d("25"),
+                None,
+                Some("ticket-42"),
+            )
+            .await
         });
     }
     until_waiting_for_locks(pool, 2).await?;
@@ -138,8 +153,10 @@ async fn a_key_reused_with_another_request_is_refused_naming_the_field() -> anyh
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let user = user_with_credits(pool, "payer", d("10")).await;
-    let first = credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(user, "3", "k1")).await?;
-    let again = credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(user, "3", "k1")).await?;
+    let first =
+        credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(user, "3", "k1")).await?;
+    let again =
+        credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(user, "3", "k1")).await?;
     assert_eq!(first, again, "the same request: the first outcome");
 
     let cases: [(Charge, &str); 4] = [
@@ -172,13 +189,34 @@ async fn a_key_reused_with_another_request_is_refused_naming_the_field() -> anyh
             other => panic!("{expected}: expected IdempotencyKeyReused, got {other:?}"),
         }
     }
-    credit_history::grant(&mut *pool.acquire().await?, user, d("5"), Some("promo"), Some("g1")).await?;
+    credit_history::grant(
+        &mut *pool.acquire().await?,
+        user,
+        d("5"),
+        Some("promo"),
+        Some("g1"),
+    )
+    .await?;
     assert!(matches!(
-        credit_history::grant(&mut *pool.acquire().await?, user, d("6"), Some("promo"), Some("g1")).await,
+        credit_history::grant(
+            &mut *pool.acquire().await?,
+            user,
+            d("6"),
+            Some("promo"),
+            Some("g1")
+        )
+        .await,
         Err(Error::IdempotencyKeyReused { field: "amount" })
     ));
     assert!(matches!(
-        credit_history::grant(&mut *pool.acquire().await?, user, d("5"), Some("refund"), Some("g1")).await,
+        credit_history::grant(
+            &mut *pool.acquire().await?,
+            user,
+            d("5"),
+            Some("refund"),
+            Some("g1")
+        )
+        .await,
         Err(Error::IdempotencyKeyReused { field: "reason" })
     ));
     assert_eq!(ledger_rows(pool, user).await?, 3, "grant, charge, grant");
@@ -192,12 +230,27 @@ async fn keys_are_scoped_to_their_user() -> anyhow::Result<()> {
     let pool = db.pool();
     let alice = user_with_credits(pool, "alice", d("10")).await;
     let bob = user_with_credits(pool, "bob", d("10")).await;
-    let a = credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(alice, "3", "order-1")).await?;
+    let a = credit_history::charge(
+        &mut *pool.acquire().await?,
+        &keyed_charge(alice, "3", "order-1"),
+    )
+    .await?;
     // Bob's equal key is his own: charged, and nothing about Alice's use of it is revealed.
-    let b = credit_history::charge(&mut *pool.acquire().await?, &keyed_charge(bob, "4", "order-1")).await?;
+    let b = credit_history::charge(
+        &mut *pool.acquire().await?,
+        &keyed_charge(bob, "4", "order-1"),
+    )
+    .await?;
     assert_ne!(a.entry_id, b.entry_id);
     assert_eq!((a.new_balance, b.new_balance), (d("7"), d("6")));
-    let g = credit_history::grant(&mut *pool.acquire().await?, bob, d("1"), None, Some("order-1")).await;
+    let g = credit_history::grant(
+        &mut *pool.acquire().await?,
+        bob,
+        d("1"),
+        None,
+        Some("order-1"),
+    )
+    .await;
     assert!(
         matches!(g, Err(Error::IdempotencyKeyReused { field: "amount" })),
         "a key is one per user across charge and grant: {g:?}"
@@ -229,10 +282,21 @@ async fn an_overlong_idempotency_key_is_refused_naming_the_field_and_never_cut()
         other => panic!("expected InvalidInput, got {other:?}"),
     }
     assert!(matches!(
-        credit_history::grant(&mut *pool.acquire().await?, user, d("1"), None, Some(&too_long)).await,
+        credit_history::grant(
+            &mut *pool.acquire().await?,
+            user,
+            d("1"),
+            None,
+            Some(&too_long)
+        )
+        .await,
         Err(Error::InvalidInput(_))
     ));
-    assert_eq!(ledger_rows(pool, user).await?, 2, "the grant and one charge");
+    assert_eq!(
+        ledger_rows(pool, user).await?,
+        2,
+        "the grant and one charge"
+    );
     Ok(())
 }
 
@@ -253,14 +317,22 @@ async fn a_repeated_payment_answers_the_original_outcome() -> anyhow::Result<()>
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let user = user_with_credits(pool, "buyer", Decimal::ZERO).await;
-    let first = payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_1", "50", 5000)).await?;
+    let first = payment_record::apply(
+        &mut *pool.acquire().await?,
+        &payment(user, "cs_1", "50", 5000),
+    )
+    .await?;
     let PaymentOutcome::Applied { new_balance, .. } = first else {
         panic!("applied: {first:?}");
     };
     assert_eq!(new_balance, d("50"));
     // The balance moves on; a later delivery still answers the first outcome.
     credit_history::grant(&mut *pool.acquire().await?, user, d("5"), None, None).await?;
-    let again = payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_1", "50", 5000)).await?;
+    let again = payment_record::apply(
+        &mut *pool.acquire().await?,
+        &payment(user, "cs_1", "50", 5000),
+    )
+    .await?;
     assert_eq!(again, first);
     assert_eq!(balance(pool, user).await?, d("55"), "credited once");
 
@@ -296,7 +368,11 @@ async fn a_duplicate_payment_in_flight_waits_for_the_first_and_answers_its_outco
     for _ in 0..2 {
         let pool = pool.clone();
         calls.spawn(async move {
-            payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_webhook", "25", 2500)).await
+            payment_record::apply(
+                &mut *pool.acquire().await?,
+                &payment(user, "cs_webhook", "25", 2500),
+            )
+            .await
         });
     }
     until_waiting_for_locks(pool, 2).await?;
@@ -306,7 +382,9 @@ async fn a_duplicate_payment_in_flight_waits_for_the_first_and_answers_its_outco
         answers.push(joined??);
     }
     assert_eq!(answers[0], answers[1], "{answers:?}");
-    assert!(matches!(answers[0], PaymentOutcome::Applied { new_balance, .. } if new_balance == d("25")));
+    assert!(
+        matches!(answers[0], PaymentOutcome::Applied { new_balance, .. } if new_balance == d("25"))
+    );
     assert_eq!(balance(pool, user).await?, d("25"));
     Ok(())
 }
@@ -316,7 +394,12 @@ async fn a_negative_payment_amount_is_refused_and_nothing_is_written() -> anyhow
     let db = TestDatabase::new().await?;
     let pool = db.pool();
     let user = user_with_credits(pool, "buyer", Decimal::ZERO).await;
-    match payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_neg", "5", -500)).await {
+    match payment_record::apply(
+        &mut *pool.acquire().await?,
+        &payment(user, "cs_neg", "5", -500),
+    )
+    .await
+    {
         Err(Error::InvalidInput(msg)) => assert!(msg.contains("amount"), "{msg}"),
         other => panic!("expected InvalidInput, got {other:?}"),
     }

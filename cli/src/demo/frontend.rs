@@ -91,10 +91,7 @@ pub(super) async fn run(
     }
     // Both deliveries answer the one outcome (the replay contract): the same payment row.
     let one_outcome = outcomes[0] == outcomes[1]
-        && matches!(
-            outcomes[0],
-            payment_record::PaymentOutcome::Applied { .. }
-        );
+        && matches!(outcomes[0], payment_record::PaymentOutcome::Applied { .. });
     let user = user_account::get(db.pool(), user_id).await?;
     checks.check(
         one_outcome && user.credits_balance == Decimal::from(100),

@@ -6,8 +6,8 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::{PROMPT_PREVIEW_CHARS, Plan, PlanListItem, PlanStatus};
-use crate::planexe::{Cursor, Keyset, PlanState};
 use crate::error::{Error, Result};
+use crate::planexe::{Cursor, Keyset, PlanState};
 use crate::planexe::{PageRequest, ident};
 
 /// A plan by id, without the heavy columns. [`Error::NotFound`] if absent. One round trip.
