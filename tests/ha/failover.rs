@@ -212,7 +212,7 @@ async fn work(
             let attempt = async {
                 let mut tx = db.begin().await?;
                 let change = credit_history::charge(
-                    &mut *tx,
+                    &mut tx,
                     &Charge {
                         user_id: user,
                         amount: Decimal::ONE,

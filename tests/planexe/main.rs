@@ -41,7 +41,7 @@ pub async fn user_with_credits(pool: &PgPool, name: &str, credits: Decimal) -> U
     .expect("sign in");
     if credits > Decimal::ZERO {
         shared_db::planexe::credit_history::grant(
-            &mut *pool.acquire().await.expect("a connection"),
+            &mut pool.acquire().await.expect("a connection"),
             signed.user.id,
             credits,
             None,
