@@ -480,8 +480,10 @@ pub enum FinalBilling {
 /// `plan_failed_usage_cost`), always writing the row (zero delta if nothing is due) so that it
 /// guards the attempt.
 ///
-/// Safe to repeat: the row carries the key `usage_final:<attempt>`, so a repeat returns the first
-/// [`FinalBilling::Charged`]. A final row written by someone else (a Python worker) hits
+/// Safe to repeat (the replay contract of the [module docs](super)): the row carries the key
+/// `usage_final:<attempt>`, so a repeat of the same report returns the first
+/// [`FinalBilling::Charged`], also while the first is in flight (it waits on the user row); a
+/// repeat with another cost or outcome is [`Error::IdempotencyKeyReused`] (`cost`, `succeeded`). A final row written by someone else (a Python worker) hits
 /// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`): [`FinalBilling::AlreadyBilled`].
 /// [`Error::Superseded`], nothing billed, when the attempt no longer owns the plan. One
 /// transaction: two locks + one statement (5 round trips).
@@ -497,11 +499,15 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
     crate::tx::transaction(conn, async |tx| {
         lock_user_and_run(&mut *tx, usage).await?;
         let row = sqlx::query!(
-            r#"WITH prior AS (SELECT delta FROM credit_history WHERE idempotency_key = $6),
+            r#"WITH prior AS (
+                   -- this attempt's final row, if billed before (the user lock is held)
+                   SELECT delta, reason FROM credit_history WHERE idempotency_key = $6),
                already AS (
+                   -- what the attempt's progress rows took
                    SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
                    WHERE source = 'usage_billing_progress' AND external_id = $2),
                l AS (
+                   -- the final row: the rest of the cost, not below zero
                    INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
                                                api_key_id, created_at, idempotency_key)
                    SELECT gen_random_uuid(), $1, -greatest(round($3 - already.amt, 9), 0), $5,
@@ -514,7 +520,11 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
                       SET credits_balance = credits_balance + l.delta,
                           updated_at = now() AT TIME ZONE 'utc'
                    FROM l WHERE id = $1 AND l.delta <> 0)
-               SELECT (SELECT delta FROM prior) AS prior_delta, (SELECT delta FROM l) AS delta"#,
+               SELECT (SELECT delta FROM prior) AS prior_delta,
+                      (SELECT reason FROM prior) AS prior_reason,
+                      (SELECT -greatest(round($3 - already.amt, 9), 0) FROM already)
+                          AS expected_delta,
+                      (SELECT delta FROM l) AS delta"#,
             usage.user_id,
             usage.attempt.plan_id.to_string(),
             cost,
@@ -524,7 +534,17 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
         )
         .fetch_one(&mut *tx)
         .await?;
-        Ok(match row.prior_delta.or(row.delta) {
+        if let Some(prior) = row.prior_delta {
+            // A repeat: the same report answers the first outcome (replay contract).
+            if row.prior_reason.as_deref() != Some(reason) {
+                return Err(Error::idempotency_key_reused("succeeded"));
+            }
+            if row.expected_delta != Some(prior) {
+                return Err(Error::idempotency_key_reused("cost"));
+            }
+            return Ok(FinalBilling::Charged { charged: -prior });
+        }
+        Ok(match row.delta {
             Some(d) => FinalBilling::Charged { charged: -d },
             None => FinalBilling::AlreadyBilled,
         })

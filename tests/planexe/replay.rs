@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use rust_decimal::Decimal;
 use shared_db::Error;
-use shared_db::planexe::credit_history::{self, BalanceChange, Charge};
+use shared_db::planexe::credit_history::{self, BalanceChange, Charge, PlanUsage};
 use shared_db::planexe::payment_record::{self, NewPayment, PaymentOutcome};
 use shared_db::planexe::user_account;
 use shared_db::planexe::user_api_key::{self, ApiKeySecret, KeyOptions, RawApiKey};
@@ -487,5 +487,38 @@ async fn a_duplicate_free_plan_claim_in_flight_waits_and_answers_true_too() -> a
         used == ["run-1", "run-1"] || used == ["run-2"],
         "one request used the free plan, and its duplicate is told so: {used:?}"
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_final_billing_repeated_with_another_cost_is_refused_naming_it() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let user = user_with_credits(pool, "payer", d("10")).await;
+    crate::queue_plan(pool, &user.to_string(), "p").await;
+    let run = crate::claim(pool, "w").await;
+    let usage = |cost: &str, succeeded| PlanUsage {
+        user_id: user,
+        attempt: run,
+        api_key_id: None,
+        cost: d(cost),
+        succeeded,
+    };
+    let mut conn = pool.acquire().await?;
+    let first = credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?;
+    assert_eq!(
+        credit_history::bill_usage_final(&mut conn, &usage("4", true)).await?,
+        first,
+        "the same report: the first outcome"
+    );
+    assert!(matches!(
+        credit_history::bill_usage_final(&mut conn, &usage("5", true)).await,
+        Err(Error::IdempotencyKeyReused { field: "cost" })
+    ));
+    assert!(matches!(
+        credit_history::bill_usage_final(&mut conn, &usage("4", false)).await,
+        Err(Error::IdempotencyKeyReused { field: "succeeded" })
+    ));
+    assert_eq!(balance(pool, user).await?, d("6"), "billed once");
     Ok(())
 }
