@@ -216,6 +216,17 @@ pub enum Error {
         plan_id: uuid::Uuid,
     },
 
+    /// An idempotency key (a caller's key, or a natural one such as a provider payment id) was
+    /// used again with a request that differs from the first one in `field` (`amount`, `source`,
+    /// `external id`, `user`, ...). Nothing was written; the first request's outcome stands.
+    /// Not retryable: the same request fails the same way. See the replay contract in
+    /// [`crate::planexe`].
+    #[error("idempotency key reused with a different {field}")]
+    IdempotencyKeyReused {
+        /// The request field that differs from the first request's.
+        field: &'static str,
+    },
+
     /// planexe: a user may hold at most `limit` active API keys.
     #[error("user {user_id} already has {limit} active API keys")]
     TooManyApiKeys {
@@ -256,6 +267,11 @@ impl Error {
     /// Builds an [`Error::InvalidInput`].
     pub fn invalid_input(message: impl Into<Cow<'static, str>>) -> Self {
         Error::InvalidInput(message.into()).counted()
+    }
+
+    /// Builds an [`Error::IdempotencyKeyReused`] naming the differing `field`.
+    pub fn idempotency_key_reused(field: &'static str) -> Self {
+        Error::IdempotencyKeyReused { field }.counted()
     }
 
     /// Counts the error in the operation metrics (feature `metrics`); see [`crate::metrics`].

@@ -193,6 +193,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::UnknownEnumLabel { .. } => "unknown_enum_label",
         Error::Superseded { .. } => "superseded",
         Error::TooManyApiKeys { .. } => "too_many_api_keys",
+        Error::IdempotencyKeyReused { .. } => "idempotency_key_reused",
         Error::Database(sqlx::Error::Io(_)) => "io",
         Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
             Some(sqlstate::QUERY_CANCELED) => "statement_timeout",

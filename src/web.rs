@@ -105,6 +105,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         | Error::Superseded { .. } => StatusCode::CONFLICT,
         Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
         Error::InvalidInput(_)
+        | Error::IdempotencyKeyReused { .. }
         | Error::UnknownEnumLabel { .. }
         | Error::DataException { .. }
         | Error::Check { .. }

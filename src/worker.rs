@@ -4,14 +4,18 @@
 //! does the bookkeeping the Python workers do, through the [`crate::planexe`] functions:
 //!
 //! 1. a heartbeat, then [`plans::claim_next`] (`SKIP LOCKED`: one plan, one worker);
-//! 2. per step: run it, heartbeat, [`plans::update_progress`], incremental usage billing
+//! 2. per step: run it while heartbeating for the run on a timer ([`Worker::heartbeat_every`]),
+//!    so a step longer than the reaper's threshold is not reaped; then a heartbeat,
+//!    [`plans::update_progress`] and incremental usage billing
 //!    ([`credit_history::bill_usage_progress`]) when the plan has a paying user;
 //! 3. final billing ([`credit_history::bill_usage_final`], the steps' costs plus
 //!    [`Pipeline::completion_fee`]) and [`plans::finish_completed`].
 //!
 //! A stop request seen in a progress answer ends the plan with [`plans::finish_stopped`]; a plan
 //! that is no longer this worker's (re-queued by the reaper, finished elsewhere) is left alone;
-//! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). With
+//! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). A stopped or failed
+//! run is billed for the usage it incurred (the steps done, the last one included), once: a final
+//! row of the attempt without the completion fee. With
 //! [`Worker::reaper`], the worker also re-queues plans of dead workers before each claim. A
 //! `true` on the stop channel ends the loop once the plan in hand is done.
 //!
@@ -175,9 +179,14 @@ pub struct Worker<P> {
     id: String,
     pipeline: P,
     idle_poll: Duration,
+    heartbeat_every: Duration,
     reaper: Option<Duration>,
     events: Option<mpsc::UnboundedSender<Event>>,
 }
+
+/// How often a [`Worker`] heartbeats while a step runs, unless [`Worker::heartbeat_every`] says
+/// otherwise.
+pub const DEFAULT_HEARTBEAT_EVERY: Duration = Duration::from_secs(10);
 
 /// How a plan in hand ended, for the loop.
 enum Outcome {
@@ -194,6 +203,7 @@ impl<P: Pipeline> Worker<P> {
             id: id.into(),
             pipeline,
             idle_poll: Duration::from_secs(2),
+            heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             reaper: None,
             events: None,
         }
@@ -202,6 +212,15 @@ impl<P: Pipeline> Worker<P> {
     /// How long to wait before looking at an empty queue again.
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
+        self
+    }
+
+    /// How often to heartbeat while a step runs ([`DEFAULT_HEARTBEAT_EVERY`] by default). The
+    /// heartbeat names the run, so a step of any length keeps its plan from every reaper whose
+    /// threshold is longer than this period (keep it at most half the shortest threshold in the
+    /// fleet).
+    pub fn heartbeat_every(mut self, every: Duration) -> Self {
+        self.heartbeat_every = every.max(Duration::from_millis(10));
         self
     }
 
@@ -284,7 +303,7 @@ impl<P: Pipeline> Worker<P> {
         let steps = self.pipeline.steps();
         let mut cost = Decimal::ZERO;
         for (i, name) in steps.iter().enumerate() {
-            match self.pipeline.run_step(plan, i).await {
+            match self.step_with_heartbeats(plan, i, run).await? {
                 Ok(Step::Done { cost: step_cost }) => cost += step_cost,
                 Ok(Step::Abandon) => {
                     tracing::warn!(worker = %self.id, plan = %plan.id, "plan abandoned");
@@ -304,7 +323,9 @@ impl<P: Pipeline> Worker<P> {
                         error_message: &error,
                         recoverable: true,
                     };
-                    plans::finish_failed(pool, run, &failure, None).await?;
+                    let billing = self.bill_incurred(usage(cost, false)).await?;
+                    let context = json!({ "billed_credits": cost.to_string(), "billing": billing });
+                    plans::finish_failed(pool, run, &failure, Some(&context)).await?;
                     self.emit(Event::Failed {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -341,7 +362,10 @@ impl<P: Pipeline> Worker<P> {
                     stop_requested: true,
                     ..
                 } => {
-                    plans::finish_stopped(pool, run, None).await?;
+                    // The step ran: its usage and any not yet billed are charged once.
+                    let billing = self.bill_incurred(usage(cost, false)).await?;
+                    let context = json!({ "billed_credits": cost.to_string(), "billing": billing });
+                    plans::finish_stopped(pool, run, Some(&context)).await?;
                     self.emit(Event::Stopped {
                         worker: self.id.clone(),
                         plan: plan.id,
@@ -389,6 +413,42 @@ impl<P: Pipeline> Worker<P> {
             billed,
         });
         Ok(Outcome::Next)
+    }
+
+    /// Runs step `step`, heartbeating for the run every [`Worker::heartbeat_every`] while it
+    /// runs, so that a long step is not taken for a dead worker. A heartbeat that finds the run
+    /// taken ([`Error::Superseded`]) ends the step there.
+    async fn step_with_heartbeats(
+        &self,
+        plan: &Plan,
+        step: usize,
+        run: Attempt,
+    ) -> Result<std::result::Result<Step, P::Error>> {
+        let work = self.pipeline.run_step(plan, step);
+        tokio::pin!(work);
+        let mut beat = tokio::time::interval(self.heartbeat_every);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        beat.tick().await; // the first tick is immediate; the claim was the last heartbeat
+        loop {
+            tokio::select! {
+                done = &mut work => return Ok(done),
+                _ = beat.tick() => {
+                    workers::heartbeat(self.db.pool(), &self.id, Some(run)).await?;
+                }
+            }
+        }
+    }
+
+    /// Final billing of a run that failed or was stopped: the usage incurred so far, less what
+    /// the steps already billed, once per attempt ([`credit_history::bill_usage_final`]).
+    async fn bill_incurred(&self, usage: Option<PlanUsage>) -> Result<Option<FinalBilling>> {
+        let Some(usage) = usage else {
+            return Ok(None);
+        };
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(Some(
+            credit_history::bill_usage_final(&mut conn, &usage).await?,
+        ))
     }
 
     fn emit(&self, event: Event) {

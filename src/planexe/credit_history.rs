@@ -12,8 +12,10 @@
 //!
 //! Usage billing is per plan *attempt*: incremental rows (`usage_billing_progress`) during the run,
 //! one final row (`usage_billing`, unique per plan among unsettled rows:
-//! `uq_credit_history_usage_billing_final`) at the end. Retry, resume and the reaper settle the
-//! attempt's rows (`source = 'usage_billing_settled'`), so the next attempt is billed afresh.
+//! `uq_credit_history_usage_billing_final`) at the end, also when the run fails or is stopped (the
+//! usage already incurred, once). Retry, resume and the reaper settle the attempt's rows
+//! (`source = 'usage_billing_settled'`) by the one settle rule ([`settle_plan_usage`]), so the
+//! next attempt is billed afresh.
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
@@ -23,7 +25,8 @@ use uuid::Uuid;
 
 use super::plans::Attempt;
 use super::{
-    MAX_CREDITS, PageRequest, clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits,
+    Cursor, Keyset, MAX_CREDITS, clean_opt, clean_text, credit_amount, ident, ident_opt,
+    round_credits,
 };
 use crate::error::{Error, Result};
 
@@ -68,114 +71,180 @@ pub struct BalanceChange {
     pub new_balance: Decimal,
 }
 
-/// The stored form of a caller's idempotency key (`caller:<key>`, apart from the keys the library
-/// derives for usage billing); 1..=128 characters.
-fn caller_key(key: Option<&str>) -> Result<Option<String>> {
-    let Some(key) = ident_opt("idempotency key", key, 128)? else {
+/// The longest idempotency key a caller may give ([`Charge::idempotency_key`], [`grant`]), in
+/// characters. A longer key is refused with [`Error::InvalidInput`] naming the field, never cut.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
+
+/// The stored form of a caller's idempotency key: `caller:<user id>:<key>`, so that a key is
+/// scoped to its user (two users' equal keys are two keys, and one user's key never answers for
+/// another). Usage billing stores keys of its own (`usage_progress:…`, `usage_final:…`).
+/// 1..=[`MAX_IDEMPOTENCY_KEY_CHARS`] characters after NUL bytes are stripped.
+fn caller_key(user_id: Uuid, key: Option<&str>) -> Result<Option<String>> {
+    let Some(key) = ident_opt("idempotency key", key, MAX_IDEMPOTENCY_KEY_CHARS)? else {
         return Ok(None);
     };
     if key.is_empty() {
         return Err(Error::invalid_input("idempotency key must not be empty"));
     }
-    Ok(Some(format!("caller:{key}")))
+    Ok(Some(format!("caller:{user_id}:{key}")))
 }
 
-/// The row an idempotency key already names, if the same request wrote it; a key naming a different
-/// request is a [`Error::Conflict`] on `uq_credit_history_idempotency_key`.
-fn replayed(
-    user_id: Uuid,
+/// The request fields a keyed charge or grant is compared on when its key was used before.
+struct Request<'a> {
     delta: Decimal,
-    prior: (Option<Uuid>, Option<Uuid>, Option<Decimal>, Option<Decimal>),
+    reason: &'a str,
+    source: &'a str,
+    external_id: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+}
+
+/// The ledger row a key already names.
+struct Prior {
+    id: Uuid,
+    delta: Decimal,
+    reason: String,
+    source: String,
+    external_id: Option<String>,
+    api_key_id: Option<String>,
+    balance_after: Option<Decimal>,
+}
+
+/// The replay rule of the module docs for a charge or grant whose key names `prior`: the first
+/// outcome when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first
+/// field that differs.
+fn replay(
+    request: &Request<'_>,
+    prior: Prior,
     current_balance: Option<Decimal>,
-) -> Option<Result<BalanceChange>> {
-    let (Some(entry_id), Some(prior_user), Some(prior_delta)) = (prior.0, prior.1, prior.2) else {
-        return None;
+) -> Result<BalanceChange> {
+    let differs = if prior.delta != request.delta {
+        Some("amount")
+    } else if prior.source != request.source {
+        Some("source")
+    } else if prior.external_id.as_deref() != request.external_id {
+        Some("external id")
+    } else if prior.api_key_id.as_deref() != request.api_key_id {
+        Some("api key")
+    } else if prior.reason != request.reason {
+        Some("reason")
+    } else {
+        None
     };
-    if prior_user != user_id || prior_delta != delta {
-        return Some(Err(Error::Conflict {
-            constraint: "uq_credit_history_idempotency_key".to_owned(),
-        }));
+    if let Some(field) = differs {
+        return Err(Error::idempotency_key_reused(field));
     }
-    Some(Ok(BalanceChange {
-        entry_id,
-        delta,
-        new_balance: prior.3.or(current_balance).unwrap_or_default(),
-    }))
+    Ok(BalanceChange {
+        entry_id: prior.id,
+        delta: prior.delta,
+        new_balance: prior.balance_after.or(current_balance).unwrap_or_default(),
+    })
+}
+
+/// The ledger row an idempotency key names, read under a fresh snapshot (so a first request that
+/// committed while this one waited for it is seen).
+async fn prior_by_key(conn: &mut PgConnection, key: &str) -> Result<Option<Prior>> {
+    Ok(sqlx::query_as!(
+        Prior,
+        r#"SELECT id, delta, reason, source, external_id, api_key_id, balance_after
+           FROM credit_history WHERE idempotency_key = $1"#,
+        key,
+    )
+    .fetch_optional(&mut *conn)
+    .await?)
+}
+
+/// Locks the user row ([`Error::NotFound`] if it does not exist); usage billing serialises all
+/// billing of a user on it.
+async fn lock_user(conn: &mut PgConnection, user_id: Uuid) -> Result<()> {
+    sqlx::query_scalar!(
+        "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
+        user_id
+    )
+    .fetch_optional(&mut *conn)
+    .await?
+    .ok_or(Error::NotFound)?;
+    Ok(())
 }
 
 /// Grant credits (admin "add credits"): ledger row (`source = 'admin'`, reason defaults to
-/// `admin_grant`) and balance move in one statement. One round trip.
+/// `admin_grant`) and balance move in one statement.
 ///
-/// Safe to repeat with the same `idempotency_key` (the caller's, ≤ 128 characters): a repeat finds
-/// the first grant's ledger row and returns the first outcome without moving the balance again;
-/// the key used for a different user or amount is [`Error::Conflict`]
-/// (`uq_credit_history_idempotency_key`). [`Error::InvalidInput`], nothing written, when the amount
-/// is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`] if the user
-/// does not exist.
+/// With an `idempotency_key` (the caller's, at most [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
+/// scoped to `user_id`) the grant follows the replay contract of the [module docs](super): a
+/// repeat returns the first outcome without moving the balance again, also while the first is
+/// still in flight (it waits for it on the user row); the key used with another amount or reason
+/// is [`Error::IdempotencyKeyReused`] naming the field. [`Error::InvalidInput`], nothing written,
+/// when the amount is not positive or the balance would leave `numeric(18,9)`; [`Error::NotFound`]
+/// if the user does not exist. One round trip; a repeat reads the first outcome in a second one.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn grant(
-    ex: impl PgExecutor<'_>,
+    conn: &mut PgConnection,
     user_id: Uuid,
     amount: Decimal,
     reason: Option<&str>,
     idempotency_key: Option<&str>,
 ) -> Result<BalanceChange> {
     let amount = credit_amount("grant amount", amount)?;
-    let key = caller_key(idempotency_key)?;
+    let key = caller_key(user_id, idempotency_key)?;
     let reason = clean_opt(reason, 128)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "admin_grant".to_owned());
     let row = sqlx::query!(
-        r#"WITH prior AS (
-               SELECT id, user_id, delta, balance_after FROM credit_history
-               WHERE idempotency_key = $4),
-           u AS (
-               UPDATE user_account
-                  SET credits_balance = credits_balance + $2,
-                      updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
-                 AND credits_balance + $2 <= $5
-               RETURNING id, credits_balance),
+        r#"WITH usr AS (
+               -- lock the user: a request of the user in flight (a duplicate among them) is
+               -- waited for, and the balance read is the newest
+               SELECT id, credits_balance FROM user_account WHERE id = $1 FOR UPDATE),
            l AS (
+               -- the ledger row, if the range allows it; a key already used writes nothing
                INSERT INTO credit_history (id, user_id, delta, reason, source, created_at,
                                            idempotency_key, balance_after)
-               SELECT gen_random_uuid(), u.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
-                      u.credits_balance
-               FROM u
-               RETURNING id)
+               SELECT gen_random_uuid(), usr.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
+                      usr.credits_balance + $2
+               FROM usr WHERE usr.credits_balance + $2 <= $5
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+               RETURNING id, balance_after),
+           u AS (
+               -- move the balance by the row written
+               UPDATE user_account a
+                  SET credits_balance = a.credits_balance + $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               FROM l WHERE a.id = $1
+               RETURNING a.credits_balance)
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
-                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
-                  (SELECT delta FROM prior) AS prior_delta,
-                  (SELECT balance_after FROM prior) AS prior_balance"#,
+                  (SELECT credits_balance FROM usr) AS current_balance"#,
         user_id,
         amount,
         reason,
         key,
         MAX_CREDITS,
     )
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    let prior = (
-        row.prior_id,
-        row.prior_user,
-        row.prior_delta,
-        row.prior_balance,
-    );
-    if let Some(outcome) = replayed(user_id, amount, prior, row.current_balance) {
-        return outcome;
-    }
     match (row.entry_id, row.new_balance, row.current_balance) {
         (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
             entry_id,
             delta: amount,
             new_balance,
         }),
-        (_, _, Some(_)) => Err(Error::invalid_input(format!(
-            "the grant would take the balance above {MAX_CREDITS} (numeric(18,9))"
-        ))),
-        _ => Err(Error::NotFound),
+        (_, _, None) => Err(Error::NotFound),
+        (_, _, Some(_)) => {
+            if let Some(key) = &key
+                && let Some(prior) = prior_by_key(conn, key).await?
+            {
+                let request = Request {
+                    delta: amount,
+                    reason: &reason,
+                    source: SOURCE_ADMIN,
+                    external_id: None,
+                    api_key_id: None,
+                };
+                return replay(&request, prior, row.current_balance);
+            }
+            Err(Error::invalid_input(format!(
+                "the grant would take the balance above {MAX_CREDITS} (numeric(18,9))"
+            )))
+        }
     }
 }
 
@@ -196,90 +265,108 @@ pub struct Charge<'a> {
     pub api_key_id: Option<Uuid>,
     /// Usage billing after the fact: allow the balance to go negative instead of refusing.
     pub allow_negative: bool,
-    /// Makes the charge safe to repeat after an unknown outcome (≤ 128 characters, chosen by the
-    /// caller, e.g. the request id): a repeat returns the first outcome and charges nothing.
+    /// Makes the charge safe to repeat (at most [`MAX_IDEMPOTENCY_KEY_CHARS`] characters, chosen
+    /// by the caller, e.g. the request id; scoped to [`Charge::user_id`]): see the replay contract
+    /// in the [module docs](super).
     pub idempotency_key: Option<&'a str>,
 }
 
 /// Charge credits: ledger row and balance move in one statement, refused with
 /// [`Error::InsufficientCredits`] when the balance would go below zero (unless
-/// [`Charge::allow_negative`]). The balance test and the decrement are one conditional `UPDATE`, so
-/// concurrent charges can never overdraw. One round trip.
+/// [`Charge::allow_negative`]). The statement locks the user row and tests the balance it holds,
+/// so concurrent charges can never overdraw.
 ///
-/// With [`Charge::idempotency_key`] the charge is safe to repeat: a repeat (say, `tx::retry` after
-/// the connection was lost at COMMIT) finds the first charge's ledger row and returns the first
-/// outcome. The key used for a different user or amount, or by a concurrent call that has not
-/// committed yet, is [`Error::Conflict`] (`uq_credit_history_idempotency_key`); nothing is written.
-/// [`Error::InvalidInput`], nothing written, for an amount outside `numeric(18,9)`, an overlong
-/// source or external id, or a negative balance beyond `-MAX_CREDITS`; [`Error::NotFound`] if the
-/// user does not exist.
+/// With [`Charge::idempotency_key`] the charge follows the replay contract of the
+/// [module docs](super): a repeat (a client's retry, `tx::retry` after the connection was lost at
+/// COMMIT) returns the first outcome and charges nothing, also while the first call is still in
+/// flight (the repeat waits for it on the user row, then answers its result); the key used with
+/// another amount, source, external id, API key or reason is [`Error::IdempotencyKeyReused`]
+/// naming the field, nothing written. [`Error::InvalidInput`], nothing written, for an amount
+/// outside `numeric(18,9)`, an overlong key, source or external id, or a negative balance beyond
+/// `-MAX_CREDITS`; [`Error::NotFound`] if the user does not exist. One round trip; a repeat reads
+/// the first outcome in a second one.
 #[tracing::instrument(skip_all)]
-pub async fn charge(ex: impl PgExecutor<'_>, charge: &Charge<'_>) -> Result<BalanceChange> {
+pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<BalanceChange> {
     let amount = credit_amount("charge amount", charge.amount)?;
-    let key = caller_key(charge.idempotency_key)?;
+    let key = caller_key(charge.user_id, charge.idempotency_key)?;
     let source = ident("ledger source", charge.source, 32)?;
     let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
+    let reason = clean_text(charge.reason, 128);
+    let api_key_id = charge.api_key_id.map(|k| k.to_string());
     let row = sqlx::query!(
-        r#"WITH prior AS (
-               SELECT id, user_id, delta, balance_after FROM credit_history
-               WHERE idempotency_key = $8),
-           u AS (
-               UPDATE user_account
-                  SET credits_balance = credits_balance - $2,
-                      updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM prior)
-                 AND ($7 OR credits_balance >= $2) AND credits_balance - $2 >= -$9::numeric
-               RETURNING id, credits_balance),
+        r#"WITH usr AS (
+               -- lock the user: a request of the user in flight (a duplicate among them) is
+               -- waited for, and the balance tested is the newest
+               SELECT id, credits_balance FROM user_account WHERE id = $1 FOR UPDATE),
            l AS (
+               -- the ledger row, if the balance allows it; a key already used writes nothing
                INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
                                            api_key_id, created_at, idempotency_key, balance_after)
-               SELECT gen_random_uuid(), u.id, -$2::numeric, $3, $4, $5, $6,
-                      now() AT TIME ZONE 'utc', $8, u.credits_balance
-               FROM u
-               RETURNING id)
+               SELECT gen_random_uuid(), usr.id, -$2::numeric, $3, $4, $5, $6,
+                      now() AT TIME ZONE 'utc', $8, usr.credits_balance - $2
+               FROM usr
+               WHERE ($7 OR usr.credits_balance >= $2)
+                 AND usr.credits_balance - $2 >= -$9::numeric
+               ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
+               RETURNING id),
+           u AS (
+               -- move the balance by the row written
+               UPDATE user_account a
+                  SET credits_balance = a.credits_balance - $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               FROM l WHERE a.id = $1
+               RETURNING a.credits_balance)
            SELECT (SELECT id FROM l) AS entry_id,
                   (SELECT credits_balance FROM u) AS new_balance,
-                  (SELECT credits_balance FROM user_account WHERE id = $1) AS current_balance,
-                  (SELECT id FROM prior) AS prior_id, (SELECT user_id FROM prior) AS prior_user,
-                  (SELECT delta FROM prior) AS prior_delta,
-                  (SELECT balance_after FROM prior) AS prior_balance"#,
+                  (SELECT credits_balance FROM usr) AS current_balance"#,
         charge.user_id,
         amount,
-        clean_text(charge.reason, 128),
+        reason,
         source,
         external_id,
-        charge.api_key_id.map(|k| k.to_string()),
+        api_key_id,
         charge.allow_negative,
         key,
         MAX_CREDITS,
     )
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    let prior = (
-        row.prior_id,
-        row.prior_user,
-        row.prior_delta,
-        row.prior_balance,
-    );
-    if let Some(outcome) = replayed(charge.user_id, -amount, prior, row.current_balance) {
-        return outcome;
-    }
-    match (row.entry_id, row.new_balance, row.current_balance) {
-        (Some(entry_id), Some(new_balance), _) => Ok(BalanceChange {
-            entry_id,
+    let balance = match (row.entry_id, row.new_balance, row.current_balance) {
+        (Some(entry_id), Some(new_balance), _) => {
+            return Ok(BalanceChange {
+                entry_id,
+                delta: -amount,
+                new_balance,
+            });
+        }
+        (_, _, None) => return Err(Error::NotFound),
+        (_, _, Some(balance)) => balance,
+    };
+    // Nothing written: the key names an earlier request (also one that committed while this one
+    // waited for it), or the balance refused the charge.
+    if let Some(key) = &key
+        && let Some(prior) = prior_by_key(conn, key).await?
+    {
+        let request = Request {
             delta: -amount,
-            new_balance,
-        }),
+            reason: &reason,
+            source: &source,
+            external_id: external_id.as_deref(),
+            api_key_id: api_key_id.as_deref(),
+        };
+        return replay(&request, prior, Some(balance));
+    }
+    if charge.allow_negative {
         // With `allow_negative` the only condition left to fail is the range.
-        (_, _, Some(_)) if charge.allow_negative => Err(Error::invalid_input(format!(
+        Err(Error::invalid_input(format!(
             "the charge would take the balance below -{MAX_CREDITS} (numeric(18,9))"
-        ))),
-        (_, _, Some(balance)) => Err(Error::InsufficientCredits {
+        )))
+    } else {
+        Err(Error::InsufficientCredits {
             user_id: charge.user_id,
             balance,
             requested: amount,
-        }),
-        _ => Err(Error::NotFound),
+        })
     }
 }
 
@@ -313,13 +400,7 @@ fn usage_cost(cost: Decimal) -> Result<Decimal> {
 /// so that no retry, resume or reaper can take the run while it is billed. [`Error::Superseded`]
 /// when the attempt no longer owns the plan.
 async fn lock_user_and_run(conn: &mut PgConnection, usage: &PlanUsage) -> Result<()> {
-    sqlx::query_scalar!(
-        "SELECT id FROM user_account WHERE id = $1 FOR UPDATE",
-        usage.user_id
-    )
-    .fetch_optional(&mut *conn)
-    .await?
-    .ok_or(Error::NotFound)?;
+    lock_user(&mut *conn, usage.user_id).await?;
     let owner = sqlx::query_scalar!(
         "SELECT run_attempt FROM plans WHERE id = $1 FOR SHARE",
         usage.attempt.plan_id
@@ -399,8 +480,10 @@ pub enum FinalBilling {
 /// `plan_failed_usage_cost`), always writing the row (zero delta if nothing is due) so that it
 /// guards the attempt.
 ///
-/// Safe to repeat: the row carries the key `usage_final:<attempt>`, so a repeat returns the first
-/// [`FinalBilling::Charged`]. A final row written by someone else (a Python worker) hits
+/// Safe to repeat (the replay contract of the [module docs](super)): the row carries the key
+/// `usage_final:<attempt>`, so a repeat of the same report returns the first
+/// [`FinalBilling::Charged`], also while the first is in flight (it waits on the user row); a
+/// repeat with another cost or outcome is [`Error::IdempotencyKeyReused`] (`cost`, `succeeded`). A final row written by someone else (a Python worker) hits
 /// `uq_credit_history_usage_billing_final` (`ON CONFLICT DO NOTHING`): [`FinalBilling::AlreadyBilled`].
 /// [`Error::Superseded`], nothing billed, when the attempt no longer owns the plan. One
 /// transaction: two locks + one statement (5 round trips).
@@ -416,11 +499,15 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
     crate::tx::transaction(conn, async |tx| {
         lock_user_and_run(&mut *tx, usage).await?;
         let row = sqlx::query!(
-            r#"WITH prior AS (SELECT delta FROM credit_history WHERE idempotency_key = $6),
+            r#"WITH prior AS (
+                   -- this attempt's final row, if billed before (the user lock is held)
+                   SELECT delta, reason FROM credit_history WHERE idempotency_key = $6),
                already AS (
+                   -- what the attempt's progress rows took
                    SELECT coalesce(-sum(delta), 0) AS amt FROM credit_history
                    WHERE source = 'usage_billing_progress' AND external_id = $2),
                l AS (
+                   -- the final row: the rest of the cost, not below zero
                    INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
                                                api_key_id, created_at, idempotency_key)
                    SELECT gen_random_uuid(), $1, -greatest(round($3 - already.amt, 9), 0), $5,
@@ -433,7 +520,11 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
                       SET credits_balance = credits_balance + l.delta,
                           updated_at = now() AT TIME ZONE 'utc'
                    FROM l WHERE id = $1 AND l.delta <> 0)
-               SELECT (SELECT delta FROM prior) AS prior_delta, (SELECT delta FROM l) AS delta"#,
+               SELECT (SELECT delta FROM prior) AS prior_delta,
+                      (SELECT reason FROM prior) AS prior_reason,
+                      (SELECT -greatest(round($3 - already.amt, 9), 0) FROM already)
+                          AS expected_delta,
+                      (SELECT delta FROM l) AS delta"#,
             usage.user_id,
             usage.attempt.plan_id.to_string(),
             cost,
@@ -443,7 +534,17 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
         )
         .fetch_one(&mut *tx)
         .await?;
-        Ok(match row.prior_delta.or(row.delta) {
+        if let Some(prior) = row.prior_delta {
+            // A repeat: the same report answers the first outcome (replay contract).
+            if row.prior_reason.as_deref() != Some(reason) {
+                return Err(Error::idempotency_key_reused("succeeded"));
+            }
+            if row.expected_delta != Some(prior) {
+                return Err(Error::idempotency_key_reused("cost"));
+            }
+            return Ok(FinalBilling::Charged { charged: -prior });
+        }
+        Ok(match row.delta {
             Some(d) => FinalBilling::Charged { charged: -d },
             None => FinalBilling::AlreadyBilled,
         })
@@ -452,19 +553,41 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
 }
 
 /// Settle a plan's open usage rows (`usage_billing_progress` and `usage_billing` →
-/// `usage_billing_settled`), closing the attempt. Retry, resume and the reaper do this themselves in
-/// the same statement as the state change; this is for callers that re-queue by other means.
-/// Returns the rows settled. One round trip.
+/// `usage_billing_settled`), closing the attempt, so that the next attempt is billed afresh.
+///
+/// **The settle rule** lives in one place, the SQL function `planexe_settle_plan_usage`
+/// (migration 0071), and every path that ends an attempt to queue the plan again uses it in the
+/// same statement as its state change: [`retry`](super::plans::retry),
+/// [`resume`](super::plans::resume), the reaper ([`requeue_stale`](super::plans::requeue_stale))
+/// and this function, for callers that re-queue by other means (a Python service's retry).
+///
+/// Refused with [`Error::InvalidTransition`] (`from` = `processing`) while the plan is
+/// processing: its live attempt would otherwise bill its whole cumulative cost again. A removed
+/// plan is [`Error::NotFound`]. Holds the plan row `FOR UPDATE`, so billing of the attempt
+/// (which holds it `FOR SHARE`) is never settled half-way. Returns the rows settled. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn settle_plan_usage(ex: impl PgExecutor<'_>, plan_id: Uuid) -> Result<u64> {
-    let done = sqlx::query!(
-        r#"UPDATE credit_history SET source = 'usage_billing_settled'
-           WHERE external_id = $1 AND source IN ('usage_billing_progress', 'usage_billing')"#,
-        plan_id.to_string(),
+    let row = sqlx::query!(
+        r#"WITH cur AS (
+               -- the plan, locked against billing and claims while it is settled
+               SELECT id, state::text AS state FROM plans WHERE id = $1 FOR UPDATE)
+           SELECT cur.state,
+                  CASE WHEN cur.state IS DISTINCT FROM 'processing'
+                       THEN planexe_settle_plan_usage(cur.id::text) END AS settled
+           FROM cur"#,
+        plan_id,
     )
-    .execute(ex)
-    .await?;
-    Ok(done.rows_affected())
+    .fetch_optional(ex)
+    .await?
+    .ok_or(Error::NotFound)?;
+    match row.settled {
+        Some(n) => Ok(u64::try_from(n).unwrap_or_default()),
+        None => Err(Error::InvalidTransition {
+            from: row.state.unwrap_or_else(|| "NULL".to_owned()),
+            to: "settled (usage billing)".to_owned(),
+        }),
+    }
 }
 
 /// Spend of one API key.
@@ -491,21 +614,54 @@ pub async fn spend_by_api_key(ex: impl PgExecutor<'_>, key_ids: &[Uuid]) -> Resu
     .await?)
 }
 
-/// A user's ledger, newest first. One round trip.
+impl CreditEntry {
+    /// This row's place in the ledger, for the next [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<Uuid> {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A user's ledger, newest first (rows without a time last, ties by id descending), by keyset:
+/// at most `page.limit` rows after `page.after`. Each part of the page is a range of
+/// `ix_credit_history_user_id_created_at_desc` (migration 0072) starting at the cursor, so a deep
+/// page costs what the first one costs. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: Uuid,
-    page: PageRequest,
+    page: Keyset<Uuid>,
 ) -> Result<Vec<CreditEntry>> {
     Ok(sqlx::query_as!(
         CreditEntry,
-        r#"SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
-           FROM credit_history WHERE user_id = $1
-           ORDER BY created_at DESC NULLS LAST, id LIMIT $2 OFFSET $3"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", delta AS "delta!", reason AS "reason!",
+                  source AS "source!", external_id, api_key_id,
+                  created_at AS "created_at: DateTime<Utc>"
+           FROM (
+               -- rows with a time, from the cursor on (none once past them)
+               (SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
+                FROM credit_history
+                WHERE user_id = $1 AND NOT $5
+                  AND created_at <= coalesce($2, 'infinity'::timestamp)
+                  AND (created_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)
+               UNION ALL
+               -- then the rows without one (by id, in the index's order)
+               (SELECT id, user_id, delta, reason, source, external_id, api_key_id, created_at
+                FROM credit_history
+                WHERE user_id = $1 AND created_at IS NULL AND (NOT $5 OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)) page
+           ORDER BY created_at DESC NULLS LAST, id DESC
+           LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
+        page.past_dated(),
     )
     .fetch_all(ex)
     .await?)

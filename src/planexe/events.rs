@@ -7,8 +7,9 @@ use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{EventType, json_absent, json_text};
-use crate::error::Result;
+use super::plans::Attempt;
+use super::{EventType, MAX_PAGE_ROWS, json_absent, json_text};
+use crate::error::{Error, Result};
 
 /// One row of `events`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -55,8 +56,50 @@ pub async fn append(
     .normalized())
 }
 
+/// Append an event of a worker's run: written only while `attempt` owns its plan, with
+/// `task_id` = the plan in its context. A run that was taken (stop + retry, resume, the reaper, a
+/// Python service's re-queue) records nothing: [`Error::Superseded`]. The plan row is held
+/// `FOR SHARE` while the event is written, so no re-queue slips in between. One round trip.
+#[tracing::instrument(skip_all, fields(%event_type, plan_id = %attempt.plan_id))]
+pub async fn append_for_run(
+    ex: impl PgExecutor<'_>,
+    attempt: Attempt,
+    event_type: EventType,
+    message: &str,
+    context: Option<&Value>,
+) -> Result<Event> {
+    let message = super::clean_text(message, usize::MAX);
+    let mut ctx = match context {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    ctx.insert("task_id".into(), Value::String(attempt.plan_id.to_string()));
+    let ctx = Value::Object(ctx);
+    sqlx::query_as!(
+        Event,
+        r#"WITH run AS (
+               -- the run still owns its plan (held against a re-queue while we write)
+               SELECT id FROM plans WHERE id = $4 AND run_attempt = $5 FOR SHARE)
+           INSERT INTO events ("timestamp", event_type, message, context)
+           SELECT now() AT TIME ZONE 'utc', $1, $2, $3::text::json FROM run
+           RETURNING id, "timestamp", event_type, message, context"#,
+        event_type as EventType,
+        message,
+        json_text(Some(&ctx)),
+        attempt.plan_id,
+        attempt.token,
+    )
+    .fetch_optional(ex)
+    .await?
+    .map(Event::normalized)
+    .ok_or(Error::Superseded {
+        plan_id: attempt.plan_id,
+    })
+}
+
 /// Events of one plan (`context.task_id`, served by `ix_events_task_id`), oldest first, at most
-/// `limit`. Events whose context holds a lone surrogate (written by Python) are found too.
+/// `limit` (clamped to 1..=[`MAX_PAGE_ROWS`], as in every list here). Events whose context holds
+/// a lone surrogate (written by Python) are found too.
 /// One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_by_plan(
@@ -70,14 +113,15 @@ pub async fn list_by_plan(
            FROM events WHERE planexe_event_task_id(context) = $1::uuid::text
            ORDER BY id LIMIT $2"#,
         plan_id,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Latest events of one type, newest first. One round trip.
+/// Latest events of one type, newest first, at most `limit` (clamped to 1..=[`MAX_PAGE_ROWS`]).
+/// One round trip.
 #[tracing::instrument(skip_all, fields(%event_type))]
 pub async fn list_by_type(
     ex: impl PgExecutor<'_>,
@@ -90,14 +134,15 @@ pub async fn list_by_type(
            FROM events WHERE event_type = $1
            ORDER BY "timestamp" DESC, id DESC LIMIT $2"#,
         event_type as EventType,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Events with `from <= timestamp < to`, oldest first. One round trip.
+/// Events with `from <= timestamp < to`, oldest first, at most `limit` (clamped to
+/// 1..=[`MAX_PAGE_ROWS`]). One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn list_in_range(
     ex: impl PgExecutor<'_>,
@@ -112,14 +157,15 @@ pub async fn list_in_range(
            ORDER BY "timestamp", id LIMIT $3"#,
         from.naive_utc(),
         to.naive_utc(),
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;
     Ok(rows.into_iter().map(Event::normalized).collect())
 }
 
-/// Polling: events with `id > after_id`, in id order. One round trip.
+/// Polling: events with `id > after_id`, in id order, at most `limit` (clamped to
+/// 1..=[`MAX_PAGE_ROWS`]; the last id is the next `after_id`, a keyset). One round trip.
 ///
 /// Serial ids are assigned at insert, not at commit: a poller that must never miss an event should
 /// re-read a short overlap (e.g. the last few seconds) and de-duplicate by id.
@@ -130,7 +176,7 @@ pub async fn list_since(ex: impl PgExecutor<'_>, after_id: i32, limit: i64) -> R
         r#"SELECT id, "timestamp", event_type, message, context
            FROM events WHERE id > $1 ORDER BY id LIMIT $2"#,
         after_id,
-        limit,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?;

@@ -5,7 +5,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
-use super::{PageRequest, PlanState, clean_opt, clean_text};
+use super::{Cursor, Keyset, PlanState, clean_opt, clean_text};
 use crate::error::{Error, Result};
 
 /// One row of `feedback_item`.
@@ -127,47 +127,66 @@ pub async fn summary_for_user(ex: impl PgExecutor<'_>, user_id: &str) -> Result<
     .await?)
 }
 
-/// Feedback on one plan, newest first (ties by id, so the order is stable). At most
-/// `page.limit` rows (clamped to 1..=200) after skipping `page.offset`. Served by
-/// `ix_feedback_item_plan_id`. One round trip.
+impl FeedbackItem {
+    /// This row's place in the list, for the next [`list_for_plan`] / [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<String> {
+        Cursor {
+            at: Some(self.received_at),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// Feedback on one plan, newest first (ties by id, descending), by keyset: at most `page.limit`
+/// rows after `page.after`, read from `ix_feedback_item_plan_id_received_at_desc` (migration
+/// 0077) starting at the cursor. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
-    page: PageRequest,
+    page: Keyset<String>,
 ) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,
         r#"SELECT id, received_at, category, message, plan_id, rating, user_id, plan_progress_pct,
                   plan_state, plan_current_step
-           FROM feedback_item WHERE plan_id = $1
-           ORDER BY received_at DESC, id LIMIT $2 OFFSET $3"#,
+           FROM feedback_item
+           WHERE plan_id = $1
+             AND received_at <= coalesce($2, 'infinity'::timestamp)
+             AND (received_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY received_at DESC, id DESC LIMIT $4"#,
         plan_id.to_string(),
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?)
 }
 
-/// Feedback of one user (the user id string as stored), newest first (ties by id), including
-/// feedback that names no plan. At most `page.limit` rows (clamped to 1..=200) after skipping
-/// `page.offset`. Served by `ix_feedback_item_user_id`. One round trip.
+/// Feedback of one user (the user id string as stored), newest first (ties by id, descending),
+/// including feedback that names no plan, by keyset: at most `page.limit` rows after
+/// `page.after`, read from `ix_feedback_item_user_id_received_at_desc` (migration 0078) starting
+/// at the cursor. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
-    page: PageRequest,
+    page: Keyset<String>,
 ) -> Result<Vec<FeedbackItem>> {
     Ok(sqlx::query_as!(
         FeedbackItem,
         r#"SELECT id, received_at, category, message, plan_id, rating, user_id, plan_progress_pct,
                   plan_state, plan_current_step
-           FROM feedback_item WHERE user_id = $1
-           ORDER BY received_at DESC, id LIMIT $2 OFFSET $3"#,
+           FROM feedback_item
+           WHERE user_id = $1
+             AND received_at <= coalesce($2, 'infinity'::timestamp)
+             AND (received_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY received_at DESC, id DESC LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?)

@@ -32,6 +32,35 @@
 //!   **Content** (prompts, progress text, error messages, labels, profile fields) is cut to its
 //!   column width, as PlanExe cuts it.
 //!
+//! # The replay contract
+//!
+//! Every write that takes an idempotency key, or has a natural one, answers a repeat the way
+//! Stripe and TigerBeetle do. The writes: [`credit_history::charge`] and [`credit_history::grant`]
+//! (the caller's key), [`payment_record::apply`] (the provider payment id),
+//! [`credit_history::bill_usage_progress`] and [`credit_history::bill_usage_final`] (the run
+//! attempt, and for progress its cumulative cost), [`user_api_key::create`] (the raw key, made
+//! once by the caller), [`user_account::claim_free_plan`] (the caller's claim key), and
+//! [`shop::orders::create`](crate::shop::orders::create) (the caller's key).
+//!
+//! 1. **Same key, same request: the original result.** Whether the first call committed long ago,
+//!    a moment ago, or is still in flight, a repeat returns what the first returned and applies
+//!    nothing. A concurrent duplicate waits for the first (on the row the first holds: the user,
+//!    the payment's unique key, the shop's order key) and then answers its result; it never gets
+//!    [`Error::Conflict`]. If the first rolled back, the repeat is a first call.
+//! 2. **Same key, different request: a typed error naming the field.** The key used again with
+//!    another amount, source, external id, API key, reason, user, credits, currency or label is
+//!    [`Error::IdempotencyKeyReused`] with that `field`; nothing is written and the first outcome
+//!    stands.
+//! 3. **Keys are scoped to their user (or shop).** One user's key never collides with another's,
+//!    and an answer never reveals that another user used a key. (A provider payment id is scoped
+//!    to its provider: the payment is the provider's, so the same id for another user is refused
+//!    naming `user`.)
+//! 4. **Keys have a length limit and are never cut.** A caller's key is at most 128 characters
+//!    ([`credit_history::MAX_IDEMPOTENCY_KEY_CHARS`],
+//!    [`user_account::MAX_FREE_PLAN_CLAIM_KEY_CHARS`]); a provider payment id at most 256. A longer
+//!    key is refused with [`Error::InvalidInput`] naming the field, never truncated (two keys with
+//!    a common prefix would become one).
+//!
 //! # Safe to retry
 //!
 //! `tx::retry` repeats an operation after a retryable error, and a lost connection is retryable even
@@ -40,12 +69,13 @@
 //!
 //! | operation | how |
 //! | --- | --- |
-//! | [`credit_history::charge`], [`credit_history::grant`] | with a caller's idempotency key: a repeat returns the first outcome (`uq_credit_history_idempotency_key`) |
+//! | [`credit_history::charge`], [`credit_history::grant`] | with a caller's idempotency key: the replay contract (`uq_credit_history_idempotency_key`, key `caller:<user>:<key>`) |
 //! | [`credit_history::bill_usage_progress`] | key derived from the run attempt and cumulative cost: a repeat returns the first answer |
 //! | [`credit_history::bill_usage_final`] | key derived from the run attempt: a repeat returns the first `Charged` |
-//! | [`payment_record::apply`] | the provider payment id: a repeat answers `Duplicate`, credited once |
+//! | [`payment_record::apply`] | the provider payment id: a repeat answers the first `Applied`, credited once |
 //! | [`user_api_key::create`] | the caller generates the raw key once, outside the retry; a repeat returns the same key |
-//! | [`user_account::sign_in`], [`user_account::ensure_admin`], [`user_account::claim_free_plan`] | upserts / state checks |
+//! | [`user_account::claim_free_plan`] | the caller's claim key: a repeat of the claim that used the free plan answers `true` again |
+//! | [`user_account::sign_in`], [`user_account::ensure_admin`] | upserts |
 //! | [`plans::update_progress`], [`plans::store_artifacts`], [`plans::store_zip_snapshot`], [`workers::heartbeat`] | overwrite with the same values |
 //!
 //! Not idempotent, so not to be retried blindly after an unknown outcome: [`plans::enqueue`] (a
@@ -55,7 +85,9 @@
 //! whose repeat is refused with [`Error::InvalidTransition`] after the first one went through (read
 //! the plan's state to learn the outcome).
 
+use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
 use sqlx::postgres::PgTypeInfo;
 use sqlx::{Encode, Postgres, Type};
 
@@ -256,11 +288,13 @@ pub(crate) fn secs(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
 
-/// Which slice of a list to return (a request; planexe lists are offset-paged): `limit` rows after
-/// skipping `offset`. Not to be confused with shop's `Page<T>`, a response.
+/// Which slice of a list to return by offset: `limit` rows after skipping `offset`. Only
+/// [`plans::list_by_user`] still pages this way (a deep offset reads every row it skips); every
+/// other list, and [`plans::list_by_user_keyset`], pages by [`Keyset`]. Not to be confused with
+/// shop's `Page<T>`, a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageRequest {
-    /// Maximum rows returned (clamped to 1..=200).
+    /// Maximum rows returned (clamped to 1..=[`MAX_PAGE_ROWS`]).
     pub limit: i64,
     /// Rows skipped.
     pub offset: i64,
@@ -277,9 +311,85 @@ impl Default for PageRequest {
 
 impl PageRequest {
     pub(crate) fn limit(&self) -> i64 {
-        self.limit.clamp(1, 200)
+        self.limit.clamp(1, MAX_PAGE_ROWS)
     }
     pub(crate) fn offset(&self) -> i64 {
         self.offset.max(0)
+    }
+}
+
+/// The most rows one page of any planexe list returns; larger limits are clamped to it.
+pub const MAX_PAGE_ROWS: i64 = 200;
+
+/// Where a page of a newest-first list ended: the sort time and id of its last row (each list's
+/// row type has a `cursor()`). Hand it back in [`Keyset::after`] for the next page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor<I> {
+    /// The row's sort time (`created_at`, `timestamp_created`, `timestamp`, `received_at`);
+    /// `None` for a row without one (sorted last).
+    pub at: Option<DateTime<Utc>>,
+    /// The row's id (ties on the time are ordered by id, descending).
+    pub id: I,
+}
+
+/// A keyset page request for a list ordered newest first (time descending, rows without a time
+/// last, ties by id descending): at most `limit` rows (clamped to 1..=[`MAX_PAGE_ROWS`]) that
+/// sort after `after`, the [`Cursor`] of the previous page's last row (`None`: the first page).
+///
+/// Unlike an offset, a deep page costs what the first one costs: each list reads from an index
+/// in its own order, starting at the cursor, and reads at most `limit` rows (plus `limit` rows
+/// without a time, once the dated ones run out). Rows inserted while a client pages never shift
+/// a page or repeat a row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Keyset<I> {
+    /// Maximum rows returned (clamped to 1..=[`MAX_PAGE_ROWS`]).
+    pub limit: i64,
+    /// The previous page's last row; `None` for the first page.
+    pub after: Option<Cursor<I>>,
+}
+
+impl<I> Default for Keyset<I> {
+    fn default() -> Self {
+        Keyset {
+            limit: 50,
+            after: None,
+        }
+    }
+}
+
+impl<I> Keyset<I> {
+    /// The first page of at most `limit` rows.
+    pub fn first(limit: i64) -> Self {
+        Keyset { limit, after: None }
+    }
+
+    /// The page of at most `limit` rows after `cursor`.
+    pub fn after(limit: i64, cursor: Cursor<I>) -> Self {
+        Keyset {
+            limit,
+            after: Some(cursor),
+        }
+    }
+
+    pub(crate) fn limit(&self) -> i64 {
+        self.limit.clamp(1, MAX_PAGE_ROWS)
+    }
+
+    /// The cursor's time as bound (`NULL` on the first page or after a row without a time).
+    pub(crate) fn at(&self) -> Option<chrono::NaiveDateTime> {
+        self.after
+            .as_ref()
+            .and_then(|c| c.at)
+            .map(|t| t.naive_utc())
+    }
+
+    /// The cursor's id (`NULL` on the first page).
+    pub(crate) fn id(&self) -> Option<&I> {
+        self.after.as_ref().map(|c| &c.id)
+    }
+
+    /// Whether the previous page ended among the rows without a time (so no dated row is left).
+    pub(crate) fn past_dated(&self) -> bool {
+        matches!(&self.after, Some(Cursor { at: None, .. }))
     }
 }

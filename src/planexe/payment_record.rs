@@ -4,11 +4,11 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use serde::Serialize;
 use serde_json::Value;
-use sqlx::PgExecutor;
+use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{MAX_CREDITS, credit_amount, ident, json_absent, json_text};
+use super::{Cursor, Keyset, MAX_CREDITS, credit_amount, ident, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `payment_record`.
@@ -58,32 +58,42 @@ pub struct NewPayment<'a> {
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum PaymentOutcome {
-    /// Recorded and credited.
+    /// Recorded and credited: by this call, or, for a repeat of the same payment, by the first
+    /// call, whose outcome (its payment row and the balance right after it) this is.
     Applied {
-        /// The new `payment_record` row.
+        /// The `payment_record` row.
         payment_id: Uuid,
-        /// The user's balance afterwards.
+        /// The user's balance right after the payment was credited.
         new_balance: Decimal,
     },
-    /// This provider payment was applied before (or concurrently); nothing changed.
-    Duplicate,
+    /// The same payment was recorded by another writer (a Python service), which keeps no
+    /// outcome to replay; nothing changed.
+    Duplicate {
+        /// The `payment_record` row that writer made.
+        payment_id: Uuid,
+    },
 }
 
 /// Apply a payment once: the `payment_record` row (status `completed`), the ledger row
-/// (`credits_purchased`, source = provider, external id = provider payment id), the balance increment
-/// and a `GENERIC_EVENT` are written by one statement. The insert is gated by
-/// `uq_payment_record_provider_payment_id` with `ON CONFLICT DO NOTHING`: the same payment delivered
-/// again — concurrently (webhook + success page) or later — credits nothing and returns
-/// [`PaymentOutcome::Duplicate`]. That makes `apply` safe to repeat after an unknown outcome (a
-/// connection lost at COMMIT): the repeat answers `Duplicate`, and the payment was credited once.
+/// (`credits_purchased`, source = provider, external id = provider payment id, with the balance
+/// after it), the balance increment and a `GENERIC_EVENT` are written by one statement.
+///
+/// The provider payment id is the payment's natural idempotency key, scoped to its provider, and
+/// `apply` follows the replay contract of the [module docs](super): the same payment delivered
+/// again — concurrently (webhook + success page; the repeat waits for the first on
+/// `uq_payment_record_provider_payment_id`), later, or by `tx::retry` after a connection lost at
+/// COMMIT — credits nothing and answers the first outcome, [`PaymentOutcome::Applied`] with the
+/// first call's payment row and balance ([`PaymentOutcome::Duplicate`] when a Python service
+/// recorded it). The same payment id with another user, credits, amount or currency is
+/// [`Error::IdempotencyKeyReused`] naming the field; nothing is written.
 ///
 /// Identifiers are never cut: a provider longer than 32, a payment id longer than 256 or a currency
-/// longer than 16 characters is [`Error::InvalidInput`] naming the field. So is an amount of
-/// credits outside `numeric(18,9)` or one that would take the balance beyond [`MAX_CREDITS`];
-/// nothing is written. [`Error::NotFound`] if the user does not exist (nothing is written). One
-/// round trip.
+/// longer than 16 characters is [`Error::InvalidInput`] naming the field. So is a negative amount
+/// paid, and an amount of credits outside `numeric(18,9)` or one that would take the balance
+/// beyond [`MAX_CREDITS`]; nothing is written. [`Error::NotFound`] if the user does not exist
+/// (nothing is written). One round trip for a new payment, two for a repeat.
 #[tracing::instrument(skip_all)]
-pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
+pub async fn apply(conn: &mut PgConnection, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
     let credits = credit_amount("payment credits", payment.credits)?;
     let provider = ident("payment provider", payment.provider, 32)?;
     let provider_payment_id = ident("provider payment id", payment.provider_payment_id, 256)?;
@@ -93,12 +103,15 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
             "provider and provider payment id are required",
         ));
     }
+    if payment.amount < 0 {
+        return Err(Error::invalid_input("payment amount must not be negative"));
+    }
     let row = sqlx::query!(
         r#"WITH usr AS (
+               -- the user, if the credits keep the balance in range
                SELECT id FROM user_account WHERE id = $1 AND credits_balance + $4 <= $8),
-           known AS (
-               SELECT 1 FROM payment_record WHERE provider = $2 AND provider_payment_id = $3),
            pay AS (
+               -- the payment row; a repeat (also one in flight) meets the unique index
                INSERT INTO payment_record (id, user_id, provider, provider_payment_id, credits,
                                            amount, currency, status, raw_payload, created_at)
                SELECT gen_random_uuid(), usr.id, $2, $3, $4, $5, $6, 'completed', $7::text::json,
@@ -106,19 +119,22 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
                FROM usr
                ON CONFLICT (provider, provider_payment_id) DO NOTHING
                RETURNING id, user_id, credits),
-           ledger AS (
-               INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
-                                           created_at)
-               SELECT gen_random_uuid(), pay.user_id, pay.credits, 'credits_purchased', $2, $3,
-                      now() AT TIME ZONE 'utc'
-               FROM pay),
            bal AS (
+               -- credit the balance
                UPDATE user_account a
                   SET credits_balance = a.credits_balance + pay.credits,
                       updated_at = now() AT TIME ZONE 'utc'
                FROM pay WHERE a.id = pay.user_id
                RETURNING a.credits_balance),
+           ledger AS (
+               -- the ledger row, with the balance after it: the outcome a repeat answers
+               INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
+                                           created_at, balance_after)
+               SELECT gen_random_uuid(), pay.user_id, pay.credits, 'credits_purchased', $2, $3,
+                      now() AT TIME ZONE 'utc', bal.credits_balance
+               FROM pay, bal),
            event AS (
+               -- the purchase event
                INSERT INTO events ("timestamp", event_type, message, context)
                SELECT now() AT TIME ZONE 'utc', 'GENERIC_EVENT', 'Credits purchased',
                       json_build_object('user_id', pay.user_id::text, 'provider', $2::text,
@@ -126,7 +142,6 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
                FROM pay)
            SELECT EXISTS (SELECT 1 FROM user_account WHERE id = $1) AS "user_exists!",
                   EXISTS (SELECT 1 FROM usr) AS "in_range!",
-                  EXISTS (SELECT 1 FROM known) AS "known!",
                   (SELECT id FROM pay) AS payment_id,
                   (SELECT credits_balance FROM bal) AS new_balance"#,
         payment.user_id,
@@ -138,19 +153,60 @@ pub async fn apply(ex: impl PgExecutor<'_>, payment: &NewPayment<'_>) -> Result<
         json_text(payment.raw_payload),
         MAX_CREDITS,
     )
-    .fetch_one(ex)
+    .fetch_one(&mut *conn)
     .await?;
-    match (row.user_exists, row.payment_id, row.new_balance) {
-        (false, _, _) => Err(Error::NotFound),
-        (true, None, _) if !row.in_range && !row.known => Err(Error::invalid_input(format!(
-            "the payment would take the balance above {MAX_CREDITS} (numeric(18,9))"
-        ))),
-        (true, Some(payment_id), Some(new_balance)) => Ok(PaymentOutcome::Applied {
+    if let (Some(payment_id), Some(new_balance)) = (row.payment_id, row.new_balance) {
+        return Ok(PaymentOutcome::Applied {
             payment_id,
             new_balance,
-        }),
-        (true, _, _) => Ok(PaymentOutcome::Duplicate),
+        });
     }
+    // Not written: the payment is known (this statement's fresh snapshot sees a first call that
+    // committed while we waited), or the user is missing or would leave the range.
+    let prior = sqlx::query!(
+        r#"SELECT p.id, p.user_id, p.credits, p.amount, p.currency,
+                  (SELECT c.balance_after FROM credit_history c
+                   WHERE c.external_id = p.provider_payment_id AND c.source = p.provider
+                     AND c.reason = 'credits_purchased' AND c.balance_after IS NOT NULL
+                   ORDER BY c.created_at LIMIT 1) AS balance_after
+           FROM payment_record p WHERE p.provider = $1 AND p.provider_payment_id = $2"#,
+        provider,
+        provider_payment_id,
+    )
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some(prior) = prior else {
+        return Err(if !row.user_exists {
+            Error::NotFound
+        } else {
+            Error::invalid_input(format!(
+                "the payment would take the balance above {MAX_CREDITS} (numeric(18,9))"
+            ))
+        });
+    };
+    let differs = if prior.user_id != payment.user_id {
+        Some("user")
+    } else if prior.credits != credits {
+        Some("credits")
+    } else if prior.amount != payment.amount {
+        Some("amount")
+    } else if prior.currency != currency {
+        Some("currency")
+    } else {
+        None
+    };
+    if let Some(field) = differs {
+        return Err(Error::idempotency_key_reused(field));
+    }
+    Ok(match prior.balance_after {
+        Some(new_balance) => PaymentOutcome::Applied {
+            payment_id: prior.id,
+            new_balance,
+        },
+        None => PaymentOutcome::Duplicate {
+            payment_id: prior.id,
+        },
+    })
 }
 
 /// A payment by provider and provider payment id. [`Error::NotFound`] if absent;
@@ -180,15 +236,57 @@ pub async fn get_by_provider_id(
     .ok_or(Error::NotFound)
 }
 
-/// A user's payments, newest first. One round trip.
+impl PaymentRecord {
+    /// This row's place in the list, for the next [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<Uuid> {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A user's payments, newest first (rows without a time last, ties by id descending), by keyset:
+/// at most `page.limit` rows after `page.after`, read from
+/// `ix_payment_record_user_id_created_at_desc` (migration 0073) starting at the cursor. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<PaymentRecord>> {
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    page: Keyset<Uuid>,
+) -> Result<Vec<PaymentRecord>> {
     let rows = sqlx::query_as!(
         PaymentRecord,
-        r#"SELECT id, user_id, provider, provider_payment_id, credits, amount, currency, status,
-                  raw_payload, created_at
-           FROM payment_record WHERE user_id = $1 ORDER BY created_at DESC NULLS LAST, id"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", provider AS "provider!",
+                  provider_payment_id AS "provider_payment_id!", credits AS "credits!",
+                  amount AS "amount!", currency AS "currency!", status AS "status!", raw_payload,
+                  created_at AS "created_at: DateTime<Utc>"
+           FROM (
+               -- rows with a time, from the cursor on (none once past them)
+               (SELECT id, user_id, provider, provider_payment_id, credits, amount, currency,
+                       status, raw_payload, created_at
+                FROM payment_record
+                WHERE user_id = $1 AND NOT $5
+                  AND created_at <= coalesce($2, 'infinity'::timestamp)
+                  AND (created_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)
+               UNION ALL
+               -- then the rows without one (by id, in the index's order)
+               (SELECT id, user_id, provider, provider_payment_id, credits, amount, currency,
+                       status, raw_payload, created_at
+                FROM payment_record
+                WHERE user_id = $1 AND created_at IS NULL AND (NOT $5 OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)) page
+           ORDER BY created_at DESC NULLS LAST, id DESC
+           LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
+        page.limit(),
+        page.past_dated(),
     )
     .fetch_all(ex)
     .await?;

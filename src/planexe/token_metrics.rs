@@ -7,7 +7,8 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{PageRequest, clean_opt, clean_text, json_absent, json_text};
+use super::plans::Attempt;
+use super::{Cursor, Keyset, clean_opt, clean_text, json_absent, json_text};
 use crate::error::{Error, Result};
 
 /// One row of `token_metrics`.
@@ -78,27 +79,46 @@ pub struct NewTokenMetric<'a> {
     pub error_message: Option<&'a str>,
     /// Raw usage block.
     pub raw_usage_data: Option<&'a Value>,
+    /// The worker's run the call belongs to. When set, the metric is recorded only while the run
+    /// owns its plan (its `task_id` is the run's plan): a superseded run records nothing
+    /// ([`Error::Superseded`]).
+    pub attempt: Option<Attempt>,
 }
 
-/// Record one LLM call. One round trip.
+/// Record one LLM call. With [`NewTokenMetric::attempt`], only while that run owns its plan (the
+/// plan row held `FOR SHARE` meanwhile), else [`Error::Superseded`] and nothing is written; a
+/// `plan_id` that is not the run's plan is [`Error::InvalidInput`]. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<TokenMetric> {
     if m.llm_model.is_empty() {
         return Err(Error::invalid_input("llm_model is required"));
     }
-    let mut row = sqlx::query_as!(
+    let plan_id = match (m.attempt, m.plan_id) {
+        (Some(run), Some(plan)) if plan != run.plan_id => {
+            return Err(Error::invalid_input(
+                "token metric plan id is not the plan of its run attempt",
+            ));
+        }
+        (Some(run), _) => Some(run.plan_id),
+        (None, plan) => plan,
+    };
+    let row = sqlx::query_as!(
         TokenMetric,
-        r#"INSERT INTO token_metrics ("timestamp", llm_model, task_id, user_id, api_key_id,
+        r#"WITH run AS (
+               -- the run still owns its plan (held against a re-queue while we write)
+               SELECT id FROM plans WHERE id = $2::text::uuid AND run_attempt = $15 FOR SHARE)
+           INSERT INTO token_metrics ("timestamp", llm_model, task_id, user_id, api_key_id,
                                      upstream_provider, upstream_model, input_tokens,
                                      output_tokens, thinking_tokens, cost_usd, duration_seconds,
                                      success, error_message, raw_usage_data)
-           VALUES (now() AT TIME ZONE 'utc', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
-                   $13, $14::text::json)
+           SELECT now() AT TIME ZONE 'utc', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+                  $13, $14::text::json
+           WHERE $15::uuid IS NULL OR EXISTS (SELECT 1 FROM run)
            RETURNING id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                      upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                      duration_seconds, success, error_message, raw_usage_data"#,
         clean_text(m.llm_model, 255),
-        m.plan_id.map(|p| p.to_string()),
+        plan_id.map(|p| p.to_string()),
         clean_opt(m.user_id, 255),
         m.api_key_id.map(|k| k.to_string()),
         clean_opt(m.upstream_provider, 255),
@@ -111,11 +131,16 @@ pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<T
         m.success,
         m.error_message.map(|e| clean_text(e, usize::MAX)),
         json_text(m.raw_usage_data),
+        m.attempt.map(|a| a.token),
     )
-    .fetch_one(ex)
+    .fetch_optional(ex)
     .await?;
-    row.raw_usage_data = json_absent(row.raw_usage_data);
-    Ok(row)
+    match row {
+        Some(row) => Ok(row.normalized()),
+        None => Err(Error::Superseded {
+            plan_id: plan_id.unwrap_or_default(),
+        }),
+    }
 }
 
 impl TokenMetric {
@@ -125,25 +150,39 @@ impl TokenMetric {
     }
 }
 
-/// The calls of one plan, newest first (ties by id, newest first). At most `page.limit` rows
-/// (clamped to 1..=200) after skipping `page.offset`. Served by `ix_token_metrics_task_id`.
-/// One round trip.
+impl TokenMetric {
+    /// This row's place in the list, for the next [`list_for_plan`] / [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<i32> {
+        Cursor {
+            at: Some(self.timestamp),
+            id: self.id,
+        }
+    }
+}
+
+/// The calls of one plan, newest first (ties by id, newest first), by keyset: at most
+/// `page.limit` rows after `page.after`, read from `ix_token_metrics_task_id_timestamp_desc`
+/// (migration 0075) starting at the cursor. One round trip.
 #[tracing::instrument(skip_all, fields(%plan_id))]
 pub async fn list_for_plan(
     ex: impl PgExecutor<'_>,
     plan_id: Uuid,
-    page: PageRequest,
+    page: Keyset<i32>,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,
         r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                   upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                   duration_seconds, success, error_message, raw_usage_data
-           FROM token_metrics WHERE task_id = $1
-           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+           FROM token_metrics
+           WHERE task_id = $1
+             AND "timestamp" <= coalesce($2, 'infinity'::timestamp)
+             AND ("timestamp" < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY "timestamp" DESC, id DESC LIMIT $4"#,
         plan_id.to_string(),
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?;
@@ -151,24 +190,29 @@ pub async fn list_for_plan(
 }
 
 /// The calls of one user (the user id string as stored on the plan), newest first (ties by id,
-/// newest first). At most `page.limit` rows (clamped to 1..=200) after skipping `page.offset`.
-/// Served by `ix_token_metrics_user_id`. One round trip.
+/// newest first), by keyset: at most `page.limit` rows after `page.after`, read from
+/// `ix_token_metrics_user_id_timestamp_desc` (migration 0076) starting at the cursor. One round
+/// trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(
     ex: impl PgExecutor<'_>,
     user_id: &str,
-    page: PageRequest,
+    page: Keyset<i32>,
 ) -> Result<Vec<TokenMetric>> {
     let rows = sqlx::query_as!(
         TokenMetric,
         r#"SELECT id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                   upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                   duration_seconds, success, error_message, raw_usage_data
-           FROM token_metrics WHERE user_id = $1
-           ORDER BY "timestamp" DESC, id DESC LIMIT $2 OFFSET $3"#,
+           FROM token_metrics
+           WHERE user_id = $1
+             AND "timestamp" <= coalesce($2, 'infinity'::timestamp)
+             AND ("timestamp" < coalesce($2, 'infinity'::timestamp) OR id < $3)
+           ORDER BY "timestamp" DESC, id DESC LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
         page.limit(),
-        page.offset(),
     )
     .fetch_all(ex)
     .await?;

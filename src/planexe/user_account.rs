@@ -213,19 +213,53 @@ pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Res
     })
 }
 
-/// Use the user's free first plan: sets `free_plan_used` if it was not set. `true` when this call
-/// used it, `false` when it had been used before (concurrent callers: exactly one gets `true`).
-/// [`Error::NotFound`] if the user does not exist. One round trip.
+/// The longest key [`claim_free_plan`] accepts, in characters (refused when longer, never cut).
+pub const MAX_FREE_PLAN_CLAIM_KEY_CHARS: usize = 128;
+
+/// Use the user's free first plan on behalf of the request `claim_key` (the caller's request or
+/// plan id, 1..=[`MAX_FREE_PLAN_CLAIM_KEY_CHARS`] characters): sets `free_plan_used` and records
+/// the key if the plan was not used yet. `true` when this request used it, `false` when another
+/// request (or a Python service) did.
+///
+/// Follows the replay contract of the [module docs](super): a repeat with the same key — after a
+/// connection lost at COMMIT, or while the first is still in flight (it waits for the first on the
+/// user row) — answers `true` again, so a caller that retries never charges for the plan that used
+/// the free one. Concurrent claims with different keys: exactly one gets `true`. The key is
+/// scoped to the user. [`Error::InvalidInput`] for an empty or overlong key; [`Error::NotFound`]
+/// if the user does not exist. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn claim_free_plan(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<bool> {
+pub async fn claim_free_plan(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    claim_key: &str,
+) -> Result<bool> {
+    let claim_key = ident(
+        "free plan claim key",
+        claim_key,
+        MAX_FREE_PLAN_CLAIM_KEY_CHARS,
+    )?;
+    if claim_key.is_empty() {
+        return Err(Error::invalid_input(
+            "free plan claim key must not be empty",
+        ));
+    }
     let row = sqlx::query!(
-        r#"WITH upd AS (
-               UPDATE user_account
-                  SET free_plan_used = true, updated_at = now() AT TIME ZONE 'utc'
-               WHERE id = $1 AND NOT free_plan_used
-               RETURNING id)
-           SELECT EXISTS (SELECT 1 FROM upd) AS "claimed!" FROM user_account WHERE id = $1"#,
+        r#"WITH cur AS (
+               -- the newest row version: a claim in flight is waited for
+               SELECT id, free_plan_used, free_plan_claim_key FROM user_account
+               WHERE id = $1 FOR UPDATE),
+           upd AS (
+               -- use the free plan for this key, if nobody did
+               UPDATE user_account u
+                  SET free_plan_used = true, free_plan_claim_key = $2,
+                      updated_at = now() AT TIME ZONE 'utc'
+               FROM cur WHERE u.id = cur.id AND cur.free_plan_used IS NOT TRUE
+               RETURNING u.id)
+           SELECT (EXISTS (SELECT 1 FROM upd)
+                   OR cur.free_plan_claim_key IS NOT DISTINCT FROM $2) AS "claimed!"
+           FROM cur"#,
         user_id,
+        claim_key,
     )
     .fetch_optional(ex)
     .await?

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
 
-use super::clean_opt;
+use super::{Cursor, Keyset, clean_opt};
 use crate::error::{Error, Result, ResultExt};
 
 /// Maximum number of active keys per user (as in the Python frontend).
@@ -162,11 +162,15 @@ pub struct IssuedKey {
 
 /// Create the key `raw` for `user_id` with an optional label (content: cut to 128 characters).
 ///
-/// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: `create` is
-/// idempotent on the key's hash, so repeating it after an unknown outcome (a connection lost at
-/// COMMIT) finds the row the first call wrote and returns the same [`IssuedKey`]; there is one key.
-/// A hash already held by another user is [`Error::Conflict`] (`user_api_key_key_hash_key`); a raw
-/// key that does not look generated is [`Error::InvalidInput`].
+/// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: the raw
+/// key is the idempotency key, and `create` follows the replay contract of the
+/// [module docs](super): repeating it after an unknown outcome (a connection lost at COMMIT), or
+/// while the first is still in flight (it waits on the user row), finds the row the first call
+/// wrote and returns the same [`IssuedKey`]; there is one key. The same raw key with another
+/// label is [`Error::IdempotencyKeyReused`] (`label`). A hash already held by another user is
+/// [`Error::Conflict`] (`user_api_key_key_hash_key`, the Python schema's global uniqueness of a
+/// 192-bit secret: only a caller that holds that secret can meet it); a raw key that does not
+/// look generated is [`Error::InvalidInput`].
 ///
 /// Refused with [`Error::TooManyApiKeys`] when the user already has [`MAX_ACTIVE_KEYS`] active keys,
 /// and with [`Error::NotFound`] when the user does not exist. Race-free: the user row is locked
@@ -206,7 +210,9 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(key) = existing {
-            return if key.user_id == user_id {
+            return if key.user_id == user_id && key.label != label {
+                Err(Error::idempotency_key_reused("label"))
+            } else if key.user_id == user_id {
                 Ok(IssuedKey {
                     key,
                     raw: raw.clone(),
@@ -295,16 +301,58 @@ pub async fn authenticate(
     .await?)
 }
 
-/// A user's keys (active and revoked), newest first. One round trip.
+impl UserApiKey {
+    /// This key's place in the list, for the next [`list_for_user`] page.
+    pub fn cursor(&self) -> Cursor<Uuid> {
+        Cursor {
+            at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A user's keys (active and revoked), newest first (keys without a time last, ties by id
+/// descending), by keyset: at most `page.limit` keys after `page.after`, read from
+/// `ix_user_api_key_user_id_created_at_desc` (migration 0074) starting at the cursor. Revoked
+/// keys accumulate without bound, so the list pages like every other. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
-pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserApiKey>> {
+pub async fn list_for_user(
+    ex: impl PgExecutor<'_>,
+    user_id: Uuid,
+    page: Keyset<Uuid>,
+) -> Result<Vec<UserApiKey>> {
     Ok(sqlx::query_as!(
         UserApiKey,
-        r#"SELECT id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
-                  last_used_at, revoked_at
-           FROM user_api_key WHERE user_id = $1
-           ORDER BY created_at DESC NULLS LAST, id"#,
+        r#"SELECT id AS "id!", user_id AS "user_id!", key_hash AS "key_hash!",
+                  key_prefix AS "key_prefix!", label, key_plaintext,
+                  created_at AS "created_at: DateTime<Utc>",
+                  last_used_at AS "last_used_at: DateTime<Utc>",
+                  revoked_at AS "revoked_at: DateTime<Utc>"
+           FROM (
+               -- keys with a time, from the cursor on (none once past them)
+               (SELECT id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                       last_used_at, revoked_at
+                FROM user_api_key
+                WHERE user_id = $1 AND NOT $5
+                  AND created_at <= coalesce($2, 'infinity'::timestamp)
+                  AND (created_at < coalesce($2, 'infinity'::timestamp) OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)
+               UNION ALL
+               -- then the keys without one (by id, in the index's order)
+               (SELECT id, user_id, key_hash, key_prefix, label, key_plaintext, created_at,
+                       last_used_at, revoked_at
+                FROM user_api_key
+                WHERE user_id = $1 AND created_at IS NULL AND (NOT $5 OR id < $3)
+                ORDER BY created_at DESC NULLS LAST, id DESC
+                LIMIT $4)) page
+           ORDER BY created_at DESC NULLS LAST, id DESC
+           LIMIT $4"#,
         user_id,
+        page.at(),
+        page.id(),
+        page.limit(),
+        page.past_dated(),
     )
     .fetch_all(ex)
     .await?)

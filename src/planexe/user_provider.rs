@@ -7,7 +7,7 @@ use sqlx::PgExecutor;
 use uuid::Uuid;
 
 use super::json::LossyJson;
-use super::{ident, json_absent};
+use super::{MAX_PAGE_ROWS, ident, json_absent};
 use crate::error::{Error, Result};
 
 /// One row of `user_provider`.
@@ -62,15 +62,18 @@ pub async fn get_by_identity(
     .ok_or(Error::NotFound)
 }
 
-/// All links of a user, oldest first. One round trip.
+/// The links of a user, oldest first: at most [`MAX_PAGE_ROWS`] (a user links a handful of
+/// OAuth identities; the bound keeps a pathological one from returning an unbounded list).
+/// Served by `ix_user_provider_user_id`. One round trip.
 #[tracing::instrument(skip_all, fields(%user_id))]
 pub async fn list_for_user(ex: impl PgExecutor<'_>, user_id: Uuid) -> Result<Vec<UserProvider>> {
     let rows = sqlx::query_as!(
         UserProvider,
         r#"SELECT id, user_id, provider, provider_user_id, email, raw_profile, created_at,
                   last_login_at
-           FROM user_provider WHERE user_id = $1 ORDER BY created_at, id"#,
+           FROM user_provider WHERE user_id = $1 ORDER BY created_at, id LIMIT $2"#,
         user_id,
+        MAX_PAGE_ROWS,
     )
     .fetch_all(ex)
     .await?;

@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::PgExecutor;
 
 use super::plans::Attempt;
-use super::{ident, secs};
+use super::{MAX_PAGE_ROWS, ident, secs};
 use crate::error::{Error, Result};
 
 /// One row of `workers`.
@@ -75,28 +75,38 @@ pub async fn heartbeat(
     }
 }
 
-/// All workers, most recent heartbeat first. One round trip.
+/// Workers, most recent heartbeat first: at most `limit` (clamped to 1..=[`MAX_PAGE_ROWS`]).
+/// Served by `ix_workers_last_heartbeat_at` (read backwards). Heartbeats move the order on every
+/// beat, so this list has no cursor: it answers "who is alive", and the
+/// [`list_stale`] view answers "who is not". One round trip.
 #[tracing::instrument(skip_all)]
-pub async fn list(ex: impl PgExecutor<'_>) -> Result<Vec<Worker>> {
+pub async fn list(ex: impl PgExecutor<'_>, limit: i64) -> Result<Vec<Worker>> {
     Ok(sqlx::query_as!(
         Worker,
         r#"SELECT id, started_at, last_heartbeat_at, current_task_id
-           FROM workers ORDER BY last_heartbeat_at DESC, id"#,
+           FROM workers ORDER BY last_heartbeat_at DESC, id LIMIT $1"#,
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?)
 }
 
-/// Workers whose last heartbeat is older than `threshold`. One round trip.
+/// Workers whose last heartbeat is older than `threshold`, longest silent first: at most `limit`
+/// (clamped to 1..=[`MAX_PAGE_ROWS`]). Served by `ix_workers_last_heartbeat_at`. One round trip.
 #[tracing::instrument(skip_all)]
-pub async fn list_stale(ex: impl PgExecutor<'_>, threshold: Duration) -> Result<Vec<Worker>> {
+pub async fn list_stale(
+    ex: impl PgExecutor<'_>,
+    threshold: Duration,
+    limit: i64,
+) -> Result<Vec<Worker>> {
     Ok(sqlx::query_as!(
         Worker,
         r#"SELECT id, started_at, last_heartbeat_at, current_task_id
            FROM workers
            WHERE last_heartbeat_at < (now() AT TIME ZONE 'utc') - make_interval(secs => $1)
-           ORDER BY last_heartbeat_at"#,
+           ORDER BY last_heartbeat_at, id LIMIT $2"#,
         secs(threshold),
+        limit.clamp(1, MAX_PAGE_ROWS),
     )
     .fetch_all(ex)
     .await?)

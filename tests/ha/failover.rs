@@ -51,7 +51,14 @@ async fn workers_carry_on_through_a_primary_crash() -> anyhow::Result<()> {
     .user
     .id;
     let initial = Decimal::from(1_000_000);
-    credit_history::grant(direct.pool(), user, initial, None, None).await?;
+    credit_history::grant(
+        &mut *direct.pool().acquire().await?,
+        user,
+        initial,
+        None,
+        None,
+    )
+    .await?;
     for i in 0..PLANS {
         plans::enqueue(
             direct.pool(),
@@ -205,7 +212,7 @@ async fn work(
             let attempt = async {
                 let mut tx = db.begin().await?;
                 let change = credit_history::charge(
-                    &mut *tx,
+                    &mut tx,
                     &Charge {
                         user_id: user,
                         amount: Decimal::ONE,

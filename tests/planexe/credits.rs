@@ -26,7 +26,7 @@ async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::R
         source: "s",
         ..Default::default()
     };
-    match credit_history::charge(db.pool(), &charge).await {
+    match credit_history::charge(&mut *db.pool().acquire().await?, &charge).await {
         Err(Error::InsufficientCredits {
             balance, requested, ..
         }) => {
@@ -45,14 +45,28 @@ async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::R
         allow_negative: true,
         ..charge
     };
-    let change = credit_history::charge(db.pool(), &after_the_fact).await?;
+    let change = credit_history::charge(&mut *db.pool().acquire().await?, &after_the_fact).await?;
     assert_eq!(change.new_balance, d("-1"));
     assert!(credit_history::reconcile(db.pool()).await?.is_empty());
     // Amounts are rounded to 9 places; a missing user is NotFound.
-    let grant = credit_history::grant(db.pool(), user, d("0.0000000015"), None, None).await?;
+    let grant = credit_history::grant(
+        &mut *db.pool().acquire().await?,
+        user,
+        d("0.0000000015"),
+        None,
+        None,
+    )
+    .await?;
     assert_eq!(grant.delta, d("0.000000002"));
     assert!(matches!(
-        credit_history::grant(db.pool(), Uuid::new_v4(), d("1"), None, None).await,
+        credit_history::grant(
+            &mut *db.pool().acquire().await?,
+            Uuid::new_v4(),
+            d("1"),
+            None,
+            None
+        )
+        .await,
         Err(Error::NotFound)
     ));
     Ok(())

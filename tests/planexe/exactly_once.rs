@@ -143,8 +143,8 @@ async fn a_charge_retried_after_a_lost_commit_returns_the_first_outcome_and_char
         ..charge.clone()
     };
     assert!(matches!(
-        credit_history::charge(db.pool(), &other).await,
-        Err(Error::Conflict { constraint }) if constraint == "uq_credit_history_idempotency_key"
+        credit_history::charge(&mut *db.pool().acquire().await?, &other).await,
+        Err(Error::IdempotencyKeyReused { field: "amount" })
     ));
     assert_eq!(ledger_rows(&db, user).await?, 2);
     Ok(())
@@ -256,11 +256,21 @@ async fn a_payment_retried_after_a_lost_commit_is_credited_once() -> anyhow::Res
     })
     .await?;
 
-    // The repeat learns the payment is in; it was credited by the first, unheard commit.
-    assert_eq!(outcome, PaymentOutcome::Duplicate);
+    // The repeat answers the first, unheard commit's outcome: its payment row and balance.
+    let record =
+        payment_record::get_by_provider_id(db.pool(), "stripe", "cs_test_lost_commit").await?;
+    assert_eq!(
+        outcome,
+        PaymentOutcome::Applied {
+            payment_id: record.id,
+            new_balance: Decimal::new(50, 0)
+        }
+    );
     assert_eq!(ledger_rows(&db, user).await?, 1);
     assert_eq!(
-        payment_record::list_for_user(db.pool(), user).await?.len(),
+        payment_record::list_for_user(db.pool(), user, Default::default())
+            .await?
+            .len(),
         1
     );
     assert_eq!(
@@ -297,7 +307,7 @@ async fn an_api_key_created_again_after_a_lost_commit_is_the_same_single_key() -
     .await?;
 
     assert_eq!(&issued.raw, raw);
-    let keys = user_api_key::list_for_user(db.pool(), user).await?;
+    let keys = user_api_key::list_for_user(db.pool(), user, Default::default()).await?;
     assert_eq!(keys.len(), 1, "one key");
     assert_eq!(issued.key.id, keys[0].id);
     assert!(
@@ -305,5 +315,35 @@ async fn an_api_key_created_again_after_a_lost_commit_is_the_same_single_key() -
             .await?
             .is_some()
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_free_plan_claim_retried_after_a_lost_commit_answers_true_once() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let user = user_with_credits(db.pool(), "newcomer", Decimal::ZERO).await;
+    let proxy = FaultProxy::in_front_of(db.connect_options()).await?;
+    let pool = pool_through(&proxy, &db).await?;
+
+    let pool = &pool;
+    let used = retried_after_a_lost_commit(&proxy, move |_| async move {
+        let mut conn = pool.acquire().await?;
+        tx::transaction(&mut conn, async |tx| {
+            user_account::claim_free_plan(tx, user, "run-request-1").await
+        })
+        .await
+    })
+    .await?;
+
+    // The retry learns that its own first, unheard commit used the free plan: the caller does
+    // not charge for this plan.
+    assert!(
+        used,
+        "the request that used the free plan is told so on its retry"
+    );
+    assert!(user_account::get(db.pool(), user).await?.free_plan_used);
+    // Any other request learns the free plan is gone.
+    assert!(!user_account::claim_free_plan(db.pool(), user, "run-request-2").await?);
+    assert!(user_account::claim_free_plan(db.pool(), user, "run-request-1").await?);
     Ok(())
 }

@@ -58,14 +58,15 @@ async fn a_key_has_the_python_format_and_authenticates_until_revoked() -> anyhow
         (auth.user_id, auth.api_key_id, auth.credits_balance),
         (user, issued.key.id, Decimal::new(3, 0))
     );
-    let first_use = user_api_key::list_for_user(pool, user).await?[0].last_used_at;
+    let first_use =
+        user_api_key::list_for_user(pool, user, Default::default()).await?[0].last_used_at;
     assert!(first_use.is_some());
     // Within the granularity the hot path does not write again.
     user_api_key::authenticate(pool, &secret, &issued.raw)
         .await?
         .expect("still valid");
     assert_eq!(
-        user_api_key::list_for_user(pool, user).await?[0].last_used_at,
+        user_api_key::list_for_user(pool, user, Default::default()).await?[0].last_used_at,
         first_use
     );
     assert!(

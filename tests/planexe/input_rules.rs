@@ -60,13 +60,21 @@ async fn identifiers_that_are_too_long_are_refused_by_name_and_never_cut() -> an
     let (a, b) = (format!("{prefix}a"), format!("{prefix}b"));
     for id in [&a, &b] {
         assert!(matches!(
-            payment_record::apply(pool, &payment(user, id, Decimal::ONE)).await?,
+            payment_record::apply(
+                &mut *pool.acquire().await?,
+                &payment(user, id, Decimal::ONE)
+            )
+            .await?,
             PaymentOutcome::Applied { .. }
         ));
     }
     let too_long = format!("{prefix}ab");
     refused_naming(
-        payment_record::apply(pool, &payment(user, &too_long, Decimal::ONE)).await,
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(user, &too_long, Decimal::ONE),
+        )
+        .await,
         "provider payment id",
     );
     refused_naming(
@@ -104,7 +112,7 @@ async fn identifiers_that_are_too_long_are_refused_by_name_and_never_cut() -> an
     );
     refused_naming(
         credit_history::charge(
-            pool,
+            &mut *pool.acquire().await?,
             &Charge {
                 user_id: user,
                 amount: Decimal::ONE,
@@ -143,37 +151,41 @@ async fn amounts_outside_numeric_18_9_are_refused_before_anything_is_written() -
     };
 
     refused_naming(
-        credit_history::charge(pool, &charge(Decimal::MAX)).await,
+        credit_history::charge(&mut *pool.acquire().await?, &charge(Decimal::MAX)).await,
         "charge amount",
     );
     refused_naming(
-        credit_history::grant(pool, user, huge, None, None).await,
+        credit_history::grant(&mut *pool.acquire().await?, user, huge, None, None).await,
         "grant amount",
     );
     refused_naming(
-        payment_record::apply(pool, &payment(user, "cs_huge", huge)).await,
+        payment_record::apply(&mut *pool.acquire().await?, &payment(user, "cs_huge", huge)).await,
         "payment credits",
     );
     refused_naming(
-        credit_history::grant(pool, user, Decimal::MIN, None, None).await,
+        credit_history::grant(&mut *pool.acquire().await?, user, Decimal::MIN, None, None).await,
         "grant amount",
     );
 
     // The largest amount fits; one more credit would push the balance out of range.
-    credit_history::grant(pool, user, MAX_CREDITS, None, None).await?;
+    credit_history::grant(&mut *pool.acquire().await?, user, MAX_CREDITS, None, None).await?;
     let before = rows(pool).await?;
     refused_naming(
-        credit_history::grant(pool, user, Decimal::ONE, None, None).await,
+        credit_history::grant(&mut *pool.acquire().await?, user, Decimal::ONE, None, None).await,
         "balance",
     );
     refused_naming(
-        payment_record::apply(pool, &payment(user, "cs_one_more", Decimal::ONE)).await,
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(user, "cs_one_more", Decimal::ONE),
+        )
+        .await,
         "balance",
     );
     // And a debt cannot go below -MAX either.
     let debtor = user_with_credits(pool, "debtor", Decimal::ZERO).await;
     credit_history::charge(
-        pool,
+        &mut *pool.acquire().await?,
         &Charge {
             user_id: debtor,
             ..charge(MAX_CREDITS)
@@ -183,7 +195,7 @@ async fn amounts_outside_numeric_18_9_are_refused_before_anything_is_written() -
     let after_debt = rows(pool).await?;
     refused_naming(
         credit_history::charge(
-            pool,
+            &mut *pool.acquire().await?,
             &Charge {
                 user_id: debtor,
                 ..charge(Decimal::ONE)
@@ -301,12 +313,17 @@ async fn nul_bytes_are_stripped_from_every_text_input_lookups_and_json_included(
     let payload = json!({ "id": "cs\0_1" });
     let mut p = payment(signed.user.id, "cs\0_1", Decimal::ONE);
     p.raw_payload = Some(&payload);
-    payment_record::apply(pool, &p).await?;
+    let first = payment_record::apply(&mut *pool.acquire().await?, &p).await?;
     let found = payment_record::get_by_provider_id(pool, "stripe", "cs_1").await?;
     assert_eq!(found.raw_payload, Some(json!({ "id": "cs_1" }).into()));
     assert_eq!(
-        payment_record::apply(pool, &payment(signed.user.id, "cs_1", Decimal::ONE)).await?,
-        PaymentOutcome::Duplicate
+        payment_record::apply(
+            &mut *pool.acquire().await?,
+            &payment(signed.user.id, "cs_1", Decimal::ONE)
+        )
+        .await?,
+        first,
+        "the same payment: the first outcome"
     );
     Ok(())
 }

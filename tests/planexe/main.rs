@@ -1,5 +1,6 @@
 //! planexe stories, each against a freshly migrated PostgreSQL database of its own.
 
+mod attempt_billing;
 mod concurrency;
 mod credits;
 mod exactly_once;
@@ -7,12 +8,14 @@ mod hot_indexes;
 mod identity;
 mod input_rules;
 mod legacy;
+mod liveness;
 mod other_writers;
 mod ownership;
 mod python_json;
 mod python_writers;
 mod queue;
 mod reads;
+mod replay;
 mod retention;
 mod schema;
 mod telemetry;
@@ -37,9 +40,15 @@ pub async fn user_with_credits(pool: &PgPool, name: &str, credits: Decimal) -> U
     .await
     .expect("sign in");
     if credits > Decimal::ZERO {
-        shared_db::planexe::credit_history::grant(pool, signed.user.id, credits, None, None)
-            .await
-            .expect("grant");
+        shared_db::planexe::credit_history::grant(
+            &mut pool.acquire().await.expect("a connection"),
+            signed.user.id,
+            credits,
+            None,
+            None,
+        )
+        .await
+        .expect("grant");
     }
     signed.user.id
 }

@@ -261,7 +261,7 @@ async fn a_slow_worker_reaped_by_mistake_writes_and_bills_nothing_when_it_wakes_
         user_account::get(pool, user).await?.credits_balance,
         d("97")
     );
-    let slow_worker = workers::list(pool)
+    let slow_worker = workers::list(pool, 200)
         .await?
         .into_iter()
         .find(|w| w.id == "slow")

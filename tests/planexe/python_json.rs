@@ -7,7 +7,7 @@
 use serde_json::json;
 use shared_db::MIGRATOR;
 use shared_db::planexe::{
-    PageRequest, events, nonces, payment_record, plans, token_metrics, user_account, user_provider,
+    events, nonces, payment_record, plans, token_metrics, user_account, user_provider,
 };
 use shared_db::testing::TestDatabase;
 use sqlx::AssertSqlSafe;
@@ -98,7 +98,7 @@ async fn every_json_column_reads_a_lone_surrogate_as_a_replacement_character() -
         Some(json!({ "bio": "cut \u{FFFD}" }).into())
     );
     assert_eq!(
-        payment_record::list_for_user(pool, user).await?[0].raw_payload,
+        payment_record::list_for_user(pool, user, Default::default()).await?[0].raw_payload,
         Some(json!({ "description": "cut \u{FFFD}" }).into())
     );
     assert_eq!(
@@ -106,7 +106,7 @@ async fn every_json_column_reads_a_lone_surrogate_as_a_replacement_character() -
         Some(json!({ "prompt": "cut \u{FFFD}" }).into())
     );
     assert_eq!(
-        token_metrics::list_for_plan(pool, plan, PageRequest::default()).await?[0].raw_usage_data,
+        token_metrics::list_for_plan(pool, plan, Default::default()).await?[0].raw_usage_data,
         Some(json!({ "model": "cut \u{FFFD}" }).into())
     );
     Ok(())

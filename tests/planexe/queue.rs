@@ -34,7 +34,7 @@ async fn a_plan_is_queued_with_its_event_and_claimed_oldest_first() -> anyhow::R
         claimed.progress_message.as_deref(),
         Some("Picked up by server")
     );
-    let worker = workers::list(pool).await?;
+    let worker = workers::list(pool, 200).await?;
     assert_eq!(worker[0].current_task_id, Some(first.to_string()));
     let evs = events::list_by_plan(pool, first, 10).await?;
     assert_eq!(
@@ -136,7 +136,7 @@ async fn a_stop_request_reaches_the_worker_at_its_next_progress_report() -> anyh
     let evs = events::list_by_plan(pool, id, 10).await?;
     assert_eq!(evs.last().unwrap().message, "Processing -> Stopped");
     assert!(
-        workers::list(pool).await?[0].current_task_id.is_none(),
+        workers::list(pool, 200).await?[0].current_task_id.is_none(),
         "worker released"
     );
     Ok(())
@@ -520,7 +520,7 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
     // Only the live worker keeps beating (and reporting progress).
     workers::heartbeat(pool, "live-worker", Some(live_run)).await?;
 
-    let stale = workers::list_stale(pool, Duration::from_millis(1500)).await?;
+    let stale = workers::list_stale(pool, Duration::from_millis(1500), 200).await?;
     assert_eq!(
         stale.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
         ["dead-worker"]
@@ -537,7 +537,7 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
         plans::status(pool, live_plan).await?.state,
         Some(PlanState::Processing)
     );
-    let dead = workers::list(pool)
+    let dead = workers::list(pool, 200)
         .await?
         .into_iter()
         .find(|w| w.id == "dead-worker")

@@ -1,11 +1,14 @@
 //! Row-level reads of nonces, token metrics and feedback: by key, by plan, by user, in bounded
 //! pages with a stable order.
 
+use rust_decimal::Decimal;
 use serde_json::json;
 use shared_db::Error;
+use shared_db::planexe::credit_history;
 use shared_db::planexe::feedback_item::{self, NewFeedback};
+use shared_db::planexe::plans;
 use shared_db::planexe::token_metrics::{self, NewTokenMetric};
-use shared_db::planexe::{PageRequest, nonces};
+use shared_db::planexe::{Cursor, Keyset, PageRequest, nonces};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -73,15 +76,16 @@ async fn token_metrics_are_paged_by_plan_and_by_user() -> anyhow::Result<()> {
         ids.push(token_metrics::record(pool, &call).await?.id);
     }
 
-    let of_plan = token_metrics::list_for_plan(pool, plan, PageRequest::default()).await?;
+    let of_plan = token_metrics::list_for_plan(pool, plan, Default::default()).await?;
     assert_eq!(
         of_plan.iter().map(|m| m.id).collect::<Vec<_>>(),
         [ids[1], ids[0]],
         "newest first, only this plan's calls"
     );
     assert_eq!(of_plan[0].raw_usage_data, Some(json!({ "n": 2 }).into()));
-    let of_user = token_metrics::list_for_user(pool, "u1", page(2, 0)).await?;
-    let rest = token_metrics::list_for_user(pool, "u1", page(2, 2)).await?;
+    let of_user = token_metrics::list_for_user(pool, "u1", Keyset::first(2)).await?;
+    let after = of_user.last().expect("a full page").cursor();
+    let rest = token_metrics::list_for_user(pool, "u1", Keyset::after(2, after)).await?;
     assert_eq!(
         of_user
             .iter()
@@ -91,7 +95,7 @@ async fn token_metrics_are_paged_by_plan_and_by_user() -> anyhow::Result<()> {
         [ids[2], ids[1], ids[0]]
     );
     assert!(
-        token_metrics::list_for_user(pool, "nobody", PageRequest::default())
+        token_metrics::list_for_user(pool, "nobody", Default::default())
             .await?
             .is_empty()
     );
@@ -126,18 +130,115 @@ async fn feedback_is_listed_by_user_including_feedback_without_a_plan() -> anyho
     )
     .await?;
 
-    let mine = feedback_item::list_for_user(pool, "u1", PageRequest::default()).await?;
+    let mine = feedback_item::list_for_user(pool, "u1", Default::default()).await?;
     assert_eq!(mine.len(), 2);
     assert!(mine.contains(&general) && general.plan_id.is_none());
     assert_eq!(
-        feedback_item::list_for_plan(pool, plan, PageRequest::default()).await?,
+        feedback_item::list_for_plan(pool, plan, Default::default()).await?,
         [on_plan]
     );
     assert_eq!(
-        feedback_item::list_for_user(pool, "u1", page(1, 1))
-            .await?
-            .len(),
-        1
+        feedback_item::list_for_user(pool, "u1", Keyset::after(1, mine[0].cursor())).await?,
+        [mine[1].clone()]
     );
+    Ok(())
+}
+
+/// Pages of `limit` by keyset, to the end.
+async fn all_keyset_pages<T, I: Clone, F, Fut>(
+    limit: i64,
+    cursor: impl Fn(&T) -> Cursor<I>,
+    page: F,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Fn(Keyset<I>) -> Fut,
+    Fut: std::future::Future<Output = shared_db::Result<Vec<T>>>,
+{
+    let mut rows = Vec::new();
+    let mut next = Keyset::first(limit);
+    loop {
+        let got = page(next.clone()).await?;
+        assert!(got.len() as i64 <= limit, "a page holds at most its limit");
+        let Some(last) = got.last() else { break };
+        next = Keyset::after(limit, cursor(last));
+        rows.extend(got);
+    }
+    Ok(rows)
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_a_list_in_its_order_across_equal_times_and_missing_times()
+-> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let user = crate::user_with_credits(pool, "heavy", Decimal::ZERO).await;
+    // Seven plans and seven ledger rows: three share one time, two share another, two have none
+    // (a writer that left the column NULL).
+    for i in 0..7 {
+        crate::queue_plan(pool, "heavy", &format!("p{i}")).await;
+        credit_history::grant(&mut *pool.acquire().await?, user, Decimal::ONE, None, None).await?;
+    }
+    sqlx::raw_sql(
+        "WITH ranked AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM plans
+                         WHERE user_id = 'heavy')
+         UPDATE plans t SET timestamp_created = CASE WHEN n <= 3 THEN timestamp '2026-01-01 10:00'
+                                                     WHEN n <= 5 THEN timestamp '2026-01-02 10:00'
+                                                     ELSE NULL END
+         FROM ranked WHERE t.id = ranked.id;
+         WITH ranked AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM credit_history)
+         UPDATE credit_history t SET created_at = CASE WHEN n <= 3 THEN timestamp '2026-01-01 10:00'
+                                                       WHEN n <= 5 THEN timestamp '2026-01-02 10:00'
+                                                       ELSE NULL END
+         FROM ranked WHERE t.id = ranked.id;",
+    )
+    .execute(pool)
+    .await?;
+
+    let everything = plans::list_by_user(
+        pool,
+        "heavy",
+        PageRequest {
+            limit: 200,
+            offset: 0,
+        },
+    )
+    .await?;
+    assert_eq!(everything.len(), 7);
+    for limit in [1, 2, 3, 7] {
+        let paged = all_keyset_pages(
+            limit,
+            |p: &plans::PlanListItem| p.cursor(),
+            |k| plans::list_by_user_keyset(pool, "heavy", k),
+        )
+        .await?;
+        assert_eq!(paged, everything, "plans by keyset, pages of {limit}");
+    }
+
+    let ledger = all_keyset_pages(
+        200,
+        |e: &credit_history::CreditEntry| e.cursor(),
+        |k| credit_history::list_for_user(pool, user, k),
+    )
+    .await?;
+    assert_eq!(ledger.len(), 7);
+    let order: Vec<_> = ledger.iter().map(|e| (e.created_at, e.id)).collect();
+    let mut expected = order.clone();
+    // newest first, rows without a time last, ties by id descending
+    expected.sort_by(|a, b| match (a.0, b.0) {
+        (Some(x), Some(y)) => y.cmp(&x).then(b.1.cmp(&a.1)),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => b.1.cmp(&a.1),
+    });
+    assert_eq!(order, expected);
+    for limit in [1, 2, 3] {
+        let paged = all_keyset_pages(
+            limit,
+            |e: &credit_history::CreditEntry| e.cursor(),
+            |k| credit_history::list_for_user(pool, user, k),
+        )
+        .await?;
+        assert_eq!(paged, ledger, "ledger by keyset, pages of {limit}");
+    }
     Ok(())
 }

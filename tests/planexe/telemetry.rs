@@ -6,7 +6,7 @@ use chrono::Utc;
 use serde_json::json;
 use shared_db::planexe::feedback_item::{self, NewFeedback};
 use shared_db::planexe::token_metrics::{self, NewTokenMetric};
-use shared_db::planexe::{EventType, PageRequest, PlanState, events, nonces, workers};
+use shared_db::planexe::{EventType, PlanState, events, nonces, workers};
 use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
@@ -63,7 +63,7 @@ async fn heartbeats_upsert_and_old_nonces_are_purged() -> anyhow::Result<()> {
     assert_eq!(busy.started_at, first.started_at);
     assert_eq!(busy.current_task_id, Some(run.plan_id.to_string()));
     assert!(
-        workers::list_stale(pool, Duration::from_secs(60))
+        workers::list_stale(pool, Duration::from_secs(60), 200)
             .await?
             .is_empty()
     );
@@ -160,7 +160,7 @@ async fn token_usage_and_feedback_are_recorded_and_aggregated() -> anyhow::Resul
     );
     assert_eq!(feedback_item::summary_for_user(pool, "u1").await?.count, 3);
     assert_eq!(
-        feedback_item::list_for_plan(pool, plan, PageRequest::default()).await?[0]
+        feedback_item::list_for_plan(pool, plan, Default::default()).await?[0]
             .plan_state
             .as_deref(),
         Some("completed")

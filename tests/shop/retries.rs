@@ -63,6 +63,42 @@ async fn a_create_repeated_with_its_key_places_one_order() -> anyhow::Result<()>
 }
 
 #[tokio::test]
+async fn a_create_key_reused_with_another_order_is_refused_naming_the_field() -> anyhow::Result<()>
+{
+    let t = two_shops().await?;
+    let key = Uuid::new_v4();
+    let fields = OrderFields {
+        account_id: Some(ALPHA.account),
+        notes: Some("first try".into()),
+        ..Default::default()
+    };
+    let mut conn = t.pool().acquire().await?;
+    orders::create(&mut conn, ALPHA.shop, &fields, Some(key)).await?;
+    let other_notes = OrderFields {
+        notes: Some("something else".into()),
+        ..fields.clone()
+    };
+    let other_total = OrderFields {
+        total: Some("9.90".parse()?),
+        ..fields.clone()
+    };
+    for (other, field) in [(other_notes, "notes"), (other_total, "total")] {
+        match orders::create(&mut conn, ALPHA.shop, &other, Some(key)).await {
+            Err(shared_db::Error::IdempotencyKeyReused { field: f }) => assert_eq!(f, field),
+            got => panic!("{field}: expected IdempotencyKeyReused, got {got:?}"),
+        }
+    }
+    let placed = sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM shop.orders WHERE idempotency_key = $1"#,
+        key
+    )
+    .fetch_one(t.pool())
+    .await?;
+    assert_eq!(placed, 1);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_completion_repeated_by_the_same_user_takes_stock_once() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;

@@ -71,29 +71,30 @@ pub(super) async fn run(
         currency: "usd",
         raw_payload: Some(&payload),
     };
+    let (mut conn_a, mut conn_b) = (db.pool().acquire().await?, db.pool().acquire().await?);
     let (a, b) = tokio::join!(
-        payment_record::apply(db.pool(), &payment),
-        payment_record::apply(db.pool(), &payment)
+        payment_record::apply(&mut conn_a, &payment),
+        payment_record::apply(&mut conn_b, &payment)
     );
+    drop((conn_a, conn_b));
     let outcomes = [a?, b?];
     for (i, o) in outcomes.iter().enumerate() {
         match o {
             payment_record::PaymentOutcome::Applied { new_balance, .. } => println!(
-                "webhook delivery {}: applied, balance now {new_balance} credits",
+                "webhook delivery {}: payment applied, balance {new_balance} credits",
                 i + 1
             ),
-            payment_record::PaymentOutcome::Duplicate => {
-                println!("webhook delivery {}: duplicate, nothing credited", i + 1)
+            payment_record::PaymentOutcome::Duplicate { .. } => {
+                println!("webhook delivery {}: recorded by another writer", i + 1)
             }
         }
     }
-    let applied = outcomes
-        .iter()
-        .filter(|o| matches!(o, payment_record::PaymentOutcome::Applied { .. }))
-        .count();
+    // Both deliveries answer the one outcome (the replay contract): the same payment row.
+    let one_outcome = outcomes[0] == outcomes[1]
+        && matches!(outcomes[0], payment_record::PaymentOutcome::Applied { .. });
     let user = user_account::get(db.pool(), user_id).await?;
     checks.check(
-        applied == 1 && user.credits_balance == Decimal::from(100),
+        one_outcome && user.credits_balance == Decimal::from(100),
         format!(
             "payment delivered twice, credited once (balance {})",
             user.credits_balance
@@ -116,7 +117,7 @@ pub(super) async fn run(
         "API key created (shown once, only its hash is stored): {}",
         issued.raw.expose()
     );
-    let listed = user_api_key::list_for_user(db.pool(), user_id).await?;
+    let listed = user_api_key::list_for_user(db.pool(), user_id, Default::default()).await?;
     checks.check(
         listed.len() == 1 && listed[0].key_plaintext.is_none(),
         format!(

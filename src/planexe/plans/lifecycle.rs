@@ -339,18 +339,15 @@ pub async fn retry(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                FROM cur WHERE p.id = cur.id AND cur.state IN ('failed', 'stopped')
                RETURNING p.id),
            settle AS (
-               UPDATE credit_history SET source = 'usage_billing_settled'
-               WHERE external_id = $1::uuid::text
-                 AND source IN ('usage_billing_progress', 'usage_billing')
-                 AND EXISTS (SELECT 1 FROM upd)
-               RETURNING id),
+               -- close the previous attempt's usage rows (the one settle rule, migration 0071)
+               SELECT planexe_settle_plan_usage(upd.id::text) AS n FROM upd),
            event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Retry -> Pending',
                       json_build_object('task_id', upd.id::text, 'retry', true)
                FROM upd)
            SELECT cur.state::text AS from_label, EXISTS (SELECT 1 FROM upd) AS "done!",
-                  (SELECT count(*) FROM settle) AS "settled!"
+                  coalesce((SELECT n FROM settle), 0) AS "settled!"
            FROM cur"#,
         id,
     )
@@ -408,11 +405,8 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
                  AND cur.params->>'pipeline_version' = $2
                RETURNING p.id),
            settle AS (
-               UPDATE credit_history SET source = 'usage_billing_settled'
-               WHERE external_id = $1::uuid::text
-                 AND source IN ('usage_billing_progress', 'usage_billing')
-                 AND EXISTS (SELECT 1 FROM upd)
-               RETURNING id),
+               -- close the previous attempt's usage rows (the one settle rule, migration 0071)
+               SELECT planexe_settle_plan_usage(upd.id::text) AS n FROM upd),
            event AS (
                INSERT INTO events ("timestamp", event_type, message, context)
                SELECT now() AT TIME ZONE 'utc', 'TASK_PENDING', 'Resume -> Pending',
@@ -421,7 +415,7 @@ pub async fn resume(ex: impl PgExecutor<'_>, id: Uuid) -> Result<Requeued> {
            SELECT cur.state::text AS from_label,
                   cur.params->>'pipeline_version' AS pipeline_version,
                   EXISTS (SELECT 1 FROM upd) AS "done!",
-                  (SELECT count(*) FROM settle) AS "settled!"
+                  coalesce((SELECT n FROM settle), 0) AS "settled!"
            FROM cur"#,
         id,
         PIPELINE_VERSION.to_string(),

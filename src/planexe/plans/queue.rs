@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`enqueue`] | `TASK_PENDING` | | |
 //! | [`claim_next`] | `TASK_PROCESSING` | heartbeat, `current_task_id` = plan | |
-//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: `usage_billing_progress` → `usage_billing_settled` |
+//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled ([`settle_plan_usage`](crate::planexe::credit_history::settle_plan_usage)'s rule) |
 
 use std::time::Duration;
 
@@ -130,7 +130,8 @@ pub async fn find_duplicate(
 }
 
 /// Claim the oldest pending plan without a stop request: lock it with `FOR UPDATE SKIP LOCKED`, mark
-/// it `processing` ("Picked up by server", 0 %), record it as the worker's `current_task_id` (a
+/// it `processing` ("Picked up by server", 0 %, `last_progress_at = now`, so the reaper's stall
+/// clock starts at the claim, not at the queueing), record it as the worker's `current_task_id` (a
 /// heartbeat) and append the `TASK_PROCESSING` event, all in one statement. The run is stamped with
 /// a fresh [`Attempt`] that every later write of this worker names. `None` when the queue is
 /// empty. One round trip.
@@ -152,7 +153,8 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
            claimed AS (
                UPDATE plans p
                   SET state = 'processing', progress_message = 'Picked up by server',
-                      progress_percentage = 0.0, run_attempt = $2
+                      progress_percentage = 0.0, run_attempt = $2,
+                      last_progress_at = now() AT TIME ZONE 'utc'
                FROM next WHERE p.id = next.id
                RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
                          p.progress_message, p.steps_completed, p.steps_total, p.current_step,
@@ -232,8 +234,11 @@ pub struct Reaped {
 ///
 /// A reaped plan goes back to `pending` at its old queue position with "Re-queued: worker lost";
 /// its run attempt is cleared (so the lost worker, should it be alive after all, writes nothing
-/// more: [`Error::Superseded`]), `reaped_count` goes up by one, the attempt's incremental billing
-/// is settled and a `TASK_PENDING` event is appended. A plan already re-queued `max_requeues`
+/// more: [`Error::Superseded`]), `reaped_count` goes up by one, the attempt's usage rows (the
+/// incremental ones and a final one its worker may have written before it was lost) are settled
+/// by the one settle rule (see
+/// [`settle_plan_usage`](crate::planexe::credit_history::settle_plan_usage)), and a
+/// `TASK_PENDING` event is appended. A plan already re-queued `max_requeues`
 /// times since a user last queued it is not re-queued again but fails with `failure_reason =
 /// 'worker_lost'`, `recoverable = true` and a `TASK_FAILED` event, so a plan that kills its
 /// workers cannot cycle for ever. Either way the lost worker's `current_task_id` is cleared.
@@ -270,10 +275,6 @@ pub async fn requeue_stale(
                       recoverable = true, run_attempt = NULL
                FROM dead WHERE p.id = dead.id AND dead.reaped >= $2
                RETURNING p.id),
-           settle AS (
-               UPDATE credit_history SET source = 'usage_billing_settled'
-               WHERE source = 'usage_billing_progress'
-                 AND external_id IN (SELECT id::text FROM requeued)),
            release AS (
                UPDATE workers SET current_task_id = NULL
                WHERE current_task_id IN (SELECT id::text FROM requeued
@@ -289,9 +290,13 @@ pub async fn requeue_stale(
                       json_build_object('task_id', failed.id::text, 'reaped', true,
                                         'failure_reason', 'worker_lost')
                FROM failed)
-           SELECT id AS "id!", false AS "failed!" FROM requeued
+           -- a re-queued plan's attempt is closed by the one settle rule (migration 0071): its
+           -- progress rows and a final row it may have written before its worker was lost
+           SELECT id AS "id!", false AS "failed!",
+                  planexe_settle_plan_usage(id::text) AS "settled!"
+           FROM requeued
            UNION ALL
-           SELECT id, true FROM failed"#,
+           SELECT id, true, 0 FROM failed"#,
         secs(threshold),
         i32::try_from(max_requeues).unwrap_or(i32::MAX),
     )

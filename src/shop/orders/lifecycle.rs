@@ -15,9 +15,12 @@ const IDEMPOTENCY_KEY: &str = "uq_orders_shop_id_idempotency_key";
 /// Places an order in the shop with the next `customer_order_id`. Unknown shop, or an account
 /// that is not the shop's: [`Error::NotFound`].
 ///
-/// `idempotency_key` names this placement: a create repeated with the key of an order the shop
-/// already has (say, retried after the connection dropped around COMMIT) returns that order,
-/// and places nothing. Creates without a key always place a new order.
+/// `idempotency_key` names this placement and follows the replay contract of the
+/// [`crate::planexe`] docs, scoped to the shop: a create repeated with the key of an order the
+/// shop already has (say, retried after the connection dropped around COMMIT, or while the first
+/// is still in flight) returns that order and places nothing; the key with another account,
+/// notes, items or total is [`Error::IdempotencyKeyReused`] naming the field. Creates without a
+/// key always place a new order.
 #[tracing::instrument(target = "shared_db::shop::orders", skip_all, fields(%shop_id, ?idempotency_key))]
 pub async fn create(
     conn: &mut PgConnection,
@@ -29,7 +32,7 @@ pub async fn create(
     if let Some(key) = idempotency_key
         && let Some(order) = by_idempotency_key(&mut *conn, shop_id, key).await?
     {
-        return Ok(order);
+        return replayed(order, &fields);
     }
     let placed = tx::transaction(&mut *conn, async |tx| {
         let number = sqlx::query_scalar!(
@@ -65,11 +68,33 @@ pub async fn create(
         // a concurrent create with the same key committed first; ours rolled back (and gave its
         // number back): answer with the order that was placed
         (Err(Error::Conflict { constraint }), Some(key)) if constraint == IDEMPOTENCY_KEY => {
-            by_idempotency_key(&mut *conn, shop_id, key)
-                .await?
-                .ok_or(Error::Conflict { constraint })
+            match by_idempotency_key(&mut *conn, shop_id, key).await? {
+                Some(order) => replayed(order, &fields),
+                None => Err(Error::Conflict { constraint }),
+            }
         }
         (placed, _) => placed,
+    }
+}
+
+/// The replay rule of the [`crate::planexe`] docs for an order a key already names: that order
+/// when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first field
+/// that differs.
+fn replayed(order: Order, fields: &OrderFields) -> Result<Order> {
+    let differs = if order.account_id != fields.account_id {
+        Some("account")
+    } else if order.notes != fields.notes {
+        Some("notes")
+    } else if order.order_info.0 != fields.items {
+        Some("items")
+    } else if order.total != fields.total {
+        Some("total")
+    } else {
+        None
+    };
+    match differs {
+        Some(field) => Err(Error::idempotency_key_reused(field)),
+        None => Ok(order),
     }
 }
 
