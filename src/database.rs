@@ -61,7 +61,7 @@ pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
 /// Repository functions do not take a `Database`: they take an executor (`&PgPool`,
 /// `&mut PgConnection`, `&mut *tx`), which [`Database::pool`], [`Database::acquire`] and
 /// [`Database::begin`] provide.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
     pool: PgPool,
     /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
@@ -74,6 +74,25 @@ pub struct Database {
     watcher: Option<Arc<crate::failover::WatcherGuard>>,
     /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
+}
+
+/// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
+/// options prints it).
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::SafeOptions;
+        let primary = self.pool.connect_options();
+        let replica = self.replica.as_ref().map(|r| r.connect_options());
+        f.debug_struct("Database")
+            .field("pool", &SafeOptions(&primary))
+            .field("size", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .field("replica", &replica.as_deref().map(SafeOptions))
+            .field("failover", &self.watcher)
+            .field("migration", &self.migration.as_deref().map(SafeOptions))
+            .field("compatibility", &self.compatibility)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Database {
@@ -150,12 +169,12 @@ impl Database {
         config: &Config,
         pool_options: PgPoolOptions,
         options: sqlx::postgres::PgConnectOptions,
-        url: &str,
+        url: &crate::config::DatabaseUrl,
     ) -> Result<PgPool> {
         let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
             .await
             .map_err(|_| Error::ConnectTimeout {
-                target: crate::config::redact_url(url),
+                target: url.redacted(),
                 timeout: config.connect_timeout,
             })??;
         Ok(pool)
@@ -175,7 +194,7 @@ impl Database {
     pub async fn connect_embedded(config: &Config, database: &str) -> Result<Self> {
         let url = crate::embedded::database_url(database).await?;
         Self::connect(&Config {
-            database_url: Some(url),
+            database_url: Some(url.into()),
             ..config.clone()
         })
         .await

@@ -265,8 +265,11 @@ impl Target {
     /// Parses `url` ([`crate::multihost::parse`]) and, for several hosts or a
     /// `target_session_attrs`, chooses the first matching host. Fails when none matches within
     /// the connect timeout.
-    pub(crate) async fn resolve(config: &crate::Config, url: &str) -> crate::Result<Self> {
-        let list = crate::multihost::parse(url)?;
+    pub(crate) async fn resolve(
+        config: &crate::Config,
+        url: &crate::config::DatabaseUrl,
+    ) -> crate::Result<Self> {
+        let list = crate::multihost::parse(url.expose())?;
         let single = list.is_single();
         let hosts: Vec<Host> = list
             .hosts
@@ -298,7 +301,7 @@ impl Target {
                         std::io::ErrorKind::TimedOut,
                         format!(
                             "no host of {} matched target_session_attrs={} within {:?}",
-                            crate::config::redact_url(url),
+                            url,
                             failover.target,
                             config.connect_timeout
                         ),

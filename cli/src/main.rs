@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = connect(&config).await?;
             let mut target = db.acquire().await?;
             let old = Database::connect(&Config {
-                database_url: Some(from),
+                database_url: Some(from.into()),
                 ..config.clone()
             })
             .await

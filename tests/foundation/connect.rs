@@ -50,3 +50,235 @@ async fn a_pool_that_stays_busy_is_a_pool_timeout() -> anyhow::Result<()> {
     db.close().await;
     Ok(())
 }
+
+/// The embedded cluster, with the unix socket these tests connect through.
+async fn cluster() -> anyhow::Result<shared_db::embedded::Running> {
+    let running = shared_db::embedded::Cluster::default_location()?
+        .ensure_running()
+        .await?;
+    let socket = running
+        .socket_dir
+        .join(format!(".s.PGSQL.{}", running.port));
+    anyhow::ensure!(
+        socket.exists(),
+        "no socket at {}: the embedded cluster was started by an older build; restart it \
+         (`cargo run -- embedded stop`, the next test starts it again)",
+        socket.display()
+    );
+    Ok(running)
+}
+
+fn percent_encode_path(path: &str) -> String {
+    path.bytes()
+        .map(|b| match b {
+            b'/' => "%2F".to_owned(),
+            _ => (b as char).to_string(),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn unix_socket_strings_reach_the_server_in_every_spelling_and_mixed_with_tcp()
+-> anyhow::Result<()> {
+    let test_db = TestDatabase::new().await?;
+    let pg = cluster().await?;
+    let dir = pg.socket_dir.display().to_string();
+    let (port, pw, name) = (pg.port, pg.password(), test_db.name());
+    let socket = format!("{dir}/.s.PGSQL.{port}");
+    for (url, serving) in [
+        (
+            format!("host={dir} port={port} user=postgres password={pw} dbname={name}"),
+            None,
+        ),
+        (
+            format!("postgres://postgres:{pw}@/{name}?host={dir}&port={port}"),
+            None,
+        ),
+        (
+            format!(
+                "postgres://postgres:{pw}@{}:{port}/{name}",
+                percent_encode_path(&dir)
+            ),
+            None,
+        ),
+        // a socket directory with no server first: libpq moves on to the next host
+        (
+            format!(
+                "host=/nonexistent/shared-db,{dir} port={port} user=postgres password={pw} \
+                 dbname={name}"
+            ),
+            Some(socket.clone()),
+        ),
+        // TCP first, then the socket, with a target: the first primary serves
+        (
+            format!(
+                "host=127.0.0.1,{dir} port=1,{port} user=postgres password={pw} dbname={name} \
+                 target_session_attrs=read-write"
+            ),
+            Some(socket.clone()),
+        ),
+    ] {
+        let mut config = Config::new(url.as_str());
+        config.connect_timeout = Duration::from_secs(10);
+        let db = Database::connect(&config).await?;
+        let over_socket: bool = sqlx::query_scalar("SELECT inet_server_addr() IS NULL")
+            .fetch_one(db.pool())
+            .await?;
+        let shown = shared_db::config::redact_url(&url);
+        assert!(over_socket, "{shown}: not connected over the socket");
+        assert_eq!(db.serving_host(), serving, "{shown}");
+        assert!(!format!("{db:?}").contains(pw), "{db:?}");
+        db.close().await;
+    }
+    Ok(())
+}
+
+/// Runs [`child_connects_with_the_pg_environment`] in a process of its own with `env` (the
+/// `PG*` variables are process-wide, so they cannot be set inside this test process).
+fn connect_in_child(url: &str, database: &str, env: &[(&str, String)]) -> bool {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args([
+        "--exact",
+        "connect::child_connects_with_the_pg_environment",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
+    for var in [
+        "DATABASE_URL",
+        "PGHOST",
+        "PGHOSTADDR",
+        "PGPORT",
+        "PGUSER",
+        "PGDATABASE",
+        "PGPASSWORD",
+        "PGPASSFILE",
+        "PGSERVICE",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env("SHARED_DB_CHILD_URL", url)
+        .env("SHARED_DB_CHILD_DATABASE", database);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run the test binary");
+    if !out.status.success() {
+        eprintln!(
+            "child for {url:?} failed:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    out.status.success()
+}
+
+#[tokio::test]
+async fn pg_environment_and_password_file_apply_as_in_libpq() -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let test_db = TestDatabase::new().await?;
+    let pg = cluster().await?;
+    let (port, pw, name) = (pg.port, pg.password(), test_db.name().to_owned());
+    let dir = pg.socket_dir.display().to_string();
+    let scratch = std::env::temp_dir().join(format!("shared-db-pgpass-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)?;
+    let passfile = scratch.join("pgpass");
+    // host:port:database:user:password, matched as libpq does
+    std::fs::write(
+        &passfile,
+        format!(
+            "127.0.0.1:{port}:{name}:postgres:{pw}\n\
+             pgpass-name.invalid:{port}:*:postgres:{pw}\n\
+             {dir}:{port}:*:postgres:{pw}\n"
+        ),
+    )?;
+    std::fs::set_permissions(&passfile, std::fs::Permissions::from_mode(0o600))?;
+    let empty = scratch.join("empty");
+    std::fs::write(&empty, "")?;
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600))?;
+    let file = passfile.display().to_string();
+    let env = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+        pairs.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+    };
+    let port_s = port.to_string();
+    // Everything from the environment, the password from the file (searched for host, port,
+    // database and user).
+    let all_from_env = env(&[
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", &port_s),
+        ("PGUSER", "postgres"),
+        ("PGDATABASE", &name),
+        ("PGPASSFILE", &file),
+    ]);
+    assert!(connect_in_child("postgres://", &name, &all_from_env));
+    // hostaddr is where it connects; the file is searched for the host name
+    let named = env(&[
+        ("PGPORT", &port_s),
+        ("PGUSER", "postgres"),
+        ("PGDATABASE", &name),
+        ("PGPASSFILE", &file),
+    ]);
+    assert!(connect_in_child(
+        "host=pgpass-name.invalid hostaddr=127.0.0.1",
+        &name,
+        &named
+    ));
+    // PGHOST names a socket directory
+    let socket = env(&[
+        ("PGHOST", &dir),
+        ("PGPORT", &port_s),
+        ("PGUSER", "postgres"),
+        ("PGPASSFILE", &file),
+    ]);
+    assert!(connect_in_child(&format!("dbname={name}"), &name, &socket));
+    // and it is the file that supplied the password: without the line, the same fails
+    let no_password = env(&[
+        ("PGHOST", "127.0.0.1"),
+        ("PGPORT", &port_s),
+        ("PGUSER", "postgres"),
+        ("PGDATABASE", &name),
+        ("PGPASSFILE", &empty.display().to_string()),
+    ]);
+    assert!(!connect_in_child("postgres://", &name, &no_password));
+    std::fs::remove_dir_all(&scratch)?;
+    Ok(())
+}
+
+/// Not a test of its own: [`pg_environment_and_password_file_apply_as_in_libpq`] runs it in a
+/// child process with the `PG*` variables set, and judges its exit status.
+#[tokio::test]
+#[ignore = "run by pg_environment_and_password_file_apply_as_in_libpq in a process of its own"]
+async fn child_connects_with_the_pg_environment() -> anyhow::Result<()> {
+    let url = std::env::var("SHARED_DB_CHILD_URL")
+        .map_err(|_| anyhow::anyhow!("only run by pg_environment_and_password_file_apply_as_in_libpq"))?;
+    let mut config = Config::new(url);
+    config.connect_timeout = Duration::from_secs(5);
+    let db = Database::connect(&config).await?;
+    let (user, database): (String, String) =
+        sqlx::query_as("SELECT current_user::text, current_database()::text")
+            .fetch_one(db.pool())
+            .await?;
+    assert_eq!(user, "postgres");
+    assert_eq!(database, std::env::var("SHARED_DB_CHILD_DATABASE")?);
+    db.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn debug_of_a_database_shows_where_it_connects_and_no_password() -> anyhow::Result<()> {
+    let test_db = TestDatabase::new().await?;
+    let password = test_db
+        .url()
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw.to_owned())
+        .expect("the test URL has a password");
+    let mut config = Config::new(test_db.url());
+    config.migration_url = Some(test_db.url().into());
+    let db = Database::connect(&config).await?;
+    let shown = format!("{db:?} {config:?}");
+    assert!(!shown.contains(&password), "{shown}");
+    assert!(shown.contains(test_db.name()), "{shown}");
+    db.close().await;
+    Ok(())
+}
