@@ -6,6 +6,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use crate::failover::Purpose;
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
@@ -74,6 +75,8 @@ pub struct Database {
     watcher: Option<Arc<crate::failover::WatcherGuard>>,
     /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
+    /// Replica failover (a multi-host or role-checked `DATABASE_REPLICA_URL`).
+    replica_watcher: Option<Arc<crate::failover::WatcherGuard>>,
 }
 
 /// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
@@ -89,6 +92,7 @@ impl std::fmt::Debug for Database {
             .field("idle", &self.pool.num_idle())
             .field("replica", &replica.as_deref().map(SafeOptions))
             .field("failover", &self.watcher)
+            .field("replica_failover", &self.replica_watcher)
             .field("migration", &self.migration.as_deref().map(SafeOptions))
             .field("compatibility", &self.compatibility)
             .finish_non_exhaustive()
@@ -104,7 +108,40 @@ impl Database {
     /// here rather than on first use.
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.require_url()?;
-        let target = crate::failover::Target::resolve(config, url).await?;
+        let (pool, watcher) = Self::open(config, url, Purpose::Primary).await?;
+        let (replica, replica_watcher) = match &config.replica_url {
+            Some(replica_url) => {
+                let (pool, watcher) = Self::open(config, replica_url, Purpose::Replica).await?;
+                (Some(pool), watcher)
+            }
+            None => (None, None),
+        };
+        let migration = match &config.migration_url {
+            Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
+            None => None,
+        };
+        Ok(Database {
+            pool,
+            migration_locks: schema::MigrationLocks {
+                timeout: config.migration_lock_timeout,
+                ..schema::MigrationLocks::default()
+            },
+            compatibility: config.schema_compatibility,
+            replica,
+            watcher,
+            migration,
+            replica_watcher,
+        })
+    }
+
+    /// One pool for `url`, with failover (and its watcher) when the string names several hosts
+    /// or a role to check.
+    async fn open(
+        config: &Config,
+        url: &crate::config::DatabaseUrl,
+        purpose: Purpose,
+    ) -> Result<(PgPool, Option<Arc<crate::failover::WatcherGuard>>)> {
+        let target = crate::failover::Target::resolve(config, url, purpose).await?;
         let failover = target.failover.clone();
         let mut pool_options = with_acquire_checks(Self::pool_options(config), config, failover);
         pool_options = with_acquire_timing(pool_options);
@@ -131,29 +168,7 @@ impl Database {
                 failover,
             })
         });
-        let replica = match &config.replica_url {
-            Some(replica_url) => {
-                let options = config.connect_options_for(replica_url)?;
-                let replica_pool = with_acquire_checks(Self::pool_options(config), config, None);
-                Some(Self::connect_pool(config, replica_pool, options, replica_url).await?)
-            }
-            None => None,
-        };
-        let migration = match &config.migration_url {
-            Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
-            None => None,
-        };
-        Ok(Database {
-            pool,
-            migration_locks: schema::MigrationLocks {
-                timeout: config.migration_lock_timeout,
-                ..schema::MigrationLocks::default()
-            },
-            compatibility: config.schema_compatibility,
-            replica,
-            watcher,
-            migration,
-        })
+        Ok((pool, watcher))
     }
 
     fn pool_options(config: &Config) -> PgPoolOptions {
@@ -176,7 +191,8 @@ impl Database {
             .map_err(|_| Error::ConnectTimeout {
                 target: url.redacted(),
                 timeout: config.connect_timeout,
-            })??;
+            })?
+            .map_err(|e| Error::connect_failure(e, url))?;
         Ok(pool)
     }
 
@@ -220,6 +236,7 @@ impl Database {
             replica: None,
             watcher: None,
             migration: None,
+            replica_watcher: None,
         }
     }
 
@@ -257,13 +274,30 @@ impl Database {
     }
 
     /// A pooled connection, for several statements outside a transaction.
+    ///
+    /// A failure to open a connection is [`Error::Connect`] (retryable: nothing was sent).
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
-        Ok(self.pool.acquire().await?)
+        self.pool.acquire().await.map_err(|e| self.opening(e))
     }
+
+
 
     /// Begins a transaction on a pooled connection; it rolls back when dropped uncommitted.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        let conn = self.acquire().await?;
+        // what `Pool::begin` does, with the acquire's failure classified on its own
+        Ok(sqlx::Transaction::begin(conn, None).await?)
+    }
+
+    /// [`Error::opening`] naming the pool's current host.
+    fn opening(&self, e: sqlx::Error) -> Error {
+        Error::opening(e, || {
+            let options = self.pool.connect_options();
+            match options.get_socket() {
+                Some(dir) => format!("{}/.s.PGSQL.{}", dir.display(), options.get_port()),
+                None => format!("{}:{}", options.get_host(), options.get_port()),
+            }
+        })
     }
 
     /// Runs `f` in a transaction on a pooled connection; see [`crate::tx::transaction`].

@@ -178,6 +178,7 @@ fn error_kind(error: &Error) -> &'static str {
         Error::InvalidInput(_) => "invalid_input",
         Error::Config(_) => "config",
         Error::ConnectTimeout { .. } => "connect_timeout",
+        Error::Connect { .. } => "connect",
         Error::PoolTimeout | Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
         Error::StatementTimeout { .. } => "statement_timeout",
         Error::LockTimeout { .. } => "lock_timeout",

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use shared_db::testing::TestDatabase;
+use sqlx::Connection;
 use shared_db::{Config, Database, Error};
 
 #[tokio::test]
@@ -259,6 +260,120 @@ async fn child_connects_with_the_pg_environment() -> anyhow::Result<()> {
             .await?;
     assert_eq!(user, "postgres");
     assert_eq!(database, std::env::var("SHARED_DB_CHILD_DATABASE")?);
+    db.close().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn failures_before_a_connection_exists_are_retryable_for_any_operation() {
+    // a socket directory with no server in it, at start-up
+    let mut config = Config::new("host=/nonexistent/shared-db dbname=x user=u password=hunter2");
+    config.connect_timeout = Duration::from_secs(2);
+    let err = Database::connect(&config).await.unwrap_err();
+    assert!(matches!(err, Error::Connect { .. }), "{err:?}");
+    assert!(err.is_retryable() && !err.is_outcome_unknown(), "{err:?}");
+    assert!(!format!("{err} {err:?}").contains("hunter2"), "{err:?}");
+
+    // from a bare executor: a missing socket and a name that does not resolve (RFC 6761
+    // reserves `.invalid`) can only happen before a connection exists
+    for url in [
+        "postgres://u@%2Fnonexistent%2Fshared-db/x",
+        "postgres://u@shared-db-test.invalid/x",
+    ] {
+        let e = tokio::time::timeout(Duration::from_secs(20), sqlx::PgConnection::connect(url))
+            .await
+            .expect("the resolver answers")
+            .unwrap_err();
+        let err = Error::from(e);
+        assert!(
+            err.is_retryable() && !err.is_outcome_unknown(),
+            "{url}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_replica_url_that_names_a_primary_is_refused_with_a_clear_error() -> anyhow::Result<()> {
+    let test_db = TestDatabase::new().await?;
+    let mut config = Config::new(test_db.url());
+    config.replica_url = Some(test_db.url().into());
+    let err = Database::connect(&config).await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("DATABASE_REPLICA_URL") && message.contains("standby"),
+        "{message}"
+    );
+    assert!(message.contains(":***@"), "the URL is shown redacted: {message}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_lost_watcher_connection_does_not_retire_the_pool_of_a_host_that_still_serves()
+-> anyhow::Result<()> {
+    let test_db = TestDatabase::new().await?;
+    let pg = cluster().await?;
+    let url = format!(
+        "postgres://postgres:{}@127.0.0.1:{},127.0.0.1:1/{}?target_session_attrs=read-write",
+        pg.password(),
+        pg.port,
+        test_db.name()
+    );
+    let mut config = Config::new(url);
+    config.failover_check_interval = Duration::from_millis(100);
+    config.max_connections = 2;
+    let db = Database::connect(&config).await?;
+    let pids = async |db: &Database| -> anyhow::Result<Vec<i32>> {
+        let mut a = db.acquire().await?;
+        let mut b = db.acquire().await?;
+        let mut pids = vec![
+            sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                .fetch_one(&mut *a)
+                .await?,
+            sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()")
+                .fetch_one(&mut *b)
+                .await?,
+        ];
+        pids.sort_unstable();
+        Ok(pids)
+    };
+    let before = pids(&db).await?;
+    // The watcher's own session (its role checks); a loaded debug build may need a while.
+    let watcher_pid = async || -> anyhow::Result<Option<i32>> {
+        Ok(sqlx::query_scalar(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = $1 \
+             AND datname = current_database()",
+        )
+        .bind(shared_db::failover::MONITOR_APPLICATION_NAME)
+        .fetch_optional(test_db.pool())
+        .await?)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let cut = loop {
+        if let Some(pid) = watcher_pid().await? {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no watcher session");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Cut it, as a network blip would.
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(cut)
+        .execute(test_db.pool())
+        .await?;
+    // The watcher notices, probes the hosts, finds the same primary and opens a new session.
+    loop {
+        if watcher_pid().await?.is_some_and(|pid| pid != cut) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the watcher did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.serving_host().as_deref(), Some(&*format!("127.0.0.1:{}", pg.port)));
+    assert_eq!(pids(&db).await?, before, "the pooled connections were retired");
     db.close().await;
     Ok(())
 }
