@@ -77,6 +77,24 @@ pub struct Database {
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
     /// Replica failover (a multi-host or role-checked `DATABASE_REPLICA_URL`).
     replica_watcher: Option<Arc<crate::failover::WatcherGuard>>,
+    /// Callers waiting in [`Database::acquire`] now (`db.client.connection.pending_requests`).
+    pending: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts one caller waiting for a connection while it lives.
+struct Pending<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Pending<'a> {
+    fn start(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Pending(counter)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
@@ -131,6 +149,7 @@ impl Database {
             watcher,
             migration,
             replica_watcher,
+            pending: Arc::default(),
         })
     }
 
@@ -156,6 +175,9 @@ impl Database {
                     let retire = on_release.predates_switch(meta.age);
                     Box::pin(async move { Ok(!retire) })
                 });
+        }
+        if purpose == Purpose::Primary {
+            crate::semconv::set_server(&target.options);
         }
         let pool = Self::connect_pool(config, pool_options, target.options, url).await?;
         let watcher = target.failover.map(|failover| {
@@ -229,6 +251,7 @@ impl Database {
 
     /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]).
     pub fn from_pool(pool: PgPool) -> Self {
+        crate::semconv::set_server(&pool.connect_options());
         Database {
             pool,
             migration_locks: schema::MigrationLocks::default(),
@@ -237,6 +260,7 @@ impl Database {
             watcher: None,
             migration: None,
             replica_watcher: None,
+            pending: Arc::default(),
         }
     }
 
@@ -277,10 +301,22 @@ impl Database {
     ///
     /// A failure to open a connection is [`Error::Connect`] (retryable: nothing was sent).
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
+        let _waiting = Pending::start(&self.pending);
         self.pool.acquire().await.map_err(|e| self.opening(e))
     }
 
+    /// Callers waiting in [`Database::acquire`], [`Database::begin`] or
+    /// [`Database::transaction`] for a pooled connection right now (statements run directly on
+    /// [`Database::pool`] wait inside sqlx, which does not say).
+    pub fn pending_requests(&self) -> u64 {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
 
+    /// The replica's own pool, when `DATABASE_REPLICA_URL` is set (unlike
+    /// [`Database::replica`], never the primary's).
+    pub fn replica_pool(&self) -> Option<&PgPool> {
+        self.replica.as_ref()
+    }
 
     /// Begins a transaction on a pooled connection; it rolls back when dropped uncommitted.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {

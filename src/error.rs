@@ -321,6 +321,50 @@ impl Error {
         }
     }
 
+    /// A short, fixed name for what went wrong: the variant in snake case (`conflict`,
+    /// `lock_timeout`, `connect`, …), and for a database error no variant types, its condition
+    /// (`serialization_failure`, `deadlock`, else `database`); `io` and `driver` for the
+    /// connection. It is the `kind` label of the error counter and the OpenTelemetry
+    /// `error.type` of a failed operation ([`crate::semconv`]). Exhaustive on purpose: a new
+    /// variant must choose its name here.
+    pub fn kind(&self) -> &'static str {
+            match self {
+            Error::NotFound => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::ForeignKey { .. } => "foreign_key",
+            Error::Check { .. } => "check",
+            Error::NotNull { .. } => "not_null",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Config(_) => "config",
+            Error::ConnectTimeout { .. } => "connect_timeout",
+            Error::Connect { .. } => "connect",
+            Error::PoolTimeout | Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
+            Error::StatementTimeout { .. } => "statement_timeout",
+            Error::LockTimeout { .. } => "lock_timeout",
+            Error::DataException { .. } => "data_exception",
+            Error::Internal(_) => "internal",
+            Error::Migrate(_) => "migrate",
+            Error::SchemaIncompatible { .. } => "schema_incompatible",
+            #[cfg(feature = "embedded")]
+            Error::Embedded(_) => "embedded",
+            Error::InsufficientStock { .. } => "insufficient_stock",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::InsufficientCredits { .. } => "insufficient_credits",
+            Error::UnknownEnumLabel { .. } => "unknown_enum_label",
+            Error::Superseded { .. } => "superseded",
+            Error::TooManyApiKeys { .. } => "too_many_api_keys",
+            Error::Database(sqlx::Error::Io(_)) => "io",
+            Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
+                Some(sqlstate::QUERY_CANCELED) => "statement_timeout",
+                Some(sqlstate::LOCK_NOT_AVAILABLE) => "lock_timeout",
+                Some(sqlstate::SERIALIZATION_FAILURE) => "serialization_failure",
+                Some(sqlstate::DEADLOCK_DETECTED) => "deadlock",
+                _ => "database",
+            },
+            Error::Database(_) => "driver",
+        }
+    }
+
     /// The constraint name for constraint violations, if any.
     pub fn constraint(&self) -> Option<&str> {
         match self {

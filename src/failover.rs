@@ -89,6 +89,9 @@ pub(crate) struct Failover {
     state: Mutex<State>,
     wake: Notify,
     probe_timeout: Duration,
+    /// Which pool this is; a primary's switch moves the `server.*` attributes
+    /// ([`crate::semconv`]).
+    purpose: Purpose,
 }
 
 struct State {
@@ -105,6 +108,7 @@ impl Failover {
         hosts: Vec<Host>,
         target: TargetSessionAttrs,
         probe_timeout: Duration,
+        purpose: Purpose,
     ) -> Self {
         Failover {
             hosts,
@@ -116,6 +120,7 @@ impl Failover {
             }),
             wake: Notify::new(),
             probe_timeout,
+            purpose,
         }
     }
 
@@ -252,6 +257,9 @@ impl Failover {
             previous
         };
         pool.set_connect_options(self.current_options());
+        if self.purpose == Purpose::Primary {
+            crate::semconv::set_server(&self.hosts[index].options);
+        }
         tracing::warn!(
             from = %self.hosts[previous],
             to = %self.hosts[index],
@@ -387,7 +395,7 @@ impl Target {
             });
         }
         let probe_timeout = config.connect_timeout.min(Duration::from_secs(2));
-        let failover = Arc::new(Failover::new(hosts, target, probe_timeout));
+        let failover = Arc::new(Failover::new(hosts, target, probe_timeout, purpose));
         let deadline = Instant::now() + config.connect_timeout;
         loop {
             let (chosen, all_answered) = failover.choose_reporting().await;
@@ -446,7 +454,12 @@ mod tests {
                 options: options.clone().host(name),
             })
             .collect();
-        let failover = Failover::new(hosts, TargetSessionAttrs::Any, Duration::from_secs(5));
+        let failover = Failover::new(
+            hosts,
+            TargetSessionAttrs::Any,
+            Duration::from_secs(5),
+            Purpose::Replica,
+        );
         let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(failover.current_options());
 
         // opened under the options of host 0 (a connect in flight when the switch happens)

@@ -113,6 +113,7 @@ pub mod planexe;
 pub mod pooler;
 pub mod replica;
 pub mod schema;
+pub mod semconv;
 pub mod shop;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -44,9 +44,17 @@ async fn a_pool_that_stays_busy_is_a_pool_timeout() -> anyhow::Result<()> {
     let db = Database::connect(&config).await?;
 
     let held = db.acquire().await?;
-    let err = db.acquire().await.unwrap_err();
+    assert_eq!(db.pending_requests(), 0);
+    let waiter = tokio::spawn({
+        let db = db.clone();
+        async move { db.acquire().await.map(drop) }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(db.pending_requests(), 1, "one caller waits for a connection");
+    let err = waiter.await?.unwrap_err();
     assert!(matches!(err, Error::PoolTimeout), "{err:?}");
     assert!(err.is_retryable(), "nothing was sent");
+    assert_eq!(db.pending_requests(), 0);
     drop(held);
     db.close().await;
     Ok(())
