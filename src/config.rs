@@ -326,7 +326,9 @@ impl DatabaseUrl {
 
 impl fmt::Debug for DatabaseUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("DatabaseUrl").field(&self.redacted()).finish()
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
     }
 }
 
@@ -374,9 +376,19 @@ impl AsRef<str> for DatabaseUrl {
 /// with their values) sees them.
 pub fn is_secret_key(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["password", "passwd", "pwd", "secret", "token", "credential", "passphrase", "apikey", "api_key"]
-        .iter()
-        .any(|word| key.contains(word))
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "credential",
+        "passphrase",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
 }
 
 /// `Debug` of connect options without their secrets: host (or socket), port, database and user.
@@ -449,7 +461,10 @@ fn redact_key_value(s: &str) -> String {
                 if is_secret_key(&key) {
                     format!("{key}=***")
                 } else if value.is_empty() || value.contains([' ', '\'', '\\']) {
-                    format!("{key}='{}'", value.replace('\\', "\\\\").replace('\'', "\\'"))
+                    format!(
+                        "{key}='{}'",
+                        value.replace('\\', "\\\\").replace('\'', "\\'")
+                    )
                 } else {
                     format!("{key}={value}")
                 }

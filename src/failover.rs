@@ -460,7 +460,8 @@ mod tests {
             Duration::from_secs(5),
             Purpose::Replica,
         );
-        let pool = sqlx::postgres::PgPoolOptions::new().connect_lazy_with(failover.current_options());
+        let pool =
+            sqlx::postgres::PgPoolOptions::new().connect_lazy_with(failover.current_options());
 
         // opened under the options of host 0 (a connect in flight when the switch happens)
         let mut opened_before = PgConnection::connect_with(&failover.current_options()).await?;

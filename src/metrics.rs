@@ -80,7 +80,10 @@ pub fn describe() {
         CONNECTION_COUNT,
         "The number of connections that are currently in state described by the state attribute"
     );
-    describe_gauge!(CONNECTION_MAX, "The maximum number of open connections allowed");
+    describe_gauge!(
+        CONNECTION_MAX,
+        "The maximum number of open connections allowed"
+    );
     describe_gauge!(
         PENDING_REQUESTS,
         "The number of current pending requests for an open connection"

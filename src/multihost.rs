@@ -663,7 +663,10 @@ fn build(
             addrs.len()
         )));
     }
-    let ports = parts.ports.or_else(|| env_list("PGPORT")).unwrap_or_default();
+    let ports = parts
+        .ports
+        .or_else(|| env_list("PGPORT"))
+        .unwrap_or_default();
     if ports.len() > 1 && ports.len() != hosts.len() {
         return Err(Error::invalid_input(format!(
             "connection string names {} hosts but {} ports",
@@ -682,7 +685,11 @@ fn build(
     let mut list = Vec::with_capacity(hosts.len());
     for (i, name) in hosts.iter().enumerate() {
         // libpq: an empty port in a list is the default port
-        let port = match ports.get(i).or(ports.first()).filter(|p| !p.trim().is_empty()) {
+        let port = match ports
+            .get(i)
+            .or(ports.first())
+            .filter(|p| !p.trim().is_empty())
+        {
             Some(p) => parse_port(p)?,
             None => 5432,
         };
@@ -771,7 +778,11 @@ mod tests {
     enum Expect {
         /// The hosts in order (`host:port`, or a socket as `dir/.s.PGSQL.port`), the database
         /// (`None`: not asserted) and the target.
-        Hosts(&'static [&'static str], Option<&'static str>, TargetSessionAttrs),
+        Hosts(
+            &'static [&'static str],
+            Option<&'static str>,
+            TargetSessionAttrs,
+        ),
         /// Refused; the message contains this.
         Refused(&'static str),
     }
@@ -918,7 +929,10 @@ mod tests {
         let list = parse("postgres://app:hunter2@h1,h2/db?sslpassword=hunter2").unwrap();
         let shown = format!("{list:?} {:?}", list.hosts[0]);
         assert!(!shown.contains(secret), "{shown}");
-        assert!(shown.contains("h1") && shown.contains("\"db\"") && shown.contains("app"), "{shown}");
+        assert!(
+            shown.contains("h1") && shown.contains("\"db\"") && shown.contains("app"),
+            "{shown}"
+        );
         // sqlx's Debug of the options inside would have shown it: the test sees the danger
         assert!(format!("{:?}", list.hosts[0].options).contains(secret));
 

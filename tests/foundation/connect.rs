@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use shared_db::testing::TestDatabase;
-use sqlx::Connection;
 use shared_db::{Config, Database, Error};
+use sqlx::Connection;
 
 #[tokio::test]
 async fn without_a_url_connect_fails_with_a_configuration_error_naming_database_url() {
@@ -50,7 +50,11 @@ async fn a_pool_that_stays_busy_is_a_pool_timeout() -> anyhow::Result<()> {
         async move { db.acquire().await.map(drop) }
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(db.pending_requests(), 1, "one caller waits for a connection");
+    assert_eq!(
+        db.pending_requests(),
+        1,
+        "one caller waits for a connection"
+    );
     let err = waiter.await?.unwrap_err();
     assert!(matches!(err, Error::PoolTimeout), "{err:?}");
     assert!(err.is_retryable(), "nothing was sent");
@@ -257,8 +261,9 @@ async fn pg_environment_and_password_file_apply_as_in_libpq() -> anyhow::Result<
 #[tokio::test]
 #[ignore = "run by pg_environment_and_password_file_apply_as_in_libpq in a process of its own"]
 async fn child_connects_with_the_pg_environment() -> anyhow::Result<()> {
-    let url = std::env::var("SHARED_DB_CHILD_URL")
-        .map_err(|_| anyhow::anyhow!("only run by pg_environment_and_password_file_apply_as_in_libpq"))?;
+    let url = std::env::var("SHARED_DB_CHILD_URL").map_err(|_| {
+        anyhow::anyhow!("only run by pg_environment_and_password_file_apply_as_in_libpq")
+    })?;
     let mut config = Config::new(url);
     config.connect_timeout = Duration::from_secs(5);
     let db = Database::connect(&config).await?;
@@ -312,7 +317,10 @@ async fn a_replica_url_that_names_a_primary_is_refused_with_a_clear_error() -> a
         message.contains("DATABASE_REPLICA_URL") && message.contains("standby"),
         "{message}"
     );
-    assert!(message.contains(":***@"), "the URL is shown redacted: {message}");
+    assert!(
+        message.contains(":***@"),
+        "the URL is shown redacted: {message}"
+    );
     Ok(())
 }
 
@@ -380,8 +388,15 @@ async fn a_lost_watcher_connection_does_not_retire_the_pool_of_a_host_that_still
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(db.serving_host().as_deref(), Some(&*format!("127.0.0.1:{}", pg.port)));
-    assert_eq!(pids(&db).await?, before, "the pooled connections were retired");
+    assert_eq!(
+        db.serving_host().as_deref(),
+        Some(&*format!("127.0.0.1:{}", pg.port))
+    );
+    assert_eq!(
+        pids(&db).await?,
+        before,
+        "the pooled connections were retired"
+    );
     db.close().await;
     Ok(())
 }

@@ -76,9 +76,17 @@ async fn metrics_are_scraped_in_prometheus_text_after_traffic() {
         text.contains(r#"db_client_operation_duration_bucket{db_system_name="postgresql",db_operation_name="status",db_collection_name="plans",le="0.1"}"#),
         "latency histogram with buckets: {text}"
     );
-    assert_eq!(sample(&text, &op("create", "shop.shops")), Some(1.0), "{text}");
+    assert_eq!(
+        sample(&text, &op("create", "shop.shops")),
+        Some(1.0),
+        "{text}"
+    );
     let failed = r#"db_client_operation_duration_count{db_system_name="postgresql",db_operation_name="create",db_collection_name="shop.shops",error_type="conflict"}"#;
-    assert_eq!(sample(&text, failed), Some(1.0), "a failure carries error.type: {text}");
+    assert_eq!(
+        sample(&text, failed),
+        Some(1.0),
+        "a failure carries error.type: {text}"
+    );
     let conflict =
         r#"shared_db_operation_errors_total{operation="shop::shops::create",kind="conflict"}"#;
     assert_eq!(sample(&text, conflict), Some(1.0), "{text}");
@@ -96,10 +104,16 @@ async fn metrics_are_scraped_in_prometheus_text_after_traffic() {
             &format!(r#"{series}{{db_client_connection_pool_name="primary"{labels}}}"#),
         )
     };
-    let idle = pool("db_client_connection_count", r#",db_client_connection_state="idle""#)
-        .expect("idle connections");
-    let used = pool("db_client_connection_count", r#",db_client_connection_state="used""#)
-        .expect("used connections");
+    let idle = pool(
+        "db_client_connection_count",
+        r#",db_client_connection_state="idle""#,
+    )
+    .expect("idle connections");
+    let used = pool(
+        "db_client_connection_count",
+        r#",db_client_connection_state="used""#,
+    )
+    .expect("used connections");
     let max = pool("db_client_connection_max", "").expect("max gauge");
     assert!(idle + used >= 1.0 && idle + used <= max, "{text}");
     assert_eq!(
