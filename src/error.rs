@@ -278,10 +278,13 @@ impl Error {
         Error::InvalidInput(message.into()).counted()
     }
 
-    /// Counts the error in the operation metrics (feature `metrics`); see [`crate::metrics`].
+    /// Counts the error in the operation metrics (feature `metrics`, see [`crate::metrics`]) and
+    /// marks the current repository span failed (feature `otel`).
     fn counted(self) -> Self {
         #[cfg(feature = "metrics")]
         crate::metrics::count_error(&self);
+        #[cfg(feature = "otel")]
+        crate::otel::record_error(&self);
         self
     }
 
@@ -328,7 +331,7 @@ impl Error {
     /// `error.type` of a failed operation ([`crate::semconv`]). Exhaustive on purpose: a new
     /// variant must choose its name here.
     pub fn kind(&self) -> &'static str {
-            match self {
+        match self {
             Error::NotFound => "not_found",
             Error::Conflict { .. } => "conflict",
             Error::ForeignKey { .. } => "foreign_key",

@@ -787,12 +787,15 @@ mod tests {
         Refused(&'static str),
     }
 
+    /// A connection string, the `PG*` variables set, and what libpq does with them.
+    type Case = (&'static str, &'static [(&'static str, &'static str)], Expect);
+
     #[test]
     fn connection_strings_behave_as_in_libpq() {
         use Expect::{Hosts, Refused};
         use TargetSessionAttrs::*;
         #[rustfmt::skip]
-        let table: &[(&str, &[(&str, &str)], Expect)] = &[
+        let table: &[Case] = &[
             // -- the manual's URI examples
             ("postgresql://localhost", &[], Hosts(&["localhost:5432"], None, Any)),
             ("postgresql://localhost:5433", &[], Hosts(&["localhost:5433"], None, Any)),
