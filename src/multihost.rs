@@ -788,7 +788,11 @@ mod tests {
     }
 
     /// A connection string, the `PG*` variables set, and what libpq does with them.
-    type Case = (&'static str, &'static [(&'static str, &'static str)], Expect);
+    type Case = (
+        &'static str,
+        &'static [(&'static str, &'static str)],
+        Expect,
+    );
 
     #[test]
     fn connection_strings_behave_as_in_libpq() {
