@@ -11,8 +11,8 @@
 //! | `db.operation.name` | the function's name | `status` |
 //! | `db.collection.name` | the table: the module's last segment, in schema `shop` for `shared_db::shop::*` (`public` tables unqualified), none for modules that span several tables (`planexe::retention`, `shop::import`, `shop::list`) | `plans`, `shop.products` |
 //! | `db.query.summary` | `"{operation} {collection}"` (the operation alone without a table) | `status plans` |
-//! | `db.namespace` | the database name of the pool ([`set_server`]) | `shared_db` |
-//! | `server.address`, `server.port` | the host (or socket directory) and port the pool connects to ([`set_server`]) | `10.0.0.5`, `5432` |
+//! | `db.namespace` | the database name of the pool ([`server`]) | `shared_db` |
+//! | `server.address`, `server.port` | the host (or socket directory) and port the pool connects to ([`server`]) | `10.0.0.5`, `5432` |
 //! | `error.type` | [`Error::kind`](crate::Error::kind) of a failure, absent on success | `conflict`, `pool_timeout` |
 //!
 //! The server attributes are the process's: those of the last pool [`crate::Database::connect`]
