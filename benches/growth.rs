@@ -125,7 +125,7 @@ async fn grow(
     iters: usize,
 ) -> anyhow::Result<()> {
     let mut c = base.clone();
-    c.database_url = Some(url.to_owned());
+    c.database_url = Some(url.into());
     c.max_connections = 2;
     // seeding a chunk on a busy machine can outlast the pool's default statement timeout
     c.statement_timeout = None;

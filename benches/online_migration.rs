@@ -150,7 +150,7 @@ async fn bench(base: &Config, url: &str) -> anyhow::Result<()> {
     setup.close().await?;
 
     let mut config = base.clone();
-    config.database_url = Some(url.to_owned());
+    config.database_url = Some(url.into());
     config.max_connections = (enqueuers + claimers + 2) as u32;
     config.min_connections = 0;
     let db = Database::connect(&config).await?;

@@ -14,7 +14,6 @@ use std::time::Instant;
 use shared_db::shop::import::{self, Options, Report};
 use shared_db::testing::TestDatabase;
 
-
 fn env(name: &str, default: i64) -> i64 {
     std::env::var(name)
         .ok()

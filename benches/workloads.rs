@@ -154,7 +154,7 @@ async fn scalar(db: &Database, sql: &str) -> anyhow::Result<i64> {
 /// A pool of `n` connections, all opened (and so excluded from the timing, as pgbench does).
 async fn pool(base: &Config, url: &str, n: u32) -> anyhow::Result<Database> {
     let mut c = base.clone();
-    c.database_url = Some(url.to_owned());
+    c.database_url = Some(url.into());
     c.max_connections = n;
     c.min_connections = 0;
     let db = if std::env::var("BENCH_PING_EVERY_ACQUIRE").is_ok_and(|v| v == "1") {

@@ -49,7 +49,7 @@ pub const PING_WHEN_IDLE_FOR: Duration = Duration::from_secs(10);
 #[derive(Clone)]
 pub struct Config {
     /// PostgreSQL URL. `None` makes [`crate::Database::connect`] fail with [`Error::Config`].
-    pub database_url: Option<String>,
+    pub database_url: Option<DatabaseUrl>,
     /// `application_name` of every session.
     pub application_name: String,
     /// Pool size upper bound.
@@ -91,10 +91,10 @@ pub struct Config {
     pub ping_idle_after: Duration,
     /// A read-only replica's URL (`DATABASE_REPLICA_URL`); `None` sends replica reads to the
     /// primary.
-    pub replica_url: Option<String>,
+    pub replica_url: Option<DatabaseUrl>,
     /// Direct URL for migrations (`SHARED_DB_MIGRATION_URL`); `None` migrates through
     /// `database_url`. Needed when `database_url` points at a transaction-mode pooler.
-    pub migration_url: Option<String>,
+    pub migration_url: Option<DatabaseUrl>,
     /// Multi-host URLs: how often the watcher asks the chosen server for its role.
     pub failover_check_interval: Duration,
 }
@@ -102,10 +102,7 @@ pub struct Config {
 impl fmt::Debug for Config {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Config")
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
+            .field("database_url", &self.database_url)
             .field("application_name", &self.application_name)
             .field("max_connections", &self.max_connections)
             .field("min_connections", &self.min_connections)
@@ -124,11 +121,8 @@ impl fmt::Debug for Config {
             .field("statement_cache_capacity", &self.statement_cache_capacity)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
-            .field("replica_url", &self.replica_url.as_deref().map(redact_url))
-            .field(
-                "migration_url",
-                &self.migration_url.as_deref().map(redact_url),
-            )
+            .field("replica_url", &self.replica_url)
+            .field("migration_url", &self.migration_url)
             .field("failover_check_interval", &self.failover_check_interval)
             .finish()
     }
@@ -162,7 +156,7 @@ impl Default for Config {
 
 impl Config {
     /// Defaults with the given URL.
-    pub fn new(database_url: impl Into<String>) -> Self {
+    pub fn new(database_url: impl Into<DatabaseUrl>) -> Self {
         Config {
             database_url: Some(database_url.into()),
             ..Config::default()
@@ -202,7 +196,7 @@ impl Config {
             })
         };
         Ok(Config {
-            database_url: get("DATABASE_URL"),
+            database_url: get("DATABASE_URL").map(DatabaseUrl::from),
             application_name: get("SHARED_DB_APPLICATION_NAME").unwrap_or(d.application_name),
             max_connections: get("SHARED_DB_MAX_CONNECTIONS")
                 .map_or(Ok(d.max_connections), |v| {
@@ -242,8 +236,8 @@ impl Config {
                     parse("SHARED_DB_TEST_BEFORE_ACQUIRE", &v)
                 })?,
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
-            replica_url: get("DATABASE_REPLICA_URL"),
-            migration_url: get("SHARED_DB_MIGRATION_URL"),
+            replica_url: get("DATABASE_REPLICA_URL").map(DatabaseUrl::from),
+            migration_url: get("SHARED_DB_MIGRATION_URL").map(DatabaseUrl::from),
             failover_check_interval: millis(
                 "SHARED_DB_FAILOVER_CHECK_MS",
                 d.failover_check_interval,
@@ -252,8 +246,8 @@ impl Config {
     }
 
     /// The URL, or the [`Error::Config`] that says `DATABASE_URL` is missing.
-    pub fn require_url(&self) -> Result<&str> {
-        self.database_url.as_deref().ok_or_else(|| {
+    pub fn require_url(&self) -> Result<&DatabaseUrl> {
+        self.database_url.as_ref().ok_or_else(|| {
             Error::config(
                 "DATABASE_URL is not set: set it to the PostgreSQL URL of the shared database \
                  (for local development, a tool may opt into the embedded cluster instead)",
@@ -261,12 +255,22 @@ impl Config {
         })
     }
 
-    /// Connect options for `url` with this configuration's session settings applied
-    /// (`TimeZone`, `statement_timeout`, `idle_in_transaction_session_timeout`).
-    pub fn connect_options_for(&self, url: &str) -> Result<PgConnectOptions> {
-        let options = PgConnectOptions::from_str(url)
-            .map_err(|e| Error::config(format!("DATABASE_URL is not a valid URL: {e}")))?;
-        Ok(self.session_options(options))
+    /// Connect options for `url` (either libpq form, parsed by [`crate::multihost::parse`],
+    /// so unix sockets, `hostaddr`, the `PG*` environment defaults and the password file apply
+    /// as in libpq) with this configuration's session settings applied (`TimeZone`,
+    /// `statement_timeout`, `idle_in_transaction_session_timeout`). A string naming several
+    /// hosts is an [`Error::Config`]: only `DATABASE_URL` and `DATABASE_REPLICA_URL` may, and
+    /// [`crate::Database::connect`] chooses among them.
+    pub fn connect_options_for(&self, url: impl AsRef<str>) -> Result<PgConnectOptions> {
+        let list = crate::multihost::parse(url.as_ref())?;
+        let [host] = <[_; 1]>::try_from(list.hosts).map_err(|hosts| {
+            Error::config(format!(
+                "the connection string names {} hosts; only DATABASE_URL and \
+                 DATABASE_REPLICA_URL may name several",
+                hosts.len()
+            ))
+        })?;
+        Ok(self.session_options(host.options))
     }
 
     /// `options` with this configuration's session settings (application name, statement
@@ -302,16 +306,125 @@ where
         .map_err(|e| Error::config(format!("{key}={value:?}: {e}")))
 }
 
-/// The URL with every password replaced by `***`, for logs and messages: the one in the user
-/// info (up to the last `@` before the host, so an unencoded `@` in the password is covered)
-/// and `password=`/`sslpassword=` query parameters; in libpq's key/value form, everything from
-/// `password` on.
+/// A connection string that may hold a password: `DATABASE_URL`, `DATABASE_REPLICA_URL`,
+/// `SHARED_DB_MIGRATION_URL`. Every URL the library keeps is one of these, so none can reach a
+/// log by accident: `Debug` and `Display` show [`redact_url`]'s form (passwords and
+/// secret-looking parameters as `***`). [`DatabaseUrl::expose`] gives the string itself, for a
+/// parser.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// Wraps a connection string (URL or libpq key/value form).
+    pub fn new(url: impl Into<String>) -> Self {
+        DatabaseUrl(url.into())
+    }
+
+    /// The connection string as given, password included. Hand it to a parser, never to a log.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The string with every secret replaced by `***` (see [`redact_url`]).
+    pub fn redacted(&self) -> String {
+        redact_url(&self.0)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("DatabaseUrl")
+            .field(&self.redacted())
+            .finish()
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl From<String> for DatabaseUrl {
+    fn from(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+}
+
+impl From<&str> for DatabaseUrl {
+    fn from(url: &str) -> Self {
+        DatabaseUrl(url.to_owned())
+    }
+}
+
+impl From<&String> for DatabaseUrl {
+    fn from(url: &String) -> Self {
+        DatabaseUrl(url.clone())
+    }
+}
+
+impl FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(DatabaseUrl(s.to_owned()))
+    }
+}
+
+impl AsRef<str> for DatabaseUrl {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Whether a connection parameter's name says it holds a secret (`password`, `sslpassword`,
+/// `passfile` is not one, `api_token`, `client_secret`, …): such values are never shown, and
+/// the ones sqlx does not know are replaced by `***` before sqlx (which logs unknown parameters
+/// with their values) sees them.
+pub fn is_secret_key(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    [
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "token",
+        "credential",
+        "passphrase",
+        "apikey",
+        "api_key",
+    ]
+    .iter()
+    .any(|word| key.contains(word))
+}
+
+/// `Debug` of connect options without their secrets: host (or socket), port, database and user.
+/// sqlx's own `Debug` of `PgConnectOptions` prints the password.
+pub(crate) struct SafeOptions<'a>(pub(crate) &'a PgConnectOptions);
+
+impl fmt::Debug for SafeOptions<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let o = self.0;
+        let mut d = f.debug_struct("ConnectOptions");
+        match o.get_socket() {
+            Some(dir) => d.field("socket", &dir.display().to_string()),
+            None => d.field("host", &o.get_host()),
+        };
+        d.field("port", &o.get_port())
+            .field("database", &o.get_database())
+            .field("user", &o.get_username())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The connection string with every secret replaced by `***`, for logs and messages: the
+/// password in the user info (up to the last `@` before the host, so an unencoded `@`, `/` or
+/// `?` in the password is covered) and every parameter whose name says it is a secret
+/// ([`is_secret_key`]: `password`, `sslpassword`, …), in the URL's query or in libpq's
+/// key/value form.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return match url.find("password") {
-            Some(at) => format!("{}password=***", &url[..at]),
-            None => url.to_owned(),
-        };
+        return redact_key_value(url);
     };
     let before_query = rest.find('?').unwrap_or(rest.len());
     let at = rest[..before_query]
@@ -334,12 +447,7 @@ pub fn redact_url(url: &str) -> String {
             let query: Vec<String> = query
                 .split('&')
                 .map(|pair| match pair.split_once('=') {
-                    Some((key, _))
-                        if key.eq_ignore_ascii_case("password")
-                            || key.eq_ignore_ascii_case("sslpassword") =>
-                    {
-                        format!("{key}=***")
-                    }
+                    Some((key, _)) if is_secret_key(key) => format!("{key}=***"),
                     _ => pair.to_owned(),
                 })
                 .collect();
@@ -348,6 +456,40 @@ pub fn redact_url(url: &str) -> String {
         None => out.push_str(after),
     }
     out
+}
+
+/// libpq's key/value form with secret values replaced; when the string does not parse,
+/// everything from the first secret-looking key on.
+fn redact_key_value(s: &str) -> String {
+    match crate::multihost::key_value_pairs(s) {
+        Ok(pairs) => pairs
+            .into_iter()
+            .map(|(key, value)| {
+                if is_secret_key(&key) {
+                    format!("{key}=***")
+                } else if value.is_empty() || value.contains([' ', '\'', '\\']) {
+                    format!(
+                        "{key}='{}'",
+                        value.replace('\\', "\\\\").replace('\'', "\\'")
+                    )
+                } else {
+                    format!("{key}={value}")
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        Err(_) => {
+            let lower = s.to_ascii_lowercase();
+            let first_secret = ["pass", "pwd", "secret", "token", "credential", "key"]
+                .iter()
+                .filter_map(|w| lower.find(w))
+                .min();
+            match first_secret {
+                Some(at) => format!("{}***", &s[..at]),
+                None => s.to_owned(),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -417,13 +559,53 @@ mod tests {
             ),
             ("postgres://u@h/db", "postgres://u@h/db"),
             ("postgres://h/db?options=a@b", "postgres://h/db?options=a@b"),
+            // base64 passwords: unencoded '/' and '?'
+            ("postgres://u:Xq9/Zk+ef==@h/db", "postgres://u:***@h/db"),
+            ("postgres://u:Xq9?Zk+ef==@h/db", "postgres://u:***@h/db"),
+            (
+                "postgres://h/db?sslpassword=secret&api_token=secret&sslmode=require",
+                "postgres://h/db?sslpassword=***&api_token=***&sslmode=require",
+            ),
+            // libpq's key/value form: only the secret values go
+            (
+                "host=h user=u password=secret dbname=db",
+                "host=h user=u password=*** dbname=db",
+            ),
+            (
+                "host=/var/run/postgresql password='se cret' sslpassword=secret dbname='my db'",
+                "host=/var/run/postgresql password=*** sslpassword=*** dbname='my db'",
+            ),
+            // unparsable key/value text: everything from the first secret-looking word
+            ("host=h password='secret", "host=h ***"),
         ] {
             let redacted = redact_url(url);
             assert_eq!(redacted, shown, "{url}");
-            for secret in ["secret", "ss@w0rd", "pa?ss", "=z"] {
+            for secret in ["secret", "ss@w0rd", "pa?ss", "=z", "Xq9", "Zk+ef"] {
                 assert!(!redacted.contains(secret), "{redacted}");
             }
         }
+    }
+
+    #[test]
+    fn every_url_the_config_keeps_shows_no_password() {
+        let c = Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some("postgres://u:hunter2@h1,h2/db".into()),
+            "DATABASE_REPLICA_URL" => Some("host=r password=hunter2".into()),
+            "SHARED_DB_MIGRATION_URL" => Some("postgres://u@h/db?password=hunter2".into()),
+            _ => None,
+        })
+        .unwrap();
+        let url = c.database_url.as_ref().unwrap();
+        for shown in [
+            format!("{c:?}"),
+            format!("{url} {url:?}"),
+            format!("{:?}", c.replica_url),
+            format!("{:?}", c.migration_url),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("***"), "{shown}");
+        }
+        assert_eq!(url.expose(), "postgres://u:hunter2@h1,h2/db");
     }
 
     #[test]

@@ -6,6 +6,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
+use crate::failover::Purpose;
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
@@ -61,7 +62,7 @@ pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
 /// Repository functions do not take a `Database`: they take an executor (`&PgPool`,
 /// `&mut PgConnection`, `&mut *tx`), which [`Database::pool`], [`Database::acquire`] and
 /// [`Database::begin`] provide.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Database {
     pool: PgPool,
     /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
@@ -74,6 +75,46 @@ pub struct Database {
     watcher: Option<Arc<crate::failover::WatcherGuard>>,
     /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
+    /// Replica failover (a multi-host or role-checked `DATABASE_REPLICA_URL`).
+    replica_watcher: Option<Arc<crate::failover::WatcherGuard>>,
+    /// Callers waiting in [`Database::acquire`] now (`db.client.connection.pending_requests`).
+    pending: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Counts one caller waiting for a connection while it lives.
+struct Pending<'a>(&'a std::sync::atomic::AtomicU64);
+
+impl<'a> Pending<'a> {
+    fn start(counter: &'a std::sync::atomic::AtomicU64) -> Self {
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Pending(counter)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
+/// options prints it).
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::config::SafeOptions;
+        let primary = self.pool.connect_options();
+        let replica = self.replica.as_ref().map(|r| r.connect_options());
+        f.debug_struct("Database")
+            .field("pool", &SafeOptions(&primary))
+            .field("size", &self.pool.size())
+            .field("idle", &self.pool.num_idle())
+            .field("replica", &replica.as_deref().map(SafeOptions))
+            .field("failover", &self.watcher)
+            .field("replica_failover", &self.replica_watcher)
+            .field("migration", &self.migration.as_deref().map(SafeOptions))
+            .field("compatibility", &self.compatibility)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Database {
@@ -85,40 +126,13 @@ impl Database {
     /// here rather than on first use.
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.require_url()?;
-        let target = crate::failover::Target::resolve(config, url).await?;
-        let failover = target.failover.clone();
-        let mut pool_options = with_acquire_checks(Self::pool_options(config), config, failover);
-        pool_options = with_acquire_timing(pool_options);
-        if let Some(failover) = target.failover.clone() {
-            let on_release = failover.clone();
-            pool_options = pool_options
-                .after_connect(move |conn, _meta| {
-                    let failover = failover.clone();
-                    Box::pin(async move { failover.check_new_connection(conn).await })
-                })
-                .after_release(move |_conn, meta| {
-                    let retire = on_release.predates_switch(meta.age);
-                    Box::pin(async move { Ok(!retire) })
-                });
-        }
-        let pool = Self::connect_pool(config, pool_options, target.options, url).await?;
-        let watcher = target.failover.map(|failover| {
-            Arc::new(crate::failover::WatcherGuard {
-                task: tokio::spawn(
-                    failover
-                        .clone()
-                        .watch(pool.clone(), config.failover_check_interval),
-                ),
-                failover,
-            })
-        });
-        let replica = match &config.replica_url {
+        let (pool, watcher) = Self::open(config, url, Purpose::Primary).await?;
+        let (replica, replica_watcher) = match &config.replica_url {
             Some(replica_url) => {
-                let options = config.connect_options_for(replica_url)?;
-                let replica_pool = with_acquire_checks(Self::pool_options(config), config, None);
-                Some(Self::connect_pool(config, replica_pool, options, replica_url).await?)
+                let (pool, watcher) = Self::open(config, replica_url, Purpose::Replica).await?;
+                (Some(pool), watcher)
             }
-            None => None,
+            None => (None, None),
         };
         let migration = match &config.migration_url {
             Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
@@ -134,7 +148,49 @@ impl Database {
             replica,
             watcher,
             migration,
+            replica_watcher,
+            pending: Arc::default(),
         })
+    }
+
+    /// One pool for `url`, with failover (and its watcher) when the string names several hosts
+    /// or a role to check.
+    async fn open(
+        config: &Config,
+        url: &crate::config::DatabaseUrl,
+        purpose: Purpose,
+    ) -> Result<(PgPool, Option<Arc<crate::failover::WatcherGuard>>)> {
+        let target = crate::failover::Target::resolve(config, url, purpose).await?;
+        let failover = target.failover.clone();
+        let mut pool_options = with_acquire_checks(Self::pool_options(config), config, failover);
+        pool_options = with_acquire_timing(pool_options);
+        if let Some(failover) = target.failover.clone() {
+            let on_release = failover.clone();
+            pool_options = pool_options
+                .after_connect(move |conn, _meta| {
+                    let failover = failover.clone();
+                    Box::pin(async move { failover.check_new_connection(conn).await })
+                })
+                .after_release(move |_conn, meta| {
+                    let retire = on_release.predates_switch(meta.age);
+                    Box::pin(async move { Ok(!retire) })
+                });
+        }
+        if purpose == Purpose::Primary {
+            crate::semconv::set_server(&target.options);
+        }
+        let pool = Self::connect_pool(config, pool_options, target.options, url).await?;
+        let watcher = target.failover.map(|failover| {
+            Arc::new(crate::failover::WatcherGuard {
+                task: tokio::spawn(
+                    failover
+                        .clone()
+                        .watch(pool.clone(), config.failover_check_interval),
+                ),
+                failover,
+            })
+        });
+        Ok((pool, watcher))
     }
 
     fn pool_options(config: &Config) -> PgPoolOptions {
@@ -150,14 +206,15 @@ impl Database {
         config: &Config,
         pool_options: PgPoolOptions,
         options: sqlx::postgres::PgConnectOptions,
-        url: &str,
+        url: &crate::config::DatabaseUrl,
     ) -> Result<PgPool> {
         let pool = tokio::time::timeout(config.connect_timeout, pool_options.connect_with(options))
             .await
             .map_err(|_| Error::ConnectTimeout {
-                target: crate::config::redact_url(url),
+                target: url.redacted(),
                 timeout: config.connect_timeout,
-            })??;
+            })?
+            .map_err(|e| Error::connect_failure(e, url))?;
         Ok(pool)
     }
 
@@ -175,7 +232,7 @@ impl Database {
     pub async fn connect_embedded(config: &Config, database: &str) -> Result<Self> {
         let url = crate::embedded::database_url(database).await?;
         Self::connect(&Config {
-            database_url: Some(url),
+            database_url: Some(url.into()),
             ..config.clone()
         })
         .await
@@ -194,6 +251,7 @@ impl Database {
 
     /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]).
     pub fn from_pool(pool: PgPool) -> Self {
+        crate::semconv::set_server(&pool.connect_options());
         Database {
             pool,
             migration_locks: schema::MigrationLocks::default(),
@@ -201,6 +259,8 @@ impl Database {
             replica: None,
             watcher: None,
             migration: None,
+            replica_watcher: None,
+            pending: Arc::default(),
         }
     }
 
@@ -238,13 +298,42 @@ impl Database {
     }
 
     /// A pooled connection, for several statements outside a transaction.
+    ///
+    /// A failure to open a connection is [`Error::Connect`] (retryable: nothing was sent).
     pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
-        Ok(self.pool.acquire().await?)
+        let _waiting = Pending::start(&self.pending);
+        self.pool.acquire().await.map_err(|e| self.opening(e))
+    }
+
+    /// Callers waiting in [`Database::acquire`], [`Database::begin`] or
+    /// [`Database::transaction`] for a pooled connection right now (statements run directly on
+    /// [`Database::pool`] wait inside sqlx, which does not say).
+    pub fn pending_requests(&self) -> u64 {
+        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The replica's own pool, when `DATABASE_REPLICA_URL` is set (unlike
+    /// [`Database::replica`], never the primary's).
+    pub fn replica_pool(&self) -> Option<&PgPool> {
+        self.replica.as_ref()
     }
 
     /// Begins a transaction on a pooled connection; it rolls back when dropped uncommitted.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        Ok(self.pool.begin().await?)
+        let conn = self.acquire().await?;
+        // what `Pool::begin` does, with the acquire's failure classified on its own
+        Ok(sqlx::Transaction::begin(conn, None).await?)
+    }
+
+    /// [`Error::opening`] naming the pool's current host.
+    fn opening(&self, e: sqlx::Error) -> Error {
+        Error::opening(e, || {
+            let options = self.pool.connect_options();
+            match options.get_socket() {
+                Some(dir) => format!("{}/.s.PGSQL.{}", dir.display(), options.get_port()),
+                None => format!("{}:{}", options.get_host(), options.get_port()),
+            }
+        })
     }
 
     /// Runs `f` in a transaction on a pooled connection; see [`crate::tx::transaction`].

@@ -18,6 +18,13 @@
 //! | [`Error::PoolTimeout`], [`Error::ConnectTimeout`] | no connection, so nothing was sent |
 //! | connection refused, `08001`, `08004`, `57P03` | the session was never established |
 //!
+//! A statement run on `db.pool()` directly opens its connection inside sqlx, which reports a
+//! failure to open one like any other I/O error; only the kinds above are known to come from
+//! before a connection existed. "Host unreachable", "network unreachable" and "timed out" can
+//! also end an established connection mid-statement, so from a bare executor they stay
+//! outcome-unknown: take the connection with [`crate::Database::acquire`] (as
+//! [`crate::tx::retry`]'s example does) to have every connect failure classified retryable.
+//!
 //! [`Error::is_outcome_unknown`] is true when a connection was lost while a statement may have
 //! been in flight (an I/O error, `08000`/`08003`/`08006`/`08007`, `57P01`/`57P02` while a
 //! session was open): the server may or may not have committed. Repeating is safe only for
@@ -89,6 +96,19 @@ pub enum Error {
         target: String,
         /// The connect timeout that ran out.
         timeout: Duration,
+    },
+
+    /// No connection could be opened (host unreachable, DNS failure, a missing socket, TLS or
+    /// I/O failure during the handshake): at start-up in [`crate::Database::connect`], or when
+    /// [`crate::Database::acquire`], `begin` or `transaction` had to open one. Nothing of the
+    /// operation was sent; retryable for any operation.
+    #[error("could not connect to {target}: {source}")]
+    Connect {
+        /// The server: `host:port`, a socket path, or a URL with the password replaced by `***`.
+        target: String,
+        /// The driver's error.
+        #[source]
+        source: sqlx::Error,
     },
 
     /// Every pooled connection stayed busy (or the server did not accept a new one) for the
@@ -274,10 +294,13 @@ impl Error {
         Error::IdempotencyKeyReused { field }.counted()
     }
 
-    /// Counts the error in the operation metrics (feature `metrics`); see [`crate::metrics`].
+    /// Counts the error in the operation metrics (feature `metrics`, see [`crate::metrics`]) and
+    /// marks the current repository span failed (feature `otel`).
     fn counted(self) -> Self {
         #[cfg(feature = "metrics")]
         crate::metrics::count_error(&self);
+        #[cfg(feature = "otel")]
+        crate::otel::record_error(&self);
         self
     }
 
@@ -298,7 +321,10 @@ impl Error {
     /// [`crate::tx::retry`] uses this to decide whether to try again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::LockTimeout { .. } | Error::PoolTimeout | Error::ConnectTimeout { .. } => true,
+            Error::LockTimeout { .. }
+            | Error::PoolTimeout
+            | Error::ConnectTimeout { .. }
+            | Error::Connect { .. } => true,
             Error::Database(e) => classify(e) == Class::Retryable,
             _ => false,
         }
@@ -311,6 +337,51 @@ impl Error {
         match self {
             Error::Database(e) => classify(e) == Class::OutcomeUnknown,
             _ => false,
+        }
+    }
+
+    /// A short, fixed name for what went wrong: the variant in snake case (`conflict`,
+    /// `lock_timeout`, `connect`, …), and for a database error no variant types, its condition
+    /// (`serialization_failure`, `deadlock`, else `database`); `io` and `driver` for the
+    /// connection. It is the `kind` label of the error counter and the OpenTelemetry
+    /// `error.type` of a failed operation ([`crate::semconv`]). Exhaustive on purpose: a new
+    /// variant must choose its name here.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NotFound => "not_found",
+            Error::Conflict { .. } => "conflict",
+            Error::ForeignKey { .. } => "foreign_key",
+            Error::Check { .. } => "check",
+            Error::NotNull { .. } => "not_null",
+            Error::InvalidInput(_) => "invalid_input",
+            Error::Config(_) => "config",
+            Error::ConnectTimeout { .. } => "connect_timeout",
+            Error::Connect { .. } => "connect",
+            Error::PoolTimeout | Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
+            Error::StatementTimeout { .. } => "statement_timeout",
+            Error::LockTimeout { .. } => "lock_timeout",
+            Error::DataException { .. } => "data_exception",
+            Error::Internal(_) => "internal",
+            Error::Migrate(_) => "migrate",
+            Error::SchemaIncompatible { .. } => "schema_incompatible",
+            #[cfg(feature = "embedded")]
+            Error::Embedded(_) => "embedded",
+            Error::InsufficientStock { .. } => "insufficient_stock",
+            Error::InvalidTransition { .. } => "invalid_transition",
+            Error::InsufficientCredits { .. } => "insufficient_credits",
+            Error::UnknownEnumLabel { .. } => "unknown_enum_label",
+            Error::Superseded { .. } => "superseded",
+            Error::TooManyApiKeys { .. } => "too_many_api_keys",
+            Error::IdempotencyKeyReused { .. } => "idempotency_key_reused",
+            Error::Database(sqlx::Error::Io(_)) => "io",
+            Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
+                Some(sqlstate::QUERY_CANCELED) => "statement_timeout",
+                Some(sqlstate::LOCK_NOT_AVAILABLE) => "lock_timeout",
+                Some(sqlstate::SERIALIZATION_FAILURE) => "serialization_failure",
+                Some(sqlstate::DEADLOCK_DETECTED) => "deadlock",
+                _ => "database",
+            },
+            Error::Database(_) => "driver",
         }
     }
 
@@ -351,7 +422,18 @@ fn classify(e: &sqlx::Error) -> Class {
     use std::io::ErrorKind;
     match e {
         sqlx::Error::Io(io) => match io.kind() {
-            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable => Class::Retryable,
+            // connect(2) failures, and a unix socket file that does not exist: no connection
+            ErrorKind::ConnectionRefused | ErrorKind::AddrNotAvailable | ErrorKind::NotFound => {
+                Class::Retryable
+            }
+            // std's getaddrinfo failure (no ErrorKind of its own): names resolve only before
+            // a connection exists
+            _ if io
+                .to_string()
+                .starts_with("failed to lookup address information") =>
+            {
+                Class::Retryable
+            }
             _ => Class::OutcomeUnknown,
         },
         sqlx::Error::PoolTimedOut => Class::Retryable,
@@ -374,6 +456,26 @@ fn classify(e: &sqlx::Error) -> Class {
             _ => Class::Permanent,
         },
         _ => Class::Permanent,
+    }
+}
+
+impl Error {
+    /// A failure to open a connection to `target`: [`Error::Connect`] for an I/O or TLS
+    /// failure (nothing was sent), else the usual mapping (a refused password stays permanent).
+    pub(crate) fn opening(e: sqlx::Error, target: impl FnOnce() -> String) -> Self {
+        match e {
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) => Error::Connect {
+                target: target(),
+                source: e,
+            }
+            .counted(),
+            other => other.into(),
+        }
+    }
+
+    /// [`Error::opening`] at start-up, naming the redacted URL.
+    pub(crate) fn connect_failure(e: sqlx::Error, url: &crate::config::DatabaseUrl) -> Self {
+        Error::opening(e, || url.redacted())
     }
 }
 

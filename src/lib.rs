@@ -60,7 +60,10 @@
 //! - `axum` (`web`): readiness handler, request-scoped transaction, error → HTTP status.
 //! - `blocking` (`blocking`): the same operations for callers without an async runtime.
 //! - `metrics` (`metrics`): pool, acquire, per-operation latency and error metrics through the
-//!   `metrics` facade, and the `tracing` layer that times repository functions.
+//!   `metrics` facade, and the `tracing` layer that times repository functions; names and
+//!   attributes follow the OpenTelemetry database client conventions ([`semconv`]).
+//! - `otel` (`otel`): the same conventions as attributes of every repository span, through
+//!   `tracing-opentelemetry` (the service brings the SDK and exporter).
 //! - `worker` (`worker`): the plan-queue worker loop (claim, progress, billing, finish).
 //! - `testing` (`testing`): one freshly migrated database per test (enables `embedded`).
 //!
@@ -109,10 +112,13 @@ pub mod failover;
 #[cfg(feature = "metrics")]
 pub mod metrics;
 pub mod multihost;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod planexe;
 pub mod pooler;
 pub mod replica;
 pub mod schema;
+pub mod semconv;
 pub mod shop;
 #[cfg(feature = "testing")]
 pub mod testing;

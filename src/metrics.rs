@@ -5,22 +5,33 @@
 //! no-op. The facade was chosen over OpenTelemetry because it is one small crate with no
 //! exporter, runtime or SDK attached, so the library imposes nothing on the service.
 //!
+//! The database client instruments follow the OpenTelemetry semantic conventions (names and
+//! attributes as in the conventions; a Prometheus exporter renders the dots as underscores,
+//! `db_client_operation_duration`):
+//!
 //! | series | type | labels | source |
 //! | --- | --- | --- | --- |
-//! | `shared_db_operation_duration_seconds` | histogram | `operation` | every repository function's span, open to close |
+//! | `db.client.operation.duration` | histogram (s) | `db.system.name`, `db.operation.name`, `db.collection.name`, `error.type` (failures only) | every repository function's span, open to close |
+//! | `db.client.connection.count` | gauge | `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | [`record_pool`] |
+//! | `db.client.connection.max` | gauge | `db.client.connection.pool.name` | the pool's limit ([`record_pool`]) |
+//! | `db.client.connection.pending_requests` | gauge | `db.client.connection.pool.name` | callers waiting in [`Database::acquire`] / `begin` / `transaction` now ([`record_pool`]) |
+//! | `db.client.connection.wait_time` | histogram (s) | | sqlx's acquire timing (wait for a connection, incl. opening one) |
 //! | `shared_db_operation_errors_total` | counter | `operation`, `kind` | every database or pool failure, and refused input |
-//! | `shared_db_pool_acquire_duration_seconds` | histogram | | sqlx's acquire timing (wait for a connection, incl. opening one) |
-//! | `shared_db_pool_connections` | gauge | | open connections ([`record_pool`]) |
-//! | `shared_db_pool_idle_connections` | gauge | | idle connections ([`record_pool`]) |
-//! | `shared_db_pool_max_connections` | gauge | | the pool's limit ([`record_pool`]) |
 //! | `shared_db_schema_status` | gauge | `status` | 1 for the current [`SchemaStatus`], 0 for the others ([`record_schema_status`]) |
 //!
-//! `operation` is the function's path below the crate, e.g. `planexe::plans::status`. `kind` is
-//! one label per [`Error`] variant in snake case (`conflict`, `superseded`, `lock_timeout`,
-//! `data_exception`, …), and for a database error no variant types, its condition
-//! (`serialization_failure`, `deadlock`, else `database`); `io` and `driver` for the connection.
-//! sqlx 0.9 does not expose how many tasks wait for a connection; a full pool shows as
-//! `connections == max_connections` with `idle_connections == 0` and a growing acquire time.
+//! `db.operation.name` and `db.collection.name` are derived from the span by
+//! [`crate::semconv`]'s rule (function name; the module's table, `shop.products` for the shop
+//! schema). `error.type` and `kind` are [`Error::kind`]: one label per variant in snake case
+//! (`conflict`, `superseded`, `lock_timeout`, …), and for a database error no variant types, its
+//! condition (`serialization_failure`, `deadlock`, else `database`); `io` and `driver` for the
+//! connection. `operation` is the function's path below the crate, e.g. `planexe::plans::status`.
+//! `pool.name` is `primary` or `replica`.
+//!
+//! sqlx 0.9 does not say how many tasks wait inside its pool, so `pending_requests` counts the
+//! waits shared-db sees: [`Database::acquire`], [`Database::begin`] and
+//! [`Database::transaction`]. A statement run directly on `db.pool()` (and `web::Tx`, whose
+//! layer acquires from the pool itself) waits inside sqlx, uncounted; its wait still shows in
+//! `wait_time`.
 //!
 //! Wiring (see `examples/service`): install a recorder, add [`layer`] to the `tracing`
 //! subscriber (per-layer filters on your log layer, so a quiet log level does not hide the spans
@@ -37,20 +48,16 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::error::sqlstate;
 use crate::schema::SchemaStatus;
-use crate::{Database, Error};
+use crate::{Database, Error, semconv};
 
-const OPERATION_DURATION: &str = "shared_db_operation_duration_seconds";
+const OPERATION_DURATION: &str = "db.client.operation.duration";
 const OPERATION_ERRORS: &str = "shared_db_operation_errors_total";
-const ACQUIRE_DURATION: &str = "shared_db_pool_acquire_duration_seconds";
-const POOL_CONNECTIONS: &str = "shared_db_pool_connections";
-const POOL_IDLE: &str = "shared_db_pool_idle_connections";
-const POOL_MAX: &str = "shared_db_pool_max_connections";
+const WAIT_TIME: &str = "db.client.connection.wait_time";
+const CONNECTION_COUNT: &str = "db.client.connection.count";
+const CONNECTION_MAX: &str = "db.client.connection.max";
+const PENDING_REQUESTS: &str = "db.client.connection.pending_requests";
 const SCHEMA_STATUS: &str = "shared_db_schema_status";
-
-/// Targets of the spans that time a repository function.
-const REPOSITORY_TARGETS: [&str; 2] = ["shared_db::planexe", "shared_db::shop"];
 
 /// Registers help text and units with the installed recorder; call once after installing it.
 pub fn describe() {
@@ -58,27 +65,37 @@ pub fn describe() {
     describe_histogram!(
         OPERATION_DURATION,
         Unit::Seconds,
-        "Duration of a shared-db repository function, call to return"
+        "Duration of database client operations (a shared-db repository function, call to return)"
     );
     describe_counter!(
         OPERATION_ERRORS,
         "Failures of a shared-db repository function, by error kind"
     );
     describe_histogram!(
-        ACQUIRE_DURATION,
+        WAIT_TIME,
         Unit::Seconds,
-        "Time to get a connection from the pool"
+        "The time it took to obtain an open connection from the pool"
     );
-    describe_gauge!(POOL_CONNECTIONS, "Open connections in the pool");
-    describe_gauge!(POOL_IDLE, "Idle connections in the pool");
-    describe_gauge!(POOL_MAX, "The pool's connection limit");
+    describe_gauge!(
+        CONNECTION_COUNT,
+        "The number of connections that are currently in state described by the state attribute"
+    );
+    describe_gauge!(
+        CONNECTION_MAX,
+        "The maximum number of open connections allowed"
+    );
+    describe_gauge!(
+        PENDING_REQUESTS,
+        "The number of current pending requests for an open connection"
+    );
     describe_gauge!(
         SCHEMA_STATUS,
         "1 for the schema status the database is in, 0 for the others"
     );
 }
 
-/// The `tracing` layer that times repository functions and sqlx's pool acquires.
+/// The `tracing` layer that times repository functions (`db.client.operation.duration`) and
+/// sqlx's pool acquires (`db.client.connection.wait_time`).
 pub fn layer() -> MetricsLayer {
     MetricsLayer { _private: () }
 }
@@ -92,12 +109,15 @@ pub struct MetricsLayer {
 /// When a repository function's span opened.
 struct Started(Instant);
 
+/// `error.type` of the repository function whose span this is, once it failed.
+struct Failed(&'static str);
+
 impl<S> tracing_subscriber::Layer<S> for MetricsLayer
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if is_repository(attrs.metadata().target())
+        if semconv::is_repository(attrs.metadata().target())
             && let Some(span) = ctx.span(id)
         {
             span.extensions_mut().insert(Started(Instant::now()));
@@ -106,15 +126,30 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
-        if !is_repository(span.metadata().target()) {
-            return;
-        }
-        let Some(Started(at)) = span.extensions_mut().remove::<Started>() else {
+        let meta = span.metadata();
+        let Some(op) = semconv::operation(meta.target(), meta.name()) else {
             return;
         };
-        let meta = span.metadata();
-        ::metrics::histogram!(OPERATION_DURATION, "operation" => operation(meta.target(), meta.name()))
-            .record(at.elapsed().as_secs_f64());
+        let (started, failed) = {
+            let mut ext = span.extensions_mut();
+            (ext.remove::<Started>(), ext.remove::<Failed>())
+        };
+        let Some(Started(at)) = started else { return };
+        let mut labels = vec![
+            ("db.system.name", semconv::DB_SYSTEM.to_owned()),
+            ("db.operation.name", op.name.to_owned()),
+        ];
+        if let Some(table) = op.collection {
+            labels.push(("db.collection.name", table));
+        }
+        if let Some(Failed(kind)) = failed {
+            labels.push(("error.type", kind.to_owned()));
+        }
+        let labels: Vec<::metrics::Label> = labels
+            .into_iter()
+            .map(|(k, v)| ::metrics::Label::new(k, v))
+            .collect();
+        ::metrics::histogram!(OPERATION_DURATION, labels).record(at.elapsed().as_secs_f64());
     }
 
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
@@ -124,7 +159,7 @@ where
         let mut visitor = AcquiredAfter(None);
         event.record(&mut visitor);
         if let Some(secs) = visitor.0 {
-            ::metrics::histogram!(ACQUIRE_DURATION).record(secs);
+            ::metrics::histogram!(WAIT_TIME).record(secs);
         }
     }
 }
@@ -142,10 +177,6 @@ impl tracing::field::Visit for AcquiredAfter {
     fn record_debug(&mut self, _: &tracing::field::Field, _: &dyn std::fmt::Debug) {}
 }
 
-fn is_repository(target: &str) -> bool {
-    REPOSITORY_TARGETS.iter().any(|t| target.starts_with(t))
-}
-
 /// `shared_db::planexe::plans` + `status` → `planexe::plans::status`.
 fn operation(target: &str, name: &str) -> String {
     let module = target.strip_prefix("shared_db::").unwrap_or(target);
@@ -158,61 +189,41 @@ pub(crate) fn count_error(error: &Error) {
     if matches!(error, Error::NotFound) {
         return;
     }
-    let operation = tracing::Span::current()
+    let span = tracing::Span::current();
+    let operation = span
         .metadata()
-        .filter(|meta| is_repository(meta.target()))
+        .filter(|meta| semconv::is_repository(meta.target()))
         .map_or_else(|| "unknown".to_owned(), |m| operation(m.target(), m.name()));
-    ::metrics::counter!(OPERATION_ERRORS, "operation" => operation, "kind" => error_kind(error))
-        .increment(1);
+    let kind = error.kind();
+    ::metrics::counter!(OPERATION_ERRORS, "operation" => operation, "kind" => kind).increment(1);
+    // the duration of this function's span is labelled with its `error.type`
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(span) = registry.span(id)
+            && semconv::is_repository(span.metadata().target())
+        {
+            span.extensions_mut().replace(Failed(kind));
+        }
+    });
 }
 
-/// A small, fixed set of labels: the variant, or for untyped database errors the condition.
-/// Exhaustive on purpose: a new variant must choose its label here.
-fn error_kind(error: &Error) -> &'static str {
-    match error {
-        Error::NotFound => "not_found",
-        Error::Conflict { .. } => "conflict",
-        Error::ForeignKey { .. } => "foreign_key",
-        Error::Check { .. } => "check",
-        Error::NotNull { .. } => "not_null",
-        Error::InvalidInput(_) => "invalid_input",
-        Error::Config(_) => "config",
-        Error::ConnectTimeout { .. } => "connect_timeout",
-        Error::PoolTimeout | Error::Database(sqlx::Error::PoolTimedOut) => "pool_timeout",
-        Error::StatementTimeout { .. } => "statement_timeout",
-        Error::LockTimeout { .. } => "lock_timeout",
-        Error::DataException { .. } => "data_exception",
-        Error::Internal(_) => "internal",
-        Error::Migrate(_) => "migrate",
-        Error::SchemaIncompatible { .. } => "schema_incompatible",
-        #[cfg(feature = "embedded")]
-        Error::Embedded(_) => "embedded",
-        Error::InsufficientStock { .. } => "insufficient_stock",
-        Error::InvalidTransition { .. } => "invalid_transition",
-        Error::InsufficientCredits { .. } => "insufficient_credits",
-        Error::UnknownEnumLabel { .. } => "unknown_enum_label",
-        Error::Superseded { .. } => "superseded",
-        Error::TooManyApiKeys { .. } => "too_many_api_keys",
-        Error::IdempotencyKeyReused { .. } => "idempotency_key_reused",
-        Error::Database(sqlx::Error::Io(_)) => "io",
-        Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {
-            Some(sqlstate::QUERY_CANCELED) => "statement_timeout",
-            Some(sqlstate::LOCK_NOT_AVAILABLE) => "lock_timeout",
-            Some(sqlstate::SERIALIZATION_FAILURE) => "serialization_failure",
-            Some(sqlstate::DEADLOCK_DETECTED) => "deadlock",
-            _ => "database",
-        },
-        Error::Database(_) => "driver",
-    }
-}
-
-/// Sets the pool gauges from `db`'s pool as it is now. Cheap (atomics); call before a scrape or
-/// on a timer.
+/// Sets the connection gauges from `db`'s pools (primary, and the replica's when configured) as
+/// they are now. Cheap (atomics); call before a scrape or on a timer.
 pub fn record_pool(db: &Database) {
-    let pool = db.pool();
-    ::metrics::gauge!(POOL_CONNECTIONS).set(f64::from(pool.size()));
-    ::metrics::gauge!(POOL_IDLE).set(pool.num_idle() as f64);
-    ::metrics::gauge!(POOL_MAX).set(f64::from(pool.options().get_max_connections()));
+    let pools = [("primary", Some(db.pool())), ("replica", db.replica_pool())];
+    for (name, pool) in pools {
+        let Some(pool) = pool else { continue };
+        let idle = pool.num_idle() as f64;
+        let open = f64::from(pool.size());
+        ::metrics::gauge!(CONNECTION_COUNT, "db.client.connection.pool.name" => name, "db.client.connection.state" => "idle")
+            .set(idle);
+        ::metrics::gauge!(CONNECTION_COUNT, "db.client.connection.pool.name" => name, "db.client.connection.state" => "used")
+            .set((open - idle).max(0.0));
+        ::metrics::gauge!(CONNECTION_MAX, "db.client.connection.pool.name" => name)
+            .set(f64::from(pool.options().get_max_connections()));
+    }
+    ::metrics::gauge!(PENDING_REQUESTS, "db.client.connection.pool.name" => "primary")
+        .set(db.pending_requests() as f64);
 }
 
 /// Reads the schema status (one query on the migrations table, see [`Database::status`]) and

@@ -86,3 +86,21 @@ fn a_blocking_transaction_commits_together_or_not_at_all() {
     let gone = db.run(async |pool| plans::status(pool, id).await);
     assert!(matches!(gone, Err(Error::NotFound)), "{gone:?}");
 }
+
+#[test]
+fn debug_of_a_blocking_database_shows_no_password() {
+    let (_rt, test_db) = test_database();
+    let mut config = Config::new(test_db.url());
+    config.migration_url = Some(test_db.url().into());
+    let db = BlockingDatabase::connect(&config).expect("connect");
+    let shown = format!("{db:?}");
+    let password = test_db
+        .url()
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, pw)| pw.to_owned())
+        .expect("the test URL has a password");
+    assert!(!shown.contains(&password), "{shown}");
+    assert!(shown.contains(test_db.name()), "{shown}");
+}

@@ -24,7 +24,7 @@ pub struct Scratch {
 impl Scratch {
     pub async fn create(base: &Config, prefix: &str) -> anyhow::Result<Self> {
         let server_url = match &base.database_url {
-            Some(u) => u.clone(),
+            Some(u) => u.expose().to_owned(),
             None => {
                 let cluster = shared_db::embedded::Cluster::default_location()?;
                 cluster.ensure_running().await?.url("postgres")

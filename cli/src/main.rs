@@ -221,7 +221,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let db = connect(&config).await?;
             let mut target = db.acquire().await?;
             let old = Database::connect(&Config {
-                database_url: Some(from),
+                database_url: Some(from.into()),
                 ..config.clone()
             })
             .await
@@ -371,7 +371,7 @@ enum Lifecycle {
 
 impl Lifecycle {
     async fn connect(config: &Config) -> anyhow::Result<Self> {
-        Ok(match config.database_url.as_deref() {
+        Ok(match config.database_url.as_ref().map(|u| u.expose()) {
             Some(url) if shared_db_sqlite::connect::is_sqlite_url(url) => {
                 Lifecycle::Sqlite(shared_db_sqlite::Database::connect(config).await?)
             }

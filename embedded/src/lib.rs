@@ -3,7 +3,9 @@
 //!
 //! The cluster is created with the PostgreSQL server binaries already on the machine (`PATH`, `SHARED_DB_PG_BIN`, or
 //! Debian's `/usr/lib/postgresql/<version>/bin`). It listens on `127.0.0.1` only, on a port
-//! picked when the cluster is created, with a random superuser password kept in a `0600` file.
+//! picked when the cluster is created, with a random superuser password kept in a `0600` file,
+//! and on a unix socket in `root/socket` (a `0700` directory, so only the cluster's owner and
+//! root reach it), for tests of socket connection strings.
 //! Durability is traded for speed (`fsync = off`): it is for development and tests, never data
 //! you want to keep.
 //!
@@ -51,6 +53,8 @@ pub struct Cluster {
 pub struct Running {
     /// TCP port on 127.0.0.1.
     pub port: u16,
+    /// The directory of the server's unix socket (`.s.PGSQL.<port>` inside).
+    pub socket_dir: PathBuf,
     password: String,
 }
 
@@ -58,6 +62,7 @@ impl std::fmt::Debug for Running {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Running")
             .field("port", &self.port)
+            .field("socket_dir", &self.socket_dir)
             .finish_non_exhaustive()
     }
 }
@@ -69,6 +74,12 @@ impl Running {
             "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
             self.password, self.port
         )
+    }
+
+    /// The superuser's password (for tests that build connection strings or password files
+    /// of their own).
+    pub fn password(&self) -> &str {
+        &self.password
     }
 
     /// Connect options for `database` on the cluster, as the superuser.
@@ -137,6 +148,11 @@ impl Cluster {
         self.root.join("data")
     }
 
+    /// The directory of the server's unix socket (used from the next start on).
+    pub fn socket_dir(&self) -> PathBuf {
+        self.root.join("socket")
+    }
+
     /// The server log.
     pub fn log_file(&self) -> PathBuf {
         self.root.join("server.log")
@@ -161,6 +177,11 @@ impl Cluster {
         }
         let running = self.read_running()?;
         if !self.is_running(&bin, &runner)? {
+            let socket_dir = self.socket_dir();
+            fs::create_dir_all(&socket_dir).map_err(|e| io_err("create", &socket_dir, e))?;
+            fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
+                .map_err(|e| io_err("chmod", &socket_dir, e))?;
+            runner.hand_over(&socket_dir)?;
             let out = runner.run(
                 Command::new(bin.join("pg_ctl"))
                     .arg("start")
@@ -168,6 +189,12 @@ impl Cluster {
                     .arg(self.data_dir())
                     .arg("-l")
                     .arg(self.log_file())
+                    // pg_ctl hands -o to a shell: quote the directory
+                    .arg("-o")
+                    .arg(format!(
+                        "-k '{}'",
+                        socket_dir.display().to_string().replace('\'', "'\\''")
+                    ))
                     .args(["-w", "-t", "60", "-s"]),
             )?;
             if !out.status.success() {
@@ -260,7 +287,11 @@ impl Cluster {
             .map_err(|e| io_err("read", &pw_file, e))?
             .trim()
             .to_owned();
-        Ok(Running { port, password })
+        Ok(Running {
+            port,
+            socket_dir: self.socket_dir(),
+            password,
+        })
     }
 
     fn init(&self, bin: &Path, runner: &Runner) -> Result<()> {

@@ -40,7 +40,7 @@ impl Database {
     /// opened at once, so a path that cannot be created fails here.
     pub async fn connect(config: &Config) -> Result<Self> {
         let url = config.require_url()?;
-        let options = connect::options(url, config.sqlite_busy_timeout)?;
+        let options = connect::options(url.expose(), config.sqlite_busy_timeout)?;
         let file = Arc::new(options.get_filename().to_path_buf());
         let pool = SqlitePoolOptions::new()
             .max_connections(config.max_connections)

@@ -91,7 +91,7 @@ async fn migrate_through_a_transaction_pooler_is_refused_and_a_direct_url_is_use
     assert_eq!(locks, 0);
 
     // With the direct URL for migrations, the same service migrates and works through the pooler.
-    config.migration_url = Some(PgBouncer::url(&bouncer.direct, empty.name()));
+    config.migration_url = Some(PgBouncer::url(&bouncer.direct, empty.name()).into());
     let db = Database::connect(&config).await?;
     db.migrate().await?;
     let queued = plans::enqueue(

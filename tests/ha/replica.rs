@@ -16,7 +16,7 @@ async fn replica_reads_are_explicit_and_health_reports_the_lag() -> anyhow::Resu
     let test_db = TestDatabase::new().await?;
     let replica = Replica::of(test_db.url()).await?;
     let mut config = Config::new(test_db.url());
-    config.replica_url = Some(replica.url_for(test_db.url()));
+    config.replica_url = Some(replica.url_for(test_db.url()).into());
     let db = Database::connect(&config).await?;
     assert!(db.has_replica());
 

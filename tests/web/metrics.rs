@@ -64,15 +64,28 @@ async fn metrics_are_scraped_in_prometheus_text_after_traffic() {
     assert_eq!(scrape.status, StatusCode::OK);
     let text = scrape.body.as_str().expect("Prometheus text").to_owned();
 
-    let enqueued =
-        r#"shared_db_operation_duration_seconds_count{operation="planexe::plans::enqueue"}"#;
-    assert_eq!(sample(&text, enqueued), Some(3.0), "{text}");
-    let status =
-        r#"shared_db_operation_duration_seconds_count{operation="planexe::plans::status"}"#;
-    assert_eq!(sample(&text, status), Some(3.0), "{text}");
+    // OpenTelemetry's names and attributes, with Prometheus' underscores
+    let op = |name: &str, table: &str| {
+        format!(
+            r#"db_client_operation_duration_count{{db_system_name="postgresql",db_operation_name="{name}",db_collection_name="{table}"}}"#
+        )
+    };
+    assert_eq!(sample(&text, &op("enqueue", "plans")), Some(3.0), "{text}");
+    assert_eq!(sample(&text, &op("status", "plans")), Some(3.0), "{text}");
     assert!(
-        text.contains(r#"shared_db_operation_duration_seconds_bucket{operation="planexe::plans::status",le="0.1"}"#),
+        text.contains(r#"db_client_operation_duration_bucket{db_system_name="postgresql",db_operation_name="status",db_collection_name="plans",le="0.1"}"#),
         "latency histogram with buckets: {text}"
+    );
+    assert_eq!(
+        sample(&text, &op("create", "shop.shops")),
+        Some(1.0),
+        "{text}"
+    );
+    let failed = r#"db_client_operation_duration_count{db_system_name="postgresql",db_operation_name="create",db_collection_name="shop.shops",error_type="conflict"}"#;
+    assert_eq!(
+        sample(&text, failed),
+        Some(1.0),
+        "a failure carries error.type: {text}"
     );
     let conflict =
         r#"shared_db_operation_errors_total{operation="shop::shops::create",kind="conflict"}"#;
@@ -83,12 +96,31 @@ async fn metrics_are_scraped_in_prometheus_text_after_traffic() {
         Some(1.0),
         "refused outside a repository function: {text}"
     );
-    let acquires = sample(&text, "shared_db_pool_acquire_duration_seconds_count").unwrap_or(0.0);
+    let acquires = sample(&text, "db_client_connection_wait_time_count").unwrap_or(0.0);
     assert!(acquires >= 8.0, "one acquire per request at least: {text}");
-    let open = sample(&text, "shared_db_pool_connections").expect("pool size gauge");
-    let idle = sample(&text, "shared_db_pool_idle_connections").expect("idle gauge");
-    let max = sample(&text, "shared_db_pool_max_connections").expect("max gauge");
-    assert!(open >= 1.0 && idle <= open && open <= max, "{text}");
+    let pool = |series: &str, labels: &str| {
+        sample(
+            &text,
+            &format!(r#"{series}{{db_client_connection_pool_name="primary"{labels}}}"#),
+        )
+    };
+    let idle = pool(
+        "db_client_connection_count",
+        r#",db_client_connection_state="idle""#,
+    )
+    .expect("idle connections");
+    let used = pool(
+        "db_client_connection_count",
+        r#",db_client_connection_state="used""#,
+    )
+    .expect("used connections");
+    let max = pool("db_client_connection_max", "").expect("max gauge");
+    assert!(idle + used >= 1.0 && idle + used <= max, "{text}");
+    assert_eq!(
+        pool("db_client_connection_pending_requests", ""),
+        Some(0.0),
+        "nobody waits at scrape time: {text}"
+    );
     assert_eq!(
         sample(&text, r#"shared_db_schema_status{status="up_to_date"}"#),
         Some(1.0),

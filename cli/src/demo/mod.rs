@@ -81,13 +81,13 @@ async fn database_for_run(config: &Config, run_id: &str) -> anyhow::Result<(Conf
             config.clone(),
             format!(
                 "{} (DATABASE_URL; this run's rows carry the suffix {run_id})",
-                shared_db::config::redact_url(url)
+                url.redacted()
             ),
         )),
         None => {
             let name = format!("shared_db_demo_{run_id}");
             let mut config = config.clone();
-            config.database_url = Some(shared_db::embedded::database_url(&name).await?);
+            config.database_url = Some(shared_db::embedded::database_url(&name).await?.into());
             Ok((
                 config,
                 format!(

@@ -1,0 +1,233 @@
+//! What OpenTelemetry spans cost a W4-like workload: `plans::status` of a random plan on held
+//! connections, with the `tracing-opentelemetry` bridge, `shared_db::otel::layer()` and the
+//! SDK's batch exporter switched on and off in alternating rounds of the same run (the order
+//! off-on-on-off repeated, so a drifting machine weighs on both sides alike).
+//!
+//! ```sh
+//! cargo run --release --example otel_overhead --features embedded,otel
+//! ```
+//!
+//! Knobs: `OVERHEAD_CLIENTS` (default 4), `OVERHEAD_SECS` per round (default 3),
+//! `OVERHEAD_BLOCKS` (default 3; each block is 4 rounds), `OVERHEAD_PLANS` (default 5000),
+//! `OVERHEAD_LEAN=1` (the bridge without its per-poll busy/idle timing, thread and
+//! source-location attributes), `OVERHEAD_SAMPLE` (the fraction of traces kept, default 1: every
+//! span exported).
+//! `DATABASE_URL` selects the server (the embedded cluster when unset). "On" exports every
+//! span to an exporter that discards it after the SDK's batch processor has handed it over, so
+//! the figure is what the process pays, without a collector's network on the other side.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
+use shared_db::planexe::plans::{self, NewPlan};
+use shared_db::{Config, Database};
+use tracing::Level;
+use tracing_subscriber::filter::dynamic_filter_fn;
+use tracing_subscriber::prelude::*;
+
+static ON: AtomicBool = AtomicBool::new(false);
+
+/// Counts and drops what the batch processor exports.
+#[derive(Debug, Clone, Default)]
+struct Discard(Arc<AtomicU64>);
+
+impl SpanExporter for Discard {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        self.0.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        async { Ok(()) }
+    }
+}
+
+fn knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// CPU time this process has used (user + system, all threads, the exporter's included), from
+/// `/proc/self/stat`, in seconds.
+fn cpu_secs() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// One timed round: `clients` tasks, each on a held connection, reading statuses until time is
+/// up. Reads per second, and this process's CPU microseconds per read.
+async fn round(db: &Database, ids: &Arc<Vec<uuid::Uuid>>, clients: u64, secs: u64) -> (f64, f64) {
+    let cpu_before = cpu_secs();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let db = db.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut conn = db.acquire().await.expect("a connection");
+            let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ (c + 1);
+            let mut reads = 0u64;
+            while Instant::now() < deadline {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let id = ids[(x % ids.len() as u64) as usize];
+                plans::status(&mut *conn, id).await.expect("the plan");
+                reads += 1;
+            }
+            reads
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.expect("client");
+    }
+    let cpu_us_per_read = (cpu_secs() - cpu_before) * 1e6 / total.max(1) as f64;
+    (total as f64 / secs as f64, cpu_us_per_read)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let clients = knob("OVERHEAD_CLIENTS", 4);
+    let secs = knob("OVERHEAD_SECS", 3);
+    let blocks = knob("OVERHEAD_BLOCKS", 3);
+    let plan_count = knob("OVERHEAD_PLANS", 5000);
+    let lean = knob("OVERHEAD_LEAN", 0) == 1;
+
+    let exported = Arc::new(AtomicU64::new(0));
+    let ratio: f64 = std::env::var("OVERHEAD_SAMPLE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::TraceIdRatioBased(ratio))
+        .with_batch_exporter(Discard(exported.clone()))
+        .build();
+    // Per-layer filters read the switch on every span (`dynamic_filter_fn`: a plain `filter_fn`
+    // is cached per call site), so "off" opens no span at all: the library as a service without
+    // OpenTelemetry runs it. "On" exports at INFO, as a service would: sqlx's per-statement
+    // DEBUG events would otherwise become span events, with the SQL text formatted each time.
+    tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("otel-overhead"))
+                // the bridge's per-poll busy/idle timing, thread and source-location
+                // attributes: on by default, off with OVERHEAD_LEAN=1
+                .with_tracked_inactivity(!lean)
+                .with_threads(!lean)
+                .with_location(!lean)
+                .with_filter(dynamic_filter_fn(|meta, _| {
+                    ON.load(Ordering::Relaxed) && *meta.level() <= Level::INFO
+                })),
+        )
+        .with(
+            shared_db::otel::layer()
+                .with_filter(dynamic_filter_fn(|_, _| ON.load(Ordering::Relaxed))),
+        )
+        .init();
+
+    let mut config = Config::from_env()?;
+    config.max_connections = clients as u32 + 1;
+    let db = match config.database_url {
+        Some(_) => Database::connect(&config).await?,
+        None => Database::connect_embedded(&config, "shared_db_otel_overhead").await?,
+    };
+    db.migrate().await?;
+    let have: i64 = sqlx::query_scalar("SELECT count(*) FROM plans")
+        .fetch_one(db.pool())
+        .await?;
+    if (have as u64) < plan_count {
+        let mut tx = db.begin().await?;
+        for i in have as u64..plan_count {
+            plans::enqueue(
+                &mut *tx,
+                &NewPlan {
+                    prompt: &format!("overhead {i}"),
+                    ..Default::default()
+                },
+            )
+            .await?;
+        }
+        tx.commit().await?;
+    }
+    let ids: Arc<Vec<uuid::Uuid>> = Arc::new(
+        sqlx::query_scalar("SELECT id FROM plans")
+            .fetch_all(db.pool())
+            .await?,
+    );
+    println!(
+        "W4-like: plans::status of a random one of {} plans, {clients} clients on held \
+         connections, {secs} s rounds, {blocks} blocks of off/on/on/off, bridge {}, \
+         sampling {ratio}",
+        ids.len(),
+        if lean { "lean" } else { "defaults" }
+    );
+    ON.store(false, Ordering::Relaxed);
+    let _ = round(&db, &ids, clients, 1).await; // warm-up: connections, statement cache, buffers
+
+    let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut cpu_off, mut cpu_on) = (Vec::new(), Vec::new());
+    for block in 0..blocks {
+        let (mut block_off, mut block_on) = (0.0, 0.0);
+        for enabled in [false, true, true, false] {
+            ON.store(enabled, Ordering::Relaxed);
+            let (rate, cpu) = round(&db, &ids, clients, secs).await;
+            println!(
+                "block {block} exporter {:3}: {rate:>9.0} reads/s, {cpu:>5.1} µs CPU per read",
+                if enabled { "on" } else { "off" }
+            );
+            if enabled { &mut cpu_on } else { &mut cpu_off }.push(cpu);
+            if enabled { &mut on } else { &mut off }.push(rate);
+            *if enabled {
+                &mut block_on
+            } else {
+                &mut block_off
+            } += rate;
+        }
+        ratios.push(block_on / block_off);
+    }
+    ON.store(false, Ordering::Relaxed);
+    provider.force_flush()?;
+    let (m_off, m_on) = (median(off), median(on));
+    // Within a block the on and off rounds are neighbours in time, so the block's ratio is
+    // the figure least moved by other load on the machine.
+    println!(
+        "median reads/s: off {m_off:.0}, on {m_on:.0} ({:.1} %); median of the blocks' on/off: \
+         overhead {:.1} % (spans exported: {})",
+        (1.0 - m_on / m_off) * 100.0,
+        (1.0 - median(ratios)) * 100.0,
+        exported.load(Ordering::Relaxed)
+    );
+    let (c_off, c_on) = (median(cpu_off), median(cpu_on));
+    println!(
+        "median CPU of this process per read: off {c_off:.1} µs, on {c_on:.1} µs \
+         (+{:.1} µs per span)",
+        c_on - c_off
+    );
+    db.close().await;
+    Ok(())
+}
