@@ -89,6 +89,15 @@ fn caller_key(user_id: Uuid, key: Option<&str>) -> Result<Option<String>> {
     Ok(Some(format!("caller:{user_id}:{key}")))
 }
 
+/// The form releases before the per-user scope stored the same key in (`caller:<key>`). During a
+/// rolling deploy a request may reach an older pod and its retry a newer one; the newer one
+/// treats a row of that form **for the same user** as the first outcome, so the retry applies
+/// nothing. (The opposite order, a request on a newer pod retried on an older one, is not
+/// covered: the older code cannot know the new form.)
+fn legacy_caller_key(key: Option<&str>) -> Option<String> {
+    key.map(|k| format!("caller:{}", clean_text(k, usize::MAX)))
+}
+
 /// The request fields a keyed charge or grant is compared on when its key was used before.
 struct Request<'a> {
     delta: Decimal,
@@ -140,14 +149,25 @@ fn replay(
     })
 }
 
-/// The ledger row an idempotency key names, read under a fresh snapshot (so a first request that
+/// The ledger row an idempotency key names (in its per-user form `key`, or in the older form
+/// `legacy` on a row of `user_id`), read under a fresh snapshot (so a first request that
 /// committed while this one waited for it is seen).
-async fn prior_by_key(conn: &mut PgConnection, key: &str) -> Result<Option<Prior>> {
+async fn prior_by_key(
+    conn: &mut PgConnection,
+    key: &str,
+    legacy: Option<&str>,
+    user_id: Uuid,
+) -> Result<Option<Prior>> {
     Ok(sqlx::query_as!(
         Prior,
         r#"SELECT id, delta, reason, source, external_id, api_key_id, balance_after
-           FROM credit_history WHERE idempotency_key = $1"#,
+           FROM credit_history
+           WHERE idempotency_key = $1 OR (idempotency_key = $2 AND user_id = $3)
+           ORDER BY idempotency_key = $1 DESC
+           LIMIT 1"#,
         key,
+        legacy,
+        user_id,
     )
     .fetch_optional(&mut *conn)
     .await?)
@@ -186,6 +206,7 @@ pub async fn grant(
 ) -> Result<BalanceChange> {
     let amount = credit_amount("grant amount", amount)?;
     let key = caller_key(user_id, idempotency_key)?;
+    let legacy = legacy_caller_key(idempotency_key);
     let reason = clean_opt(reason, 128)
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "admin_grant".to_owned());
@@ -201,6 +222,9 @@ pub async fn grant(
                SELECT gen_random_uuid(), usr.id, $2, $3, 'admin', now() AT TIME ZONE 'utc', $4,
                       usr.credits_balance + $2
                FROM usr WHERE usr.credits_balance + $2 <= $5
+                 -- nor does the same key in the older release's form, for this user
+                 AND NOT EXISTS (SELECT 1 FROM credit_history h
+                                 WHERE h.idempotency_key = $6 AND h.user_id = $1)
                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                RETURNING id, balance_after),
            u AS (
@@ -218,6 +242,7 @@ pub async fn grant(
         reason,
         key,
         MAX_CREDITS,
+        legacy,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -230,7 +255,7 @@ pub async fn grant(
         (_, _, None) => Err(Error::NotFound),
         (_, _, Some(_)) => {
             if let Some(key) = &key
-                && let Some(prior) = prior_by_key(conn, key).await?
+                && let Some(prior) = prior_by_key(conn, key, legacy.as_deref(), user_id).await?
             {
                 let request = Request {
                     delta: amount,
@@ -289,6 +314,7 @@ pub struct Charge<'a> {
 pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<BalanceChange> {
     let amount = credit_amount("charge amount", charge.amount)?;
     let key = caller_key(charge.user_id, charge.idempotency_key)?;
+    let legacy = legacy_caller_key(charge.idempotency_key);
     let source = ident("ledger source", charge.source, 32)?;
     let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
     let reason = clean_text(charge.reason, 128);
@@ -307,6 +333,9 @@ pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<Bala
                FROM usr
                WHERE ($7 OR usr.credits_balance >= $2)
                  AND usr.credits_balance - $2 >= -$9::numeric
+                 -- nor does the same key in the older release's form, for this user
+                 AND NOT EXISTS (SELECT 1 FROM credit_history h
+                                 WHERE h.idempotency_key = $10 AND h.user_id = $1)
                ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
                RETURNING id),
            u AS (
@@ -328,6 +357,7 @@ pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<Bala
         charge.allow_negative,
         key,
         MAX_CREDITS,
+        legacy,
     )
     .fetch_one(&mut *conn)
     .await?;
@@ -345,7 +375,7 @@ pub async fn charge(conn: &mut PgConnection, charge: &Charge<'_>) -> Result<Bala
     // Nothing written: the key names an earlier request (also one that committed while this one
     // waited for it), or the balance refused the charge.
     if let Some(key) = &key
-        && let Some(prior) = prior_by_key(conn, key).await?
+        && let Some(prior) = prior_by_key(conn, key, legacy.as_deref(), charge.user_id).await?
     {
         let request = Request {
             delta: -amount,

@@ -522,3 +522,60 @@ async fn a_final_billing_repeated_with_another_cost_is_refused_naming_it() -> an
     assert_eq!(balance(pool, user).await?, d("6"), "billed once");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_retry_on_a_newer_pod_finds_the_charge_an_older_release_recorded() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pool = db.pool();
+    let alice = user_with_credits(pool, "alice", d("10")).await;
+    let bob = user_with_credits(pool, "bob", d("10")).await;
+    // During a rolling deploy the first request reached a pod of the previous release, which
+    // stored its key globally as `caller:<key>` and moved the balance in the same transaction.
+    let first: Uuid = sqlx::query_scalar!(
+        r#"WITH l AS (
+               INSERT INTO credit_history (id, user_id, delta, reason, source, external_id,
+                                           created_at, idempotency_key, balance_after)
+               VALUES (gen_random_uuid(), $1, -3, 'api_call', 'api', 'req',
+                       now() AT TIME ZONE 'utc', 'caller:order-7', 7)
+               RETURNING id),
+           u AS (UPDATE user_account SET credits_balance = credits_balance - 3 WHERE id = $1)
+           SELECT id AS "id!" FROM l"#,
+        alice
+    )
+    .fetch_one(pool)
+    .await?;
+
+    // Its retry reaches a pod of this release: the first outcome, nothing charged again.
+    let rows = ledger_rows(pool, alice).await?;
+    let retried = credit_history::charge(
+        &mut *pool.acquire().await?,
+        &keyed_charge(alice, "3", "order-7"),
+    )
+    .await?;
+    assert_eq!(retried.entry_id, first);
+    assert_eq!(balance(pool, alice).await?, d("7"));
+    assert_eq!(
+        ledger_rows(pool, alice).await?,
+        rows,
+        "no second ledger row"
+    );
+    // The same key with another amount is still named as reused.
+    let other = credit_history::charge(
+        &mut *pool.acquire().await?,
+        &keyed_charge(alice, "4", "order-7"),
+    )
+    .await;
+    assert!(
+        matches!(other, Err(Error::IdempotencyKeyReused { field: "amount" })),
+        "{other:?}"
+    );
+    // Another user's equal key is not Alice's old row: charged, nothing revealed.
+    let b = credit_history::charge(
+        &mut *pool.acquire().await?,
+        &keyed_charge(bob, "3", "order-7"),
+    )
+    .await?;
+    assert_ne!(b.entry_id, first);
+    assert_eq!(balance(pool, bob).await?, d("7"));
+    Ok(())
+}
