@@ -1,4 +1,4 @@
-//! Operational metrics through the [`metrics`](::metrics) facade (feature `metrics`).
+//! Operational metrics through the [`::metrics`] facade (feature `metrics`).
 //!
 //! shared-db only *emits*; the service picks the exporter (Prometheus, StatsD, OpenTelemetry
 //! through a bridge, …) by installing a `metrics` recorder, and without one every call here is a

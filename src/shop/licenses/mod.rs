@@ -2,12 +2,13 @@
 //!
 //! **Two kinds, two sets of functions.**
 //! - A **shop's licence** belongs to one shop: [`create`], [`get`], [`update`], [`delete`] and
-//!   [`list`] take the [`ShopId`] like every other shop-owned entity, and a licence of another
+//!   [`list()`] take the [`ShopId`] like every other shop-owned entity, and a licence of another
 //!   shop is [`Error::NotFound`]. It may name the order that paid for it, which must be an order
 //!   of the same shop: the composite foreign key `(shop_id, order_id)` refuses any other, and
 //!   the library reports that as [`Error::NotFound`] (the order is not the shop's).
 //! - A **global licence** (granted, with no order and no shop, as the old backend allowed) is
-//!   reached only through the functions of [`global`], named `*_global`; they never see a
+//!   reached only through [`create_global`], [`get_global`], [`update_global`],
+//!   [`delete_global`] and [`list_global`]; they never see a
 //!   shop's licence, and a shop's functions never see a global one.
 
 mod global;

@@ -1,4 +1,4 @@
-//! The admin's product lists: offset pages with filters ([`list`]), the keyset walk in creation
+//! The admin's product lists: offset pages with filters ([`list()`]), the keyset walk in creation
 //! order ([`list_after`]) and the streaming export of a whole shop ([`export`]).
 //!
 //! Attribute filters: `attribute_id:<uuid>`, `option_id:<uuid>` (repeat it: every option must
