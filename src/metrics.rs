@@ -127,7 +127,7 @@ where
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
         let meta = span.metadata();
-        let Some(op) = semconv::operation(meta.target(), meta.name()) else {
+        let Some(op) = semconv::operation_of(meta) else {
             return;
         };
         let (started, failed) = {
@@ -139,8 +139,8 @@ where
             ("db.system.name", semconv::DB_SYSTEM.to_owned()),
             ("db.operation.name", op.name.to_owned()),
         ];
-        if let Some(table) = op.collection {
-            labels.push(("db.collection.name", table));
+        if let Some(table) = &op.collection {
+            labels.push(("db.collection.name", table.clone()));
         }
         if let Some(Failed(kind)) = failed {
             labels.push(("error.type", kind.to_owned()));

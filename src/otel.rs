@@ -108,14 +108,17 @@ fn operation_attributes(meta: &'static Metadata<'static>) -> Option<AttributeLis
     if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
         return Some(found.clone());
     }
-    let op = semconv::operation(meta.target(), meta.name())?;
+    let op = semconv::operation_of(meta)?;
     let mut out = vec![
         KeyValue::new("db.system.name", semconv::DB_SYSTEM),
         KeyValue::new("db.operation.name", op.name),
-        KeyValue::new("db.query.summary", Arc::<str>::from(op.summary)),
+        KeyValue::new("db.query.summary", Arc::<str>::from(op.summary.as_str())),
     ];
-    if let Some(table) = op.collection {
-        out.push(KeyValue::new("db.collection.name", Arc::<str>::from(table)));
+    if let Some(table) = &op.collection {
+        out.push(KeyValue::new(
+            "db.collection.name",
+            Arc::<str>::from(table.as_str()),
+        ));
     }
     let out: AttributeList = out.into();
     cache

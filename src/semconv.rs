@@ -23,6 +23,7 @@
 //! Used by [`crate::metrics`] (labels of `db.client.operation.duration`) and `crate::otel`
 //! (span attributes, feature `otel`).
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use sqlx::postgres::PgConnectOptions;
@@ -78,6 +79,26 @@ pub fn operation(target: &str, name: &'static str) -> Option<Operation> {
         collection,
         summary,
     })
+}
+
+/// [`operation`] of a span's call site, computed once per call site: every span of one
+/// repository function shares it, so the layers that read it on each span (metrics, OTel) pay
+/// no string building on the hot path. `None` for a span that is not a repository function's.
+pub fn operation_of(meta: &'static tracing::Metadata<'static>) -> Option<Arc<Operation>> {
+    static CACHE: std::sync::OnceLock<RwLock<HashMap<usize, Option<Arc<Operation>>>>> =
+        std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    // Call-site metadata is static: its address identifies the call site.
+    let key = std::ptr::from_ref(meta) as usize;
+    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return found.clone();
+    }
+    let op = operation(meta.target(), meta.name()).map(Arc::new);
+    cache
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, op.clone());
+    op
 }
 
 /// `db.namespace`, `server.address` and `server.port` of the process's primary.
