@@ -11,7 +11,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 use sqlx::{Sqlite, Transaction};
 
-use crate::error::sqlite_err;
+use crate::error::from_sqlx;
 use crate::{MIGRATOR, connect, schema};
 
 /// A pool of connections to one SQLite file, each with the connection invariant
@@ -50,7 +50,7 @@ impl Database {
             .max_lifetime(config.max_lifetime)
             .connect_with(options)
             .await
-            .map_err(sqlite_err)?;
+            .map_err(from_sqlx)?;
         Ok(Database {
             pool,
             file,
@@ -75,7 +75,7 @@ impl Database {
 
     /// A connection for several statements that need not commit together.
     pub async fn acquire(&self) -> Result<PoolConnection<Sqlite>> {
-        self.pool.acquire().await.map_err(sqlite_err)
+        self.pool.acquire().await.map_err(from_sqlx)
     }
 
     /// A write transaction: `BEGIN IMMEDIATE`, so it holds the write lock from the start (waiting
@@ -85,7 +85,7 @@ impl Database {
         self.pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(sqlite_err)
+            .map_err(from_sqlx)
     }
 
     /// Applies pending migrations (see [`Database::sync`]).

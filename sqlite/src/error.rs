@@ -39,8 +39,3 @@ pub fn from_sqlx(e: sqlx::Error) -> Error {
         _ => Error::from(e),
     }
 }
-
-/// `?`-friendly: `.map_err(sqlite_err)`.
-pub(crate) fn sqlite_err(e: sqlx::Error) -> Error {
-    from_sqlx(e)
-}

@@ -12,7 +12,7 @@ use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 use sqlx::migrate::{Migrate, Migrator};
 
-use crate::error::sqlite_err;
+use crate::error::from_sqlx;
 
 /// The migration ledger table (sqlx's default name).
 const LEDGER: &str = "_sqlx_migrations";
@@ -33,7 +33,7 @@ async fn read_ledger(conn: &mut SqliteConnection) -> Result<Option<Vec<AppliedMi
     match rows {
         Ok(rows) => Ok(Some(rows)),
         Err(e) if no_such_table(&e) => Ok(None),
-        Err(e) => Err(sqlite_err(e)),
+        Err(e) => Err(from_sqlx(e)),
     }
 }
 
@@ -54,7 +54,7 @@ async fn contract_beyond(
     match contract {
         Ok(c) => Ok(c),
         Err(e) if no_such_table(&e) => Ok(None),
-        Err(e) => Err(sqlite_err(e)),
+        Err(e) => Err(from_sqlx(e)),
     }
 }
 
