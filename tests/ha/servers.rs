@@ -320,6 +320,25 @@ impl Formation {
         let mut monitor = wait_for_connection(&formation.monitor_url(), Duration::from_secs(60))
             .await
             .context("pg_auto_failover monitor did not come up")?;
+        // The server accepts connections before pg_autoctl has installed its extension in it
+        // (the cluster is ours, so it starts early): wait for the monitor's catalog.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready: Option<bool> =
+                sqlx::query_scalar("SELECT to_regclass('pgautofailover.node') IS NOT NULL")
+                    .fetch_optional(&mut monitor)
+                    .await?;
+            if ready == Some(true) {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the pg_auto_failover extension never appeared in the monitor; logs in {}",
+                    formation.dir.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
         for (name, value) in [
             ("health_check_period", "500"),
             ("health_check_timeout", "500"),
