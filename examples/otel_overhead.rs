@@ -55,7 +55,9 @@ fn knob(name: &str, default: u64) -> u64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 {
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
         v[n / 2]
     } else {
         (v[n / 2 - 1] + v[n / 2]) / 2.0
@@ -65,7 +67,12 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// CPU time this process has used (user + system, all threads, the exporter's included), from
 /// `/proc/self/stat`, in seconds.
 fn cpu_secs() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_secs("self")
+}
+
+/// CPU time (user + system) of process `pid` (`self`, or a server backend's pid), in seconds.
+fn process_cpu_secs(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
     let fields: Vec<&str> = after_name.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -79,8 +86,15 @@ fn cpu_secs() -> f64 {
 }
 
 /// One timed round: `clients` tasks, each on a held connection, reading statuses until time is
-/// up. Reads per second, and this process's CPU microseconds per read.
-async fn round(db: &Database, ids: &Arc<Vec<uuid::Uuid>>, clients: u64, secs: u64) -> (f64, f64) {
+/// up. Reads per second, this process's CPU microseconds per read, and the server's (the
+/// backends of the held connections, read from `/proc`: the server must run on this machine).
+async fn round(
+    db: &Database,
+    ids: &Arc<Vec<uuid::Uuid>>,
+    clients: u64,
+    secs: u64,
+) -> (f64, f64, f64) {
+    let max_reads = knob("OVERHEAD_READS", u64::MAX);
     let cpu_before = cpu_secs();
     let deadline = Instant::now() + Duration::from_secs(secs);
     let mut tasks = Vec::new();
@@ -89,9 +103,15 @@ async fn round(db: &Database, ids: &Arc<Vec<uuid::Uuid>>, clients: u64, secs: u6
         let ids = ids.clone();
         tasks.push(tokio::spawn(async move {
             let mut conn = db.acquire().await.expect("a connection");
+            let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(&mut *conn)
+                .await
+                .expect("the backend's pid");
+            let backend = backend.to_string();
+            let server_before = process_cpu_secs(&backend);
             let mut x = 0x9E37_79B9_7F4A_7C15_u64 ^ (c + 1);
             let mut reads = 0u64;
-            while Instant::now() < deadline {
+            while Instant::now() < deadline && reads < max_reads {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
@@ -99,15 +119,21 @@ async fn round(db: &Database, ids: &Arc<Vec<uuid::Uuid>>, clients: u64, secs: u6
                 plans::status(&mut *conn, id).await.expect("the plan");
                 reads += 1;
             }
-            reads
+            (reads, process_cpu_secs(&backend) - server_before)
         }));
     }
-    let mut total = 0;
+    let (mut total, mut server_cpu) = (0, 0.0);
     for t in tasks {
-        total += t.await.expect("client");
+        let (reads, cpu) = t.await.expect("client");
+        total += reads;
+        server_cpu += cpu;
     }
-    let cpu_us_per_read = (cpu_secs() - cpu_before) * 1e6 / total.max(1) as f64;
-    (total as f64 / secs as f64, cpu_us_per_read)
+    let per_read = |cpu: f64| cpu * 1e6 / total.max(1) as f64;
+    (
+        total as f64 / secs as f64,
+        per_read(cpu_secs() - cpu_before),
+        per_read(server_cpu),
+    )
 }
 
 #[tokio::main]
@@ -117,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
     let blocks = knob("OVERHEAD_BLOCKS", 3);
     let plan_count = knob("OVERHEAD_PLANS", 5000);
     let lean = knob("OVERHEAD_LEAN", 0) == 1;
+    let bridge = knob("OVERHEAD_BRIDGE", 0) == 1;
 
     let exported = Arc::new(AtomicU64::new(0));
     let ratio: f64 = std::env::var("OVERHEAD_SAMPLE")
@@ -131,21 +158,27 @@ async fn main() -> anyhow::Result<()> {
     // is cached per call site), so "off" opens no span at all: the library as a service without
     // OpenTelemetry runs it. "On" exports at INFO, as a service would: sqlx's per-statement
     // DEBUG events would otherwise become span events, with the SQL text formatted each time.
+    let tracer = provider.tracer("otel-overhead");
     tracing_subscriber::registry()
         .with(
             tracing_opentelemetry::layer()
-                .with_tracer(provider.tracer("otel-overhead"))
+                .with_tracer(tracer.clone())
                 // the bridge's per-poll busy/idle timing, thread and source-location
                 // attributes: on by default, off with OVERHEAD_LEAN=1
                 .with_tracked_inactivity(!lean)
                 .with_threads(!lean)
                 .with_location(!lean)
-                .with_filter(dynamic_filter_fn(|meta, _| {
-                    ON.load(Ordering::Relaxed) && *meta.level() <= Level::INFO
+                .with_filter(dynamic_filter_fn(move |meta, _| {
+                    ON.load(Ordering::Relaxed)
+                        && *meta.level() <= Level::INFO
+                        // OVERHEAD_BRIDGE=1: the bridge exports the repository spans too, and
+                        // shared-db's layer only adds the conventions (the path before it had a
+                        // span export of its own)
+                        && (bridge || !shared_db::semconv::is_repository(meta.target()))
                 })),
         )
         .with(
-            shared_db::otel::layer()
+            shared_db::otel::layer(tracer)
                 .with_filter(dynamic_filter_fn(|_, _| ON.load(Ordering::Relaxed))),
         )
         .init();
@@ -191,16 +224,28 @@ async fn main() -> anyhow::Result<()> {
 
     let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_off, mut cpu_on) = (Vec::new(), Vec::new());
+    let (mut server_off, mut server_on) = (Vec::new(), Vec::new());
     for block in 0..blocks {
         let (mut block_off, mut block_on) = (0.0, 0.0);
-        for enabled in [false, true, true, false] {
+        let only = std::env::var("OVERHEAD_ONLY").ok();
+        for enabled in [false, true, true, false]
+            .into_iter()
+            .filter(|e| only.as_deref().is_none_or(|o| (o == "on") == *e))
+        {
             ON.store(enabled, Ordering::Relaxed);
-            let (rate, cpu) = round(&db, &ids, clients, secs).await;
+            let (rate, cpu, server) = round(&db, &ids, clients, secs).await;
             println!(
-                "block {block} exporter {:3}: {rate:>9.0} reads/s, {cpu:>5.1} µs CPU per read",
+                "block {block} exporter {:3}: {rate:>9.0} reads/s, CPU per read: {cpu:>5.1} µs \
+                 here, {server:>5.1} µs in the server",
                 if enabled { "on" } else { "off" }
             );
             if enabled { &mut cpu_on } else { &mut cpu_off }.push(cpu);
+            if enabled {
+                &mut server_on
+            } else {
+                &mut server_off
+            }
+            .push(server);
             if enabled { &mut on } else { &mut off }.push(rate);
             *if enabled {
                 &mut block_on
@@ -227,6 +272,15 @@ async fn main() -> anyhow::Result<()> {
         "median CPU of this process per read: off {c_off:.1} µs, on {c_on:.1} µs \
          (+{:.1} µs per span)",
         c_on - c_off
+    );
+    // On a machine whose cores the client and the server share (this one), throughput is bound
+    // by the CPU that one read takes on both sides: the figure least moved by other load.
+    let (s_off, s_on) = (median(server_off), median(server_on));
+    println!(
+        "median CPU per read, client + server: off {:.1} µs, on {:.1} µs: overhead {:.1} %",
+        c_off + s_off,
+        c_on + s_on,
+        ((c_on - c_off) / (c_off + s_off)) * 100.0
     );
     db.close().await;
     Ok(())

@@ -1,152 +1,293 @@
 //! OpenTelemetry spans for repository functions (feature `otel`).
 //!
-//! Every repository function already opens a `tracing` span. With
-//! [`tracing-opentelemetry`](https://docs.rs/tracing-opentelemetry)'s layer installed, each
-//! becomes an OpenTelemetry span; [`layer`] adds the database client semantic conventions to
-//! it, derived by [`crate::semconv`]'s rule: `db.system.name`, `db.namespace`,
-//! `db.operation.name`, `db.collection.name`, `db.query.summary`, `server.address`,
-//! `server.port`, and on failure `error.type` ([`crate::Error::kind`]) with the span status
-//! set to error. The span's own fields (the ids it works on) come along as attributes.
+//! Every repository function already opens a `tracing` span. [`layer`] turns each into an
+//! OpenTelemetry client span named by its `db.query.summary` (`status plans`) and carrying the
+//! database client semantic conventions, derived by [`crate::semconv`]'s rule:
+//! `db.system.name`, `db.namespace`, `db.operation.name`, `db.collection.name`,
+//! `db.query.summary`, `server.address`, `server.port`, the span's own fields (the ids it works
+//! on), and on failure `error.type` ([`crate::Error::kind`]) with the span status set to error.
 //!
 //! ```no_run
 //! use opentelemetry::trace::TracerProvider as _;
 //! use tracing_subscriber::prelude::*;
 //!
 //! let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build(); // + an exporter
+//! let tracer = provider.tracer("my-service");
 //! tracing_subscriber::registry()
-//!     .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("my-service")))
-//!     .with(shared_db::otel::layer())
+//!     // the service's own spans (HTTP requests, jobs), through the `tracing` project's bridge
+//!     .with(
+//!         tracing_opentelemetry::layer()
+//!             .with_tracer(tracer.clone())
+//!             .with_filter(shared_db::otel::not_repository()),
+//!     )
+//!     // the library's spans, parented to the service's
+//!     .with(shared_db::otel::layer(tracer))
 //!     .init();
 //! ```
 //!
-//! Why these crates: `tracing-opentelemetry` is the `tracing` project's own bridge and keeps
-//! the spans the library already has; `opentelemetry` is the API both sides share. The SDK and
-//! the exporter (OTLP, or an in-memory one in tests) are the service's choice and not
-//! dependencies of the library. `examples/otel.rs` exports to an OTLP collector.
+//! **Why a layer of its own rather than `tracing-opentelemetry` for these spans.** A repository
+//! span is small and hot (W4 reads a plan's status 20k times a second), and a `#[instrument]`ed
+//! future enters and leaves its span on every poll, six or seven times per statement. The
+//! bridge pays on each of those polls (it activates the span's context and times busy and idle
+//! periods) and builds a generic span from the fields; measured with callgrind it added about
+//! 23,000 instructions to each `plans::status`. This layer starts the OpenTelemetry span once
+//! when the `tracing` span opens (the sampler decides there, so an unsampled span costs almost
+//! nothing more), does nothing per poll, puts attributes computed once per call site on it and
+//! ends it when the span closes: BENCHMARKS.md, "OpenTelemetry", has the figures. The bridge
+//! stays the right tool for the service's own spans; [`not_repository`] keeps it off the
+//! library's, so no span is exported twice. Installed without that filter, the bridge exports
+//! the library's spans itself and this layer only adds the conventions to them (the old, slower
+//! path, still correct).
 //!
-//! Limits: the OpenTelemetry span keeps the function's name (`status`); tracing-opentelemetry
-//! fixes the name and kind when the span opens, before the conventions are known, so backends
-//! show `db.query.summary` beside it rather than as the name. The server attributes are the
-//! process's primary's (see [`crate::semconv`]).
+//! Parents: a repository span is the child of the nearest enclosing span this layer or the
+//! bridge knows (a request span), else of the current OpenTelemetry context. Events inside a
+//! repository span (sqlx's statement logs) are not turned into span events. The server
+//! attributes are the process's primary's (see [`crate::semconv`]).
+//!
+//! Why these crates: `opentelemetry` is the API that the service's SDK implements;
+//! `tracing-opentelemetry` is needed only to find the parent among the bridge's spans. The SDK
+//! and the exporter (OTLP, or an in-memory one in tests) are the service's choice and not
+//! dependencies of the library. `otel-example/` exports to an OTLP collector.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::fmt;
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::SystemTime;
 
-use opentelemetry::KeyValue;
-use opentelemetry::trace::Status;
-use tracing::span::{Attributes, Id};
-use tracing::{Metadata, Span, Subscriber};
-use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::Context;
+use opentelemetry::trace::{
+    Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer,
+};
+use opentelemetry::{Context, KeyValue};
+use tracing::dispatcher::WeakDispatch;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing::{Dispatch, Metadata, Subscriber};
+use tracing_subscriber::filter::{FilterFn, filter_fn};
+use tracing_subscriber::layer::Context as LayerContext;
 use tracing_subscriber::registry::LookupSpan;
 
 use crate::semconv;
 
-/// The `tracing` layer that puts the database client conventions on repository spans. Install
-/// it beside `tracing_opentelemetry::layer()` (in either order).
-pub fn layer() -> ConventionLayer {
-    ConventionLayer { _private: () }
+/// The `tracing` layer that exports repository spans through `tracer` (see the
+/// [module docs](self) for how to install it beside `tracing-opentelemetry`).
+pub fn layer<T>(tracer: T) -> ConventionLayer<T>
+where
+    T: Tracer + Send + Sync + 'static,
+    T::Span: Send + Sync + 'static,
+{
+    ConventionLayer {
+        tracer,
+        dispatch: OnceLock::new(),
+    }
+}
+
+/// A per-layer filter for `tracing-opentelemetry`'s layer: every span but the library's
+/// repository spans, which [`layer`] exports.
+pub fn not_repository() -> FilterFn<fn(&Metadata<'_>) -> bool> {
+    filter_fn(|meta| !semconv::is_repository(meta.target()))
 }
 
 /// See [`layer`].
-#[derive(Debug)]
-pub struct ConventionLayer {
-    _private: (),
+pub struct ConventionLayer<T> {
+    tracer: T,
+    /// The subscriber this layer is part of, to ask the bridge for its spans' contexts: inside
+    /// a call of the subscriber, `tracing`'s current dispatcher is none.
+    dispatch: OnceLock<WeakDispatch>,
 }
 
-/// A repository span whose attributes are not set yet.
-struct Unmarked;
+impl<T> fmt::Debug for ConventionLayer<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConventionLayer").finish_non_exhaustive()
+    }
+}
 
-impl<S> tracing_subscriber::Layer<S> for ConventionLayer
+/// The OpenTelemetry span of a repository span this layer exports (in the span's extensions).
+struct Exported(Context);
+
+impl<S, T> tracing_subscriber::Layer<S> for ConventionLayer<T>
 where
     S: Subscriber + for<'a> LookupSpan<'a>,
+    T: Tracer + Send + Sync + 'static,
+    T::Span: Send + Sync + 'static,
 {
-    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        if semconv::is_repository(attrs.metadata().target())
-            && let Some(span) = ctx.span(id)
-        {
-            span.extensions_mut().insert(Unmarked);
-        }
+    fn on_register_dispatch(&self, subscriber: &Dispatch) {
+        let _ = self.dispatch.set(subscriber.downgrade());
     }
 
-    /// On the first enter the span is current, so the attributes go through
-    /// [`OpenTelemetrySpanExt`], the bridge's public way to add them (a span opened by
-    /// `#[tracing::instrument]` cannot declare them without every function naming them).
-    fn on_enter(&self, id: &Id, ctx: Context<'_, S>) {
-        let Some(span) = ctx.span(id) else { return };
-        let first = span.extensions_mut().remove::<Unmarked>().is_some();
-        if !first {
-            return;
-        }
-        let Some(attributes) = operation_attributes(span.metadata()) else {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: LayerContext<'_, S>) {
+        let Some(site) = site(attrs.metadata()) else {
             return;
         };
-        let current = Span::current();
-        if current.id().as_ref() != Some(id) {
+        let dispatch = self.dispatch.get().and_then(WeakDispatch::upgrade);
+        let bridge_of = |id: &Id| dispatch.as_ref().and_then(|d| bridge_context(id, d));
+        // Installed without `not_repository`, the bridge has made this span its own: add the
+        // conventions to its span instead of exporting a second one.
+        if let Some(cx) = bridge_of(id) {
+            cx.span().set_attributes(site.attributes.iter().cloned());
             return;
         }
-        for KeyValue { key, value, .. } in attributes.iter().cloned() {
-            current.set_attribute(key, value);
-        }
-        if let Some(server) = server_attributes() {
-            for KeyValue { key, value, .. } in server.iter().cloned() {
-                current.set_attribute(key, value);
+        let Some(span_ref) = ctx.span(id) else { return };
+        let parent = match span_ref.parent() {
+            Some(parent) => match parent.extensions().get::<Exported>() {
+                Some(Exported(cx)) => cx.clone(),
+                None => bridge_of(&parent.id()).unwrap_or_else(Context::current),
+            },
+            None => Context::current(),
+        };
+        let attributes = || {
+            let mut list =
+                Vec::with_capacity(site.attributes.len() + attrs.metadata().fields().len());
+            list.extend(site.attributes.iter().cloned());
+            attrs.record(&mut FieldList(&mut list));
+            list
+        };
+        let builder = SpanBuilder::from_name(site.name)
+            .with_kind(SpanKind::Client)
+            .with_start_time(SystemTime::now());
+        // The sampler decides when the span is built. Under a parent that was not sampled the
+        // span is most likely dropped too, so its attributes are added only if it records;
+        // otherwise they go in with the builder, whole (cheaper than one by one).
+        let parent_sampled = parent.span().span_context().is_sampled();
+        let span = if parent_sampled || !parent.has_active_span() {
+            self.tracer
+                .build_with_context(builder.with_attributes(attributes()), &parent)
+        } else {
+            let mut span = self.tracer.build_with_context(builder, &parent);
+            if span.is_recording() {
+                span.set_attributes(attributes());
+            }
+            span
+        };
+        span_ref
+            .extensions_mut()
+            .insert(Exported(parent.with_span(span)));
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
+        let Some(span_ref) = ctx.span(id) else { return };
+        if let Some(Exported(cx)) = span_ref.extensions().get::<Exported>() {
+            let span = cx.span();
+            if span.is_recording() {
+                let mut fields = Vec::new();
+                values.record(&mut FieldList(&mut fields));
+                span.set_attributes(fields);
             }
         }
     }
+
+    fn on_close(&self, id: Id, ctx: LayerContext<'_, S>) {
+        let Some(span_ref) = ctx.span(&id) else {
+            return;
+        };
+        if let Some(Exported(cx)) = span_ref.extensions_mut().remove::<Exported>() {
+            cx.span().end_with_timestamp(SystemTime::now());
+        }
+    }
 }
 
-/// A shared list of attributes.
-type AttributeList = Arc<[KeyValue]>;
+/// The bridge's OpenTelemetry context of span `id`, if `tracing-opentelemetry` is installed in
+/// `dispatch` and handles that span.
+fn bridge_context(id: &Id, dispatch: &Dispatch) -> Option<Context> {
+    tracing_opentelemetry::get_otel_context(id, dispatch).filter(|cx| cx.has_active_span())
+}
 
-/// The operation's attributes, built once per call site (the strings are shared, so a span
-/// pays for no allocation of its own).
-fn operation_attributes(meta: &'static Metadata<'static>) -> Option<AttributeList> {
-    static CACHE: OnceLock<RwLock<HashMap<usize, AttributeList>>> = OnceLock::new();
+/// A span's fields as attributes: those it opened with, and those recorded later
+/// (`Span::record`).
+struct FieldList<'a>(&'a mut Vec<KeyValue>);
+
+impl Visit for FieldList<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        use std::fmt::Write as _;
+        // sized for the common field, a UUID (36 characters), so it is written without regrowing
+        let mut text = String::with_capacity(40);
+        let _ = write!(text, "{value:?}");
+        self.0.push(KeyValue::new(field.name(), text));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.push(KeyValue::new(field.name(), value.to_owned()));
+    }
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        let value = i64::try_from(value).unwrap_or(i64::MAX);
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.0.push(KeyValue::new(field.name(), value));
+    }
+}
+
+/// What every span of one call site shares, built once per call site and server: its name
+/// and the conventions' attributes (the strings are shared, so a span pays for no allocation of
+/// its own).
+struct Site {
+    /// `db.query.summary`, the span's name.
+    name: &'static str,
+    /// The operation's and the server's attributes.
+    attributes: Arc<[KeyValue]>,
+    /// The server the attributes name (rebuilt when the primary changes on failover).
+    server: Option<Arc<semconv::Server>>,
+}
+
+/// The [`Site`] of a repository span's call site; `None` for other spans.
+fn site(meta: &'static Metadata<'static>) -> Option<Arc<Site>> {
+    type Cache = RwLock<HashMap<usize, Arc<Site>>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    if !semconv::is_repository(meta.target()) {
+        return None;
+    }
     let cache = CACHE.get_or_init(Default::default);
+    let server = semconv::server();
+    // Call-site metadata is static: its address identifies the call site.
     let key = std::ptr::from_ref(meta) as usize;
-    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+    if let Some(found) = cache.read().unwrap_or_else(|e| e.into_inner()).get(&key)
+        && same_server(&found.server, &server)
+    {
         return Some(found.clone());
     }
     let op = semconv::operation_of(meta)?;
-    let mut out = vec![
+    let mut attributes = vec![
         KeyValue::new("db.system.name", semconv::DB_SYSTEM),
         KeyValue::new("db.operation.name", op.name),
         KeyValue::new("db.query.summary", Arc::<str>::from(op.summary.as_str())),
     ];
     if let Some(table) = &op.collection {
-        out.push(KeyValue::new(
+        attributes.push(KeyValue::new(
             "db.collection.name",
             Arc::<str>::from(table.as_str()),
         ));
     }
-    let out: AttributeList = out.into();
-    cache
-        .write()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(key, out.clone());
-    Some(out)
+    if let Some(server) = &server {
+        attributes.extend([
+            KeyValue::new("db.namespace", Arc::<str>::from(server.namespace.as_str())),
+            KeyValue::new("server.address", Arc::<str>::from(server.address.as_str())),
+            KeyValue::new("server.port", i64::from(server.port)),
+        ]);
+    }
+    let mut cache = cache.write().unwrap_or_else(|e| e.into_inner());
+    // The name outlives every span: one string per call site (a few hundred in the library),
+    // kept for the process's life, whatever the server.
+    let name = match cache.get(&key) {
+        Some(old) => old.name,
+        None => Box::leak(op.summary.clone().into_boxed_str()),
+    };
+    let site = Arc::new(Site {
+        name,
+        attributes: attributes.into(),
+        server,
+    });
+    cache.insert(key, site.clone());
+    Some(site)
 }
 
-/// `db.namespace`, `server.address`, `server.port` of the process's primary, rebuilt only when
-/// it changes (failover).
-fn server_attributes() -> Option<AttributeList> {
-    static CACHE: Mutex<Option<(Arc<semconv::Server>, AttributeList)>> = Mutex::new(None);
-    let server = semconv::server()?;
-    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((cached, attributes)) = cache.as_ref()
-        && Arc::ptr_eq(cached, &server)
-    {
-        return Some(attributes.clone());
+/// Whether two server records are the same one (the primary changes on failover).
+fn same_server(a: &Option<Arc<semconv::Server>>, b: &Option<Arc<semconv::Server>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
-    let attributes: AttributeList = vec![
-        KeyValue::new("db.namespace", Arc::<str>::from(server.namespace.as_str())),
-        KeyValue::new("server.address", Arc::<str>::from(server.address.as_str())),
-        KeyValue::new("server.port", i64::from(server.port)),
-    ]
-    .into();
-    *cache = Some((server, attributes.clone()));
-    Some(attributes)
 }
 
 /// Marks the current repository span failed with `error.type` = [`crate::Error::kind`] (called
@@ -155,12 +296,27 @@ pub(crate) fn record_error(error: &crate::Error) {
     if matches!(error, crate::Error::NotFound) {
         return;
     }
-    let span = Span::current();
-    if span
+    let current = tracing::Span::current();
+    if !current
         .metadata()
         .is_some_and(|m| semconv::is_repository(m.target()))
     {
-        span.set_attribute("error.type", error.kind());
+        return;
+    }
+    let cx = current.with_subscriber(|(id, dispatch)| {
+        exported_context(id, dispatch).or_else(|| bridge_context(id, dispatch))
+    });
+    if let Some(cx) = cx.flatten() {
+        let span = cx.span();
+        span.set_attribute(KeyValue::new("error.type", error.kind()));
         span.set_status(Status::error(error.kind()));
     }
+}
+
+/// The context this layer keeps for span `id`, if it exports that span.
+fn exported_context(id: &Id, dispatch: &Dispatch) -> Option<Context> {
+    let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
+    let span = registry.span(id)?;
+    let extensions = span.extensions();
+    extensions.get::<Exported>().map(|Exported(cx)| cx.clone())
 }

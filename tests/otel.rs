@@ -1,18 +1,23 @@
-//! OpenTelemetry: repository spans carry the database client semantic conventions.
+//! OpenTelemetry: repository spans carry the database client semantic conventions, sit under
+//! the service's own spans, and are exported once whichever way the layers are installed.
 //!
-//! The spans go through `tracing-opentelemetry` into the SDK's in-memory exporter, which hands
-//! back exactly what an OTLP exporter would send. The subscriber is global (a binary of its
-//! own), as in a service: `tracing` caches per call site whether anyone listens.
+//! The spans go into the SDK's in-memory exporter, which hands back exactly what an OTLP
+//! exporter would send. Each story installs its own subscriber for its own thread
+//! (`set_default`; a `#[tokio::test]` runs on one thread). The server attributes are the
+//! process's (the last pool opened), so the stories take turns.
 
 use std::collections::HashMap;
 
-use opentelemetry::trace::{Status, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, Status, TracerProvider as _};
 use opentelemetry::{KeyValue, Value};
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider, SpanData};
 use shared_db::planexe::plans::{self, NewPlan};
 use shared_db::shop::shops;
 use shared_db::testing::TestDatabase;
+use tracing::Instrument as _;
 use tracing_subscriber::prelude::*;
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn attributes(span: &SpanData) -> HashMap<String, Value> {
     span.attributes
@@ -27,16 +32,28 @@ fn one<'a>(spans: &'a [SpanData], name: &str) -> &'a SpanData {
     found[0]
 }
 
-#[tokio::test]
-async fn repository_spans_carry_the_database_client_conventions() -> anyhow::Result<()> {
+/// A provider exporting into memory, synchronously (every span is there once it ended).
+fn provider() -> (SdkTracerProvider, InMemorySpanExporter) {
     let exporter = InMemorySpanExporter::default();
     let provider = SdkTracerProvider::builder()
         .with_simple_exporter(exporter.clone())
         .build();
-    tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("shared-db-test")))
-        .with(shared_db::otel::layer())
-        .try_init()?;
+    (provider, exporter)
+}
+
+#[tokio::test]
+async fn repository_spans_carry_the_database_client_conventions() -> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (provider, exporter) = provider();
+    let tracer = provider.tracer("shared-db-test");
+    let _subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer.clone())
+                .with_filter(shared_db::otel::not_repository()),
+        )
+        .with(shared_db::otel::layer(tracer))
+        .set_default();
 
     let test_db = TestDatabase::new().await?;
     // connected as a service connects: the pool's server becomes the spans' server.*
@@ -60,7 +77,9 @@ async fn repository_spans_carry_the_database_client_conventions() -> anyhow::Res
     let spans = exporter.get_finished_spans()?;
     let options = test_db.connect_options();
 
-    let status = one(&spans, "status");
+    // named by its summary, as the conventions ask of a database client span
+    let status = one(&spans, "status plans");
+    assert_eq!(status.span_kind, SpanKind::Client);
     let a = attributes(status);
     for (key, want) in [
         ("db.system.name", Value::from("postgresql")),
@@ -80,14 +99,21 @@ async fn repository_spans_carry_the_database_client_conventions() -> anyhow::Res
     );
     assert!(!a.contains_key("error.type"), "a success has no error.type");
     assert_eq!(status.status, Status::Unset);
-
-    let enqueue = attributes(one(&spans, "enqueue"));
-    assert_eq!(
-        enqueue.get("db.query.summary"),
-        Some(&Value::from("enqueue plans"))
+    assert!(
+        status.end_time >= status.start_time,
+        "the span ends when the call returns"
     );
 
-    let creates: Vec<&SpanData> = spans.iter().filter(|s| s.name == "create").collect();
+    let enqueue = attributes(one(&spans, "enqueue plans"));
+    assert_eq!(
+        enqueue.get("db.operation.name"),
+        Some(&Value::from("enqueue"))
+    );
+
+    let creates: Vec<&SpanData> = spans
+        .iter()
+        .filter(|s| s.name == "create shop.shops")
+        .collect();
     assert_eq!(creates.len(), 2, "{spans:#?}");
     let failed = creates
         .iter()
@@ -103,6 +129,106 @@ async fn repository_spans_carry_the_database_client_conventions() -> anyhow::Res
         matches!(&failed.status, Status::Error { description } if description == "conflict"),
         "{:?}",
         failed.status
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_repository_span_is_the_child_of_the_service_span_around_it() -> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (provider, exporter) = provider();
+    let tracer = provider.tracer("shared-db-test");
+    let _subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer.clone())
+                // no context activation: the parent is found through the bridge's span itself,
+                // not through the current OpenTelemetry context
+                .with_context_activation(false)
+                .with_filter(shared_db::otel::not_repository()),
+        )
+        .with(shared_db::otel::layer(tracer))
+        .set_default();
+    let test_db = TestDatabase::new().await?;
+    let db = test_db.db();
+
+    // a request handler of the service: its span comes from the bridge
+    async {
+        let queued = plans::enqueue(
+            db.pool(),
+            &NewPlan {
+                prompt: "inside a request",
+                ..Default::default()
+            },
+        )
+        .await?;
+        plans::status(db.pool(), queued.id).await
+    }
+    .instrument(tracing::info_span!("GET /plans/{id}"))
+    .await?;
+
+    provider.force_flush()?;
+    let spans = exporter.get_finished_spans()?;
+    let request = one(&spans, "GET /plans/{id}");
+    for name in ["enqueue plans", "status plans"] {
+        let child = one(&spans, name);
+        assert_eq!(
+            child.span_context.trace_id(),
+            request.span_context.trace_id(),
+            "{name} is in the request's trace"
+        );
+        assert_eq!(
+            child.parent_span_id,
+            request.span_context.span_id(),
+            "{name} hangs off the request"
+        );
+    }
+    assert_eq!(spans.len(), 3, "nothing exported twice: {spans:#?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn without_the_filter_the_bridge_exports_the_span_and_the_conventions_still_apply()
+-> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let (provider, exporter) = provider();
+    let tracer = provider.tracer("shared-db-test");
+    let _subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(tracer.clone()))
+        .with(shared_db::otel::layer(tracer))
+        .set_default();
+    let test_db = TestDatabase::new().await?;
+    plans::enqueue(
+        test_db.db().pool(),
+        &NewPlan {
+            prompt: "bridge",
+            ..Default::default()
+        },
+    )
+    .await?;
+    let missing = plans::status(test_db.db().pool(), uuid::Uuid::new_v4()).await;
+    assert!(matches!(missing, Err(shared_db::Error::NotFound)));
+
+    provider.force_flush()?;
+    let spans = exporter.get_finished_spans()?;
+    // the bridge names a span after the function; this layer adds to it, exports nothing itself
+    assert!(
+        !spans.iter().any(|s| s.name.ends_with(" plans")),
+        "no second span of the library's own: {spans:#?}"
+    );
+    let enqueue = attributes(one(&spans, "enqueue"));
+    assert_eq!(
+        enqueue.get("db.query.summary"),
+        Some(&Value::from("enqueue plans"))
+    );
+    let status = one(&spans, "status");
+    assert_eq!(
+        attributes(status).get("db.collection.name"),
+        Some(&Value::from("plans"))
+    );
+    assert!(
+        !attributes(status).contains_key("error.type"),
+        "NotFound is an answer, not a failure"
     );
     Ok(())
 }

@@ -41,8 +41,13 @@ async fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|_| "info,sqlx=warn".into()),
             ),
         )
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("shared-db-example")))
-        .with(shared_db::otel::layer())
+        // the service's own spans through the bridge; the library's through its own layer
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("shared-db-example"))
+                .with_filter(shared_db::otel::not_repository()),
+        )
+        .with(shared_db::otel::layer(provider.tracer("shared-db-example")))
         .init();
 
     let db = Database::connect_or_embedded(&Config::from_env()?).await?;
