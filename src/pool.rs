@@ -171,25 +171,31 @@ impl Pool {
     /// released by another caller while this one waits, whichever comes first.
     pub async fn acquire(&self) -> Result<PooledConnection, sqlx::Error> {
         let inner = &self.inner;
-        let parked = inner.pop();
-        let parked = match parked {
+        let started = Instant::now();
+        let parked = match inner.pop() {
             Ok(parked) => parked,
-            Err(handed) => {
+            Err(mut handed) => {
                 inner.pending.fetch_add(1, Ordering::Relaxed);
                 let _waiting = Waiting(&inner.pending);
-                let from_sqlx = inner.sqlx.acquire();
-                let mut handed = handed;
-                match select(std::pin::pin!(from_sqlx), &mut handed).await {
-                    Race::Left((conn, _)) => {
-                        // sqlx won; a connection handed over meanwhile goes back.
+                let from_sqlx = std::pin::pin!(inner.sqlx.acquire());
+                match select(from_sqlx, &mut handed).await {
+                    Race::Left((from_sqlx, _)) => {
+                        // A connection handed over meanwhile is used if sqlx failed, else it
+                        // goes back.
                         handed.close();
-                        if let Ok(parked) = handed.try_recv() {
-                            inner.release(parked);
+                        match (from_sqlx, handed.try_recv()) {
+                            (Ok(conn), late) => {
+                                if let Ok(parked) = late {
+                                    inner.release(parked);
+                                }
+                                return Ok(PooledConnection::new(conn, Instant::now(), inner));
+                            }
+                            (Err(_), Ok(parked)) => parked,
+                            (Err(e), Err(_)) => return Err(e),
                         }
-                        return Ok(PooledConnection::new(conn?, Instant::now(), inner));
                     }
                     Race::Right((Ok(parked), _)) => parked,
-                    // never: the sender is dropped only by being used
+                    // not reached: a waiter's sender is only dropped by sending on it
                     Race::Right((Err(_), from_sqlx)) => {
                         return Ok(PooledConnection::new(
                             from_sqlx.await?,
@@ -200,8 +206,16 @@ impl Pool {
                 }
             }
         };
+        // sqlx times its own acquires; this one took a parked connection (at once, or handed
+        // over while waiting).
         #[cfg(feature = "metrics")]
-        tracing::trace!(target: "sqlx::pool::acquire", acquired_after_secs = 0.0_f64, "parked connection");
+        tracing::trace!(
+            target: "sqlx::pool::acquire",
+            acquired_after_secs = started.elapsed().as_secs_f64(),
+            "parked connection"
+        );
+        #[cfg(not(feature = "metrics"))]
+        let _ = started;
         Ok(PooledConnection::new(parked.conn, parked.taken_at, inner))
     }
 

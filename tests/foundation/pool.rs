@@ -53,7 +53,10 @@ async fn a_connection_goes_back_to_the_pool_without_a_round_trip() -> anyhow::Re
     let statement = proxy.bytes_from_clients() - before;
     settle().await;
     assert_eq!(proxy.bytes_from_clients() - before, statement);
-    assert_eq!(second, first, "the same session, parked and handed out again");
+    assert_eq!(
+        second, first,
+        "the same session, parked and handed out again"
+    );
     assert_eq!(db.pool().num_parked(), 1);
 
     // The same for a connection held for several statements.
@@ -143,8 +146,7 @@ async fn a_cut_found_by_one_statement_sends_every_parked_connection_to_be_checke
 }
 
 #[tokio::test]
-async fn a_caller_waiting_for_a_connection_gets_the_one_released_meanwhile() -> anyhow::Result<()>
-{
+async fn a_caller_waiting_for_a_connection_gets_the_one_released_meanwhile() -> anyhow::Result<()> {
     let test_db = TestDatabase::new().await?;
     let mut config = Config::new(test_db.url());
     config.max_connections = 1;
