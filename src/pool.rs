@@ -322,16 +322,12 @@ impl Inner {
 
     /// Removes the parked connections that have been out of sqlx's pool past the bound.
     fn take_stale(&self, state: &mut State) -> Vec<Parked> {
-        if state
-            .idle
-            .iter()
-            .all(|p| p.taken_at.elapsed() < self.out_for_at_most)
-        {
+        let now = Instant::now();
+        let fresh = |p: &Parked| now.saturating_duration_since(p.taken_at) < self.out_for_at_most;
+        if state.idle.iter().all(fresh) {
             return Vec::new();
         }
-        let (fresh, stale) = std::mem::take(&mut state.idle)
-            .into_iter()
-            .partition(|p| p.taken_at.elapsed() < self.out_for_at_most);
+        let (fresh, stale) = std::mem::take(&mut state.idle).into_iter().partition(fresh);
         state.idle = fresh;
         stale
     }

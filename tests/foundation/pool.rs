@@ -216,3 +216,26 @@ async fn a_connection_in_doubt_goes_back_to_sqlx_instead_of_to_the_next_caller()
     db.close().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn rows_stream_from_the_pool_and_a_stream_dropped_half_way_leaves_its_connection_in_doubt()
+-> anyhow::Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    let test_db = TestDatabase::new().await?;
+    let db = Database::connect(&Config::new(test_db.url())).await?;
+    let numbers = || sqlx::query_scalar::<_, i32>("SELECT generate_series(1, 10000)");
+
+    // Read to the end: every row, in order, and the connection is parked again.
+    let all: Vec<i32> = numbers().fetch(db.pool()).try_collect().await?;
+    assert_eq!(all, (1..=10_000).collect::<Vec<_>>());
+    assert_eq!(db.pool().num_parked(), 1);
+
+    // Dropped after ten rows: the rest of the result is still on its way, so the connection
+    // goes back to sqlx (whose ping reads it off) rather than to the next caller.
+    let first_ten: Vec<i32> = numbers().fetch(db.pool()).take(10).try_collect().await?;
+    assert_eq!(first_ten, (1..=10).collect::<Vec<_>>());
+    assert_eq!(db.pool().num_parked(), 0);
+    backend_pid(db.pool()).await?;
+    db.close().await;
+    Ok(())
+}
