@@ -84,6 +84,27 @@ struct Inner {
     failover: Option<Arc<Failover>>,
     /// Callers waiting for a connection now.
     pending: AtomicU64,
+    /// The runtime the pool was built on: sqlx returns a connection in a task of its own, so a
+    /// stack dropped outside any runtime (a `BlockingDatabase` dropped) returns them there.
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let parked = std::mem::take(&mut self.lock().idle);
+        if parked.is_empty() || tokio::runtime::Handle::try_current().is_ok() {
+            return;
+        }
+        match &self.runtime {
+            // a runtime that has shut down drops the task: the connection closes with it
+            Some(runtime) => {
+                let _inside = runtime.enter();
+                drop(parked);
+            }
+            // not reached (no runtime, no connection to park); closes each without sqlx
+            None => parked.into_iter().for_each(|p| drop(p.conn.detach())),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -134,6 +155,7 @@ impl Pool {
                 out_for_at_most,
                 failover,
                 pending: AtomicU64::new(0),
+                runtime: tokio::runtime::Handle::try_current().ok(),
             }),
         };
         pool.spawn_sweeper();
@@ -143,7 +165,7 @@ impl Pool {
     /// Returns connections parked past the bound to sqlx even when no caller comes (so sqlx's
     /// idle timeout and lifetime checks see them). Ends with the last clone of the pool.
     fn spawn_sweeper(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        let Some(runtime) = self.inner.runtime.clone() else {
             return; // no runtime: the sweep happens on acquire and release only
         };
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
