@@ -533,7 +533,9 @@ async fn w1(
     let claim = q.find("claim_next", |s| {
         s.contains("FOR UPDATE SKIP LOCKED)") && s.contains("'TASK_PROCESSING'")
     })?;
-    let finish = q.find("finish_completed", |s| s.contains("'TASK_COMPLETED'"))?;
+    let finish = q.find("finish_completed", |s| {
+        s.contains("'TASK_COMPLETED'") && s.contains("UPDATE plans")
+    })?;
     seed_queue(setup, W1_PLANS + 200).await?;
     let script = format!(
         "{}\n\\gset\n{};\n",

@@ -26,10 +26,10 @@
 //! Do not call it from inside an async runtime (Tokio refuses to block a runtime thread); use
 //! the async API there.
 
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use crate::schema::{Health, SchemaStatus, SyncOutcome};
-use crate::{Config, Database, Error, Result};
+use crate::{Config, Database, Error, Pool, Result};
 
 /// A [`Database`] with blocking methods.
 #[derive(Debug)]
@@ -63,7 +63,7 @@ impl BlockingDatabase {
     }
 
     /// Runs `op` with the pool as its executor and waits for it.
-    pub fn run<T>(&self, op: impl AsyncFnOnce(&PgPool) -> Result<T>) -> Result<T> {
+    pub fn run<T>(&self, op: impl AsyncFnOnce(&Pool) -> Result<T>) -> Result<T> {
         self.runtime.block_on(op(self.db.pool()))
     }
 

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
 use crate::failover::Purpose;
+use crate::pool::{Pool, PooledConnection};
 use crate::schema::{self, Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Error, MIGRATOR, Result};
 
@@ -59,42 +59,24 @@ pub(crate) fn with_acquire_timing(options: PgPoolOptions) -> PgPoolOptions {
 /// A connection pool plus the configuration it was built from. Cheap to clone (an `Arc`
 /// inside); build one at start-up and hand clones to every task.
 ///
-/// Repository functions do not take a `Database`: they take an executor (`&PgPool`,
+/// Repository functions do not take a `Database`: they take an executor (`&Pool`,
 /// `&mut PgConnection`, `&mut *tx`), which [`Database::pool`], [`Database::acquire`] and
 /// [`Database::begin`] provide.
 #[derive(Clone)]
 pub struct Database {
-    pool: PgPool,
+    pool: Pool,
     /// Lock bounds of [`Database::migrate`] and [`Database::sync`].
     migration_locks: schema::MigrationLocks,
     /// Compatibility window of [`Database::migrate`], [`Database::status`], [`Database::health`].
     compatibility: schema::Compatibility,
     /// Second pool to a read-only replica (`DATABASE_REPLICA_URL`).
-    replica: Option<PgPool>,
+    replica: Option<Pool>,
     /// Multi-host URLs: stops the failover watcher when the last clone goes.
     watcher: Option<Arc<crate::failover::WatcherGuard>>,
     /// Where migrations connect (`SHARED_DB_MIGRATION_URL`); `None`: where the pool connects.
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
     /// Replica failover (a multi-host or role-checked `DATABASE_REPLICA_URL`).
     replica_watcher: Option<Arc<crate::failover::WatcherGuard>>,
-    /// Callers waiting in [`Database::acquire`] now (`db.client.connection.pending_requests`).
-    pending: Arc<std::sync::atomic::AtomicU64>,
-}
-
-/// Counts one caller waiting for a connection while it lives.
-struct Pending<'a>(&'a std::sync::atomic::AtomicU64);
-
-impl<'a> Pending<'a> {
-    fn start(counter: &'a std::sync::atomic::AtomicU64) -> Self {
-        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Pending(counter)
-    }
-}
-
-impl Drop for Pending<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
@@ -108,6 +90,7 @@ impl std::fmt::Debug for Database {
             .field("pool", &SafeOptions(&primary))
             .field("size", &self.pool.size())
             .field("idle", &self.pool.num_idle())
+            .field("parked", &self.pool.num_parked())
             .field("replica", &replica.as_deref().map(SafeOptions))
             .field("failover", &self.watcher)
             .field("replica_failover", &self.replica_watcher)
@@ -149,7 +132,6 @@ impl Database {
             watcher,
             migration,
             replica_watcher,
-            pending: Arc::default(),
         })
     }
 
@@ -159,10 +141,11 @@ impl Database {
         config: &Config,
         url: &crate::config::DatabaseUrl,
         purpose: Purpose,
-    ) -> Result<(PgPool, Option<Arc<crate::failover::WatcherGuard>>)> {
+    ) -> Result<(Pool, Option<Arc<crate::failover::WatcherGuard>>)> {
         let target = crate::failover::Target::resolve(config, url, purpose).await?;
         let failover = target.failover.clone();
-        let mut pool_options = with_acquire_checks(Self::pool_options(config), config, failover);
+        let mut pool_options =
+            with_acquire_checks(Self::pool_options(config), config, failover.clone());
         pool_options = with_acquire_timing(pool_options);
         if let Some(failover) = target.failover.clone() {
             let on_release = failover.clone();
@@ -190,6 +173,7 @@ impl Database {
                 failover,
             })
         });
+        let pool = Pool::with_bound(pool, config.ping_idle_after, failover);
         Ok((pool, watcher))
     }
 
@@ -249,25 +233,25 @@ impl Database {
         }
     }
 
-    /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]).
+    /// Wraps an existing pool (migrations then use the default [`schema::MigrationLocks`]),
+    /// with [`Pool::new`]'s return path.
     pub fn from_pool(pool: PgPool) -> Self {
         crate::semconv::set_server(&pool.connect_options());
         Database {
-            pool,
+            pool: Pool::new(pool),
             migration_locks: schema::MigrationLocks::default(),
             compatibility: schema::Compatibility::default(),
             replica: None,
             watcher: None,
             migration: None,
             replica_watcher: None,
-            pending: Arc::default(),
         }
     }
 
     /// Wraps a primary pool and a replica pool (see [`Database::replica`]).
     pub fn with_replica(pool: PgPool, replica: PgPool) -> Self {
         Database {
-            replica: Some(replica),
+            replica: Some(Pool::new(replica)),
             ..Database::from_pool(pool)
         }
     }
@@ -277,7 +261,7 @@ impl Database {
     /// tolerate [replica lag](crate::replica::ReplicaLag) belong here: read what this process
     /// has just written through [`Database::pool`]. A write sent here fails with SQLSTATE 25006
     /// when a replica is configured.
-    pub fn replica(&self) -> &PgPool {
+    pub fn replica(&self) -> &Pool {
         self.replica.as_ref().unwrap_or(&self.pool)
     }
 
@@ -292,35 +276,37 @@ impl Database {
         self.replica.is_some()
     }
 
-    /// The pool, usable as an executor for single statements.
-    pub fn pool(&self) -> &PgPool {
+    /// The pool, usable as an executor for single statements: one round trip per statement
+    /// (the connection comes from and goes back to the pool without one, see [`Pool`]).
+    pub fn pool(&self) -> &Pool {
         &self.pool
     }
 
-    /// A pooled connection, for several statements outside a transaction.
+    /// A pooled connection, for several statements outside a transaction. It goes back to the
+    /// pool when dropped, with no round trip unless it is in doubt (see [`Pool`]).
     ///
     /// A failure to open a connection is [`Error::Connect`] (retryable: nothing was sent).
-    pub async fn acquire(&self) -> Result<PoolConnection<Postgres>> {
-        let _waiting = Pending::start(&self.pending);
+    pub async fn acquire(&self) -> Result<PooledConnection> {
         self.pool.acquire().await.map_err(|e| self.opening(e))
     }
 
-    /// Callers waiting in [`Database::acquire`], [`Database::begin`] or
-    /// [`Database::transaction`] for a pooled connection right now (statements run directly on
-    /// [`Database::pool`] wait inside sqlx, which does not say).
+    /// Callers waiting for a connection of the primary's pool right now: in
+    /// [`Database::acquire`], [`Database::begin`], [`Database::transaction`] or a statement run
+    /// on [`Database::pool`] (one that gets a parked connection does not wait).
     pub fn pending_requests(&self) -> u64 {
-        self.pending.load(std::sync::atomic::Ordering::Relaxed)
+        self.pool.pending_requests()
     }
 
     /// The replica's own pool, when `DATABASE_REPLICA_URL` is set (unlike
     /// [`Database::replica`], never the primary's).
-    pub fn replica_pool(&self) -> Option<&PgPool> {
+    pub fn replica_pool(&self) -> Option<&Pool> {
         self.replica.as_ref()
     }
 
     /// Begins a transaction on a pooled connection; it rolls back when dropped uncommitted.
     pub async fn begin(&self) -> Result<Transaction<'static, Postgres>> {
-        let conn = self.acquire().await?;
+        // The connection goes back to sqlx after the transaction (checked by its ping).
+        let conn = self.acquire().await?.into_sqlx();
         // what `Pool::begin` does, with the acquire's failure classified on its own
         Ok(sqlx::Transaction::begin(conn, None).await?)
     }
@@ -381,12 +367,12 @@ impl Database {
 
     /// Where the database stands (see [`schema::status`]). Read-only.
     pub async fn status(&self) -> SchemaStatus {
-        schema::status_with(&MIGRATOR, &self.pool, self.compatibility).await
+        schema::status_with(&MIGRATOR, self.pool.sqlx(), self.compatibility).await
     }
 
     /// Readiness answer (see [`schema::health`]).
     pub async fn health(&self) -> Health {
-        let mut health = schema::health_with(&MIGRATOR, &self.pool, self.compatibility).await;
+        let mut health = schema::health_with(&MIGRATOR, self.pool.sqlx(), self.compatibility).await;
         if let Some(replica) = &self.replica {
             health.replica = Some(match crate::replica::lag(&self.pool, replica).await {
                 Ok(lag) => crate::replica::ReplicaHealth::Lag(lag),

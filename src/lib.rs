@@ -115,6 +115,7 @@ pub mod multihost;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod planexe;
+pub mod pool;
 pub mod pooler;
 pub mod replica;
 pub mod schema;
@@ -132,6 +133,7 @@ pub use config::Config;
 pub use database::Database;
 pub use enum_label::EnumLabel;
 pub use error::{Error, Result, ResultExt};
+pub use pool::{Pool, PooledConnection};
 
 /// The migrations in `migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!();

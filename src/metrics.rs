@@ -14,8 +14,8 @@
 //! | `db.client.operation.duration` | histogram (s) | `db.system.name`, `db.operation.name`, `db.collection.name`, `error.type` (failures only) | every repository function's span, open to close |
 //! | `db.client.connection.count` | gauge | `db.client.connection.pool.name`, `db.client.connection.state` (`idle`, `used`) | [`record_pool`] |
 //! | `db.client.connection.max` | gauge | `db.client.connection.pool.name` | the pool's limit ([`record_pool`]) |
-//! | `db.client.connection.pending_requests` | gauge | `db.client.connection.pool.name` | callers waiting in [`Database::acquire`] / `begin` / `transaction` now ([`record_pool`]) |
-//! | `db.client.connection.wait_time` | histogram (s) | | sqlx's acquire timing (wait for a connection, incl. opening one) |
+//! | `db.client.connection.pending_requests` | gauge | `db.client.connection.pool.name` | callers waiting for a connection of the primary's pool now: [`Database::acquire`] / `begin` / `transaction` and statements on `db.pool()` ([`record_pool`]) |
+//! | `db.client.connection.wait_time` | histogram (s) | | sqlx's acquire timing (wait for a connection, incl. opening one), and the wait of an acquire served from [`crate::Pool`]'s stack |
 //! | `shared_db_operation_errors_total` | counter | `operation`, `kind` | every database or pool failure, and refused input |
 //! | `shared_db_schema_status` | gauge | `status` | 1 for the current [`SchemaStatus`], 0 for the others ([`record_schema_status`]) |
 //!
@@ -27,11 +27,11 @@
 //! connection. `operation` is the function's path below the crate, e.g. `planexe::plans::status`.
 //! `pool.name` is `primary` or `replica`.
 //!
-//! sqlx 0.9 does not say how many tasks wait inside its pool, so `pending_requests` counts the
-//! waits shared-db sees: [`Database::acquire`], [`Database::begin`] and
-//! [`Database::transaction`]. A statement run directly on `db.pool()` (and `web::Tx`, whose
-//! layer acquires from the pool itself) waits inside sqlx, uncounted; its wait still shows in
-//! `wait_time`.
+//! `pending_requests` counts the callers of [`crate::Pool::acquire`] (which
+//! [`Database::acquire`], `begin`, `transaction` and every statement on `db.pool()` go through)
+//! that found no parked connection and wait; `web::Tx`, whose layer acquires from sqlx's pool
+//! itself, waits inside sqlx, uncounted; its wait still shows in `wait_time`. The `idle` count is
+//! sqlx's idle connections plus those parked on [`crate::Pool`]'s stack.
 //!
 //! Wiring (see `examples/service`): install a recorder, add [`layer`] to the `tracing`
 //! subscriber (per-layer filters on your log layer, so a quiet log level does not hide the spans

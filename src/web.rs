@@ -52,7 +52,7 @@ pub type TxLayer = axum_sqlx_tx::Layer<sqlx::Postgres, HttpError>;
 
 /// Builds the [`Tx`] state and middleware for `db`'s pool.
 pub fn transaction_layer(db: &Database) -> (TxState, TxLayer) {
-    Tx::config(db.pool().clone())
+    Tx::config(db.pool().sqlx().clone())
         .layer_error::<HttpError>()
         .setup()
 }

@@ -40,6 +40,7 @@ struct Faults {
     drop_next_commit: AtomicBool,
     commits_dropped: AtomicU64,
     connections: AtomicU64,
+    bytes_from_clients: AtomicU64,
 }
 
 /// A TCP proxy in front of a PostgreSQL server that can cut a connection right after the server
@@ -105,6 +106,12 @@ impl FaultProxy {
         self.faults.commits_dropped.load(Ordering::SeqCst)
     }
 
+    /// How many bytes the clients have sent through the proxy so far (every message a client
+    /// sends to the server, a ping's `Sync` included).
+    pub fn bytes_from_clients(&self) -> u64 {
+        self.faults.bytes_from_clients.load(Ordering::SeqCst)
+    }
+
     /// How many client connections the proxy has accepted so far.
     pub fn connections(&self) -> u64 {
         self.faults.connections.load(Ordering::SeqCst)
@@ -143,7 +150,19 @@ async fn proxy_connection(client: TcpStream, server: TcpStream, faults: Arc<Faul
     let (mut client_read, mut client_write) = client.into_split();
     let (mut server_read, mut server_write) = server.into_split();
     let upstream = async {
-        let _ = tokio::io::copy(&mut client_read, &mut server_write).await;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            faults
+                .bytes_from_clients
+                .fetch_add(n as u64, Ordering::SeqCst);
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                return;
+            }
+        }
     };
     let downstream = server_to_client(&mut server_read, &mut client_write, &faults);
     // Whichever direction ends first ends the connection: dropping the halves closes both sockets.
