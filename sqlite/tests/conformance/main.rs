@@ -66,7 +66,7 @@ async fn the_queue_hands_out_plans_oldest_first_and_each_once<B: Backend>(b: B) 
 
     // The plan's story is in its events, in order, named by the hyphenated id.
     let events = b.events(first).await.unwrap();
-    let kinds: Vec<_> = events.iter().map(|e| e.event_type.clone()).collect();
+    let kinds: Vec<_> = events.iter().map(|e| e.event_type).collect();
     assert_eq!(kinds, [EventType::TaskPending, EventType::TaskProcessing]);
     assert_eq!(
         events[1].context.as_ref().unwrap()["worker_id"],
