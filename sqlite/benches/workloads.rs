@@ -92,16 +92,16 @@ async fn seed_sqlite(path: &Path, workload: &str) -> Seeded {
                     parameters: Some(&params),
                     ..Default::default()
                 };
-                lite::plans::enqueue(&mut *tx, &new).await.unwrap();
+                lite::plans::enqueue(&mut tx, &new).await.unwrap();
             }
         }
         "w2" => {
             for _ in 0..KEY_USERS {
-                let user = lite::user_account::create(&mut *tx, None).await.unwrap();
+                let user = lite::user_account::create(&mut tx, None).await.unwrap();
                 for _ in 0..2 {
                     let raw = RawApiKey::generate().unwrap();
                     lite::user_api_key::create(
-                        &mut *tx,
+                        &mut tx,
                         &secret(),
                         user,
                         &raw,
@@ -116,8 +116,8 @@ async fn seed_sqlite(path: &Path, workload: &str) -> Seeded {
         }
         _ => {
             for _ in 0..CHARGE_USERS {
-                let user = lite::user_account::create(&mut *tx, None).await.unwrap();
-                lite::credit_history::grant(&mut *tx, user, Decimal::from(100_000), None, None)
+                let user = lite::user_account::create(&mut tx, None).await.unwrap();
+                lite::credit_history::grant(&mut tx, user, Decimal::from(100_000), None, None)
                     .await
                     .unwrap();
                 users.push(user);
