@@ -28,7 +28,9 @@
 pub mod connect;
 mod database;
 pub mod error;
+pub mod planexe;
 pub mod schema;
+pub mod tx;
 
 pub use database::Database;
 

@@ -122,12 +122,12 @@ async fn the_lifecycle_answers_with_the_postgresql_states_and_exit_codes() {
 
     let created = db.sync().await.unwrap();
     assert!(
-        matches!(created, SyncOutcome::Created { ref applied } if applied == &[1]),
+        matches!(created, SyncOutcome::Created { ref applied } if applied == &[1, 2]),
         "{created:?}"
     );
     assert_eq!(
         db.status().await,
-        SchemaStatus::UpToDate { version: Some(1) }
+        SchemaStatus::UpToDate { version: Some(2) }
     );
     assert!(db.health().await.is_ready());
     assert_eq!(db.sync().await.unwrap(), SyncOutcome::AlreadyUpToDate);

@@ -79,7 +79,7 @@ pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 128;
 /// scoped to its user (two users' equal keys are two keys, and one user's key never answers for
 /// another). Usage billing stores keys of its own (`usage_progress:…`, `usage_final:…`).
 /// 1..=[`MAX_IDEMPOTENCY_KEY_CHARS`] characters after NUL bytes are stripped.
-fn caller_key(user_id: Uuid, key: Option<&str>) -> Result<Option<String>> {
+pub fn caller_key(user_id: Uuid, key: Option<&str>) -> Result<Option<String>> {
     let Some(key) = ident_opt("idempotency key", key, MAX_IDEMPOTENCY_KEY_CHARS)? else {
         return Ok(None);
     };
@@ -99,29 +99,31 @@ fn legacy_caller_key(key: Option<&str>) -> Option<String> {
 }
 
 /// The request fields a keyed charge or grant is compared on when its key was used before.
-struct Request<'a> {
-    delta: Decimal,
-    reason: &'a str,
-    source: &'a str,
-    external_id: Option<&'a str>,
-    api_key_id: Option<&'a str>,
+#[allow(missing_docs)]
+pub struct Request<'a> {
+    pub delta: Decimal,
+    pub reason: &'a str,
+    pub source: &'a str,
+    pub external_id: Option<&'a str>,
+    pub api_key_id: Option<&'a str>,
 }
 
 /// The ledger row a key already names.
-struct Prior {
-    id: Uuid,
-    delta: Decimal,
-    reason: String,
-    source: String,
-    external_id: Option<String>,
-    api_key_id: Option<String>,
-    balance_after: Option<Decimal>,
+#[allow(missing_docs)]
+pub struct Prior {
+    pub id: Uuid,
+    pub delta: Decimal,
+    pub reason: String,
+    pub source: String,
+    pub external_id: Option<String>,
+    pub api_key_id: Option<String>,
+    pub balance_after: Option<Decimal>,
 }
 
 /// The replay rule of the module docs for a charge or grant whose key names `prior`: the first
 /// outcome when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first
 /// field that differs.
-fn replay(
+pub fn replay(
     request: &Request<'_>,
     prior: Prior,
     current_balance: Option<Decimal>,

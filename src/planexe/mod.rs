@@ -194,12 +194,12 @@ pub fn json_absent<J: std::borrow::Borrow<serde_json::Value>>(value: Option<J>) 
 /// writes the JSON text `null`. NUL characters are stripped from every string and key (the one NUL
 /// rule): PostgreSQL stores `\u0000` in `json` but cannot turn it into text, so `->>` and a cast to
 /// `jsonb` would fail on the row later.
-pub(crate) fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
+pub fn json_text(value: Option<&serde_json::Value>) -> Option<String> {
     value.map(json_string)
 }
 
 /// [`json_text`] of a value that is present.
-pub(crate) fn json_string(value: &serde_json::Value) -> String {
+pub fn json_string(value: &serde_json::Value) -> String {
     let text = value.to_string();
     if text.contains("\\u0000") {
         without_nul(value).to_string()
@@ -233,7 +233,7 @@ pub const MAX_CREDITS: Decimal = Decimal::from_parts(2_808_348_671, 232_830_643,
 
 /// `amount` rounded to 9 places, refused with [`Error::InvalidInput`] naming `field` unless it is
 /// positive and fits `numeric(18,9)`.
-pub(crate) fn credit_amount(field: &'static str, amount: Decimal) -> Result<Decimal, Error> {
+pub fn credit_amount(field: &'static str, amount: Decimal) -> Result<Decimal, Error> {
     let amount = round_credits(amount);
     if amount <= Decimal::ZERO {
         return Err(Error::invalid_input(format!("{field} must be positive")));
@@ -250,7 +250,7 @@ pub(crate) fn credit_amount(field: &'static str, amount: Decimal) -> Result<Deci
 /// NUL bytes stripped (the one NUL rule), then refused with [`Error::InvalidInput`] naming `field`
 /// when longer than `max_chars` characters. Identifiers are never cut: two different long ids with
 /// the same prefix would become one.
-pub(crate) fn ident(field: &'static str, value: &str, max_chars: usize) -> Result<String, Error> {
+pub fn ident(field: &'static str, value: &str, max_chars: usize) -> Result<String, Error> {
     let value = clean_text(value, usize::MAX);
     if value.chars().count() > max_chars {
         return Err(Error::invalid_input(format!(
@@ -261,7 +261,7 @@ pub(crate) fn ident(field: &'static str, value: &str, max_chars: usize) -> Resul
 }
 
 /// [`ident`] for optional values.
-pub(crate) fn ident_opt(
+pub fn ident_opt(
     field: &'static str,
     value: Option<&str>,
     max_chars: usize,
@@ -271,7 +271,7 @@ pub(crate) fn ident_opt(
 
 /// Strip NUL bytes (PostgreSQL text cannot hold them) and cut to `max_chars` characters (varchar(n)
 /// counts characters).
-pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
+pub fn clean_text(text: &str, max_chars: usize) -> String {
     text.chars()
         .filter(|c| *c != '\0')
         .take(max_chars)
@@ -279,7 +279,7 @@ pub(crate) fn clean_text(text: &str, max_chars: usize) -> String {
 }
 
 /// [`clean_text`] for optional values.
-pub(crate) fn clean_opt(text: Option<&str>, max_chars: usize) -> Option<String> {
+pub fn clean_opt(text: Option<&str>, max_chars: usize) -> Option<String> {
     text.map(|t| clean_text(t, max_chars))
 }
 

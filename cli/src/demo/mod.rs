@@ -16,6 +16,7 @@ mod api_server;
 mod closing;
 mod frontend;
 mod shop_admin;
+mod sqlite;
 mod workers;
 
 use std::process::ExitCode;
@@ -30,6 +31,12 @@ use uuid::Uuid;
 pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let run_id = chrono::Utc::now().format("%Y%m%d%H%M%S%3f").to_string();
+    if let Some(url) = &config.database_url
+        && shared_db_sqlite::connect::is_sqlite_url(url.expose())
+    {
+        println!("shared-db demo · run {run_id}");
+        return sqlite::run(config, &run_id, started).await;
+    }
     let (config, where_) = database_for_run(config, &run_id).await?;
     println!("shared-db demo · run {run_id}");
     println!("database: {where_}");

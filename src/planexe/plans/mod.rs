@@ -229,7 +229,7 @@ pub const PROMPT_PREVIEW_CHARS: i32 = 240;
 
 /// The `context` text of an event: `base` (when it is a JSON object) with the keys of `extra` added
 /// or replaced, NUL-stripped like every JSON the library writes ([`json_string`]).
-fn event_context(base: Option<&Value>, extra: Value) -> String {
+pub fn event_context(base: Option<&Value>, extra: Value) -> String {
     let mut ctx = match base {
         Some(Value::Object(map)) => map.clone(),
         _ => serde_json::Map::new(),

@@ -1,0 +1,243 @@
+//! `credit_history` + `user_account.credits_balance` on SQLite: the credit ledger and the balance
+//! it explains, with the invariant and the replay contract of
+//! [`shared_db::planexe::credit_history`] (`credits_balance == SUM(delta)` for every user written
+//! only here; a repeated idempotency key answers the first outcome and moves nothing).
+//!
+//! Each operation is one `BEGIN IMMEDIATE` transaction: the key lookup, the balance read, the
+//! ledger row and the balance write all happen under the write lock, so concurrent charges (in
+//! any process on the file) see each other's results and cannot overdraw or apply a key twice.
+//! The arithmetic is done on exact [`Decimal`]s in Rust (see [`super`] for why not in SQL).
+
+use rust_decimal::Decimal;
+use shared_db::planexe::credit_history::{
+    BalanceChange, Charge, Prior, Request, SOURCE_ADMIN, caller_key, replay,
+};
+use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt};
+use shared_db::{Error, Result};
+use sqlx::SqliteConnection;
+use uuid::Uuid;
+
+use super::{MAX_CREDITS, credits, credits_opt, credits_text, hex, uuid};
+use crate::error::from_sqlx;
+use crate::tx::transaction;
+
+/// The ledger row a stored idempotency key names.
+async fn prior_by_key(conn: &mut SqliteConnection, key: &str) -> Result<Option<Prior>> {
+    let row = sqlx::query!(
+        r#"SELECT id AS "id!", CAST(delta AS TEXT) AS "delta!: String", reason AS "reason!",
+                  source AS "source!", external_id AS "external_id?", api_key_id AS "api_key_id?",
+                  CAST(balance_after AS TEXT) AS "balance_after?: String"
+           FROM credit_history WHERE idempotency_key = ?1"#,
+        key,
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(from_sqlx)?;
+    row.map(|r| {
+        Ok(Prior {
+            id: uuid(&r.id)?,
+            delta: credits(&r.delta)?,
+            reason: r.reason,
+            source: r.source,
+            external_id: r.external_id,
+            api_key_id: r.api_key_id,
+            balance_after: credits_opt(r.balance_after.as_deref())?,
+        })
+    })
+    .transpose()
+}
+
+/// The user's balance, read inside the caller's write transaction; [`Error::NotFound`] without
+/// the user.
+async fn balance_of(conn: &mut SqliteConnection, user_id: Uuid) -> Result<Decimal> {
+    let text = sqlx::query_scalar!(
+        r#"SELECT CAST(credits_balance AS TEXT) AS "b!: String" FROM user_account WHERE id = ?1"#,
+        hex(user_id),
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(from_sqlx)?
+    .ok_or(Error::NotFound)?;
+    credits(&text)
+}
+
+/// The row and the balance move of one request, written together.
+struct Entry<'a> {
+    user_id: Uuid,
+    delta: Decimal,
+    new_balance: Decimal,
+    reason: &'a str,
+    source: &'a str,
+    external_id: Option<&'a str>,
+    api_key_id: Option<&'a str>,
+    key: Option<&'a str>,
+}
+
+async fn append(conn: &mut SqliteConnection, e: &Entry<'_>) -> Result<BalanceChange> {
+    let id = Uuid::new_v4();
+    let delta = credits_text("delta", e.delta)?;
+    let balance = credits_text("balance", e.new_balance)?;
+    let user = hex(e.user_id);
+    sqlx::query!(
+        r#"INSERT INTO credit_history (id, user_id, delta, reason, source, external_id, api_key_id,
+                                       created_at, idempotency_key, balance_after)
+           VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, strftime('%Y-%m-%d %H:%M:%f000', 'now'), ?8, ?9)"#,
+        hex(id),
+        user,
+        delta,
+        e.reason,
+        e.source,
+        e.external_id,
+        e.api_key_id,
+        e.key,
+        balance,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(from_sqlx)?;
+    sqlx::query!(
+        r#"UPDATE user_account
+              SET credits_balance = ?2, updated_at = strftime('%Y-%m-%d %H:%M:%f000', 'now')
+           WHERE id = ?1"#,
+        user,
+        balance,
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(from_sqlx)?;
+    Ok(BalanceChange {
+        entry_id: id,
+        delta: e.delta,
+        new_balance: e.new_balance,
+    })
+}
+
+/// Charge credits, as [`shared_db::planexe::credit_history::charge`]: ledger row and balance
+/// move in one transaction; [`Error::InsufficientCredits`] when the balance would go below zero
+/// (unless [`Charge::allow_negative`]); with [`Charge::idempotency_key`] a repeat returns the
+/// first outcome and charges nothing, and the key reused for another request is
+/// [`Error::IdempotencyKeyReused`] naming the field. [`Error::InvalidInput`], nothing written,
+/// for an amount or a resulting balance beyond ±[`MAX_CREDITS`] (the SQLite range).
+pub async fn charge(conn: &mut SqliteConnection, charge: &Charge<'_>) -> Result<BalanceChange> {
+    let amount = credit_amount("charge amount", charge.amount)?;
+    credits_text("charge amount", amount)?;
+    let key = caller_key(charge.user_id, charge.idempotency_key)?;
+    let source = ident("ledger source", charge.source, 32)?;
+    let external_id = ident_opt("ledger external id", charge.external_id, 256)?;
+    let reason = clean_text(charge.reason, 128);
+    let api_key_id = charge.api_key_id.map(|k| k.to_string());
+    transaction(conn, async |tx| {
+        let balance = balance_of(&mut *tx, charge.user_id).await?;
+        if let Some(key) = &key
+            && let Some(prior) = prior_by_key(&mut *tx, key).await?
+        {
+            let request = Request {
+                delta: -amount,
+                reason: &reason,
+                source: &source,
+                external_id: external_id.as_deref(),
+                api_key_id: api_key_id.as_deref(),
+            };
+            return replay(&request, prior, Some(balance));
+        }
+        let new_balance = balance - amount;
+        if !charge.allow_negative && new_balance < Decimal::ZERO {
+            return Err(Error::InsufficientCredits {
+                user_id: charge.user_id,
+                balance,
+                requested: amount,
+            });
+        }
+        if new_balance < -MAX_CREDITS {
+            return Err(Error::invalid_input(format!(
+                "the charge would take the balance below -{MAX_CREDITS} (the SQLite range)"
+            )));
+        }
+        append(
+            tx,
+            &Entry {
+                user_id: charge.user_id,
+                delta: -amount,
+                new_balance,
+                reason: &reason,
+                source: &source,
+                external_id: external_id.as_deref(),
+                api_key_id: api_key_id.as_deref(),
+                key: key.as_deref(),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// Grant credits (admin "add credits", `source = 'admin'`, reason defaulting to `admin_grant`),
+/// as [`shared_db::planexe::credit_history::grant`], with the same replay contract.
+pub async fn grant(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    amount: Decimal,
+    reason: Option<&str>,
+    idempotency_key: Option<&str>,
+) -> Result<BalanceChange> {
+    let amount = credit_amount("grant amount", amount)?;
+    credits_text("grant amount", amount)?;
+    let key = caller_key(user_id, idempotency_key)?;
+    let reason = clean_opt(reason, 128)
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "admin_grant".to_owned());
+    transaction(conn, async |tx| {
+        let balance = balance_of(&mut *tx, user_id).await?;
+        if let Some(key) = &key
+            && let Some(prior) = prior_by_key(&mut *tx, key).await?
+        {
+            let request = Request {
+                delta: amount,
+                reason: &reason,
+                source: SOURCE_ADMIN,
+                external_id: None,
+                api_key_id: None,
+            };
+            return replay(&request, prior, Some(balance));
+        }
+        let new_balance = balance + amount;
+        if new_balance > MAX_CREDITS {
+            return Err(Error::invalid_input(format!(
+                "the grant would take the balance above {MAX_CREDITS} (the SQLite range)"
+            )));
+        }
+        append(
+            tx,
+            &Entry {
+                user_id,
+                delta: amount,
+                new_balance,
+                reason: &reason,
+                source: SOURCE_ADMIN,
+                external_id: None,
+                api_key_id: None,
+                key: key.as_deref(),
+            },
+        )
+        .await
+    })
+    .await
+}
+
+/// The user's ledger: the number of rows and the exact sum of their deltas (added as decimals in
+/// Rust, not as doubles in SQL). For a user written only through this module the sum equals the
+/// balance.
+pub async fn ledger_sum(conn: &mut SqliteConnection, user_id: Uuid) -> Result<(i64, Decimal)> {
+    let deltas = sqlx::query_scalar!(
+        r#"SELECT CAST(delta AS TEXT) AS "d!: String" FROM credit_history WHERE user_id = ?1"#,
+        hex(user_id),
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(from_sqlx)?;
+    let mut sum = Decimal::ZERO;
+    for d in &deltas {
+        sum += credits(d)?;
+    }
+    Ok((deltas.len() as i64, sum))
+}
