@@ -553,7 +553,7 @@ async fn w1_pgbench(setup: &Database, pg: &Pgbench<'_>, q: &Queries) -> anyhow::
             && !s.contains("unnest(")
     })?;
     let finish = q.find("finish_completed", |s| {
-        s.contains("'TASK_COMPLETED'") && !s.contains("unnest(")
+        s.contains("'Processing -> Completed'") && !s.contains("unnest(")
     })?;
     seed_queue(setup, W1_PLANS + 200).await?;
     let script = format!(

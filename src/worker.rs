@@ -230,7 +230,7 @@ impl<P: Pipeline> Worker<P> {
     /// pool goes through a transaction-mode pooler, where `LISTEN` never delivers, point this at
     /// the server or at a session-mode pool.
     pub fn listen_on(mut self, options: sqlx::postgres::PgConnectOptions) -> Self {
-        self.listen = Some(ListenOn::Options(options));
+        self.listen = Some(ListenOn::Options(Box::new(options)));
         self
     }
 

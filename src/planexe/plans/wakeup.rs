@@ -49,14 +49,14 @@ pub enum ListenOn {
     Pool(PgPool),
     /// Fixed options, e.g. the server itself when the pool goes through a transaction-mode
     /// pooler.
-    Options(PgConnectOptions),
+    Options(Box<PgConnectOptions>),
 }
 
 impl ListenOn {
     fn options(&self) -> PgConnectOptions {
         match self {
             ListenOn::Pool(pool) => (*pool.connect_options()).clone(),
-            ListenOn::Options(options) => options.clone(),
+            ListenOn::Options(options) => (**options).clone(),
         }
     }
 }
