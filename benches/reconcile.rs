@@ -129,7 +129,12 @@ async fn grow(
              SELECT ('00000000-0000-0000-0000-' || lpad(to_hex(g), 12, '0'))::uuid,
                     'user ' || g, false, false, 1000000, now() AT TIME ZONE 'utc',
                     now() AT TIME ZONE 'utc'
-             FROM generate_series(0, {users} - 1) g"
+             FROM generate_series(0, {users} - 1) g;
+             -- the opening balance has its ledger row (a grant), so balance = ledger sum
+             INSERT INTO credit_history (id, user_id, delta, reason, source, created_at)
+             SELECT gen_random_uuid(), id, 1000000, 'admin_grant', 'admin',
+                    now() AT TIME ZONE 'utc'
+             FROM user_account"
         ),
     )
     .await?;
