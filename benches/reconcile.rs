@@ -191,7 +191,14 @@ async fn grow(
             let drift = credit_history::reconcile_full(&mut conn).await?;
             ours.push(t.elapsed());
             ensure!(drift.is_empty(), "full: {} users drift", drift.len());
-            let run = pg.run("full", &[full_script.clone()], &[], 1, &["-t", "1"], true)?;
+            let run = pg.run(
+                "full",
+                std::slice::from_ref(&full_script),
+                &[],
+                1,
+                &["-t", "1"],
+                true,
+            )?;
             theirs.extend(run.latencies);
         }
         report(size, users, "full", &ours, &theirs, &before);
@@ -211,7 +218,7 @@ async fn grow(
             have += new_rows;
             let run = pg.run(
                 "incremental",
-                &[incremental_script.clone()],
+                std::slice::from_ref(&incremental_script),
                 &[],
                 1,
                 &["-t", "1"],

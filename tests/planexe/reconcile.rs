@@ -125,7 +125,7 @@ async fn a_balance_changed_without_a_ledger_row_is_found_by_the_routine_check() 
     };
     assert_eq!(
         credit_history::reconcile(&mut conn).await?,
-        [ann_drift.clone()]
+        std::slice::from_ref(&ann_drift)
     );
 
     // A Python-style purchase that clamps: a +10 ledger row but the balance moved by 4.
