@@ -379,6 +379,12 @@ async fn bench(settings: &Settings, base: &Config, url: &str, dir: &Path) -> any
     if settings.wants("w1") {
         rows.extend(w1(settings, base, url, &setup, &pg, &queries).await?);
     }
+    if settings.wants("w1batch") {
+        rows.extend(w1_batch(base, url, &setup, &pg, &queries).await?);
+    }
+    if settings.wants("wake") {
+        rows.extend(wake_latency(base, url, &setup).await?);
+    }
     if settings.wants("w2") {
         rows.extend(w2(settings, base, url, &setup, &pg, &queries).await?);
     }
@@ -528,13 +534,26 @@ async fn w1(
         db.close().await;
     }
 
-    // pgbench: the same two statements per transaction, 2,500 transactions per client on a queue
-    // with 200 spare plans (so a tail claim never finds only locked rows and aborts its client).
+    let tps = w1_pgbench(setup, pg, q).await?;
+    Ok(pair(
+        "W1 queue drain, 8 workers (plans/s)",
+        &ours,
+        tps,
+        "20,000 completed once each",
+    ))
+}
+
+/// pgbench on W1: the same two statements per transaction, 2,500 transactions per client on a
+/// queue with 200 spare plans (so a tail claim never finds only locked rows and aborts its
+/// client). Returns its plans/s.
+async fn w1_pgbench(setup: &Database, pg: &Pgbench<'_>, q: &Queries) -> anyhow::Result<f64> {
     let claim = q.find("claim_next", |s| {
-        s.contains("FOR UPDATE SKIP LOCKED)") && s.contains("'TASK_PROCESSING'")
+        s.contains("FOR UPDATE SKIP LOCKED)")
+            && s.contains("'TASK_PROCESSING'")
+            && !s.contains("unnest(")
     })?;
     let finish = q.find("finish_completed", |s| {
-        s.contains("'TASK_COMPLETED'") && s.contains("UPDATE plans")
+        s.contains("'Processing -> Completed'") && !s.contains("unnest(")
     })?;
     seed_queue(setup, W1_PLANS + 200).await?;
     let script = format!(
@@ -554,12 +573,223 @@ async fn w1(
         false,
     )?;
     verify_queue(setup, W1_PLANS, false).await?;
+    Ok(run.tps)
+}
+
+// ---------------------------------------------------------------- W1 with batches
+
+/// Plans per `claim_next_batch` / `finish_completed_batch` in the batch W1.
+const W1_BATCH: usize = 50;
+
+/// W1 with batches: the same 8 workers drain the same 20,000 plans with `claim_next_batch(50)`
+/// and `finish_completed_batch` (2 statements per 50 plans instead of per plan). pgbench has no
+/// counterpart for a batch (its `\gset` keeps one row, so a script cannot carry a batch's ids
+/// from the claim to the finish); the row compares with pgbench's single-plan W1 of the same
+/// run, the lean-client limit of the single-plan protocol.
+async fn w1_batch(
+    base: &Config,
+    url: &str,
+    setup: &Database,
+    pg: &Pgbench<'_>,
+    q: &Queries,
+) -> anyhow::Result<Vec<Row>> {
+    let mut ours = Vec::new();
+    for mode in [Mode::Pooled, Mode::Held] {
+        seed_queue(setup, W1_PLANS).await?;
+        let db = pool(base, url, W1_WORKERS as u32).await?;
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for w in 0..W1_WORKERS {
+            let db = db.clone();
+            tasks.push(tokio::spawn(async move {
+                let worker = w.to_string();
+                let mut done = Vec::new();
+                let mut held = match mode {
+                    Mode::Held => Some(db.acquire().await?),
+                    _ => None,
+                };
+                loop {
+                    let batch = match held.as_mut() {
+                        Some(conn) => {
+                            plans::claim_next_batch(&mut **conn, &worker, W1_BATCH).await?
+                        }
+                        None => plans::claim_next_batch(db.pool(), &worker, W1_BATCH).await?,
+                    };
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let runs: Vec<plans::Completion> = batch
+                        .iter()
+                        .map(|c| plans::Completion {
+                            attempt: c.attempt,
+                            event_context: None,
+                        })
+                        .collect();
+                    let outcomes = match held.as_mut() {
+                        Some(conn) => plans::finish_completed_batch(&mut **conn, &runs).await?,
+                        None => plans::finish_completed_batch(db.pool(), &runs).await?,
+                    };
+                    for (id, outcome) in outcomes {
+                        ensure!(
+                            outcome == plans::FinishOutcome::Completed,
+                            "W1 batch: plan {id}: {outcome:?}"
+                        );
+                        done.push(id);
+                    }
+                }
+                anyhow::Ok(done)
+            }));
+        }
+        let mut seen = HashSet::new();
+        for t in tasks {
+            for id in t.await?? {
+                ensure!(seen.insert(id), "W1 batch: plan {id} completed twice");
+            }
+        }
+        ours.push(seen.len() as f64 / start.elapsed().as_secs_f64());
+        ensure!(
+            seen.len() as i64 == W1_PLANS,
+            "W1 batch: drained {} plans",
+            seen.len()
+        );
+        verify_queue(setup, W1_PLANS, true).await?;
+        db.close().await;
+    }
+    let tps = w1_pgbench(setup, pg, q).await?;
     Ok(pair(
-        "W1 queue drain, 8 workers (plans/s)",
+        "W1 batch drain (50 per claim/finish), 8 workers (plans/s) vs pgbench single-plan",
         &ours,
-        run.tps,
+        tps,
         "20,000 completed once each",
     ))
+}
+
+// ---------------------------------------------------------------- wake-up latency
+
+/// Idle workers in the wake-up workload.
+const WAKE_WORKERS: usize = 4;
+
+/// Enqueue-to-claim latency with idle workers at low load: 4 workers wait on an empty queue
+/// (the [`shared_db::worker::Worker`] idle loop: `claim_next`, then `Wakeups::wait(poll)`), one
+/// producer enqueues a plan every 10–30 ms (`BENCH_WAKE_PLANS` plans, default 300), each worker
+/// finishes what it claims. The latency runs from just before `enqueue` is called to the return
+/// of the `claim_next` that took the plan (so it includes the enqueue round trip). Once with
+/// wake-ups (poll every 2 s as the fallback, the worker's default) and once polling only (every
+/// 2 s, and every 100 ms). No pgbench counterpart (pgbench cannot LISTEN).
+async fn wake_latency(base: &Config, url: &str, setup: &Database) -> anyhow::Result<Vec<Row>> {
+    let plans_n: usize = std::env::var("BENCH_WAKE_PLANS")
+        .ok()
+        .map_or(Ok(300), |v| v.parse())?;
+    let mut rows = Vec::new();
+    for (name, notify, poll) in [
+        (
+            "wake-up (NOTIFY), poll 2 s fallback",
+            true,
+            Duration::from_secs(2),
+        ),
+        ("poll only, every 100 ms", false, Duration::from_millis(100)),
+        ("poll only, every 2 s", false, Duration::from_secs(2)),
+    ] {
+        exec(setup, "TRUNCATE plans, events, workers").await?;
+        let db = pool(base, url, (WAKE_WORKERS + 2) as u32).await?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let claims = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut tasks = Vec::new();
+        for w in 0..WAKE_WORKERS {
+            let db = db.clone();
+            let mut stop = stop.clone();
+            let claims = Arc::clone(&claims);
+            tasks.push(tokio::spawn(async move {
+                let wakeups =
+                    notify.then(|| plans::Wakeups::spawn(plans::ListenOn::Pool(db.pool().clone())));
+                let worker = format!("idle-{w}");
+                while !*stop.borrow() {
+                    match plans::claim_next(db.pool(), &worker).await? {
+                        Some(c) => {
+                            claims.lock().unwrap().push((c.plan.id, Instant::now()));
+                            plans::finish_completed(db.pool(), c.attempt, None).await?;
+                        }
+                        None => {
+                            let idle = async {
+                                match &wakeups {
+                                    Some(w) => {
+                                        w.wait(poll).await;
+                                    }
+                                    None => tokio::time::sleep(poll).await,
+                                }
+                            };
+                            tokio::select! {
+                                _ = idle => {}
+                                _ = stop.changed() => {}
+                            }
+                        }
+                    }
+                }
+                anyhow::Ok(())
+            }));
+        }
+        // let the listeners come up and the workers go idle
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let load_before = loadavg();
+        let mut rng = Xorshift::new(7);
+        let mut sent = Vec::new();
+        for i in 0..plans_n {
+            tokio::time::sleep(Duration::from_millis(10 + rng.below(21) as u64)).await;
+            let t0 = Instant::now();
+            let id = plans::enqueue(
+                db.pool(),
+                &plans::NewPlan {
+                    prompt: &format!("wake {i}"),
+                    ..Default::default()
+                },
+            )
+            .await?
+            .id;
+            sent.push((id, t0));
+        }
+        // every plan claimed (the poll bounds the wait)
+        let deadline = Instant::now() + poll * 3 + Duration::from_secs(5);
+        while claims.lock().unwrap().len() < plans_n && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop_tx.send(true)?;
+        for t in tasks {
+            t.await??;
+        }
+        let claimed: std::collections::HashMap<Uuid, Instant> =
+            claims.lock().unwrap().iter().copied().collect();
+        ensure!(
+            claimed.len() == plans_n,
+            "wake-up: {} of {plans_n} plans claimed",
+            claimed.len()
+        );
+        let mut lat: Vec<Duration> = sent
+            .iter()
+            .map(|(id, t0)| claimed[id].saturating_duration_since(*t0))
+            .collect();
+        lat.sort();
+        rows.push(row(
+            &format!("enqueue→claim, {WAKE_WORKERS} idle workers, 1 plan / 10–30 ms: {name} (ms p50 / p99 / max)"),
+            format!(
+                "{:.2} / {:.2} / {:.2}",
+                pct(&lat, 0.5),
+                pct(&lat, 0.99),
+                pct(&lat, 1.0)
+            ),
+            "—".into(),
+            "—".into(),
+            &format!("{plans_n} claimed once each; load {load_before} → {}", loadavg()),
+        ));
+        db.close().await;
+    }
+    Ok(rows)
+}
+
+/// The 1/5/15-minute load averages.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 /// The pooled and held rows of a workload against one pgbench figure.
@@ -1180,7 +1410,9 @@ async fn explain(
         (
             "W1 claim_next",
             q.find("claim", |s| {
-                s.contains("FOR UPDATE SKIP LOCKED)") && s.contains("'TASK_PROCESSING'")
+                s.contains("FOR UPDATE SKIP LOCKED)")
+                    && s.contains("'TASK_PROCESSING'")
+                    && !s.contains("unnest(")
             })?
             .to_owned(),
             vec![Bind::Text("explain".into()), Bind::Uuid(Uuid::nil())],

@@ -255,6 +255,17 @@ pub enum Error {
         /// The limit (10, as in the Python services).
         limit: i64,
     },
+
+    /// A batch operation ([`claim_next_batch`](crate::planexe::plans::claim_next_batch),
+    /// [`finish_completed_batch`](crate::planexe::plans::finish_completed_batch)) was asked for
+    /// `requested` items, outside `1..=max`. Nothing was done. Not retryable.
+    #[error("batch of {requested} is outside 1..={max}")]
+    BatchSize {
+        /// The size asked for.
+        requested: usize,
+        /// The largest batch allowed.
+        max: usize,
+    },
 }
 
 /// SQLSTATE codes we act on.
@@ -372,6 +383,7 @@ impl Error {
             Error::UnknownEnumLabel { .. } => "unknown_enum_label",
             Error::Superseded { .. } => "superseded",
             Error::TooManyApiKeys { .. } => "too_many_api_keys",
+            Error::BatchSize { .. } => "batch_size",
             Error::IdempotencyKeyReused { .. } => "idempotency_key_reused",
             Error::Database(sqlx::Error::Io(_)) => "io",
             Error::Database(sqlx::Error::Database(db)) => match db.code().as_deref() {

@@ -9,7 +9,7 @@
 //!   [`axum_sqlx_tx`], which does exactly this and is maintained; we add the error mapping.
 //! - [`HttpError`]: [`Error`] → HTTP status: `NotFound` → 404; `Conflict`, `ForeignKey`,
 //!   `InvalidTransition`, `InsufficientStock`, `TooManyApiKeys` → 409; `InsufficientCredits` →
-//!   402; `InvalidInput`, `UnknownEnumLabel`, `DataException`, `Check` and `NotNull` → 422;
+//!   402; `InvalidInput`, `BatchSize`, `UnknownEnumLabel`, `DataException`, `Check` and `NotNull` → 422;
 //!   timeouts (pool, connect, statement, lock), retryable failures and lost connections → 503;
 //!   everything else 500. Every 5xx body is generic and never leaks SQL or driver text.
 //!
@@ -105,6 +105,7 @@ pub fn status_of(error: &Error) -> StatusCode {
         | Error::Superseded { .. } => StatusCode::CONFLICT,
         Error::InsufficientCredits { .. } => StatusCode::PAYMENT_REQUIRED,
         Error::InvalidInput(_)
+        | Error::BatchSize { .. }
         | Error::IdempotencyKeyReused { .. }
         | Error::UnknownEnumLabel { .. }
         | Error::DataException { .. }

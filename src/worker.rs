@@ -16,7 +16,9 @@
 //! a pipeline error fails the plan as recoverable ([`plans::finish_failed`]). A stopped or failed
 //! run is billed for the usage it incurred (the steps done, the last one included), once: a final
 //! row of the attempt without the completion fee. With
-//! [`Worker::reaper`], the worker also re-queues plans of dead workers before each claim. A
+//! [`Worker::reaper`], the worker also re-queues plans of dead workers before each claim. An idle
+//! worker waits for a `NOTIFY` that a plan was queued ([`plans::wakeup`]) and polls every
+//! [`Worker::idle_poll`] in case notifications are lost. A
 //! `true` on the stop channel ends the loop once the plan in hand is done.
 //!
 //! A database error ends [`Worker::run`] with that error: the caller decides whether to restart
@@ -59,7 +61,9 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::planexe::credit_history::{self, FinalBilling, PlanUsage};
-use crate::planexe::plans::{self, Attempt, Failure, Plan, Progress, ProgressAck};
+use crate::planexe::plans::{
+    self, Attempt, Failure, ListenOn, Plan, Progress, ProgressAck, Wakeups,
+};
 use crate::planexe::{PlanState, user_account, workers};
 use crate::{Database, Error, Result};
 
@@ -179,6 +183,7 @@ pub struct Worker<P> {
     id: String,
     pipeline: P,
     idle_poll: Duration,
+    listen: Option<ListenOn>,
     heartbeat_every: Duration,
     reaper: Option<Duration>,
     events: Option<mpsc::UnboundedSender<Event>>,
@@ -196,22 +201,43 @@ enum Outcome {
 
 impl<P: Pipeline> Worker<P> {
     /// A worker named `id` (1..=255 characters; unique among running workers) running
-    /// `pipeline`. Polls an empty queue every 2 s; no reaper, no events.
+    /// `pipeline`. While the queue is empty it waits for a wake-up ([`plans::Wakeups`], on a
+    /// connection of its own with the pool's connect options) and polls every 2 s as a fallback;
+    /// no reaper, no events.
     pub fn new(db: Database, id: impl Into<String>, pipeline: P) -> Self {
+        let listen = Some(ListenOn::Pool(db.pool().clone()));
         Worker {
             db,
             id: id.into(),
             pipeline,
             idle_poll: Duration::from_secs(2),
+            listen,
             heartbeat_every: DEFAULT_HEARTBEAT_EVERY,
             reaper: None,
             events: None,
         }
     }
 
-    /// How long to wait before looking at an empty queue again.
+    /// How long to wait before looking at an empty queue again when no wake-up comes: the
+    /// fallback for lost notifications (see [`plans::wakeup`]), and the only way to find work
+    /// with [`Worker::poll_only`].
     pub fn idle_poll(mut self, every: Duration) -> Self {
         self.idle_poll = every;
+        self
+    }
+
+    /// Listen for wake-ups on a connection made with `options` instead of the pool's: when the
+    /// pool goes through a transaction-mode pooler, where `LISTEN` never delivers, point this at
+    /// the server or at a session-mode pool.
+    pub fn listen_on(mut self, options: sqlx::postgres::PgConnectOptions) -> Self {
+        self.listen = Some(ListenOn::Options(Box::new(options)));
+        self
+    }
+
+    /// No wake-ups: find work by polling every [`Worker::idle_poll`] only (and hold no listening
+    /// connection).
+    pub fn poll_only(mut self) -> Self {
+        self.listen = None;
         self
     }
 
@@ -242,6 +268,7 @@ impl<P: Pipeline> Worker<P> {
     /// step answers [`Step::Abandon`]. A database error ends the loop with that error.
     pub async fn run(self, mut stop: watch::Receiver<bool>) -> Result<()> {
         let pool = self.db.pool();
+        let wakeups = self.listen.clone().map(Wakeups::spawn);
         while !*stop.borrow() {
             if let Some(threshold) = self.reaper {
                 let reaped = plans::requeue_stale(pool, threshold, REAPER_MAX_REQUEUES).await?;
@@ -256,8 +283,18 @@ impl<P: Pipeline> Worker<P> {
             // Claiming also records the heartbeat and the plan as this worker's task.
             let Some(claimed) = plans::claim_next(pool, &self.id).await? else {
                 workers::heartbeat(pool, &self.id, None).await?;
+                // a wake-up (a plan queued, the listener back after a loss) or the poll
+                let idle = async {
+                    match &wakeups {
+                        Some(w) => {
+                            let wake = w.wait(self.idle_poll).await;
+                            tracing::trace!(worker = %self.id, ?wake, "looking at the queue");
+                        }
+                        None => tokio::time::sleep(self.idle_poll).await,
+                    }
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(self.idle_poll) => {}
+                    _ = idle => {}
                     _ = stop.changed() => {}
                 }
                 continue;

@@ -710,20 +710,150 @@ pub struct Drift {
     pub ledger_sum: Decimal,
 }
 
-/// Users whose balance differs from their ledger sum (empty when the invariant holds). One round
-/// trip; scans both tables.
-#[tracing::instrument(skip_all)]
-pub async fn reconcile(ex: impl PgExecutor<'_>) -> Result<Vec<Drift>> {
+/// How much of the ledger [`reconcile`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub enum ReconcileScope {
+    /// Only the ledger rows written since the last run's watermark, added to the per-user sums
+    /// checkpointed then (the whole ledger on the very first run). Reads every user's balance
+    /// (one row per user) but not the history.
+    #[default]
+    Incremental,
+    /// The whole ledger, summed afresh; the checkpoint is rebuilt from it.
+    Full,
+}
+
+/// Users whose balance differs from their ledger sum (empty when the invariant holds), ordered by
+/// user id.
+///
+/// **Incremental** (the default, [`ReconcileScope::Incremental`]): a run reads only the ledger
+/// rows written since the previous run and adds them to the per-user sums that run checkpointed
+/// (`credit_reconcile_checkpoint`, migration 0080); the rest of the ledger is not read, so the
+/// cost follows the number of users and of new rows, not the history. Which rows are "new" is
+/// decided by the id of the transaction that wrote them (`credit_history.xact_id`, filled in by
+/// the column default for every writer, Python included), never by row id or time: transactions
+/// commit out of order, so a row with an older id or `created_at` can become visible after a
+/// later one. The watermark is the run's snapshot xmin: every transaction below it has ended, so
+/// no row below it can appear later. A run checks the rows of its snapshot up to the newest
+/// visible one, but folds into the checkpoint only those below the new watermark; rows of
+/// transactions still open (or committed above it) are read again by the next run.
+///
+/// What each scope sees:
+/// * a balance changed without a ledger row (by any writer, at any time): **both** (every
+///   user's balance is compared with checkpoint + new rows);
+/// * a ledger row whose delta differs from the balance move it came with (Python's clamped
+///   purchases): **both**, as long as the row is newer than the watermark when first checked;
+/// * a ledger row that was already checkpointed and is later edited or deleted (its `delta`
+///   changed, the row removed) without the balance following: **only [`ReconcileScope::Full`]**:
+///   the incremental check trusts the checkpointed sums (ledger rows are append-only for every
+///   writer of this library and of the Python services; the settle rule only changes `source`);
+///   run the full check now and then (e.g. nightly) to catch history edits.
+///
+/// Runs are serialised on the watermark row (a second run waits for the first). One
+/// transaction: 3 statements (the full scope deletes the checkpoint first: 4), plus BEGIN and
+/// COMMIT.
+#[tracing::instrument(skip_all, fields(?scope))]
+pub async fn reconcile_with(conn: &mut PgConnection, scope: ReconcileScope) -> Result<Vec<Drift>> {
+    crate::tx::transaction(conn, async |tx| {
+        // lock the watermark (created on the first run); its value decides the scope
+        let incremental = sqlx::query_scalar!(
+            r#"INSERT INTO credit_reconcile_watermark (singleton) VALUES (true)
+               ON CONFLICT (singleton) DO UPDATE SET singleton = true
+               RETURNING below IS NOT NULL AS "has_checkpoint!""#
+        )
+        .fetch_one(&mut *tx)
+        .await?;
+        if incremental && scope == ReconcileScope::Incremental {
+            reconcile_since_checkpoint(&mut *tx).await
+        } else {
+            reconcile_whole_ledger(&mut *tx).await
+        }
+    })
+    .await
+}
+
+/// [`reconcile_with`] in the default scope, [`ReconcileScope::Incremental`].
+pub async fn reconcile(conn: &mut PgConnection) -> Result<Vec<Drift>> {
+    reconcile_with(conn, ReconcileScope::Incremental).await
+}
+
+/// [`reconcile_with`] reading the whole ledger, [`ReconcileScope::Full`].
+pub async fn reconcile_full(conn: &mut PgConnection) -> Result<Vec<Drift>> {
+    reconcile_with(conn, ReconcileScope::Full).await
+}
+
+/// The incremental scope; the watermark row is locked by the caller.
+async fn reconcile_since_checkpoint(conn: &mut PgConnection) -> Result<Vec<Drift>> {
     Ok(sqlx::query_as!(
         Drift,
-        r#"SELECT u.id AS user_id, u.credits_balance AS balance,
-                  coalesce(l.total, 0) AS "ledger_sum!"
+        r#"WITH wm AS (
+               SELECT below FROM credit_reconcile_watermark WHERE singleton),
+           snap AS (
+               -- every transaction below xmin has ended: its rows are all visible now
+               SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+           fresh AS (
+               -- the rows since the watermark, per user: all of them, and those of ended
+               -- transactions (which the checkpoint takes in)
+               SELECT h.user_id, sum(h.delta) AS total,
+                      coalesce(sum(h.delta) FILTER (WHERE h.xact_id < snap.xmin), 0) AS ended
+               FROM credit_history h, wm, snap
+               WHERE h.xact_id >= wm.below
+               GROUP BY h.user_id),
+           saved AS (
+               -- move the checkpoint forward by the rows of ended transactions
+               INSERT INTO credit_reconcile_checkpoint (user_id, ledger_sum, checked_at)
+               SELECT f.user_id, coalesce(c.ledger_sum, 0) + f.ended, now()
+               FROM fresh f LEFT JOIN credit_reconcile_checkpoint c ON c.user_id = f.user_id
+               ON CONFLICT (user_id) DO UPDATE
+                  SET ledger_sum = EXCLUDED.ledger_sum, checked_at = EXCLUDED.checked_at),
+           mark AS (
+               UPDATE credit_reconcile_watermark w
+                  SET below = greatest(w.below, snap.xmin), checked_at = now()
+               FROM snap WHERE w.singleton)
+           -- every user's balance against checkpoint + new rows (both as of this snapshot)
+           SELECT u.id AS user_id, u.credits_balance AS balance,
+                  coalesce(c.ledger_sum, 0) + coalesce(f.total, 0) AS "ledger_sum!"
            FROM user_account u
-           LEFT JOIN (SELECT user_id, sum(delta) AS total FROM credit_history GROUP BY user_id) l
-                  ON l.user_id = u.id
-           WHERE u.credits_balance <> coalesce(l.total, 0)
+           LEFT JOIN credit_reconcile_checkpoint c ON c.user_id = u.id
+           LEFT JOIN fresh f ON f.user_id = u.id
+           WHERE u.credits_balance <> coalesce(c.ledger_sum, 0) + coalesce(f.total, 0)
            ORDER BY u.id"#,
     )
-    .fetch_all(ex)
+    .fetch_all(&mut *conn)
+    .await?)
+}
+
+/// The full scope: the checkpoint is rebuilt from the whole ledger; the watermark row is locked
+/// by the caller.
+async fn reconcile_whole_ledger(conn: &mut PgConnection) -> Result<Vec<Drift>> {
+    sqlx::query!("DELETE FROM credit_reconcile_checkpoint")
+        .execute(&mut *conn)
+        .await?;
+    Ok(sqlx::query_as!(
+        Drift,
+        r#"WITH snap AS (
+               SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin),
+           sums AS (
+               -- the whole ledger per user, and the part the checkpoint takes in (rows written
+               -- before migration 0080 have no xact_id and are as old as can be)
+               SELECT h.user_id, sum(h.delta) AS total,
+                      coalesce(sum(h.delta) FILTER (WHERE h.xact_id IS NULL
+                                                       OR h.xact_id < snap.xmin), 0) AS ended
+               FROM credit_history h, snap
+               GROUP BY h.user_id),
+           saved AS (
+               INSERT INTO credit_reconcile_checkpoint (user_id, ledger_sum, checked_at)
+               SELECT user_id, ended, now() FROM sums),
+           mark AS (
+               UPDATE credit_reconcile_watermark w
+                  SET below = snap.xmin, full_at = now(), checked_at = now()
+               FROM snap WHERE w.singleton)
+           SELECT u.id AS user_id, u.credits_balance AS balance,
+                  coalesce(s.total, 0) AS "ledger_sum!"
+           FROM user_account u
+           LEFT JOIN sums s ON s.user_id = u.id
+           WHERE u.credits_balance <> coalesce(s.total, 0)
+           ORDER BY u.id"#,
+    )
+    .fetch_all(&mut *conn)
     .await?)
 }

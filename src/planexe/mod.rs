@@ -77,10 +77,12 @@
 //! | [`user_account::claim_free_plan`] | the caller's claim key: a repeat of the claim that used the free plan answers `true` again |
 //! | [`user_account::sign_in`], [`user_account::ensure_admin`] | upserts |
 //! | [`plans::update_progress`], [`plans::store_artifacts`], [`plans::store_zip_snapshot`], [`workers::heartbeat`] | overwrite with the same values |
+//! | [`plans::finish_completed_batch`] | per plan: a repeat answers `NotProcessing { completed }` for the plans the first call completed, and completes the rest |
 //!
 //! Not idempotent, so not to be retried blindly after an unknown outcome: [`plans::enqueue`] (a
-//! repeat queues a second plan: check [`plans::find_duplicate`] first), [`plans::claim_next`] (a
-//! repeat claims another plan; the first one is re-queued by the reaper), a charge or grant
+//! repeat queues a second plan: check [`plans::find_duplicate`] first), [`plans::claim_next`] and
+//! [`plans::claim_next_batch`] (a repeat claims other plans; the first ones are re-queued by the
+//! reaper), a charge or grant
 //! *without* an idempotency key, and the `finish_*`/[`plans::retry`]/[`plans::resume`] transitions,
 //! whose repeat is refused with [`Error::InvalidTransition`] after the first one went through (read
 //! the plan's state to learn the outcome).

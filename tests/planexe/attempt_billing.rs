@@ -114,7 +114,11 @@ async fn the_reaper_settles_the_final_row_so_the_next_attempt_pays_its_completio
         FinalBilling::Charged { charged: d("1") }
     );
     assert_eq!(balance(pool, user).await?, d("94"), "two attempts of 3");
-    assert!(credit_history::reconcile(pool).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *pool.acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 
@@ -207,7 +211,11 @@ async fn a_stopped_run_is_billed_for_the_step_it_finished_once() -> anyhow::Resu
         final_rows(pool, plan).await?,
         vec![("plan_failed_usage_cost".to_owned(), d("-1"))]
     );
-    assert!(credit_history::reconcile(pool).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *pool.acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 

@@ -196,7 +196,7 @@ async fn concurrent_charges_grants_and_purchases_keep_balance_equal_to_ledger() 
     );
 
     assert_eq!(
-        credit_history::reconcile(db.pool()).await?,
+        credit_history::reconcile(&mut *db.pool().acquire().await?).await?,
         vec![],
         "balance == SUM(delta)"
     );
@@ -421,7 +421,11 @@ async fn concurrent_final_billing_of_one_attempt_charges_once() -> anyhow::Resul
         user_account::get(db.pool(), user).await?.credits_balance,
         Decimal::new(7, 0)
     );
-    assert!(credit_history::reconcile(db.pool()).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *db.pool().acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 

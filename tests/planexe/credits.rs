@@ -47,7 +47,11 @@ async fn a_charge_above_the_balance_is_refused_and_writes_nothing() -> anyhow::R
     };
     let change = credit_history::charge(&mut *db.pool().acquire().await?, &after_the_fact).await?;
     assert_eq!(change.new_balance, d("-1"));
-    assert!(credit_history::reconcile(db.pool()).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *db.pool().acquire().await?)
+            .await?
+            .is_empty()
+    );
     // Amounts are rounded to 9 places; a missing user is NotFound.
     let grant = credit_history::grant(
         &mut *db.pool().acquire().await?,
@@ -136,7 +140,11 @@ async fn usage_is_billed_incrementally_then_finally_once_per_attempt() -> anyhow
         user_account::get(pool, user).await?.credits_balance,
         d("94")
     );
-    assert!(credit_history::reconcile(pool).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *pool.acquire().await?)
+            .await?
+            .is_empty()
+    );
 
     let spend = credit_history::spend_by_api_key(pool, &[key, Uuid::new_v4()]).await?;
     assert_eq!(spend.len(), 1);

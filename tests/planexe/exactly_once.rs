@@ -226,7 +226,11 @@ async fn usage_billing_retried_after_a_lost_commit_bills_once() -> anyhow::Resul
         user_account::get(db.pool(), user).await?.credits_balance,
         Decimal::new(6, 0)
     );
-    assert!(credit_history::reconcile(db.pool()).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *db.pool().acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 

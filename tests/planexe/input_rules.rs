@@ -229,7 +229,11 @@ async fn amounts_outside_numeric_18_9_are_refused_before_anything_is_written() -
         user_account::get(pool, user).await?.credits_balance,
         MAX_CREDITS
     );
-    assert!(credit_history::reconcile(pool).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *pool.acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 

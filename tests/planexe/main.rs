@@ -1,6 +1,7 @@
 //! planexe stories, each against a freshly migrated PostgreSQL database of its own.
 
 mod attempt_billing;
+mod batch;
 mod concurrency;
 mod credits;
 mod exactly_once;
@@ -15,10 +16,12 @@ mod python_json;
 mod python_writers;
 mod queue;
 mod reads;
+mod reconcile;
 mod replay;
 mod retention;
 mod schema;
 mod telemetry;
+mod wakeups;
 
 use rust_decimal::Decimal;
 use shared_db::planexe::plans::{self, NewPlan};

@@ -166,7 +166,11 @@ async fn only_the_current_run_landed(pool: &PgPool, plan: Uuid, cost: &str) -> a
     .fetch_one(pool)
     .await?;
     assert_eq!(completions, 1);
-    assert!(credit_history::reconcile(pool).await?.is_empty());
+    assert!(
+        credit_history::reconcile(&mut *pool.acquire().await?)
+            .await?
+            .is_empty()
+    );
     Ok(())
 }
 

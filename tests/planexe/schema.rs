@@ -143,7 +143,7 @@ fn the_expectation_covers_every_table_of_the_reference() {
             "no primary key expected for {table}"
         );
     }
-    assert_eq!(expected("column").len(), 121);
+    assert_eq!(expected("column").len(), 122);
 }
 
 #[tokio::test]

@@ -32,7 +32,7 @@ pub(super) async fn run(
         "schema is up to date",
     );
 
-    let drift = credit_history::reconcile(db.pool()).await?;
+    let drift = credit_history::reconcile(&mut *db.acquire().await?).await?;
     for d in &drift {
         println!(
             "  user {}: balance {} but ledger sums to {}",

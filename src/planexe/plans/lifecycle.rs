@@ -6,6 +6,7 @@
 //! | function | `events` | `workers` | `credit_history` |
 //! | --- | --- | --- | --- |
 //! | [`finish_completed`] | `TASK_COMPLETED` | `current_task_id` cleared | |
+//! | [`finish_completed_batch`] | `TASK_COMPLETED` per plan completed | `current_task_id` cleared | |
 //! | [`finish_failed`] | `TASK_FAILED` | `current_task_id` cleared | |
 //! | [`finish_stopped`] | `TASK_FAILED` | `current_task_id` cleared | |
 //! | [`retry`] | `TASK_PENDING` | | open usage rows → `usage_billing_settled` |
@@ -148,6 +149,135 @@ pub async fn finish_completed(
     .await?
     .ok_or(Error::NotFound)?;
     outcome(attempt, row.owned, row.done, row.from_state, "completed")
+}
+
+/// One run for [`finish_completed_batch`].
+#[derive(Debug, Clone, Copy)]
+pub struct Completion<'a> {
+    /// The run, as [`claim_next`](super::claim_next) or
+    /// [`claim_next_batch`](super::claim_next_batch) handed it out.
+    pub attempt: Attempt,
+    /// Merged into the plan's `TASK_COMPLETED` event (`task_id` is set), e.g. billing figures.
+    pub event_context: Option<&'a Value>,
+}
+
+/// How one plan of [`finish_completed_batch`] ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum FinishOutcome {
+    /// Completed by this call.
+    Completed,
+    /// Not written: the attempt no longer owns the run (the reaper re-queued it, a retry or
+    /// resume started another run). What [`finish_completed`] answers with [`Error::Superseded`].
+    Superseded,
+    /// Not written: the plan is owned by the attempt but not processing (stopped, already
+    /// completed by an earlier call). What [`finish_completed`] answers with
+    /// [`Error::InvalidTransition`].
+    NotProcessing {
+        /// The plan's state as text.
+        state: Option<String>,
+    },
+    /// No such plan.
+    NotFound,
+}
+
+/// The largest batch [`finish_completed_batch`] takes.
+pub const MAX_FINISH_BATCH: usize = 1000;
+
+/// [`finish_completed`] for many runs in one statement and one round trip: each plan whose
+/// attempt still owns it and that is processing becomes `completed`, gets its own
+/// `TASK_COMPLETED` event (with its own context) and releases its worker; every other plan is
+/// left untouched and reported — the ownership check is per plan, so a plan the reaper took from
+/// this worker in the meantime is not finished by it. Returns one [`FinishOutcome`] per run, in
+/// the order given.
+///
+/// The plans are locked in id order, so concurrent batches over overlapping plans cannot
+/// deadlock. [`Error::BatchSize`] when `runs` is empty or longer than [`MAX_FINISH_BATCH`];
+/// [`Error::InvalidInput`] when a plan appears twice. Nothing is written in either case.
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(n = runs.len()))]
+pub async fn finish_completed_batch(
+    ex: impl PgExecutor<'_>,
+    runs: &[Completion<'_>],
+) -> Result<Vec<(Uuid, FinishOutcome)>> {
+    if !(1..=MAX_FINISH_BATCH).contains(&runs.len()) {
+        return Err(Error::BatchSize {
+            requested: runs.len(),
+            max: MAX_FINISH_BATCH,
+        });
+    }
+    let ids: Vec<Uuid> = runs.iter().map(|r| r.attempt.plan_id).collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != ids.len() {
+        return Err(Error::invalid_input("a plan appears twice in the batch"));
+    }
+    let tokens: Vec<Uuid> = runs.iter().map(|r| r.attempt.token).collect();
+    let contexts: Vec<String> = runs
+        .iter()
+        .map(|r| {
+            let id = r.attempt.plan_id;
+            self::event_context(r.event_context, json!({ "task_id": id.to_string() }))
+        })
+        .collect();
+    let rows = sqlx::query!(
+        r#"WITH input AS (
+               SELECT id, token, ctx, ord
+               FROM unnest($1::uuid[], $2::uuid[], $3::text[]) WITH ORDINALITY
+                    AS i(id, token, ctx, ord)),
+           cur AS (
+               -- the plans, locked in id order (no deadlock between overlapping batches)
+               SELECT p.id, p.state, p.run_attempt FROM plans p
+               WHERE p.id = ANY($1::uuid[])
+               ORDER BY p.id
+               FOR UPDATE OF p),
+           upd AS (
+               -- only the runs still owned and processing
+               UPDATE plans p
+                  SET state = 'completed', progress_percentage = 100, progress_message = 'Completed',
+                      steps_completed = p.steps_total, current_step = 'Completed',
+                      last_progress_at = now() AT TIME ZONE 'utc'
+               FROM cur JOIN input ON input.id = cur.id
+               WHERE p.id = cur.id AND cur.run_attempt = input.token AND cur.state = 'processing'
+               RETURNING p.id),
+           event AS (
+               -- one TASK_COMPLETED per plan completed, with its own context
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_COMPLETED', 'Processing -> Completed',
+                      input.ctx::json
+               FROM upd JOIN input ON input.id = upd.id),
+           release AS (
+               UPDATE workers SET current_task_id = NULL
+               WHERE current_task_id IN (SELECT upd.id::text FROM upd))
+           -- one answer per run given, in the order given
+           SELECT input.id AS "id!", cur.id IS NOT NULL AS "found!",
+                  cur.state::text AS from_state,
+                  cur.run_attempt IS NOT DISTINCT FROM input.token AS "owned!",
+                  EXISTS (SELECT 1 FROM upd WHERE upd.id = input.id) AS "done!"
+           FROM input LEFT JOIN cur ON cur.id = input.id
+           ORDER BY input.ord"#,
+        &ids,
+        &tokens,
+        &contexts,
+    )
+    .fetch_all(ex)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let outcome = if !r.found {
+                FinishOutcome::NotFound
+            } else if !r.owned {
+                FinishOutcome::Superseded
+            } else if r.done {
+                FinishOutcome::Completed
+            } else {
+                FinishOutcome::NotProcessing {
+                    state: r.from_state,
+                }
+            };
+            (r.id, outcome)
+        })
+        .collect())
 }
 
 /// Failure diagnostics written by [`finish_failed`].

@@ -9,8 +9,8 @@
 //!
 //! | action | from | to |
 //! | --- | --- | --- |
-//! | [`claim_next`] | pending (no stop request) | processing |
-//! | [`finish_completed`] | processing | completed |
+//! | [`claim_next`], [`claim_next_batch`] | pending (no stop request) | processing |
+//! | [`finish_completed`], [`finish_completed_batch`] | processing | completed |
 //! | [`finish_failed`] | processing; stopped | failed, or stopped when a stop was requested |
 //! | [`finish_stopped`] | processing; stopped | stopped |
 //! | [`request_stop`] | pending, processing (stopped: no-op) | stopped |
@@ -38,7 +38,8 @@
 //! * [`queue`]: enqueue, duplicate lookup, claim, queue depth, the reaper;
 //! * [`lifecycle`]: progress and the state transitions after the claim;
 //! * [`artifacts`]: the report, zip snapshot and activity log;
-//! * [`reads`]: a plan, its status, a user's list.
+//! * [`reads`]: a plan, its status, a user's list;
+//! * [`wakeup`]: `LISTEN` for plans becoming claimable, so idle workers need not poll.
 //!
 //! **Writes to other tables.** Several functions write `workers`, `events` or `credit_history` in the
 //! same statement as the plan; each module lists its own at the top. Whoever changes billing or the
@@ -78,6 +79,7 @@ pub mod artifacts;
 pub mod lifecycle;
 pub mod queue;
 pub mod reads;
+pub mod wakeup;
 
 // The submodules' spans name `shared_db::planexe::plans` as their target, so logs and metrics keep one name per
 // function (its public path) whichever file holds it.
@@ -85,6 +87,7 @@ pub use artifacts::*;
 pub use lifecycle::*;
 pub use queue::*;
 pub use reads::*;
+pub use wakeup::{ListenOn, PENDING_CHANNEL, Wake, Wakeups};
 
 /// Proof that a worker owns one run of a plan, handed out by [`claim_next`].
 ///

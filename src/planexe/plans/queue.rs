@@ -1,5 +1,5 @@
-//! Queue and claim: [`enqueue`], [`find_duplicate`], [`claim_next`], [`count_pending`] and the
-//! reaper [`requeue_stale`].
+//! Queue and claim: [`enqueue`], [`find_duplicate`], [`claim_next`], [`claim_next_batch`],
+//! [`count_pending`] and the reaper [`requeue_stale`].
 //!
 //! **Writes to other tables** (same statement as the plan):
 //!
@@ -7,6 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`enqueue`] | `TASK_PENDING` | | |
 //! | [`claim_next`] | `TASK_PROCESSING` | heartbeat, `current_task_id` = plan | |
+//! | [`claim_next_batch`] | `TASK_PROCESSING` per plan | heartbeat, `current_task_id` = first plan | |
 //! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled ([`settle_plan_usage`](crate::planexe::credit_history::settle_plan_usage)'s rule) |
 
 use std::time::Duration;
@@ -205,6 +206,125 @@ pub async fn claim_next(ex: impl PgExecutor<'_>, worker_id: &str) -> Result<Opti
         },
         plan: plan.normalized(),
     }))
+}
+
+/// The largest batch [`claim_next_batch`] hands out in one call.
+pub const MAX_CLAIM_BATCH: usize = 1000;
+
+/// Claim up to `n` of the oldest pending plans without a stop request at once: [`claim_next`] for
+/// a batch, in one statement and one round trip. Each plan is locked with `FOR UPDATE SKIP
+/// LOCKED` (plans locked by a concurrent claim are skipped, so two workers never share a plan),
+/// marked `processing` like [`claim_next`] does and stamped with its **own** [`Attempt`]: each
+/// run is owned, finished, billed and reaped on its own. One `TASK_PROCESSING` event per plan.
+///
+/// The worker's row (`workers`) gets the heartbeat and, as `current_task_id`, the first plan of
+/// the batch (the column holds one plan). The other plans of the batch are covered against the
+/// reaper by their `last_progress_at` (set to the claim time) only, so a worker must start each
+/// plan of a batch within the reaper's threshold (or heartbeat it with
+/// [`heartbeat`](crate::planexe::workers::heartbeat)); a plan re-queued before its turn is
+/// refused to the stale worker ([`Error::Superseded`], or [`FinishOutcome::Superseded`] from
+/// [`finish_completed_batch`](super::finish_completed_batch)), as with a single claim.
+///
+/// Returns the plans in queue order (oldest first); fewer than `n` (possibly none) when the
+/// queue holds fewer unlocked plans. [`Error::BatchSize`] when `n` is outside
+/// 1..=[`MAX_CLAIM_BATCH`].
+///
+/// [`FinishOutcome::Superseded`]: super::FinishOutcome::Superseded
+#[tracing::instrument(target = "shared_db::planexe::plans", skip_all, fields(%worker_id, n))]
+pub async fn claim_next_batch(
+    ex: impl PgExecutor<'_>,
+    worker_id: &str,
+    n: usize,
+) -> Result<Vec<Claimed>> {
+    if !(1..=MAX_CLAIM_BATCH).contains(&n) {
+        return Err(Error::BatchSize {
+            requested: n,
+            max: MAX_CLAIM_BATCH,
+        });
+    }
+    let worker_id = ident("worker id", worker_id, 255)?;
+    if worker_id.is_empty() {
+        return Err(Error::invalid_input("worker id must not be empty"));
+    }
+    let tokens: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let plans = sqlx::query_as!(
+        Plan,
+        r#"WITH next AS (
+               -- the oldest claimable plans nobody else has locked
+               SELECT id, timestamp_created AS queued_at FROM plans
+               WHERE state = 'pending' AND stop_requested IS NOT TRUE
+               ORDER BY timestamp_created
+               LIMIT cardinality($2::uuid[])
+               FOR UPDATE SKIP LOCKED),
+           numbered AS (
+               -- queue order 1..k: plan k gets token k
+               SELECT id, queued_at, row_number() OVER (ORDER BY queued_at, id) AS ord FROM next),
+           tokens AS (
+               SELECT token, ord FROM unnest($2::uuid[]) WITH ORDINALITY AS t(token, ord)),
+           claimed AS (
+               UPDATE plans p
+                  SET state = 'processing', progress_message = 'Picked up by server',
+                      progress_percentage = 0.0, run_attempt = tokens.token,
+                      last_progress_at = now() AT TIME ZONE 'utc'
+               FROM numbered JOIN tokens ON tokens.ord = numbered.ord
+               WHERE p.id = numbered.id
+               RETURNING p.id, p.timestamp_created, p.state, p.prompt, p.progress_percentage,
+                         p.progress_message, p.steps_completed, p.steps_total, p.current_step,
+                         p.last_seen_timestamp, p.stop_requested, p.stop_requested_timestamp,
+                         p.user_id, p.api_key_id, p.parameters, p.run_track_activity_bytes,
+                         p.run_activity_overview_json, p.run_artifact_layout_version,
+                         p.failure_reason, p.failed_step, p.error_message, p.recoverable,
+                         p.last_progress_at,
+                         p.generated_report_html IS NOT NULL AS has_report,
+                         p.run_zip_snapshot IS NOT NULL AS has_zip,
+                         p.run_track_activity_jsonl IS NOT NULL AS has_track,
+                         numbered.queued_at, numbered.ord),
+           beat AS (
+               -- the heartbeat, naming the first plan of the batch
+               INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
+               SELECT $1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', claimed.id::text
+               FROM claimed ORDER BY claimed.ord LIMIT 1
+               ON CONFLICT (id) DO UPDATE
+                  SET last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+                      current_task_id = EXCLUDED.current_task_id),
+           event AS (
+               -- one TASK_PROCESSING per plan
+               INSERT INTO events ("timestamp", event_type, message, context)
+               SELECT now() AT TIME ZONE 'utc', 'TASK_PROCESSING', 'Pending -> Processing',
+                      json_build_object(
+                          'task_id', claimed.id::text,
+                          'user_id', claimed.user_id,
+                          'worker_id', $1::text,
+                          'duration_between_pending_and_processing',
+                          extract(epoch FROM (now() AT TIME ZONE 'utc') - claimed.queued_at))
+               FROM claimed)
+           SELECT id, timestamp_created, state, prompt, progress_percentage, progress_message,
+                  steps_completed, steps_total, current_step, last_seen_timestamp,
+                  coalesce(stop_requested, false) AS "stop_requested!", stop_requested_timestamp,
+                  user_id, api_key_id, parameters, run_track_activity_bytes,
+                  run_activity_overview_json, run_artifact_layout_version, failure_reason,
+                  failed_step, error_message, recoverable, last_progress_at,
+                  has_report AS "has_generated_report_html!", has_zip AS "has_run_zip_snapshot!",
+                  has_track AS "has_run_track_activity_jsonl!"
+           FROM claimed
+           ORDER BY ord"#,
+        worker_id,
+        &tokens,
+    )
+    .fetch_all(ex)
+    .await?;
+    // Rows come in `ord` order 1..=k, and row k was given tokens[k - 1].
+    Ok(plans
+        .into_iter()
+        .zip(tokens)
+        .map(|(plan, token)| Claimed {
+            attempt: Attempt {
+                plan_id: plan.id,
+                token,
+            },
+            plan: plan.normalized(),
+        })
+        .collect())
 }
 
 /// Queue depth: pending plans without a stop request, i.e. what [`claim_next`] would hand out.
