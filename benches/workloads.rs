@@ -700,8 +700,9 @@ async fn wake_latency(base: &Config, url: &str, setup: &Database) -> anyhow::Res
             let mut stop = stop.clone();
             let claims = Arc::clone(&claims);
             tasks.push(tokio::spawn(async move {
-                let wakeups =
-                    notify.then(|| plans::Wakeups::spawn(plans::ListenOn::Pool(db.pool().clone())));
+                let wakeups = notify.then(|| {
+                    plans::Wakeups::spawn(plans::ListenOn::Pool(db.pool().sqlx().clone()))
+                });
                 let worker = format!("idle-{w}");
                 while !*stop.borrow() {
                     match plans::claim_next(db.pool(), &worker).await? {

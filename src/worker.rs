@@ -205,7 +205,7 @@ impl<P: Pipeline> Worker<P> {
     /// connection of its own with the pool's connect options) and polls every 2 s as a fallback;
     /// no reaper, no events.
     pub fn new(db: Database, id: impl Into<String>, pipeline: P) -> Self {
-        let listen = Some(ListenOn::Pool(db.pool().clone()));
+        let listen = Some(ListenOn::Pool(db.pool().sqlx().clone()));
         Worker {
             db,
             id: id.into(),
