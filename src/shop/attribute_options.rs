@@ -39,7 +39,7 @@ pub static LIST: Spec = Spec {
 
 /// Adds an option to an attribute of the shop. An attribute of another shop is
 /// [`Error::NotFound`]; a duplicate key is [`Error::Conflict`]
-/// `uq_attribute_options_attribute_id_value_key`.
+/// `uq_attribute_options_shop_id_attribute_id_value_key`.
 #[tracing::instrument(skip_all, fields(%shop_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
@@ -50,8 +50,8 @@ pub async fn create(
     input::name("value_key", value_key, 60)?;
     sqlx::query_as!(
         AttributeOption,
-        r#"INSERT INTO shop.attribute_options (attribute_id, value_key)
-           SELECT a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
+        r#"INSERT INTO shop.attribute_options (shop_id, attribute_id, value_key)
+           SELECT a.shop_id, a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
            RETURNING id, attribute_id, value_key"#,
         shop_id.get(),
         attribute_id,

@@ -224,15 +224,16 @@ pub static LIST: Spec = Spec {
 
 async fn upsert_translation(
     exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
     category_id: Uuid,
     t: &CategoryTranslationInput,
 ) -> Result<CategoryTranslation> {
     Ok(sqlx::query_as!(
         CategoryTranslation,
-        r#"INSERT INTO shop.category_translations (category_id, main_name, main_description,
-               alt1_name, alt1_description, alt2_name, alt2_description)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (category_id) DO UPDATE SET
+        r#"INSERT INTO shop.category_translations (shop_id, category_id, main_name,
+               main_description, alt1_name, alt1_description, alt2_name, alt2_description)
+           VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (shop_id, category_id) DO UPDATE SET
                main_name = EXCLUDED.main_name, main_description = EXCLUDED.main_description,
                alt1_name = EXCLUDED.alt1_name, alt1_description = EXCLUDED.alt1_description,
                alt2_name = EXCLUDED.alt2_name, alt2_description = EXCLUDED.alt2_description
@@ -245,6 +246,7 @@ async fn upsert_translation(
         t.alt1_description,
         t.alt2_name,
         t.alt2_description,
+        shop_id.get(),
     )
     .fetch_one(exec)
     .await?)
@@ -279,7 +281,7 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await
         .on_constraint("fk_categories_shop_id_shops", |_| Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, category.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, category.id, &translation).await?;
         Ok((category, translation).into())
     })
     .await
@@ -371,7 +373,7 @@ pub async fn update(
         let Some(category) = category else {
             return Err(missing_or_stale(&mut *tx, shop_id, id).await);
         };
-        let translation = upsert_translation(&mut *tx, category.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, category.id, &translation).await?;
         Ok((category, translation).into())
     })
     .await

@@ -5,3 +5,16 @@
 //! when it is missing: the build's error fails the test.
 
 mod cluster;
+mod distribute;
+mod migrate;
+mod routing;
+
+use shared_db::testing::Backend;
+
+/// The backend of the shop suite included below: every `two_shops()` / `fresh()` database is
+/// made on the Citus cluster, migrated, and the shop distributed by `shop_id`.
+pub const BACKEND: Backend = Backend::Citus;
+
+/// The whole shop suite (`tests/shop`), run on the distributed schema.
+#[path = "../shop/main.rs"]
+mod shop;

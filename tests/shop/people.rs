@@ -2,10 +2,9 @@
 
 use shared_db::shop::users::{self, UserFields};
 use shared_db::shop::{accounts, reference_data, roles, shops};
-use shared_db::testing::TestDatabase;
 use uuid::Uuid;
 
-use crate::{ALPHA, assert_not_found, two_shops};
+use super::{ALPHA, assert_not_found, two_shops};
 
 #[tokio::test]
 async fn passwords_are_bcrypt_hashes_and_old_hashes_still_verify() -> anyhow::Result<()> {
@@ -136,7 +135,7 @@ async fn roles_make_admins() -> anyhow::Result<()> {
 #[tokio::test]
 async fn reference_data_is_a_separate_idempotent_step() -> anyhow::Result<()> {
     // the schema migrations alone leave the tables empty
-    let t = TestDatabase::new().await?;
+    let t = super::fresh().await?;
     let mut conn = t.pool().acquire().await?;
     assert_not_found(shops::get_by_name(&mut *conn, reference_data::DEFAULT_SHOP_NAME).await);
     assert_not_found(roles::get_by_name(&mut *conn, roles::ADMIN).await);

@@ -7,7 +7,7 @@ use shared_db::shop::{
     product_attribute_values, products, products_to_tags, shops_users, tags,
 };
 
-use crate::{ALPHA, BETA, assert_not_found, two_shops};
+use super::{ALPHA, BETA, assert_not_found, two_shops};
 
 #[tokio::test]
 async fn categories_of_another_shop_are_not_found() -> anyhow::Result<()> {

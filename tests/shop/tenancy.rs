@@ -5,7 +5,7 @@ use shared_db::shop::ListParams;
 use shared_db::shop::licenses::{self, LicenseFields};
 use uuid::Uuid;
 
-use crate::{ALPHA, BETA, two_shops};
+use super::{ALPHA, BETA, two_shops};
 
 /// Runs raw SQL and returns the library error it maps to.
 async fn refused(pool: &sqlx::PgPool, sql: String) -> Error {
