@@ -72,7 +72,7 @@ async fn a_later_migration_adds_a_column_and_a_concurrent_index_to_every_shard()
         &mut conn,
         "SELECT count(*) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
          WHERE i.indrelid = '%s'::regclass AND i.indisvalid
-           AND c.relname LIKE 'ix_products_shop_id_gift_wrap%'",
+           AND c.relname LIKE 'ix_products_shop_id_gift_wrap%%'",
     )
     .await;
     assert!(
