@@ -101,7 +101,7 @@ pub static LIST: Spec = Spec {
     unit: "attributes",
     select: "a.id, a.shop_id, a.name, a.unit, t.id AS t_id, t.main_name AS t_main_name, \
              t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
-    from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id",
+    from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.shop_id = a.shop_id AND t.attribute_id = a.id",
     shop_column: Some("a.shop_id"),
     id: "a.id",
     columns: &[
@@ -188,7 +188,7 @@ pub async fn get(
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.attributes a
-           LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id
+           LEFT JOIN shop.attribute_translations t ON t.shop_id = a.shop_id AND t.attribute_id = a.id
            WHERE a.shop_id = $1 AND a.id = $2"#,
         shop_id.get(),
         id

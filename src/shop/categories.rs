@@ -208,7 +208,7 @@ pub static LIST: Spec = Spec {
              t.main_description AS t_main_description, t.alt1_name AS t_alt1_name, \
              t.alt1_description AS t_alt1_description, t.alt2_name AS t_alt2_name, \
              t.alt2_description AS t_alt2_description",
-    from: "shop.categories c LEFT JOIN shop.category_translations t ON t.category_id = c.id",
+    from: "shop.categories c LEFT JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id",
     shop_column: Some("c.shop_id"),
     id: "c.id",
     columns: &[
@@ -303,7 +303,7 @@ pub async fn get(
                   t.alt1_name AS "t_alt1_name?", t.alt1_description AS "t_alt1_description?",
                   t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?"
            FROM shop.categories c
-           LEFT JOIN shop.category_translations t ON t.category_id = c.id
+           LEFT JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id
            WHERE c.shop_id = $1 AND c.id = $2"#,
         shop_id.get(),
         id
@@ -326,7 +326,7 @@ pub async fn name(
     sqlx::query_scalar!(
         r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
                            t.main_name) AS "name!"
-           FROM shop.categories c JOIN shop.category_translations t ON t.category_id = c.id
+           FROM shop.categories c JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id
            WHERE c.shop_id = $1 AND c.id = $2"#,
         shop_id.get(),
         id,

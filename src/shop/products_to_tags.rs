@@ -27,7 +27,7 @@ pub struct ProductToTag {
 pub static LIST: Spec = Spec {
     unit: "products_to_tags",
     select: "pt.id, pt.shop_id, pt.product_id, pt.tag_id",
-    from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.tag_id = pt.tag_id",
+    from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.shop_id = pt.shop_id AND t.tag_id = pt.tag_id",
     shop_column: Some("pt.shop_id"),
     id: "pt.id",
     columns: &[

@@ -140,7 +140,7 @@ pub static LIST: Spec = Spec {
     unit: "tags",
     select: "g.id, g.shop_id, g.name, t.id AS t_id, t.main_name AS t_main_name, \
              t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
-    from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.tag_id = g.id",
+    from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.shop_id = g.shop_id AND t.tag_id = g.id",
     shop_column: Some("g.shop_id"),
     id: "g.id",
     columns: &[
@@ -212,7 +212,7 @@ pub async fn get(
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.tags g
-           LEFT JOIN shop.tag_translations t ON t.tag_id = g.id
+           LEFT JOIN shop.tag_translations t ON t.shop_id = g.shop_id AND t.tag_id = g.id
            WHERE g.shop_id = $1 AND g.id = $2"#,
         shop_id.get(),
         id

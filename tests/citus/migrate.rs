@@ -85,13 +85,12 @@ async fn a_later_migration_adds_a_column_and_a_concurrent_index_to_every_shard()
     sqlx::raw_sql(include_str!("../fixtures/shop/two_shops.sql"))
         .execute(&mut *conn)
         .await?;
-    let updated = sqlx::query(
-        "UPDATE shop.products SET gift_wrap = true WHERE shop_id = $1 AND id = $2",
-    )
-    .bind(alpha.shop.get())
-    .bind(alpha.product.get())
-    .execute(&mut *conn)
-    .await?;
+    let updated =
+        sqlx::query("UPDATE shop.products SET gift_wrap = true WHERE shop_id = $1 AND id = $2")
+            .bind(alpha.shop.get())
+            .bind(alpha.product.get())
+            .execute(&mut *conn)
+            .await?;
     assert_eq!(updated.rows_affected(), 1);
 
     // And `migrate` again is a no-op: everything is recorded on the coordinator.

@@ -140,7 +140,7 @@ pub async fn get(
                   t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?",
                   t.alt2_description_short AS "t_alt2_description_short?"
            FROM shop.products p
-           LEFT JOIN shop.product_translations t ON t.product_id = p.id
+           LEFT JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id
            WHERE p.shop_id = $1 AND p.id = $2"#,
         shop_id.get(),
         id.get()
@@ -163,7 +163,7 @@ pub async fn name(
     sqlx::query_scalar!(
         r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
                            t.main_name) AS "name!"
-           FROM shop.products p JOIN shop.product_translations t ON t.product_id = p.id
+           FROM shop.products p JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id
            WHERE p.shop_id = $1 AND p.id = $2"#,
         shop_id.get(),
         id.get(),
