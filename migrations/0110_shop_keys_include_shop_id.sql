@@ -93,8 +93,8 @@ ALTER TABLE shop.products_to_tags DROP CONSTRAINT pk_products_to_tags,
 ALTER TABLE shop.product_attribute_values DROP CONSTRAINT pk_product_attribute_values,
     ADD CONSTRAINT pk_product_attribute_values PRIMARY KEY USING INDEX uq_product_attribute_values_shop_id_id,
     DROP CONSTRAINT uq_product_attribute_values_product_attribute_option,
-    ADD CONSTRAINT uq_product_attribute_values_shop_product_attribute_option
-        UNIQUE USING INDEX uq_product_attribute_values_shop_product_attribute_option;
+    ADD CONSTRAINT uq_product_attribute_values_shop_product_attr_option
+        UNIQUE USING INDEX uq_product_attribute_values_shop_product_attr_option;
 ALTER TABLE shop.info_requests DROP CONSTRAINT pk_info_requests,
     ADD CONSTRAINT pk_info_requests PRIMARY KEY USING INDEX uq_info_requests_shop_id_id;
 -- Global licences have no shop (shop_id NULL), so no primary key: a unique (shop_id, id), and the

@@ -46,7 +46,7 @@ pub static LIST: Spec = Spec {
 
 /// Gives a product of the shop an attribute value. Product or attribute not the shop's:
 /// [`Error::NotFound`]; an option that is not the attribute's: [`Error::ForeignKey`]; the same
-/// triple twice: [`Error::Conflict`] `uq_product_attribute_values_shop_product_attribute_option`.
+/// triple twice: [`Error::Conflict`] `uq_product_attribute_values_shop_product_attr_option`.
 #[tracing::instrument(skip_all, fields(%shop_id, %product_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,

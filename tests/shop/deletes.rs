@@ -202,7 +202,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
             Some(ALPHA.option),
         )
         .await,
-        "uq_product_attribute_values_shop_product_attribute_option",
+        "uq_product_attribute_values_shop_product_attr_option",
     );
     // linking twice is idempotent
     let again = products_to_tags::link(&mut *conn, ALPHA.shop, ALPHA.product, ALPHA.tag).await?;
