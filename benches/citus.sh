@@ -104,7 +104,7 @@ run() { # side workload clients
   local url_var="$1_url" files=()
   for s in $(seq 1 20); do files+=(-f "$work/$1-$2-$s.sql"); done
   pgbench -n -M prepared -c "$3" -j 2 -T "$secs" "${files[@]}" "${!url_var}" 2>&1 |
-    awk -v side="$1" -v w="$2" -v c="$3" '/^tps/ {tps=$3} /latency average/ {lat=$4}
+    awk -v side="$1" -v w="$2" -v c="$3" '/^tps/ {tps=$3} /latency average/ {for (i = 1; i < NF; i++) if ($i == "=") lat = $(i + 1)}
       END {printf "%-6s %-8s clients=%s  tps=%8.1f  latency=%s ms\n", side, w, c, tps, lat}'
 }
 

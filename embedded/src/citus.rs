@@ -192,7 +192,8 @@ impl CitusCluster {
                 server: Server {
                     postgres: Some(self.install.postgres.clone()),
                     extra_conf: "shared_preload_libraries = 'citus'\n\
-                                 max_prepared_transactions = 100\n"
+                                 max_prepared_transactions = 100\n\
+                                 max_worker_processes = 64\n"
                         .into(),
                     password: Some(password.clone()),
                     no_tls: true,
