@@ -74,9 +74,12 @@ async fn a_licence_belongs_to_the_shop_of_its_order() -> anyhow::Result<()> {
     )
     .await;
     // (on Citus the row has no distribution value and is refused before the check)
-    let refused_on_citus: shared_db::Result<()> = Err(e);
-    if !super::refused_on_citus(&refused_on_citus, "without a partition column value") {
-        let e = refused_on_citus.unwrap_err();
+    if crate::BACKEND == shared_db::testing::Backend::Citus {
+        assert!(
+            e.to_string().contains("without a partition column value"),
+            "{e:?}"
+        );
+    } else {
         assert!(
             matches!(&e, Error::Check { constraint } if constraint == "ck_licenses_order_has_shop"),
             "{e:?}"
