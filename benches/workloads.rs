@@ -1218,17 +1218,17 @@ async fn w5(
              INSERT INTO shop.tags (id, shop_id, name)
              SELECT ('50000000-0000-0000-0002-' || lpad(g::text, 12, '0'))::uuid, '{W5_SHOP}', 'tag-' || g
              FROM generate_series(0, 99) g;
-             INSERT INTO shop.tag_translations (tag_id, main_name)
-             SELECT id, 'Tag ' || name FROM shop.tags WHERE shop_id = '{W5_SHOP}';
+             INSERT INTO shop.tag_translations (shop_id, tag_id, main_name)
+             SELECT shop_id, id, 'Tag ' || name FROM shop.tags WHERE shop_id = '{W5_SHOP}';
              -- 10 categories, order numbers restart in each: (order_number, id) has ties to break
              INSERT INTO shop.products (id, shop_id, category_id, price, order_number)
              SELECT gen_random_uuid(), '{W5_SHOP}',
                     ('50000000-0000-0000-0001-' || lpad((g % 10)::text, 12, '0'))::uuid,
                     (g % 997) + 0.99, g / 10
              FROM generate_series(0, 99999) g;
-             INSERT INTO shop.product_translations (product_id, main_name, main_description,
-                                                    main_description_short)
-             SELECT id, 'Product ' || order_number || '/' || category_id, 'A fine product', 'Fine'
+             INSERT INTO shop.product_translations (shop_id, product_id, main_name,
+                                                    main_description, main_description_short)
+             SELECT shop_id, id, 'Product ' || order_number || '/' || category_id, 'A fine product', 'Fine'
              FROM shop.products WHERE shop_id = '{W5_SHOP}';
              INSERT INTO shop.products_to_tags (shop_id, product_id, tag_id)
              SELECT '{W5_SHOP}', p.id,

@@ -4,7 +4,7 @@
 //! Nothing in the library starts it on its own; callers ask for it by name with
 //! [`crate::Database::connect_embedded`] or [`crate::Database::connect_or_embedded`].
 
-pub use shared_db_embedded::{Action, Cluster, Error, Outcome, Running, quote_ident};
+pub use shared_db_embedded::{Action, Cluster, Error, Outcome, Running, citus, quote_ident};
 
 use crate::Result;
 

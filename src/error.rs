@@ -533,7 +533,12 @@ impl Error {
                     }
                     _ => {}
                 }
-                let constraint = db.constraint().map(str::to_owned);
+                // A Citus coordinator relays a shard's violation without the constraint field:
+                // the name is then read from the message.
+                let constraint = db
+                    .constraint()
+                    .or_else(|| constraint_in_message(db.message()))
+                    .map(logical_constraint_name);
                 match (db.kind(), constraint) {
                     (ErrorKind::UniqueViolation, Some(constraint)) => {
                         Error::Conflict { constraint }
@@ -556,6 +561,30 @@ impl Error {
             other => Error::Database(other),
         }
     }
+}
+
+/// The schema's name of a violated constraint. On a Citus cluster the violation happens on a
+/// shard, whose constraints carry the shard id (`uq_orders_shop_id_id_102491`); the suffix (an
+/// underscore and six or more digits: shard ids start at 102008, and no constraint of ours ends
+/// that way) is dropped, so callers match the same names on one server and on Citus.
+fn logical_constraint_name(name: &str) -> String {
+    match name.rsplit_once('_') {
+        Some((base, digits))
+            if digits.len() >= 6
+                && digits.bytes().all(|b| b.is_ascii_digit())
+                && !base.is_empty() =>
+        {
+            base.to_owned()
+        }
+        _ => name.to_owned(),
+    }
+}
+
+/// The constraint named in a violation message (`… violates unique constraint "x"`), for errors
+/// that carry no constraint field (relayed by a Citus coordinator from a worker).
+fn constraint_in_message(message: &str) -> Option<&str> {
+    let (_, rest) = message.split_once(" constraint \"")?;
+    rest.split_once('"').map(|(name, _)| name)
 }
 
 /// Turns constraint violations into domain errors at the call site.
@@ -588,5 +617,27 @@ impl<T, E: Into<Error>> ResultExt<T> for std::result::Result<T, E> {
                 e
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_citus_shard_suffix_is_dropped_from_constraint_names() {
+        assert_eq!(
+            super::logical_constraint_name("uq_orders_shop_id_id_102491"),
+            "uq_orders_shop_id_id"
+        );
+        assert_eq!(
+            super::logical_constraint_name("uq_orders_shop_id_id"),
+            "uq_orders_shop_id_id"
+        );
+        assert_eq!(super::logical_constraint_name("ck_x_12"), "ck_x_12");
+        assert_eq!(
+            super::constraint_in_message(
+                "insert or update on table \"orders_102491\" violates foreign key constraint \"fk_orders_account_id_accounts_102491\""
+            ),
+            Some("fk_orders_account_id_accounts_102491")
+        );
     }
 }

@@ -106,6 +106,14 @@ enum ShopCommand {
         #[arg(long, value_name = "FILE")]
         json: Option<std::path::PathBuf>,
     },
+    /// On a Citus coordinator (DATABASE_URL), distribute the migrated shop schema: tables
+    /// co-located by shop_id, reference tables for what every shop shares. Idempotent: a
+    /// distributed schema is left as it is. Run `migrate` first. See docs/SCALING.md.
+    Distribute {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -247,6 +255,19 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::from(1)
             })
+        }
+        Command::Shop {
+            command: ShopCommand::Distribute { json },
+        } => {
+            let db = connect(&config).await?;
+            let mut conn = db.acquire().await?;
+            let done = shared_db::shop::distribute::distribute(&mut conn).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&done)?);
+            } else {
+                print!("{done}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Embedded { command } => embedded(command).await,
         Command::Maintenance {

@@ -17,6 +17,17 @@ pub enum Action {
         /// Database name.
         database: String,
     },
+    /// Build Citus into `target/tools` if missing, start the three-node Citus test cluster
+    /// (creating it on first use) and say where it is and how long each step took.
+    CitusStart,
+    /// Stop the Citus test cluster.
+    CitusStop,
+    /// Print the coordinator URL of `database` on the Citus test cluster (starting it, creating
+    /// the database on every node with the extension, registering the workers).
+    CitusUrl {
+        /// Database name.
+        database: String,
+    },
 }
 
 /// What a command reports: a line for standard output and whether it is a success.
@@ -30,7 +41,8 @@ pub struct Outcome {
 
 impl Action {
     /// Parses command-line words: `start`, `stop`, `status`, `url [database]` (default
-    /// database `shared_db`). `None` for anything else.
+    /// database `shared_db`), `citus start`, `citus stop`, `citus url <database>`. `None` for
+    /// anything else.
     pub fn parse(words: &[String]) -> Option<Action> {
         match words {
             [cmd] if cmd == "start" => Some(Action::Start),
@@ -40,6 +52,11 @@ impl Action {
                 database: "shared_db".into(),
             }),
             [cmd, database] if cmd == "url" => Some(Action::Url {
+                database: database.clone(),
+            }),
+            [citus, cmd] if citus == "citus" && cmd == "start" => Some(Action::CitusStart),
+            [citus, cmd] if citus == "citus" && cmd == "stop" => Some(Action::CitusStop),
+            [citus, cmd, database] if citus == "citus" && cmd == "url" => Some(Action::CitusUrl {
                 database: database.clone(),
             }),
             _ => None,
@@ -86,6 +103,51 @@ impl Action {
                 let running = cluster.ensure_running().await?;
                 running.ensure_database(&database).await?;
                 Ok(ok(running.url(&database)))
+            }
+            Action::CitusStart => {
+                let target = crate::target_dir()?;
+                let built = tokio::task::spawn_blocking(move || {
+                    crate::citus::CitusInstall::ensure(&target)
+                })
+                .await
+                .map_err(|e| crate::Error::Cluster(format!("task failed: {e}")))??;
+                let citus = crate::citus::CitusCluster::default_location()?;
+                let started = std::time::Instant::now();
+                let running = citus.ensure_running().await?;
+                running.ensure_database("postgres").await?;
+                let build = match built.1 {
+                    Some(took) => format!("built in {:.1} s", took.as_secs_f64()),
+                    None => "already built".into(),
+                };
+                Ok(ok(format!(
+                    "Citus {} ({build}): coordinator on 127.0.0.1:{}, workers on {}, started and registered in {:.1} s ({})",
+                    crate::citus::VERSION,
+                    running.coordinator.port,
+                    running
+                        .workers
+                        .iter()
+                        .map(|w| format!("127.0.0.1:{}", w.port))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    started.elapsed().as_secs_f64(),
+                    citus.root().display()
+                )))
+            }
+            Action::CitusStop => {
+                let citus = crate::citus::CitusCluster::default_location()?;
+                let was = tokio::task::spawn_blocking(move || citus.stop())
+                    .await
+                    .map_err(|e| crate::Error::Cluster(format!("task failed: {e}")))??;
+                Ok(ok(format!(
+                    "Citus test cluster {}",
+                    if was { "stopped" } else { "was not running" }
+                )))
+            }
+            Action::CitusUrl { database } => {
+                let citus = crate::citus::CitusCluster::default_location()?;
+                let running = citus.ensure_running().await?;
+                running.ensure_database(&database).await?;
+                Ok(ok(running.coordinator.url(&database)))
             }
         }
     }

@@ -34,6 +34,7 @@ use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 
 mod action;
+pub mod citus;
 mod error;
 
 pub use action::{Action, Outcome};
@@ -46,6 +47,22 @@ const DEBIAN_PG_ROOT: &str = "/usr/lib/postgresql";
 #[derive(Debug, Clone)]
 pub struct Cluster {
     root: PathBuf,
+    /// How this cluster's server differs from a plain one (a Citus node, say).
+    server: Server,
+}
+
+/// The server a [`Cluster`] runs: the plain PostgreSQL binaries, or another `postgres`
+/// executable with extra settings (a Citus node, see [`citus`]).
+#[derive(Debug, Clone, Default)]
+struct Server {
+    /// The `postgres` executable `pg_ctl` starts instead of its sibling.
+    postgres: Option<PathBuf>,
+    /// Lines appended to `postgresql.conf` when the cluster is created.
+    extra_conf: String,
+    /// The superuser password to create the cluster with (else a random one).
+    password: Option<String>,
+    /// Clients connect without TLS (a Citus node serves a certificate rustls refuses).
+    no_tls: bool,
 }
 
 /// Connection facts of a running cluster.
@@ -56,6 +73,8 @@ pub struct Running {
     /// The directory of the server's unix socket (`.s.PGSQL.<port>` inside).
     pub socket_dir: PathBuf,
     password: String,
+    /// `sslmode=disable` in URLs and connect options (Citus nodes, see [`citus`]).
+    no_tls: bool,
 }
 
 impl std::fmt::Debug for Running {
@@ -70,8 +89,9 @@ impl std::fmt::Debug for Running {
 impl Running {
     /// URL of `database` on the cluster, as the superuser.
     pub fn url(&self, database: &str) -> String {
+        let query = if self.no_tls { "?sslmode=disable" } else { "" };
         format!(
-            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}",
+            "postgres://{SUPERUSER}:{}@127.0.0.1:{}/{database}{query}",
             self.password, self.port
         )
     }
@@ -84,12 +104,17 @@ impl Running {
 
     /// Connect options for `database` on the cluster, as the superuser.
     pub fn connect_options(&self, database: &str) -> PgConnectOptions {
-        PgConnectOptions::new_without_pgpass()
+        let options = PgConnectOptions::new_without_pgpass()
             .host("127.0.0.1")
             .port(self.port)
             .username(SUPERUSER)
             .password(&self.password)
-            .database(database)
+            .database(database);
+        if self.no_tls {
+            options.ssl_mode(sqlx::postgres::PgSslMode::Disable)
+        } else {
+            options
+        }
     }
 
     /// Creates `database` if it does not exist yet.
@@ -127,7 +152,10 @@ pub fn quote_ident(name: &str) -> String {
 impl Cluster {
     /// A cluster rooted at `root` (created on first use).
     pub fn at(root: impl Into<PathBuf>) -> Self {
-        Cluster { root: root.into() }
+        Cluster {
+            root: root.into(),
+            server: Server::default(),
+        }
     }
 
     /// The default location (see the [module docs](self)).
@@ -182,8 +210,12 @@ impl Cluster {
             fs::set_permissions(&socket_dir, fs::Permissions::from_mode(0o700))
                 .map_err(|e| io_err("chmod", &socket_dir, e))?;
             runner.hand_over(&socket_dir)?;
+            let mut pg_ctl = Command::new(bin.join("pg_ctl"));
+            if let Some(postgres) = &self.server.postgres {
+                pg_ctl.arg("-p").arg(postgres);
+            }
             let out = runner.run(
-                Command::new(bin.join("pg_ctl"))
+                pg_ctl
                     .arg("start")
                     .arg("-D")
                     .arg(self.data_dir())
@@ -291,6 +323,7 @@ impl Cluster {
             port,
             socket_dir: self.socket_dir(),
             password,
+            no_tls: self.server.no_tls,
         })
     }
 
@@ -301,7 +334,11 @@ impl Cluster {
             fs::remove_dir_all(&data).map_err(|e| io_err("remove", &data, e))?;
         }
         let port = free_port()?;
-        let password = uuid::Uuid::new_v4().simple().to_string();
+        let password = self
+            .server
+            .password
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
         write_private(&self.root.join("port"), &port.to_string())?;
         write_private(&self.root.join("password"), &password)?;
         // initdb reads the password from a file, which must be readable by the server's user.
@@ -336,7 +373,8 @@ impl Cluster {
              synchronous_commit = off\n\
              full_page_writes = off\n\
              timezone = 'UTC'\n\
-             log_timezone = 'UTC'\n"
+             log_timezone = 'UTC'\n{}",
+            self.server.extra_conf
         );
         let conf_path = data.join("postgresql.conf");
         let mut f = OpenOptions::new()

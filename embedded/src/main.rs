@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use shared_db_embedded::{Action, Cluster};
 
-const USAGE: &str = "usage: shared-db-embedded start | stop | status | url [database]";
+const USAGE: &str = "usage: shared-db-embedded start | stop | status | url [database] | citus start | citus stop | citus url <database>";
 
 fn main() -> ExitCode {
     let words: Vec<String> = std::env::args().skip(1).collect();

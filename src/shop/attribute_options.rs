@@ -26,7 +26,7 @@ pub struct AttributeOption {
 pub static LIST: Spec = Spec {
     unit: "attribute_options",
     select: "o.id, o.attribute_id, o.value_key",
-    from: "shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id",
+    from: "shop.attribute_options o JOIN shop.attributes a ON a.shop_id = o.shop_id AND a.id = o.attribute_id",
     shop_column: Some("a.shop_id"),
     id: "o.id",
     columns: &[
@@ -39,7 +39,7 @@ pub static LIST: Spec = Spec {
 
 /// Adds an option to an attribute of the shop. An attribute of another shop is
 /// [`Error::NotFound`]; a duplicate key is [`Error::Conflict`]
-/// `uq_attribute_options_attribute_id_value_key`.
+/// `uq_attribute_options_shop_id_attribute_id_value_key`.
 #[tracing::instrument(skip_all, fields(%shop_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
@@ -50,8 +50,8 @@ pub async fn create(
     input::name("value_key", value_key, 60)?;
     sqlx::query_as!(
         AttributeOption,
-        r#"INSERT INTO shop.attribute_options (attribute_id, value_key)
-           SELECT a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
+        r#"INSERT INTO shop.attribute_options (shop_id, attribute_id, value_key)
+           SELECT a.shop_id, a.id, $3 FROM shop.attributes a WHERE a.shop_id = $1 AND a.id = $2
            RETURNING id, attribute_id, value_key"#,
         shop_id.get(),
         attribute_id,
@@ -67,8 +67,8 @@ pub async fn create(
 pub async fn get(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<AttributeOption> {
     sqlx::query_as!(
         AttributeOption,
-        r#"SELECT o.id, o.attribute_id, o.value_key FROM shop.attribute_options o JOIN shop.attributes a ON a.id = o.attribute_id
-           WHERE a.shop_id = $1 AND o.id = $2"#,
+        r#"SELECT id, attribute_id, value_key FROM shop.attribute_options
+           WHERE shop_id = $1 AND id = $2"#,
         shop_id.get(),
         id
     )
@@ -88,10 +88,9 @@ pub async fn update(
     input::name("value_key", value_key, 60)?;
     sqlx::query_as!(
         AttributeOption,
-        r#"UPDATE shop.attribute_options o SET value_key = $3
-           FROM shop.attributes a
-           WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2
-           RETURNING o.id, o.attribute_id, o.value_key"#,
+        r#"UPDATE shop.attribute_options SET value_key = $3
+           WHERE shop_id = $1 AND id = $2
+           RETURNING id, attribute_id, value_key"#,
         shop_id.get(),
         id,
         value_key
@@ -105,8 +104,7 @@ pub async fn update(
 #[tracing::instrument(skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> Result<()> {
     let done = sqlx::query!(
-        r#"DELETE FROM shop.attribute_options o USING shop.attributes a
-           WHERE a.id = o.attribute_id AND a.shop_id = $1 AND o.id = $2"#,
+        r#"DELETE FROM shop.attribute_options WHERE shop_id = $1 AND id = $2"#,
         shop_id.get(),
         id
     )

@@ -101,7 +101,7 @@ pub static LIST: Spec = Spec {
     unit: "attributes",
     select: "a.id, a.shop_id, a.name, a.unit, t.id AS t_id, t.main_name AS t_main_name, \
              t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
-    from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id",
+    from: "shop.attributes a LEFT JOIN shop.attribute_translations t ON t.shop_id = a.shop_id AND t.attribute_id = a.id",
     shop_column: Some("a.shop_id"),
     id: "a.id",
     columns: &[
@@ -127,20 +127,22 @@ impl AttributeFields {
 
 async fn upsert_translation(
     exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
     attribute_id: Uuid,
     t: &NameTranslationInput,
 ) -> Result<AttributeTranslation> {
     Ok(sqlx::query_as!(
         AttributeTranslation,
-        r#"INSERT INTO shop.attribute_translations (attribute_id, main_name, alt1_name, alt2_name)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (attribute_id) DO UPDATE SET main_name = EXCLUDED.main_name,
+        r#"INSERT INTO shop.attribute_translations (shop_id, attribute_id, main_name, alt1_name, alt2_name)
+           VALUES ($5, $1, $2, $3, $4)
+           ON CONFLICT (shop_id, attribute_id) DO UPDATE SET main_name = EXCLUDED.main_name,
                alt1_name = EXCLUDED.alt1_name, alt2_name = EXCLUDED.alt2_name
            RETURNING id, attribute_id, main_name, alt1_name, alt2_name"#,
         attribute_id,
         t.main_name,
         t.alt1_name,
         t.alt2_name,
+        shop_id.get(),
     )
     .fetch_one(exec)
     .await?)
@@ -167,7 +169,7 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await
         .on_constraint("fk_attributes_shop_id_shops", |_| Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, attribute.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, attribute.id, &translation).await?;
         Ok((attribute, translation).into())
     })
     .await
@@ -186,7 +188,7 @@ pub async fn get(
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.attributes a
-           LEFT JOIN shop.attribute_translations t ON t.attribute_id = a.id
+           LEFT JOIN shop.attribute_translations t ON t.shop_id = a.shop_id AND t.attribute_id = a.id
            WHERE a.shop_id = $1 AND a.id = $2"#,
         shop_id.get(),
         id
@@ -219,7 +221,7 @@ pub async fn update(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, attribute.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, attribute.id, &translation).await?;
         Ok((attribute, translation).into())
     })
     .await

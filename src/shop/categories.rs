@@ -208,7 +208,7 @@ pub static LIST: Spec = Spec {
              t.main_description AS t_main_description, t.alt1_name AS t_alt1_name, \
              t.alt1_description AS t_alt1_description, t.alt2_name AS t_alt2_name, \
              t.alt2_description AS t_alt2_description",
-    from: "shop.categories c LEFT JOIN shop.category_translations t ON t.category_id = c.id",
+    from: "shop.categories c LEFT JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id",
     shop_column: Some("c.shop_id"),
     id: "c.id",
     columns: &[
@@ -224,15 +224,16 @@ pub static LIST: Spec = Spec {
 
 async fn upsert_translation(
     exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
     category_id: Uuid,
     t: &CategoryTranslationInput,
 ) -> Result<CategoryTranslation> {
     Ok(sqlx::query_as!(
         CategoryTranslation,
-        r#"INSERT INTO shop.category_translations (category_id, main_name, main_description,
-               alt1_name, alt1_description, alt2_name, alt2_description)
-           VALUES ($1, $2, $3, $4, $5, $6, $7)
-           ON CONFLICT (category_id) DO UPDATE SET
+        r#"INSERT INTO shop.category_translations (shop_id, category_id, main_name,
+               main_description, alt1_name, alt1_description, alt2_name, alt2_description)
+           VALUES ($8, $1, $2, $3, $4, $5, $6, $7)
+           ON CONFLICT (shop_id, category_id) DO UPDATE SET
                main_name = EXCLUDED.main_name, main_description = EXCLUDED.main_description,
                alt1_name = EXCLUDED.alt1_name, alt1_description = EXCLUDED.alt1_description,
                alt2_name = EXCLUDED.alt2_name, alt2_description = EXCLUDED.alt2_description
@@ -245,6 +246,7 @@ async fn upsert_translation(
         t.alt1_description,
         t.alt2_name,
         t.alt2_description,
+        shop_id.get(),
     )
     .fetch_one(exec)
     .await?)
@@ -279,7 +281,7 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await
         .on_constraint("fk_categories_shop_id_shops", |_| Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, category.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, category.id, &translation).await?;
         Ok((category, translation).into())
     })
     .await
@@ -301,7 +303,7 @@ pub async fn get(
                   t.alt1_name AS "t_alt1_name?", t.alt1_description AS "t_alt1_description?",
                   t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?"
            FROM shop.categories c
-           LEFT JOIN shop.category_translations t ON t.category_id = c.id
+           LEFT JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id
            WHERE c.shop_id = $1 AND c.id = $2"#,
         shop_id.get(),
         id
@@ -324,7 +326,7 @@ pub async fn name(
     sqlx::query_scalar!(
         r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
                            t.main_name) AS "name!"
-           FROM shop.categories c JOIN shop.category_translations t ON t.category_id = c.id
+           FROM shop.categories c JOIN shop.category_translations t ON t.shop_id = c.shop_id AND t.category_id = c.id
            WHERE c.shop_id = $1 AND c.id = $2"#,
         shop_id.get(),
         id,
@@ -371,7 +373,7 @@ pub async fn update(
         let Some(category) = category else {
             return Err(missing_or_stale(&mut *tx, shop_id, id).await);
         };
-        let translation = upsert_translation(&mut *tx, category.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, category.id, &translation).await?;
         Ok((category, translation).into())
     })
     .await

@@ -27,7 +27,7 @@ pub struct InfoRequest {
 pub static LIST: Spec = Spec {
     unit: "info_requests",
     select: "i.id, i.email, i.shop_id, i.product_id",
-    from: "shop.info_requests i LEFT JOIN shop.product_translations t ON t.product_id = i.product_id",
+    from: "shop.info_requests i LEFT JOIN shop.product_translations t ON t.shop_id = i.shop_id AND t.product_id = i.product_id",
     shop_column: Some("i.shop_id"),
     id: "i.id",
     columns: &[

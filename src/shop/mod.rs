@@ -44,6 +44,7 @@ pub mod accounts;
 pub mod attribute_options;
 pub mod attributes;
 pub mod categories;
+pub mod distribute;
 pub mod early_access;
 pub mod faq;
 pub mod ids;

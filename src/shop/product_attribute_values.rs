@@ -32,7 +32,7 @@ pub static LIST: Spec = Spec {
     unit: "product_attribute_values",
     select: "v.id, v.shop_id, v.product_id, v.attribute_id, v.option_id",
     from: "shop.product_attribute_values v \
-           LEFT JOIN shop.attribute_options o ON o.id = v.option_id",
+           LEFT JOIN shop.attribute_options o ON o.shop_id = v.shop_id AND o.id = v.option_id",
     shop_column: Some("v.shop_id"),
     id: "v.id",
     columns: &[
@@ -46,7 +46,7 @@ pub static LIST: Spec = Spec {
 
 /// Gives a product of the shop an attribute value. Product or attribute not the shop's:
 /// [`Error::NotFound`]; an option that is not the attribute's: [`Error::ForeignKey`]; the same
-/// triple twice: [`Error::Conflict`] `uq_product_attribute_values_product_attribute_option`.
+/// triple twice: [`Error::Conflict`] `uq_product_attribute_values_shop_product_attr_option`.
 #[tracing::instrument(skip_all, fields(%shop_id, %product_id, %attribute_id))]
 pub async fn create(
     exec: impl PgExecutor<'_>,
@@ -60,7 +60,7 @@ pub async fn create(
         r#"INSERT INTO shop.product_attribute_values (shop_id, product_id, attribute_id, option_id)
            SELECT p.shop_id, p.id, a.id, $4
            FROM shop.products p JOIN shop.attributes a ON a.shop_id = p.shop_id
-           WHERE p.shop_id = $1 AND p.id = $2 AND a.id = $3
+           WHERE p.shop_id = $1 AND a.shop_id = $1 AND p.id = $2 AND a.id = $3
            RETURNING id, shop_id, product_id, attribute_id, option_id"#,
         shop_id.get(),
         product_id.get(),

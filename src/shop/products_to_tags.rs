@@ -27,7 +27,7 @@ pub struct ProductToTag {
 pub static LIST: Spec = Spec {
     unit: "products_to_tags",
     select: "pt.id, pt.shop_id, pt.product_id, pt.tag_id",
-    from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.tag_id = pt.tag_id",
+    from: "shop.products_to_tags pt LEFT JOIN shop.tag_translations t ON t.shop_id = pt.shop_id AND t.tag_id = pt.tag_id",
     shop_column: Some("pt.shop_id"),
     id: "pt.id",
     columns: &[
@@ -50,7 +50,7 @@ pub async fn link(
         ProductToTag,
         r#"WITH ins AS (
                INSERT INTO shop.products_to_tags (shop_id, product_id, tag_id) VALUES ($1, $2, $3)
-               ON CONFLICT (product_id, tag_id) DO NOTHING
+               ON CONFLICT (shop_id, product_id, tag_id) DO NOTHING
                RETURNING id, shop_id, product_id, tag_id)
            SELECT id AS "id!", shop_id AS "shop_id!: ShopId",
                   product_id AS "product_id!: ProductId", tag_id AS "tag_id!"
@@ -71,7 +71,7 @@ pub async fn link(
     // no row only when a concurrent transaction linked the same pair after our snapshot was
     // taken; the link exists, but it is not visible to this statement
     .ok_or_else(|| Error::Conflict {
-        constraint: "uq_products_to_tags_product_id_tag_id".into(),
+        constraint: "uq_products_to_tags_shop_id_product_id_tag_id".into(),
     })
 }
 

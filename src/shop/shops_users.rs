@@ -63,7 +63,11 @@ pub async fn add(exec: impl PgExecutor<'_>, shop_id: ShopId, user_id: Uuid) -> R
 #[tracing::instrument(skip_all, fields(%shop_id, %user_id))]
 pub async fn remove(exec: impl PgExecutor<'_>, shop_id: ShopId, user_id: Uuid) -> Result<()> {
     let done = sqlx::query!(
-        "DELETE FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2",
+        // orders the member completed keep their state, without the member (NO ACTION key:
+        // Citus has no SET NULL on a key with shop_id)
+        "WITH cleared AS (
+             UPDATE shop.orders SET completed_by = NULL WHERE shop_id = $1 AND completed_by = $2)
+         DELETE FROM shop.shops_users WHERE shop_id = $1 AND user_id = $2",
         shop_id.get(),
         user_id
     )

@@ -140,7 +140,7 @@ pub static LIST: Spec = Spec {
     unit: "tags",
     select: "g.id, g.shop_id, g.name, t.id AS t_id, t.main_name AS t_main_name, \
              t.alt1_name AS t_alt1_name, t.alt2_name AS t_alt2_name",
-    from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.tag_id = g.id",
+    from: "shop.tags g LEFT JOIN shop.tag_translations t ON t.shop_id = g.shop_id AND t.tag_id = g.id",
     shop_column: Some("g.shop_id"),
     id: "g.id",
     columns: &[
@@ -154,20 +154,22 @@ pub static LIST: Spec = Spec {
 
 async fn upsert_translation(
     exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
     tag_id: Uuid,
     t: &NameTranslationInput,
 ) -> Result<TagTranslation> {
     Ok(sqlx::query_as!(
         TagTranslation,
-        r#"INSERT INTO shop.tag_translations (tag_id, main_name, alt1_name, alt2_name)
-           VALUES ($1, $2, $3, $4)
-           ON CONFLICT (tag_id) DO UPDATE SET main_name = EXCLUDED.main_name,
+        r#"INSERT INTO shop.tag_translations (shop_id, tag_id, main_name, alt1_name, alt2_name)
+           VALUES ($5, $1, $2, $3, $4)
+           ON CONFLICT (shop_id, tag_id) DO UPDATE SET main_name = EXCLUDED.main_name,
                alt1_name = EXCLUDED.alt1_name, alt2_name = EXCLUDED.alt2_name
            RETURNING id, tag_id, main_name, alt1_name, alt2_name"#,
         tag_id,
         t.main_name,
         t.alt1_name,
         t.alt2_name,
+        shop_id.get(),
     )
     .fetch_one(exec)
     .await?)
@@ -191,7 +193,7 @@ pub async fn create(
         .fetch_one(&mut *tx)
         .await
         .on_constraint("fk_tags_shop_id_shops", |_| Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, tag.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, tag.id, &translation).await?;
         Ok((tag, translation).into())
     })
     .await
@@ -210,7 +212,7 @@ pub async fn get(
                   t.id AS "t_id?", t.main_name AS "t_main_name?",
                   t.alt1_name AS "t_alt1_name?", t.alt2_name AS "t_alt2_name?"
            FROM shop.tags g
-           LEFT JOIN shop.tag_translations t ON t.tag_id = g.id
+           LEFT JOIN shop.tag_translations t ON t.shop_id = g.shop_id AND t.tag_id = g.id
            WHERE g.shop_id = $1 AND g.id = $2"#,
         shop_id.get(),
         id
@@ -241,7 +243,7 @@ pub async fn update(
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(Error::NotFound)?;
-        let translation = upsert_translation(&mut *tx, tag.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, tag.id, &translation).await?;
         Ok((tag, translation).into())
     })
     .await

@@ -292,10 +292,16 @@ pub async fn authenticate(exec: impl PgExecutor<'_>, email: &str, plaintext: &st
 /// `completed_by = NULL`.
 #[tracing::instrument(skip_all, fields(%id))]
 pub async fn delete(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
-    let done = sqlx::query!("DELETE FROM shop.users WHERE id = $1", id)
-        .execute(exec)
-        .await
-        .map_err(super::still_referenced)?;
+    // the memberships go with the user (cascade); orders they completed, in any shop, keep
+    // their state without them (NO ACTION key: Citus has no SET NULL on a key with shop_id)
+    let done = sqlx::query!(
+        "WITH cleared AS (UPDATE shop.orders SET completed_by = NULL WHERE completed_by = $1)
+         DELETE FROM shop.users WHERE id = $1",
+        id
+    )
+    .execute(exec)
+    .await
+    .map_err(super::still_referenced)?;
     super::one_row(done.rows_affected())
 }
 

@@ -35,6 +35,34 @@ use crate::{Config, Database, Error, MIGRATOR, Result};
 const TEST_POOL_SIZE: u32 = 24;
 
 static SERVER: OnceCell<Server> = OnceCell::const_new();
+static CITUS: OnceCell<crate::embedded::citus::CitusRunning> = OnceCell::const_new();
+
+/// Where a test database is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The test server (see the [module docs](self)): one PostgreSQL server.
+    Plain,
+    /// The Citus test cluster (`crate::embedded::citus`: a coordinator and two workers on this
+    /// machine, Citus built under `target/tools` on first use). The database is created on
+    /// every node, migrated on the coordinator, and the shop distributed
+    /// ([`crate::shop::distribute::distribute`]). No template: each test pays for the
+    /// migrations and the distribution (a few seconds).
+    Citus,
+}
+
+/// The running Citus test cluster (started, and Citus built, on first use).
+pub async fn citus() -> Result<crate::embedded::citus::CitusRunning> {
+    CITUS
+        .get_or_try_init(|| async {
+            let cluster =
+                tokio::task::spawn_blocking(crate::embedded::citus::CitusCluster::default_location)
+                    .await
+                    .map_err(|e| Error::internal(format!("Citus build task failed: {e}")))??;
+            Ok::<_, Error>(cluster.ensure_running().await?)
+        })
+        .await
+        .cloned()
+}
 
 /// The server tests run on.
 #[derive(Clone)]
@@ -115,6 +143,8 @@ pub struct TestDatabase {
     options: PgConnectOptions,
     /// Direct session to the maintenance database, for the drop.
     admin: PgConnectOptions,
+    /// The other nodes' maintenance databases (Citus workers), where it is dropped too.
+    other_nodes: Vec<PgConnectOptions>,
     url: String,
 }
 
@@ -131,6 +161,59 @@ impl TestDatabase {
         Self::create(&server, Some(&template)).await
     }
 
+    /// A fresh migrated database on `backend` (on [`Backend::Citus`], with the shop
+    /// distributed).
+    pub async fn on(backend: Backend) -> Result<Self> {
+        match backend {
+            Backend::Plain => Self::new().await,
+            Backend::Citus => Self::citus().await,
+        }
+    }
+
+    /// [`TestDatabase::with_fixture`] on `backend`.
+    pub async fn with_fixture_on(backend: Backend, sql: &'static str) -> Result<Self> {
+        let test_db = Self::on(backend).await?;
+        sqlx::raw_sql(sql).execute(test_db.db.pool()).await?;
+        Ok(test_db)
+    }
+
+    /// A fresh database on the Citus test cluster, migrated, the shop distributed.
+    async fn citus() -> Result<Self> {
+        let cluster = citus().await?;
+        let name = Self::fresh_name();
+        cluster.ensure_database(&name).await?;
+        let options = cluster.coordinator.connect_options(&name);
+        let mut conn = PgConnection::connect_with(&options).await?;
+        crate::schema::migrate(&MIGRATOR, &mut conn).await?;
+        crate::shop::distribute::distribute(&mut conn).await?;
+        conn.close().await?;
+        let pool = crate::database::with_acquire_timing(PgPoolOptions::new())
+            .max_connections(TEST_POOL_SIZE)
+            .connect_with(options.clone())
+            .await?;
+        Ok(TestDatabase {
+            db: Database::from_pool(pool),
+            url: cluster.coordinator.url(&name),
+            name,
+            options,
+            admin: cluster.coordinator.connect_options("postgres"),
+            other_nodes: cluster
+                .workers
+                .iter()
+                .map(|w| w.connect_options("postgres"))
+                .collect(),
+        })
+    }
+
+    fn fresh_name() -> String {
+        format!(
+            "test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        )
+    }
+
     /// A fresh, empty database (no migrations), for schema-lifecycle tests.
     pub async fn empty() -> Result<Self> {
         let server = server_info().await?;
@@ -145,12 +228,7 @@ impl TestDatabase {
     }
 
     async fn create(server: &Server, template: Option<&str>) -> Result<Self> {
-        let name = format!(
-            "test_{}_{}_{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed),
-            &uuid::Uuid::new_v4().simple().to_string()[..8]
-        );
+        let name = Self::fresh_name();
         let sql = match template {
             Some(t) => format!(
                 "CREATE DATABASE {} TEMPLATE {}",
@@ -176,6 +254,7 @@ impl TestDatabase {
             name,
             options,
             admin: server.options.clone(),
+            other_nodes: Vec::new(),
             url,
         })
     }
@@ -213,7 +292,9 @@ impl Drop for TestDatabase {
             return;
         }
         let name = std::mem::take(&mut self.name);
-        let server = self.admin.clone();
+        let servers: Vec<PgConnectOptions> = std::iter::once(self.admin.clone())
+            .chain(self.other_nodes.iter().cloned())
+            .collect();
         // Drop may run inside a runtime (or during a panic); do the async work on a thread of
         // its own with a runtime of its own.
         let joined = std::thread::spawn(move || {
@@ -222,15 +303,17 @@ impl Drop for TestDatabase {
                 .build()
                 .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))?;
             rt.block_on(async {
-                let mut admin = PgConnection::connect_with(&server).await?;
-                let sql = format!(
-                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                    quote_ident(&name)
-                );
-                sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                    .execute(&mut admin)
-                    .await?;
-                admin.close().await?;
+                for server in &servers {
+                    let mut admin = PgConnection::connect_with(server).await?;
+                    let sql = format!(
+                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                        quote_ident(&name)
+                    );
+                    sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
+                        .execute(&mut admin)
+                        .await?;
+                    admin.close().await?;
+                }
                 Ok::<_, Error>(())
             })
         })

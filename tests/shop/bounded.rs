@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use futures::TryStreamExt;
 use shared_db::shop::{ListParams, MAX_LIMIT, products};
 
-use crate::{ALPHA, two_shops};
+use super::{ALPHA, two_shops};
 
 /// Where the next seeded batch starts numbering (order numbers are unique per category).
 static NEXT_BATCH: AtomicI32 = AtomicI32::new(1);
@@ -19,10 +19,10 @@ async fn seed(pool: &sqlx::PgPool, n: i32) -> anyhow::Result<()> {
         r#"WITH p AS (
                INSERT INTO shop.products (shop_id, category_id, order_number, price)
                SELECT $1, $2, $4 + g, 1.00 FROM generate_series(1, $3) AS g
-               RETURNING id)
-           INSERT INTO shop.product_translations (product_id, main_name, main_description,
-               main_description_short)
-           SELECT id, 'Seeded', 'Seeded', 'Seeded' FROM p"#,
+               RETURNING shop_id, id)
+           INSERT INTO shop.product_translations (shop_id, product_id, main_name,
+               main_description, main_description_short)
+           SELECT shop_id, id, 'Seeded', 'Seeded', 'Seeded' FROM p"#,
         ALPHA.shop.get(),
         ALPHA.category,
         n,

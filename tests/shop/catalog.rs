@@ -6,7 +6,7 @@ use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use shared_db::shop::tags::{self, NameTranslationInput, TagFields};
 use shared_db::shop::{Cursor, ProductId, categories, products_to_tags};
 
-use crate::{ALPHA, BETA, assert_invalid, two_shops};
+use super::{ALPHA, BETA, assert_invalid, two_shops};
 
 #[tokio::test]
 async fn catalog_pages_agree_and_keyset_walks_every_product_once() -> anyhow::Result<()> {

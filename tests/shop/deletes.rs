@@ -9,7 +9,7 @@ use shared_db::shop::{
 };
 use uuid::Uuid;
 
-use crate::{ALPHA, BETA, assert_conflict, assert_not_found, two_shops};
+use super::{ALPHA, BETA, assert_conflict, assert_not_found, two_shops};
 
 #[tokio::test]
 async fn a_category_with_products_is_not_deleted() -> anyhow::Result<()> {
@@ -191,7 +191,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
     assert_eq!(weight.translation.unwrap().main_name, "weight");
     assert_conflict(
         attribute_options::create(&mut *conn, ALPHA.shop, ALPHA.attribute, "small").await,
-        "uq_attribute_options_attribute_id_value_key",
+        "uq_attribute_options_shop_id_attribute_id_value_key",
     );
     assert_conflict(
         product_attribute_values::create(
@@ -202,7 +202,7 @@ async fn duplicates_are_conflicts() -> anyhow::Result<()> {
             Some(ALPHA.option),
         )
         .await,
-        "uq_product_attribute_values_product_attribute_option",
+        "uq_product_attribute_values_shop_product_attr_option",
     );
     // linking twice is idempotent
     let again = products_to_tags::link(&mut *conn, ALPHA.shop, ALPHA.product, ALPHA.tag).await?;

@@ -8,7 +8,7 @@ use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use shared_db::shop::tags::{self, NameTranslationInput, TagFields};
 use shared_db::shop::{ListParams, accounts, orders, shops, users};
 
-use crate::{ALPHA, two_shops};
+use super::{ALPHA, two_shops};
 
 /// Fails unless `r` is `InvalidInput` whose message names `field`.
 #[track_caller]

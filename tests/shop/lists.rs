@@ -10,7 +10,7 @@ use shared_db::shop::{
 };
 use sqlx::PgConnection;
 
-use crate::{ALPHA, assert_invalid, two_shops};
+use super::{ALPHA, assert_invalid, two_shops};
 
 async fn product(
     conn: &mut PgConnection,

@@ -21,7 +21,7 @@ mod tenancy;
 mod translations;
 
 use shared_db::shop::{ProductId, ShopId};
-use shared_db::testing::TestDatabase;
+use shared_db::testing::{Backend, TestDatabase};
 use shared_db::{Error, Result};
 use uuid::Uuid;
 
@@ -65,9 +65,38 @@ pub const ALPHA: Fx = fx(0xaaaaaaaa);
 /// Shop beta of the fixture.
 pub const BETA: Fx = fx(0xbbbbbbbb);
 
+/// Where this suite's databases are made: one PostgreSQL server. The `citus` test binary
+/// includes this suite as a module and brings its own `BACKEND` (the Citus cluster, the shop
+/// distributed), which `crate::BACKEND` then names.
+#[allow(dead_code)]
+pub const BACKEND: Backend = Backend::Plain;
+
+/// A fresh migrated database on this suite's backend.
+pub async fn fresh() -> Result<TestDatabase> {
+    TestDatabase::on(crate::BACKEND).await
+}
+
 /// A fresh database holding the two-shop fixture.
 pub async fn two_shops() -> Result<TestDatabase> {
-    TestDatabase::with_fixture(include_str!("../fixtures/shop/two_shops.sql")).await
+    TestDatabase::with_fixture_on(
+        crate::BACKEND,
+        include_str!("../fixtures/shop/two_shops.sql"),
+    )
+    .await
+}
+
+/// On the Citus backend, a measured gap (docs/SCALING.md, "Citus"): fails unless `r` is Citus's
+/// refusal containing `message`, and returns true (the story ends there on Citus). On one server
+/// returns false and the story goes on.
+#[track_caller]
+pub fn refused_on_citus<T: std::fmt::Debug>(r: &Result<T>, message: &str) -> bool {
+    if crate::BACKEND != Backend::Citus {
+        return false;
+    }
+    match r {
+        Err(e) if e.to_string().contains(message) => true,
+        other => panic!("expected Citus to refuse with {message:?}, got {other:?}"),
+    }
 }
 
 /// Fails unless `r` is `Error::NotFound`.

@@ -8,7 +8,7 @@ use shared_db::shop::categories::{self, CategoryFields, CategoryTranslationInput
 use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use tokio::sync::Barrier;
 
-use crate::{ALPHA, BETA, assert_not_found, two_shops};
+use super::{ALPHA, BETA, assert_not_found, two_shops};
 
 fn category(name: &str) -> CategoryFields {
     CategoryFields {

@@ -12,7 +12,7 @@ use sqlx::PgConnection;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::{ALPHA, BETA, assert_not_found, two_shops};
+use super::{ALPHA, BETA, assert_not_found, two_shops};
 
 async fn product_with_stock(conn: &mut PgConnection, stock: i32) -> anyhow::Result<ProductId> {
     let new = ProductFields::new(

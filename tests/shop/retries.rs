@@ -14,7 +14,7 @@ use sqlx::postgres::PgPoolOptions;
 use tokio::sync::Barrier;
 use uuid::Uuid;
 
-use crate::{ALPHA, two_shops};
+use super::{ALPHA, two_shops};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_create_repeated_with_its_key_places_one_order() -> anyhow::Result<()> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use shared_db::shop::shops::{self, Secret, ShopFields};
 use shared_db::shop::users::{self, UserFields};
 
-use crate::{ALPHA, assert_not_found, two_shops};
+use super::{ALPHA, assert_not_found, two_shops};
 
 #[tokio::test]
 async fn an_update_without_secrets_keeps_them_and_clearing_is_explicit() -> anyhow::Result<()> {

@@ -10,7 +10,7 @@ use shared_db::shop::products::{self, ProductFields, ProductTranslationInput};
 use shared_db::shop::{ProductId, STALE_VERSION, shops};
 use tokio::sync::Barrier;
 
-use crate::{ALPHA, assert_conflict, assert_invalid, assert_not_found, two_shops};
+use super::{ALPHA, assert_conflict, assert_invalid, assert_not_found, two_shops};
 
 fn fields(name: &str) -> ProductFields {
     ProductFields::new(
@@ -153,7 +153,7 @@ async fn adjust_stock_is_atomic_and_never_below_zero() -> anyhow::Result<()> {
     }
     products::adjust_stock(&mut *conn, ALPHA.shop, mug, i32::MAX).await?;
     assert_invalid(products::adjust_stock(&mut *conn, ALPHA.shop, mug, 1).await);
-    assert_not_found(products::adjust_stock(&mut *conn, crate::BETA.shop, mug, 1).await);
+    assert_not_found(products::adjust_stock(&mut *conn, super::BETA.shop, mug, 1).await);
     Ok(())
 }
 
@@ -237,7 +237,7 @@ async fn a_stale_version_is_a_conflict_that_changes_nothing() -> anyhow::Result<
     );
     // a missing row is still NotFound, not a conflict
     assert_not_found(
-        products::update(&mut conn, crate::BETA.shop, ALPHA.product, 1, &fields("x")).await,
+        products::update(&mut conn, super::BETA.shop, ALPHA.product, 1, &fields("x")).await,
     );
     Ok(())
 }

@@ -5,7 +5,7 @@ use shared_db::shop::ListParams;
 use shared_db::shop::licenses::{self, LicenseFields};
 use uuid::Uuid;
 
-use crate::{ALPHA, BETA, two_shops};
+use super::{ALPHA, BETA, two_shops};
 
 /// Runs raw SQL and returns the library error it maps to.
 async fn refused(pool: &sqlx::PgPool, sql: String) -> Error {
@@ -73,10 +73,18 @@ async fn a_licence_belongs_to_the_shop_of_its_order() -> anyhow::Result<()> {
         ),
     )
     .await;
-    assert!(
-        matches!(&e, Error::Check { constraint } if constraint == "ck_licenses_order_has_shop"),
-        "{e:?}"
-    );
+    // (on Citus the row has no distribution value and is refused before the check)
+    if crate::BACKEND == shared_db::testing::Backend::Citus {
+        assert!(
+            e.to_string().contains("without a partition column value"),
+            "{e:?}"
+        );
+    } else {
+        assert!(
+            matches!(&e, Error::Check { constraint } if constraint == "ck_licenses_order_has_shop"),
+            "{e:?}"
+        );
+    }
     // through the library, a licence of beta can pay with beta's order only
     let licence = licenses::create(t.pool(), BETA.shop, &pro(Some(BETA.order))).await?;
     assert_eq!(licence.shop_id, Some(BETA.shop));
@@ -158,7 +166,12 @@ async fn another_shops_licence_is_not_found() -> anyhow::Result<()> {
 async fn global_licences_and_shop_licences_do_not_mix() -> anyhow::Result<()> {
     let t = two_shops().await?;
     let mut conn = t.pool().acquire().await?;
-    let global = licenses::create_global(&mut *conn, &pro(None)).await?;
+    let global = licenses::create_global(&mut *conn, &pro(None)).await;
+    // Citus: a global licence has no shop_id, the distribution column
+    if super::refused_on_citus(&global, "without a partition column value") {
+        return Ok(());
+    }
+    let global = global?;
     let shop = licenses::create(&mut *conn, ALPHA.shop, &pro(None)).await?;
     assert_eq!((global.shop_id, shop.shop_id), (None, Some(ALPHA.shop)));
 

@@ -10,7 +10,7 @@ use shared_db::shop::{Lang, ListParams};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{ALPHA, assert_invalid, two_shops};
+use super::{ALPHA, assert_invalid, two_shops};
 
 fn product_translation(name: &str) -> ProductTranslationInput {
     ProductTranslationInput {
@@ -201,15 +201,16 @@ async fn update_writes_parent_and_translation_together() -> anyhow::Result<()> {
     assert_eq!(rows, 1);
     // and the database refuses a second one outright
     let second = sqlx::query!(
-        r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
-               main_description_short) VALUES ($1, 'dup', 'dup', 'dup')"#,
+        r#"INSERT INTO shop.product_translations (shop_id, product_id, main_name, main_description,
+               main_description_short) VALUES ($2, $1, 'dup', 'dup', 'dup')"#,
         ALPHA.product.get(),
+        ALPHA.shop.get(),
     )
     .execute(&mut *conn)
     .await;
-    crate::assert_conflict(
+    super::assert_conflict(
         second.map_err(shared_db::Error::from),
-        "uq_product_translations_product_id",
+        "uq_product_translations_shop_id_product_id",
     );
     Ok(())
 }

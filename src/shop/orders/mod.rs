@@ -144,7 +144,7 @@ pub static LIST: Spec = Spec {
     unit: "orders",
     select: "o.id, o.customer_order_id, o.notes, o.shop_id, o.account_id, o.order_info, \
              o.created_at, o.total, o.status, o.completed_by, o.completed_at, o.idempotency_key",
-    from: "shop.orders o LEFT JOIN shop.accounts a ON a.id = o.account_id",
+    from: "shop.orders o LEFT JOIN shop.accounts a ON a.shop_id = o.shop_id AND a.id = o.account_id",
     shop_column: Some("o.shop_id"),
     id: "o.id",
     columns: &[

@@ -74,11 +74,11 @@ pub async fn catalog_page_after(
                           t.main_name AS "main_name?", page.price,
                           array(SELECT coalesce(tt.main_name, g.name, '')
                                 FROM shop.products_to_tags pt
-                                JOIN shop.tags g ON g.id = pt.tag_id
-                                LEFT JOIN shop.tag_translations tt ON tt.tag_id = g.id
-                                WHERE pt.product_id = page.id
+                                JOIN shop.tags g ON g.shop_id = pt.shop_id AND g.id = pt.tag_id
+                                LEFT JOIN shop.tag_translations tt ON tt.shop_id = g.shop_id AND tt.tag_id = g.id
+                                WHERE pt.shop_id = $1 AND pt.product_id = page.id
                                 ORDER BY 1) AS "tag_names!"
-                   FROM page LEFT JOIN shop.product_translations t ON t.product_id = page.id
+                   FROM page LEFT JOIN shop.product_translations t ON t.shop_id = $1 AND t.product_id = page.id
                    ORDER BY page.order_number, page.id"#,
                 shop_id.get(),
                 order_number,
@@ -112,11 +112,11 @@ async fn page(
                   t.main_name AS "main_name?", page.price,
                   array(SELECT coalesce(tt.main_name, g.name, '')
                         FROM shop.products_to_tags pt
-                        JOIN shop.tags g ON g.id = pt.tag_id
-                        LEFT JOIN shop.tag_translations tt ON tt.tag_id = g.id
-                        WHERE pt.product_id = page.id
+                        JOIN shop.tags g ON g.shop_id = pt.shop_id AND g.id = pt.tag_id
+                        LEFT JOIN shop.tag_translations tt ON tt.shop_id = g.shop_id AND tt.tag_id = g.id
+                        WHERE pt.shop_id = $1 AND pt.product_id = page.id
                         ORDER BY 1) AS "tag_names!"
-           FROM page LEFT JOIN shop.product_translations t ON t.product_id = page.id
+           FROM page LEFT JOIN shop.product_translations t ON t.shop_id = $1 AND t.product_id = page.id
            ORDER BY page.order_number, page.id"#,
         shop_id.get(),
         limit,

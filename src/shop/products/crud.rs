@@ -12,16 +12,17 @@ use crate::{Error, Result, ResultExt, tx};
 
 async fn upsert_translation(
     exec: impl PgExecutor<'_>,
+    shop_id: ShopId,
     product_id: ProductId,
     t: &ProductTranslationInput,
 ) -> Result<ProductTranslation> {
     Ok(sqlx::query_as!(
         ProductTranslation,
-        r#"INSERT INTO shop.product_translations (product_id, main_name, main_description,
-               main_description_short, alt1_name, alt1_description, alt1_description_short,
-               alt2_name, alt2_description, alt2_description_short)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-           ON CONFLICT (product_id) DO UPDATE SET
+        r#"INSERT INTO shop.product_translations (shop_id, product_id, main_name,
+               main_description, main_description_short, alt1_name, alt1_description,
+               alt1_description_short, alt2_name, alt2_description, alt2_description_short)
+           VALUES ($11, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+           ON CONFLICT (shop_id, product_id) DO UPDATE SET
                main_name = EXCLUDED.main_name, main_description = EXCLUDED.main_description,
                main_description_short = EXCLUDED.main_description_short,
                alt1_name = EXCLUDED.alt1_name, alt1_description = EXCLUDED.alt1_description,
@@ -41,6 +42,7 @@ async fn upsert_translation(
         t.alt2_name,
         t.alt2_description,
         t.alt2_description_short,
+        shop_id.get(),
     )
     .fetch_one(exec)
     .await?)
@@ -110,7 +112,7 @@ pub async fn create(
             .await
             .map_err(Error::from),
         )?;
-        let translation = upsert_translation(&mut *tx, product.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, product.id, &translation).await?;
         Ok((product, translation).into())
     })
     .await
@@ -138,7 +140,7 @@ pub async fn get(
                   t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?",
                   t.alt2_description_short AS "t_alt2_description_short?"
            FROM shop.products p
-           LEFT JOIN shop.product_translations t ON t.product_id = p.id
+           LEFT JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id
            WHERE p.shop_id = $1 AND p.id = $2"#,
         shop_id.get(),
         id.get()
@@ -161,7 +163,7 @@ pub async fn name(
     sqlx::query_scalar!(
         r#"SELECT coalesce(CASE $3 WHEN 'alt1' THEN t.alt1_name WHEN 'alt2' THEN t.alt2_name END,
                            t.main_name) AS "name!"
-           FROM shop.products p JOIN shop.product_translations t ON t.product_id = p.id
+           FROM shop.products p JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id
            WHERE p.shop_id = $1 AND p.id = $2"#,
         shop_id.get(),
         id.get(),
@@ -241,7 +243,7 @@ pub async fn update(
         let Some(product) = product else {
             return Err(missing_or_stale(&mut *tx, shop_id, id).await);
         };
-        let translation = upsert_translation(&mut *tx, product.id, &translation).await?;
+        let translation = upsert_translation(&mut *tx, shop_id, product.id, &translation).await?;
         Ok((product, translation).into())
     })
     .await
@@ -337,7 +339,11 @@ pub async fn swap_order(
 #[tracing::instrument(target = "shared_db::shop::products", skip_all, fields(%shop_id, %id))]
 pub async fn delete(exec: impl PgExecutor<'_>, shop_id: ShopId, id: ProductId) -> Result<()> {
     let done = sqlx::query!(
-        "DELETE FROM shop.products WHERE shop_id = $1 AND id = $2",
+        // info requests about the product keep the request, without the product (the
+        // foreign key is NO ACTION: Citus has no SET NULL on a key with shop_id)
+        "WITH cleared AS (
+             UPDATE shop.info_requests SET product_id = NULL WHERE shop_id = $1 AND product_id = $2)
+         DELETE FROM shop.products WHERE shop_id = $1 AND id = $2",
         shop_id.get(),
         id.get()
     )

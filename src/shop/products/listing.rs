@@ -27,7 +27,7 @@ use crate::{Error, Result};
 pub static LIST: Spec = Spec {
     unit: "products",
     select: PRODUCT_ROW_COLUMNS,
-    from: "shop.products p LEFT JOIN shop.product_translations t ON t.product_id = p.id",
+    from: "shop.products p LEFT JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id",
     shop_column: Some("p.shop_id"),
     id: "p.id",
     columns: &[
@@ -49,7 +49,7 @@ pub static LIST: Spec = Spec {
         Column {
             name: "attribute_id",
             filter: &[
-                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.product_id = p.id AND v.attribute_id = ",
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.shop_id = p.shop_id AND v.product_id = p.id AND v.attribute_id = ",
                 ")",
             ],
             val: Val::Uuid,
@@ -58,7 +58,7 @@ pub static LIST: Spec = Spec {
         Column {
             name: "option_id",
             filter: &[
-                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.product_id = p.id AND v.option_id = ",
+                "EXISTS (SELECT 1 FROM shop.product_attribute_values v WHERE v.shop_id = p.shop_id AND v.product_id = p.id AND v.option_id = ",
                 ")",
             ],
             val: Val::Uuid,
@@ -68,8 +68,8 @@ pub static LIST: Spec = Spec {
             name: "option_value_key",
             filter: &[
                 "EXISTS (SELECT 1 FROM shop.product_attribute_values v \
-                 JOIN shop.attribute_options o ON o.id = v.option_id \
-                 WHERE v.product_id = p.id AND o.value_key ILIKE ",
+                 JOIN shop.attribute_options o ON o.shop_id = v.shop_id AND o.id = v.option_id \
+                 WHERE v.shop_id = p.shop_id AND v.product_id = p.id AND o.value_key ILIKE ",
                 ")",
             ],
             val: Val::Text,
@@ -79,9 +79,9 @@ pub static LIST: Spec = Spec {
             name: "attribute_name",
             filter: &[
                 "EXISTS (SELECT 1 FROM shop.product_attribute_values v \
-                 JOIN shop.attributes a ON a.id = v.attribute_id \
-                 LEFT JOIN shop.attribute_translations at ON at.attribute_id = a.id \
-                 WHERE v.product_id = p.id AND (a.name ILIKE ",
+                 JOIN shop.attributes a ON a.shop_id = v.shop_id AND a.id = v.attribute_id \
+                 LEFT JOIN shop.attribute_translations at ON at.shop_id = a.shop_id AND at.attribute_id = a.id \
+                 WHERE v.shop_id = p.shop_id AND v.product_id = p.id AND (a.name ILIKE ",
                 " OR at.main_name ILIKE ",
                 " OR at.alt1_name ILIKE ",
                 " OR at.alt2_name ILIKE ",
@@ -208,7 +208,7 @@ pub fn export(
                   t.alt2_name AS "t_alt2_name?", t.alt2_description AS "t_alt2_description?",
                   t.alt2_description_short AS "t_alt2_description_short?"
            FROM shop.products p
-           LEFT JOIN shop.product_translations t ON t.product_id = p.id
+           LEFT JOIN shop.product_translations t ON t.shop_id = p.shop_id AND t.product_id = p.id
            WHERE p.shop_id = $1
            ORDER BY p.created_at, p.id"#,
         shop_id.get()

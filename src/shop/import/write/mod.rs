@@ -9,7 +9,7 @@
 //!
 //! - `INSERT … SELECT … FROM UNNEST($1::uuid[], …)`: one statement per batch of
 //!   [`BATCH`](super::BATCH) rows, the columns bound as arrays;
-//! - `ON CONFLICT (id) DO NOTHING`: a row imported by an earlier run is recognised by its id and
+//! - `ON CONFLICT (shop_id, id) DO NOTHING` (users and shops: `(id)`; licences: by id, see there): a row imported by an earlier run is recognised by its id and
 //!   left as it is, so a re-run inserts nothing twice. The number of rows inserted is returned
 //!   (`rows_affected`); the rest were already there.
 //!
@@ -165,7 +165,7 @@ impl Insert for ShopUser {
         let r = sqlx::query!(
             "INSERT INTO shop.shops_users (id, user_id, shop_id)
              SELECT u.id, u.user_id, $3 FROM UNNEST($1::uuid[], $2::uuid[]) AS u(id, user_id)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.id),
             &col(rows, |r| r.user_id),
             shop_of(shop)?,
@@ -196,7 +196,7 @@ impl Insert for Category {
              FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::int[], $6::text[], $7::text[],
                          $8::text[])
                   AS c(id, color, icon, order_number, main_image, alt1_image, alt2_image)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.color.clone()) as &[Option<String>],
@@ -233,18 +233,18 @@ pub(crate) struct TagTranslation(pub Translation);
 pub(crate) struct AttributeTranslation(pub Translation);
 
 impl Insert for CategoryTranslation {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.category_translations (id, category_id, main_name, main_description,
+            "INSERT INTO shop.category_translations (id, shop_id, category_id, main_name, main_description,
                                                      alt1_name, alt1_description, alt2_name,
                                                      alt2_description)
-             SELECT t.id, t.category_id, t.main_name, t.main_description, t.alt1_name,
+             SELECT t.id, $9::uuid, t.category_id, t.main_name, t.main_description, t.alt1_name,
                     t.alt1_description, t.alt2_name, t.alt2_description
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                          $7::text[], $8::text[])
                   AS t(id, category_id, main_name, main_description, alt1_name, alt1_description,
                        alt2_name, alt2_description)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.0.id),
             &col(rows, |r| r.0.parent_id),
             &col(rows, |r| r.0.main_name.clone()),
@@ -253,6 +253,7 @@ impl Insert for CategoryTranslation {
             &col(rows, |r| r.0.alt1_description.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_name.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_description.clone()) as &[Option<String>],
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -261,14 +262,14 @@ impl Insert for CategoryTranslation {
 }
 
 impl Insert for ProductTranslation {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.product_translations (id, product_id, main_name, main_description,
+            "INSERT INTO shop.product_translations (id, shop_id, product_id, main_name, main_description,
                                                     main_description_short, alt1_name,
                                                     alt1_description, alt1_description_short,
                                                     alt2_name, alt2_description,
                                                     alt2_description_short)
-             SELECT t.id, t.product_id, t.main_name, t.main_description, t.main_description_short,
+             SELECT t.id, $12::uuid, t.product_id, t.main_name, t.main_description, t.main_description_short,
                     t.alt1_name, t.alt1_description, t.alt1_description_short, t.alt2_name,
                     t.alt2_description, t.alt2_description_short
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
@@ -276,7 +277,7 @@ impl Insert for ProductTranslation {
                   AS t(id, product_id, main_name, main_description, main_description_short,
                        alt1_name, alt1_description, alt1_description_short, alt2_name,
                        alt2_description, alt2_description_short)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.0.id),
             &col(rows, |r| r.0.parent_id),
             &col(rows, |r| r.0.main_name.clone()),
@@ -288,6 +289,7 @@ impl Insert for ProductTranslation {
             &col(rows, |r| r.0.alt2_name.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_description.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_description_short.clone()) as &[Option<String>],
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -296,18 +298,19 @@ impl Insert for ProductTranslation {
 }
 
 impl Insert for TagTranslation {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.tag_translations (id, tag_id, main_name, alt1_name, alt2_name)
-             SELECT t.id, t.tag_id, t.main_name, t.alt1_name, t.alt2_name
+            "INSERT INTO shop.tag_translations (id, shop_id, tag_id, main_name, alt1_name, alt2_name)
+             SELECT t.id, $6::uuid, t.tag_id, t.main_name, t.alt1_name, t.alt2_name
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
                   AS t(id, tag_id, main_name, alt1_name, alt2_name)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.0.id),
             &col(rows, |r| r.0.parent_id),
             &col(rows, |r| r.0.main_name.clone()),
             &col(rows, |r| r.0.alt1_name.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_name.clone()) as &[Option<String>],
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -316,19 +319,20 @@ impl Insert for TagTranslation {
 }
 
 impl Insert for AttributeTranslation {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.attribute_translations (id, attribute_id, main_name, alt1_name,
+            "INSERT INTO shop.attribute_translations (id, shop_id, attribute_id, main_name, alt1_name,
                                                       alt2_name)
-             SELECT t.id, t.attribute_id, t.main_name, t.alt1_name, t.alt2_name
+             SELECT t.id, $6::uuid, t.attribute_id, t.main_name, t.alt1_name, t.alt2_name
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[])
                   AS t(id, attribute_id, main_name, alt1_name, alt2_name)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.0.id),
             &col(rows, |r| r.0.parent_id),
             &col(rows, |r| r.0.main_name.clone()),
             &col(rows, |r| r.0.alt1_name.clone()) as &[Option<String>],
             &col(rows, |r| r.0.alt2_name.clone()) as &[Option<String>],
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -346,7 +350,7 @@ impl Insert for Tag {
         let r = sqlx::query!(
             "INSERT INTO shop.tags (id, shop_id, name)
              SELECT t.id, $1, t.name FROM UNNEST($2::uuid[], $3::text[]) AS t(id, name)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.name.clone()) as &[Option<String>],
@@ -369,7 +373,7 @@ impl Insert for Attribute {
             "INSERT INTO shop.attributes (id, shop_id, name, unit)
              SELECT a.id, $1, a.name, a.unit
              FROM UNNEST($2::uuid[], $3::text[], $4::text[]) AS a(id, name, unit)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.name.clone()),
@@ -388,15 +392,16 @@ pub(crate) struct AttributeOption {
 }
 
 impl Insert for AttributeOption {
-    async fn insert(conn: &mut PgConnection, _: Option<Uuid>, rows: &[Self]) -> Result<u64> {
+    async fn insert(conn: &mut PgConnection, shop: Option<Uuid>, rows: &[Self]) -> Result<u64> {
         let r = sqlx::query!(
-            "INSERT INTO shop.attribute_options (id, attribute_id, value_key)
-             SELECT o.id, o.attribute_id, o.value_key
+            "INSERT INTO shop.attribute_options (id, shop_id, attribute_id, value_key)
+             SELECT o.id, $4::uuid, o.attribute_id, o.value_key
              FROM UNNEST($1::uuid[], $2::uuid[], $3::text[]) AS o(id, attribute_id, value_key)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.id),
             &col(rows, |r| r.attribute_id),
             &col(rows, |r| r.value_key.clone()),
+            shop_of(shop)?,
         )
         .execute(conn)
         .await?;
@@ -451,7 +456,7 @@ impl Insert for Product {
                        discounted_to, image_1, image_2, image_3, image_4, image_5, image_6,
                        created_at, modified_at, recurring_price_monthly, recurring_price_yearly,
                        max_one, digital, shippable, featured, new_product, order_number, stock)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.category_id) as &[Option<Uuid>],
@@ -496,7 +501,7 @@ impl Insert for ProductTag {
             "INSERT INTO shop.products_to_tags (id, shop_id, product_id, tag_id)
              SELECT l.id, $1, l.product_id, l.tag_id
              FROM UNNEST($2::uuid[], $3::uuid[], $4::uuid[]) AS l(id, product_id, tag_id)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.product_id),
@@ -523,7 +528,7 @@ impl Insert for AttributeValue {
              SELECT v.id, $5, v.product_id, v.attribute_id, v.option_id
              FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[])
                   AS v(id, product_id, attribute_id, option_id)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             &col(rows, |r| r.id),
             &col(rows, |r| r.product_id),
             &col(rows, |r| r.attribute_id),
@@ -550,7 +555,7 @@ impl Insert for Account {
              SELECT a.id, $1, a.name, a.hash_name, a.details
              FROM UNNEST($2::uuid[], $3::text[], $4::text[], $5::jsonb[])
                   AS a(id, name, hash_name, details)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.name.clone()) as &[Option<String>],
@@ -593,7 +598,7 @@ impl Insert for Order {
                          $11::timestamptz[])
                   AS o(id, customer_order_id, notes, account_id, order_info, created_at, total,
                        status, completed_by, completed_at)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop,
             &col(rows, |r| r.id),
             &col(rows, |r| r.customer_order_id),
@@ -650,7 +655,10 @@ impl Insert for License {
                          $9::timestamptz[], $10::timestamptz[])
                   AS l(id, name, is_recurring, start_date, end_date, improviser_user, seats,
                        order_id, created_at, modified_at)
-             ON CONFLICT (id) DO NOTHING",
+             -- no key on id alone (a global licence has no shop_id, and keys include it):
+             -- an earlier run's row is recognised by this lookup
+             WHERE NOT EXISTS (SELECT 1 FROM shop.licenses x WHERE x.id = l.id)
+             ON CONFLICT DO NOTHING",
             &col(rows, |r| r.id),
             &col(rows, |r| r.name.clone()),
             &col(rows, |r| r.is_recurring),
@@ -681,7 +689,7 @@ impl Insert for InfoRequest {
             "INSERT INTO shop.info_requests (id, shop_id, email, product_id)
              SELECT i.id, $1, i.email, i.product_id
              FROM UNNEST($2::uuid[], $3::text[], $4::uuid[]) AS i(id, email, product_id)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (shop_id, id) DO NOTHING",
             shop_of(shop)?,
             &col(rows, |r| r.id),
             &col(rows, |r| r.email.clone()) as &[Option<String>],

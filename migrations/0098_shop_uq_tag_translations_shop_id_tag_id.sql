@@ -1,0 +1,6 @@
+-- no-transaction
+-- Citus (issue 25): a unique key of tag_translations that includes the distribution column
+-- shop_id; 0110 puts it in place of the key without shop_id.
+-- squawk-ignore require-lock-timeout
+CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS uq_tag_translations_shop_id_tag_id
+    ON shop.tag_translations (shop_id, tag_id);
