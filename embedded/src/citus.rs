@@ -238,6 +238,10 @@ impl CitusRunning {
     /// Creates `database` on every node (if missing), creates the `citus` extension in each,
     /// and registers the coordinator and the workers in the coordinator's metadata. Idempotent.
     pub async fn ensure_database(&self, database: &str) -> Result<()> {
+        // One database set up at a time in this process: several at once (parallel tests)
+        // made Citus fail a node's connection ("failure on connection marked as essential").
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = ONE_AT_A_TIME.lock().await;
         for node in std::iter::once(&self.coordinator).chain(&self.workers) {
             node.ensure_database(database).await?;
             let mut conn = PgConnection::connect_with(&node.connect_options(database)).await?;

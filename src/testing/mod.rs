@@ -179,14 +179,20 @@ impl TestDatabase {
 
     /// A fresh database on the Citus test cluster, migrated, the shop distributed.
     async fn citus() -> Result<Self> {
+        // Databases are made, migrated and distributed one at a time: the distribution's DDL
+        // on all nodes at once from parallel tests made Citus fail node connections.
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let cluster = citus().await?;
         let name = Self::fresh_name();
-        cluster.ensure_database(&name).await?;
         let options = cluster.coordinator.connect_options(&name);
-        let mut conn = PgConnection::connect_with(&options).await?;
-        crate::schema::migrate(&MIGRATOR, &mut conn).await?;
-        crate::shop::distribute::distribute(&mut conn).await?;
-        conn.close().await?;
+        {
+            let _turn = ONE_AT_A_TIME.lock().await;
+            cluster.ensure_database(&name).await?;
+            let mut conn = PgConnection::connect_with(&options).await?;
+            crate::schema::migrate(&MIGRATOR, &mut conn).await?;
+            crate::shop::distribute::distribute(&mut conn).await?;
+            conn.close().await?;
+        }
         let pool = crate::database::with_acquire_timing(PgPoolOptions::new())
             .max_connections(TEST_POOL_SIZE)
             .connect_with(options.clone())
