@@ -160,6 +160,32 @@ pub struct IssuedKey {
     pub raw: RawApiKey,
 }
 
+impl IssuedKey {
+    /// The answer of a `create` whose raw key is already stored as `key` (the replay rule of
+    /// [`create`], shared by the SQLite backend): the same key again for the same user and label,
+    /// [`Error::IdempotencyKeyReused`] (`label`) for another label, and [`Error::Conflict`]
+    /// (`user_api_key_key_hash_key`) when another user holds that hash.
+    pub fn replayed(
+        key: UserApiKey,
+        user_id: Uuid,
+        label: Option<&str>,
+        raw: &RawApiKey,
+    ) -> Result<Self> {
+        if key.user_id != user_id {
+            Err(Error::Conflict {
+                constraint: "user_api_key_key_hash_key".to_owned(),
+            })
+        } else if key.label.as_deref() != label {
+            Err(Error::idempotency_key_reused("label"))
+        } else {
+            Ok(IssuedKey {
+                key,
+                raw: raw.clone(),
+            })
+        }
+    }
+}
+
 /// Create the key `raw` for `user_id` with an optional label (content: cut to 128 characters).
 ///
 /// The caller generates `raw` with [`RawApiKey::generate`] once, before any retry loop: the raw
@@ -210,18 +236,7 @@ pub async fn create(
         .fetch_optional(&mut *tx)
         .await?;
         if let Some(key) = existing {
-            return if key.user_id == user_id && key.label != label {
-                Err(Error::idempotency_key_reused("label"))
-            } else if key.user_id == user_id {
-                Ok(IssuedKey {
-                    key,
-                    raw: raw.clone(),
-                })
-            } else {
-                Err(Error::Conflict {
-                    constraint: "user_api_key_key_hash_key".to_owned(),
-                })
-            };
+            return IssuedKey::replayed(key, user_id, label.as_deref(), raw);
         }
         let key = sqlx::query_as!(
             UserApiKey,

@@ -92,19 +92,7 @@ pub async fn create(
         .await
         .map_err(from_sqlx)?;
         if let Some(row) = existing {
-            let key = row.into_key()?;
-            return if key.user_id == user_id && key.label != label {
-                Err(Error::idempotency_key_reused("label"))
-            } else if key.user_id == user_id {
-                Ok(IssuedKey {
-                    key,
-                    raw: raw.clone(),
-                })
-            } else {
-                Err(Error::Conflict {
-                    constraint: "user_api_key_key_hash_key".to_owned(),
-                })
-            };
+            return IssuedKey::replayed(row.into_key()?, user_id, label.as_deref(), raw);
         }
         let active = sqlx::query_scalar!(
             r#"SELECT count(*) AS "n!: i64" FROM user_api_key
