@@ -1,7 +1,7 @@
 //! [`Pool`]: sqlx's pool with a return path that costs no round trip.
 //!
 //! sqlx's `PoolConnection` pings the server every time it goes back to the pool (a
-//! `Sync`/`ReadyForQuery` exchange in a spawned task, `sqlx-core` 0.9.1
+//! `Sync`/`ReadyForQuery` exchange in a spawned task, `sqlx-core` 0.9
 //! `pool/connection.rs`, `Floating::return_to_pool`), and nothing configures it away. For a
 //! service that borrows a connection per statement that is a second round trip per statement:
 //! pooled throughput was half to three quarters of pgbench's (BENCHMARKS.md, "The pooled
