@@ -20,6 +20,7 @@
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
 //! | `DATABASE_REPLICA_URL` | unset | a read-only replica; opens the second pool behind [`crate::Database::replica`] |
 //! | `SHARED_DB_MIGRATION_URL` | `DATABASE_URL` | direct (not pooled) URL for migrations, when `DATABASE_URL` goes through PgBouncer |
+//! | `SHARED_DB_LISTEN_URL` | see meaning | direct (not pooled) URL for the plan queue's `LISTEN` wake-ups ([`crate::planexe::plans::wakeup`]). Unset: workers listen through `DATABASE_URL`, unless `SHARED_DB_STATEMENT_CACHE_CAPACITY` is `0` (the transaction-pooler setting), where they poll only: a `LISTEN` through PgBouncer in transaction mode would stay on a server connection that other clients then share, and their statements would fail on the notifications |
 //! | `SHARED_DB_FAILOVER_CHECK_MS` | `1000` | multi-host URLs: how often the chosen server's role is checked |
 //!
 //! `DATABASE_URL` may name several hosts, in either of libpq's forms, with
@@ -95,6 +96,10 @@ pub struct Config {
     /// Direct URL for migrations (`SHARED_DB_MIGRATION_URL`); `None` migrates through
     /// `database_url`. Needed when `database_url` points at a transaction-mode pooler.
     pub migration_url: Option<DatabaseUrl>,
+    /// Direct URL for the queue's `LISTEN` wake-ups (`SHARED_DB_LISTEN_URL`). `None`: listen
+    /// through `database_url`, or, when [`Config::behind_transaction_pooler`], not at all
+    /// (workers poll). See [`crate::Database::wakeups`].
+    pub listen_url: Option<DatabaseUrl>,
     /// Multi-host URLs: how often the watcher asks the chosen server for its role.
     pub failover_check_interval: Duration,
 }
@@ -123,6 +128,7 @@ impl fmt::Debug for Config {
             .field("ping_idle_after", &self.ping_idle_after)
             .field("replica_url", &self.replica_url)
             .field("migration_url", &self.migration_url)
+            .field("listen_url", &self.listen_url)
             .field("failover_check_interval", &self.failover_check_interval)
             .finish()
     }
@@ -149,6 +155,7 @@ impl Default for Config {
             ping_idle_after: PING_WHEN_IDLE_FOR,
             replica_url: None,
             migration_url: None,
+            listen_url: None,
             failover_check_interval: Duration::from_secs(1),
         }
     }
@@ -238,11 +245,20 @@ impl Config {
             ping_idle_after: secs("SHARED_DB_PING_IDLE_AFTER_SECS", d.ping_idle_after)?,
             replica_url: get("DATABASE_REPLICA_URL").map(DatabaseUrl::from),
             migration_url: get("SHARED_DB_MIGRATION_URL").map(DatabaseUrl::from),
+            listen_url: get("SHARED_DB_LISTEN_URL").map(DatabaseUrl::from),
             failover_check_interval: millis(
                 "SHARED_DB_FAILOVER_CHECK_MS",
                 d.failover_check_interval,
             )?,
         })
+    }
+
+    /// True when `database_url` is configured for a transaction-mode pooler (PgBouncer's
+    /// `pool_mode = transaction`): the statement cache is off
+    /// (`SHARED_DB_STATEMENT_CACHE_CAPACITY=0`), which that mode requires. Session state such
+    /// as `LISTEN` must not go through such a pool.
+    pub fn behind_transaction_pooler(&self) -> bool {
+        self.statement_cache_capacity == 0
     }
 
     /// The URL, or the [`Error::Config`] that says `DATABASE_URL` is missing.
@@ -515,6 +531,8 @@ mod tests {
         })
         .unwrap();
         assert_eq!(c.statement_cache_capacity, 0);
+        assert!(c.behind_transaction_pooler());
+        assert_eq!(c.listen_url, None);
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.max_connections, 42);
         assert!(

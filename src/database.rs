@@ -77,6 +77,33 @@ pub struct Database {
     migration: Option<Arc<sqlx::postgres::PgConnectOptions>>,
     /// Replica failover (a multi-host or role-checked `DATABASE_REPLICA_URL`).
     replica_watcher: Option<Arc<crate::failover::WatcherGuard>>,
+    /// Where the queue's wake-up listener connects (see [`Database::wakeups`]).
+    listen: Listen,
+}
+
+/// Where [`Database::wakeups`] points a listener.
+#[derive(Clone)]
+enum Listen {
+    /// Through the pool's own connect options.
+    Pool,
+    /// `SHARED_DB_LISTEN_URL`.
+    Direct(Arc<sqlx::postgres::PgConnectOptions>),
+    /// Nowhere: the pool goes through a transaction pooler and no direct URL is configured.
+    Off,
+}
+
+/// No password: the direct URL's options print as host, port, database and user.
+impl std::fmt::Debug for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Pool => f.write_str("Pool"),
+            Listen::Direct(options) => f
+                .debug_tuple("Direct")
+                .field(&crate::config::SafeOptions(options))
+                .finish(),
+            Listen::Off => f.write_str("Off"),
+        }
+    }
 }
 
 /// Host, port, database and user of each pool, never a password (sqlx's `Debug` of connect
@@ -95,6 +122,7 @@ impl std::fmt::Debug for Database {
             .field("failover", &self.watcher)
             .field("replica_failover", &self.replica_watcher)
             .field("migration", &self.migration.as_deref().map(SafeOptions))
+            .field("listen", &self.listen)
             .field("compatibility", &self.compatibility)
             .finish_non_exhaustive()
     }
@@ -121,6 +149,11 @@ impl Database {
             Some(url) => Some(Arc::new(config.connect_options_for(url)?)),
             None => None,
         };
+        let listen = match &config.listen_url {
+            Some(url) => Listen::Direct(Arc::new(config.connect_options_for(url)?)),
+            None if config.behind_transaction_pooler() => Listen::Off,
+            None => Listen::Pool,
+        };
         Ok(Database {
             pool,
             migration_locks: schema::MigrationLocks {
@@ -132,6 +165,7 @@ impl Database {
             watcher,
             migration,
             replica_watcher,
+            listen,
         })
     }
 
@@ -245,6 +279,7 @@ impl Database {
             watcher: None,
             migration: None,
             replica_watcher: None,
+            listen: Listen::Pool,
         }
     }
 
@@ -280,6 +315,21 @@ impl Database {
     /// (the connection comes from and goes back to the pool without one, see [`Pool`]).
     pub fn pool(&self) -> &Pool {
         &self.pool
+    }
+
+    /// Where a plan worker should listen for wake-ups ([`crate::planexe::plans::Wakeups`]):
+    /// `SHARED_DB_LISTEN_URL` when set; else the pool's own server, unless the pool goes through
+    /// a transaction-mode pooler ([`Config::behind_transaction_pooler`]), where this is `None`
+    /// and workers poll. A `LISTEN` through such a pooler would deliver nothing reliably and
+    /// would leave notifications on a server connection that other clients then get, failing
+    /// their statements.
+    pub fn wakeups(&self) -> Option<crate::planexe::plans::ListenOn> {
+        use crate::planexe::plans::ListenOn;
+        match &self.listen {
+            Listen::Pool => Some(ListenOn::Pool(self.pool.sqlx().clone())),
+            Listen::Direct(options) => Some(ListenOn::Options(Box::new((**options).clone()))),
+            Listen::Off => None,
+        }
     }
 
     /// A pooled connection, for several statements outside a transaction. It goes back to the

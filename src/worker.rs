@@ -202,10 +202,11 @@ enum Outcome {
 impl<P: Pipeline> Worker<P> {
     /// A worker named `id` (1..=255 characters; unique among running workers) running
     /// `pipeline`. While the queue is empty it waits for a wake-up ([`plans::Wakeups`], on a
-    /// connection of its own with the pool's connect options) and polls every 2 s as a fallback;
-    /// no reaper, no events.
+    /// connection of its own, where [`Database::wakeups`] says) and polls every 2 s as a
+    /// fallback (only, behind a transaction pooler without `SHARED_DB_LISTEN_URL`); no reaper,
+    /// no events.
     pub fn new(db: Database, id: impl Into<String>, pipeline: P) -> Self {
-        let listen = Some(ListenOn::Pool(db.pool().sqlx().clone()));
+        let listen = db.wakeups();
         Worker {
             db,
             id: id.into(),
@@ -226,9 +227,9 @@ impl<P: Pipeline> Worker<P> {
         self
     }
 
-    /// Listen for wake-ups on a connection made with `options` instead of the pool's: when the
-    /// pool goes through a transaction-mode pooler, where `LISTEN` never delivers, point this at
-    /// the server or at a session-mode pool.
+    /// Listen for wake-ups on a connection made with `options` instead of where
+    /// [`Database::wakeups`] says: when the pool goes through a transaction-mode pooler, point
+    /// this at the server or at a session-mode pool (or set `SHARED_DB_LISTEN_URL`).
     pub fn listen_on(mut self, options: sqlx::postgres::PgConnectOptions) -> Self {
         self.listen = Some(ListenOn::Options(Box::new(options)));
         self

@@ -557,3 +557,73 @@ async fn the_reaper_requeues_a_dead_workers_plan_and_not_a_live_ones() -> anyhow
     );
     Ok(())
 }
+
+/// One free step.
+struct OneStep;
+
+impl shared_db::worker::Pipeline for OneStep {
+    type Error = String;
+    fn steps(&self) -> &[&'static str] {
+        &["Only"]
+    }
+    async fn run_step(
+        &self,
+        _plan: &shared_db::planexe::plans::Plan,
+        _step: usize,
+    ) -> Result<shared_db::worker::Step, String> {
+        Ok(shared_db::worker::Step::Done {
+            cost: Decimal::ZERO,
+        })
+    }
+}
+
+/// CI runs this module through PgBouncer in transaction mode too, with the configuration a
+/// service uses there (`SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). A worker that listened through
+/// that pooler would leave its `LISTEN` on a server connection that the other clients' statements
+/// then run on, and they would fail on its notifications.
+#[tokio::test]
+async fn a_worker_on_the_services_pool_leaves_every_other_statement_working() -> anyhow::Result<()>
+{
+    use shared_db::worker::{Event, Worker};
+    let db = TestDatabase::new().await?;
+    let service = shared_db::Database::connect(&shared_db::Config {
+        database_url: Some(db.url().into()),
+        max_connections: 4,
+        ..shared_db::Config::from_env()?
+    })
+    .await?;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let worker = Worker::new(service.clone(), "shared-pool", OneStep)
+        .idle_poll(Duration::from_millis(50))
+        .events(events_tx);
+    let running = tokio::spawn(worker.run(stop));
+
+    // Plans arrive one by one, each followed by other statements on the same pool.
+    let mut queued = Vec::new();
+    for i in 0..20 {
+        queued.push(queue_plan(service.pool(), "alice", &format!("plan {i}")).await);
+        for _ in 0..10 {
+            let pending = plans::list_by_user(service.pool(), "alice", PageRequest::default())
+                .await?
+                .len();
+            assert!(pending <= queued.len());
+        }
+    }
+    let mut completed = 0;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while completed < queued.len() {
+            match events.recv().await {
+                Some(Event::Completed { .. }) => completed += 1,
+                Some(_) => {}
+                None => anyhow::bail!("the worker ended"),
+            }
+        }
+        anyhow::Ok(())
+    })
+    .await
+    .map_err(|_| anyhow::anyhow!("{completed} of {} plans completed", queued.len()))??;
+    stop_tx.send(true)?;
+    running.await??;
+    Ok(())
+}

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use rust_decimal::Decimal;
+use shared_db::Config;
 use shared_db::planexe::plans::{self, ListenOn, Plan, Wake, Wakeups};
 use shared_db::testing::TestDatabase;
 use shared_db::worker::{Event, Pipeline, Step, Worker};
@@ -272,6 +273,77 @@ async fn a_worker_that_never_hears_a_notification_finds_plans_by_its_poll() -> a
     let plan = python_enqueue(db.pool()).await?;
     claimed(&mut events, plan).await?;
     assert!(listeners(db.pool()).await?.is_empty(), "nobody listens");
+    stop_tx.send(true)?;
+    running.await??;
+    Ok(())
+}
+
+/// A `Database` for `db`'s URL with `config`'s other settings (`Config::connect`, not the test
+/// harness's bare pool, so the listener rules of the configuration apply).
+async fn connect_with(db: &TestDatabase, config: Config) -> anyhow::Result<shared_db::Database> {
+    Ok(shared_db::Database::connect(&Config {
+        database_url: Some(db.url().into()),
+        max_connections: 4,
+        ..config
+    })
+    .await?)
+}
+
+#[tokio::test]
+async fn behind_a_transaction_pooler_a_worker_polls_instead_of_listening() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    // The statement cache off is the transaction-pooler setting: a LISTEN through that pool
+    // would stay on a server connection other clients then share.
+    let pooled = connect_with(
+        &db,
+        Config {
+            statement_cache_capacity: 0,
+            ..Config::default()
+        },
+    )
+    .await?;
+    assert!(pooled.wakeups().is_none(), "no listener through the pooler");
+
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = Worker::new(pooled.clone(), "polling", Quick)
+        .idle_poll(Duration::from_millis(100))
+        .events(events_tx);
+    let running = tokio::spawn(worker.run(stop));
+    let plan = python_enqueue(db.pool()).await?;
+    claimed(&mut events, plan).await?;
+    assert!(
+        listeners(db.pool()).await?.is_empty(),
+        "the worker found its plan by polling, with no LISTEN anywhere"
+    );
+    stop_tx.send(true)?;
+    running.await??;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_listen_url_gives_a_pooled_worker_its_wake_ups_back() -> anyhow::Result<()> {
+    let db = TestDatabase::new().await?;
+    let pooled = connect_with(
+        &db,
+        Config {
+            statement_cache_capacity: 0,
+            listen_url: Some(db.url().into()),
+            ..Config::default()
+        },
+    )
+    .await?;
+    let (events_tx, mut events) = mpsc::unbounded_channel();
+    let (stop_tx, stop) = watch::channel(false);
+    let worker = Worker::new(pooled, "listening", Quick)
+        .idle_poll(NEVER)
+        .events(events_tx);
+    let running = tokio::spawn(worker.run(stop));
+    until_listening(db.pool(), 1).await?;
+
+    // With a poll of a minute, a claim within the bound can only come from the wake-up.
+    let plan = python_enqueue(db.pool()).await?;
+    claimed(&mut events, plan).await?;
     stop_tx.send(true)?;
     running.await??;
     Ok(())
