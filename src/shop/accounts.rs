@@ -137,8 +137,8 @@ pub async fn anonymise(exec: impl PgExecutor<'_>, shop_id: ShopId, id: Uuid) -> 
     sqlx::query_as!(
         Account,
         r#"UPDATE shop.accounts
-           SET hash_name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')),
-               name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')),
+           SET hash_name = coalesce(hash_name, shop.sha256_hex(name)),
+               name = coalesce(hash_name, shop.sha256_hex(name)),
                details = NULL
            WHERE shop_id = $1 AND id = $2
            RETURNING id, shop_id, name, hash_name, details"#,

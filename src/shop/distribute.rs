@@ -23,6 +23,9 @@
 //! another, not yet distributed, still references it (Citus refuses a foreign key from a local
 //! table to a distributed one). If any step fails, nothing changed.
 //!
+//! **Functions.** [`FUNCTIONS`], which shop statements call on the shards, are made to exist
+//! on every node (for a schema migrated before the `citus` extension came).
+//!
 //! **Triggers.** The `modified_at` triggers only set a column of the row being written, so they
 //! are safe to run on each shard; Citus still wants that said with
 //! `citus.enable_unsafe_triggers`, which is set here for the database (so that later migrations
@@ -66,6 +69,11 @@ pub const DISTRIBUTED: [&str; 17] = [
     "shop.licenses",
     "shop.info_requests",
 ];
+
+/// Functions of the `shop` schema that shop statements call inside distributed statements, so
+/// they must exist on every node: Citus creates a function on the workers when it is made on a
+/// coordinator that has them, but not one made before the `citus` extension came.
+pub const FUNCTIONS: [&str; 1] = ["shop.sha256_hex(text)"];
 
 /// What [`distribute`] did.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -211,6 +219,13 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<Distribution> {
             .bind(colocate_with)
             .execute(&mut *tx)
             .await?;
+        }
+        // Functions the shards' statements call, on every node (a no-op for those already there).
+        for function in FUNCTIONS {
+            sqlx::query("SELECT create_distributed_function($1::regprocedure)")
+                .bind(function)
+                .execute(&mut *tx)
+                .await?;
         }
         for (table, name, definition) in &keys {
             let add = format!(

@@ -3,6 +3,7 @@
 
 use shared_db::shop::distribute::{DISTRIBUTED, REFERENCE, distribute};
 use shared_db::testing::{Backend, TestDatabase};
+use sqlx::Connection;
 
 #[tokio::test]
 async fn a_migrated_shop_is_distributed_by_shop_id_once() -> anyhow::Result<()> {
@@ -67,5 +68,49 @@ async fn distributing_a_plain_server_is_refused() -> anyhow::Result<()> {
         Err(shared_db::Error::InvalidInput(msg)) => assert!(msg.contains("Citus"), "{msg}"),
         other => panic!("expected InvalidInput, got {other:?}"),
     }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_shop_migrated_before_citus_came_is_distributed_with_the_functions_its_statements_call()
+-> anyhow::Result<()> {
+    use crate::shop::ALPHA;
+    use shared_db::shop::accounts;
+    // A database migrated on the coordinator while it was a plain server: the shop's functions
+    // exist there only.
+    let cluster = shared_db::testing::citus().await?;
+    let name = format!(
+        "citus_late_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    for node in std::iter::once(&cluster.coordinator).chain(&cluster.workers) {
+        node.ensure_database(&name).await?;
+    }
+    let options = cluster.coordinator.connect_options(&name);
+    let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+    shared_db::schema::migrate(&shared_db::MIGRATOR, &mut conn).await?;
+
+    // Then Citus comes, and the shop is distributed.
+    cluster.ensure_database(&name).await?;
+    distribute(&mut conn).await?;
+    let on_every_node: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM run_command_on_workers(
+             $$SELECT to_regprocedure('shop.sha256_hex(text)') IS NOT NULL$$)
+         WHERE success AND result = 't'",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    assert_eq!(on_every_node as usize, cluster.workers.len());
+
+    // A statement that calls it runs on the shard of its shop.
+    sqlx::raw_sql(include_str!("../fixtures/shop/two_shops.sql"))
+        .execute(&mut conn)
+        .await?;
+    let anon = accounts::anonymise(&mut conn, ALPHA.shop, ALPHA.account).await?;
+    assert_eq!(anon.name, anon.hash_name);
+    assert_eq!(anon.name.map(|n| n.len()), Some(64));
+
+    conn.close().await?;
+    cluster.drop_database(&name).await?;
     Ok(())
 }

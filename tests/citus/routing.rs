@@ -130,14 +130,14 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
         "a user's shops, across shops by design: fans out to every shard",
     ),
     (
-        "UPDATE shop.accounts SET hash_name = coalesce(hash_name, encode(sha256(convert_to(name, 'UTF8')), 'hex')), name = coalesce(hash_name, encode(sha256(convert_to(n",
-        "Refused(\"error returned from database: non-IMMUTABLE functions are not allowed in CASE or COALESCE statements at line 660\")",
-        "accounts::anonymise names one shop but Citus refuses its COALESCE over a non-immutable function (convert_to): a known gap",
-    ),
-    (
         "UPDATE shop.licenses SET name = $2, is_recurring = $3, start_date = coalesce($4, start_date), end_date = $5, improviser_user = $6, seats = $7 WHERE id = $1 AND ",
         "Shards(32)",
         "global licence update (shop_id IS NULL): fans out",
+    ),
+    (
+        "UPDATE shop.orders SET completed_by = NULL WHERE completed_by = $1",
+        "Shards(32)",
+        "users::delete: a deleted user leaves the orders they completed in every shop (sequential mode, then the reference table's DELETE)",
     ),
     (
         "UPDATE shop.orders SET order_info = '[{\"product_id\": \"not a uuid\", \"quantity\": \"lots\"}]' WHERE id = $1",
@@ -148,11 +148,6 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
         "UPDATE shop.product_translations SET main_description = repeat('x', 20000) WHERE product_id IN (SELECT id FROM shop.products WHERE shop_id = $1)",
         "Shards(32)",
         "test-only statement (a test's own check across shops or by id)",
-    ),
-    (
-        "WITH cleared AS (UPDATE shop.orders SET completed_by = NULL WHERE completed_by = $1) DELETE FROM shop.users WHERE id = $1",
-        "Shards(32)",
-        "deleting a user clears completed_by in every shop: multi-shard update + reference delete",
     ),
     (
         "WITH p AS ( INSERT INTO shop.products (shop_id, category_id, order_number, price) SELECT $1, $2, $4 + g, 1.00 FROM generate_series(1, $3) AS g RETURNING shop_id",
