@@ -7,6 +7,7 @@
 mod cluster;
 mod distribute;
 mod migrate;
+mod planexe;
 mod routing;
 
 use shared_db::testing::Backend;
