@@ -5,7 +5,7 @@
 //!
 //! | kind | tables | why |
 //! | --- | --- | --- |
-//! | reference | `shops`, `users`, `roles`, `roles_users`, `faq`, `early_access` | read by every shop (foreign-key targets of shop-owned rows, sign-in by e-mail across shops); few writes |
+//! | reference | `shops`, `users`, `roles`, `roles_users`, `faq`, `early_access`, `global_licenses` | read by every shop (foreign-key targets of shop-owned rows, sign-in by e-mail across shops, licences of no shop); few writes |
 //! | distributed by `shop_id` | [`DISTRIBUTED`] | every row belongs to one shop; every key includes `shop_id` (migrations 0090–0111) |
 //! | local (coordinator only) | none in `shop` | |
 //!
@@ -22,6 +22,12 @@
 //! then creates on every shard. Dropping them first is what lets a table be distributed while
 //! another, not yet distributed, still references it (Citus refuses a foreign key from a local
 //! table to a distributed one). If any step fails, nothing changed.
+//!
+//! **Global licences.** They live in `shop.global_licenses` alone on Citus: the mirror of
+//! migration 0115 (for releases that kept them in `shop.licenses` with no shop) is dropped, and
+//! shop-less rows of `shop.licenses`, which a distributed table cannot hold, are moved there
+//! first. Releases before 0115 must no longer run against the database (as for any
+//! distribution: run it when the shop is new or quiet).
 //!
 //! **Functions.** [`FUNCTIONS`], which shop statements call on the shards, are made to exist
 //! on every node (for a schema migrated before the `citus` extension came).
@@ -40,13 +46,14 @@ use sqlx::PgConnection;
 use crate::{Error, Result};
 
 /// Tables copied to every node, in foreign-key order (referenced first).
-pub const REFERENCE: [&str; 6] = [
+pub const REFERENCE: [&str; 7] = [
     "shop.users",
     "shop.roles",
     "shop.roles_users",
     "shop.shops",
     "shop.faq",
     "shop.early_access",
+    "shop.global_licenses",
 ];
 
 /// Tables distributed by `shop_id`, all co-located with the first.
@@ -182,6 +189,20 @@ pub async fn distribute(conn: &mut PgConnection) -> Result<Distribution> {
         sqlx::raw_sql(
             "SET LOCAL citus.multi_shard_modify_mode = 'sequential';
              SET LOCAL citus.enable_unsafe_triggers = on;",
+        )
+        .execute(&mut *tx)
+        .await?;
+        // Global licences in shop.global_licenses only (see the module docs).
+        sqlx::raw_sql(
+            "DROP TRIGGER IF EXISTS tr_licenses_mirror_global ON shop.licenses;
+             DROP TRIGGER IF EXISTS tr_global_licenses_mirror ON shop.global_licenses;
+             INSERT INTO shop.global_licenses (id, name, is_recurring, start_date, end_date,
+                                               improviser_user, seats, created_at, modified_at)
+             SELECT id, name, is_recurring, start_date, end_date, improviser_user, seats,
+                    created_at, modified_at
+             FROM shop.licenses WHERE shop_id IS NULL
+             ON CONFLICT (id) DO NOTHING;
+             DELETE FROM shop.licenses WHERE shop_id IS NULL;",
         )
         .execute(&mut *tx)
         .await?;

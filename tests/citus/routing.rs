@@ -30,11 +30,6 @@ enum Route {
 /// `Refused(..)`: Citus's error at planning), and why.
 const CROSS_SHOP: &[(&str, &str, &str)] = &[
     (
-        "DELETE FROM shop.licenses WHERE id = $1 AND shop_id IS NULL",
-        "Shards(32)",
-        "global licence (no shop): fans out; global licences cannot be stored on Citus (NULL distribution value)",
-    ),
-    (
         "DELETE FROM shop.product_translations WHERE product_id = $1",
         "Shards(32)",
         "test-only statement (a test's own check across shops or by id)",
@@ -58,11 +53,6 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
         "INSERT INTO shop.licenses (id, shop_id, name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at) SELECT l.id, $11::u",
         "Refused(\"error returned from database: correlated subqueries are not supported when the FROM clause contains a set returning func\")",
         "importer's licence batch (UNNEST + NOT EXISTS): refused by Citus; the importer targets one server",
-    ),
-    (
-        "INSERT INTO shop.licenses (name, is_recurring, start_date, end_date, improviser_user, seats) VALUES ($1, $2, coalesce($3, now()), $4, $5, $6) RETURNING id, shop",
-        "Refused(\"error returned from database: cannot perform an INSERT without a partition column value at line 3883\")",
-        "global licence insert: refused (no distribution value)",
     ),
     (
         "INSERT INTO shop.order_counters (shop_id, last_customer_order_id) SELECT $1, max(customer_order_id) FROM shop.orders WHERE shop_id = $1 HAVING max(customer_orde",
@@ -115,11 +105,6 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
         "test-only statement (a test's own check across shops or by id)",
     ),
     (
-        "SELECT id, shop_id AS \"shop_id: ShopId\", name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at FROM shop.licenses ",
-        "Shards(32)",
-        "global licence reads (shop_id IS NULL): fan out",
-    ),
-    (
         "SELECT order_info::text AS \"t!\" FROM shop.orders WHERE id = $1",
         "Shards(32)",
         "test-only statement (a test's own check across shops or by id)",
@@ -128,11 +113,6 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
         "SELECT shop_id FROM shop.shops_users WHERE user_id = $1 ORDER BY shop_id",
         "Shards(32)",
         "a user's shops, across shops by design: fans out to every shard",
-    ),
-    (
-        "UPDATE shop.licenses SET name = $2, is_recurring = $3, start_date = coalesce($4, start_date), end_date = $5, improviser_user = $6, seats = $7 WHERE id = $1 AND ",
-        "Shards(32)",
-        "global licence update (shop_id IS NULL): fans out",
     ),
     (
         "UPDATE shop.orders SET completed_by = NULL WHERE completed_by = $1",

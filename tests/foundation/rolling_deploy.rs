@@ -287,3 +287,78 @@ async fn a_contract_migration_stops_release_n_with_the_release_it_needs() {
     .await;
     assert!(plan.is_err(), "release N's SQL no longer fits the schema");
 }
+
+/// Migration 0115 moved global licences (no shop) to `shop.global_licenses`. Releases before it
+/// keep them in `shop.licenses` with `shop_id` NULL, and run beside this one until the contract
+/// step: whichever side writes, both see the same licence.
+#[tokio::test]
+async fn global_licences_written_by_an_older_release_or_by_this_one_are_the_same_rows()
+-> anyhow::Result<()> {
+    use shared_db::shop::licenses::{self, LicenseFields};
+    let test_db = TestDatabase::new().await?;
+    let pool = test_db.pool();
+    let fields = |name: &str, seats: i32| LicenseFields {
+        name: name.to_owned(),
+        is_recurring: false,
+        start_date: None,
+        end_date: None,
+        improviser_user: uuid::Uuid::new_v4(),
+        seats,
+        order_id: None,
+    };
+    // What the older release reads: the licence of no shop in shop.licenses.
+    let older_reads = |id: uuid::Uuid| {
+        sqlx::query_as::<_, (String, i32)>(
+            "SELECT name, seats FROM shop.licenses WHERE id = $1 AND shop_id IS NULL",
+        )
+        .bind(id)
+        .fetch_optional(pool)
+    };
+
+    // The older release grants one; this release finds it, and its changes reach the older one.
+    let old_id: uuid::Uuid = sqlx::query_scalar(
+        "INSERT INTO shop.licenses (name, is_recurring, improviser_user, seats)
+         VALUES ('granted by N-1', true, gen_random_uuid(), 3) RETURNING id",
+    )
+    .fetch_one(pool)
+    .await?;
+    let seen = licenses::get_global(pool, old_id).await?;
+    assert_eq!(
+        (seen.name.as_str(), seen.seats, seen.shop_id),
+        ("granted by N-1", 3, None)
+    );
+    licenses::update_global(pool, old_id, &fields("renamed by N", 4)).await?;
+    assert_eq!(
+        older_reads(old_id).await?,
+        Some(("renamed by N".to_owned(), 4))
+    );
+
+    // This release grants one; the older release reads it, edits it, and deletes it.
+    let new = licenses::create_global(pool, &fields("granted by N", 2)).await?;
+    assert_eq!(
+        older_reads(new.id).await?,
+        Some(("granted by N".to_owned(), 2))
+    );
+    sqlx::query("UPDATE shop.licenses SET seats = 9 WHERE id = $1 AND shop_id IS NULL")
+        .bind(new.id)
+        .execute(pool)
+        .await?;
+    assert_eq!(licenses::get_global(pool, new.id).await?.seats, 9);
+    sqlx::query("DELETE FROM shop.licenses WHERE id = $1 AND shop_id IS NULL")
+        .bind(new.id)
+        .execute(pool)
+        .await?;
+    assert!(matches!(
+        licenses::get_global(pool, new.id).await,
+        Err(Error::NotFound)
+    ));
+
+    // A delete by this release is gone for the older one too; the shops' licences stay apart.
+    licenses::delete_global(pool, old_id).await?;
+    assert_eq!(older_reads(old_id).await?, None);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM shop.global_licenses")
+        .fetch_one(pool)
+        .await?;
+    assert_eq!(rows, 0);
+    Ok(())
+}

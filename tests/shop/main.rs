@@ -85,20 +85,6 @@ pub async fn two_shops() -> Result<TestDatabase> {
     .await
 }
 
-/// On the Citus backend, a measured gap (docs/SCALING.md, "Citus"): fails unless `r` is Citus's
-/// refusal containing `message`, and returns true (the story ends there on Citus). On one server
-/// returns false and the story goes on.
-#[track_caller]
-pub fn refused_on_citus<T: std::fmt::Debug>(r: &Result<T>, message: &str) -> bool {
-    if crate::BACKEND != Backend::Citus {
-        return false;
-    }
-    match r {
-        Err(e) if e.to_string().contains(message) => true,
-        other => panic!("expected Citus to refuse with {message:?}, got {other:?}"),
-    }
-}
-
 /// Fails unless `r` is `Error::NotFound`.
 #[track_caller]
 pub fn assert_not_found<T: std::fmt::Debug>(r: Result<T>) {

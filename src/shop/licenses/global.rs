@@ -1,6 +1,9 @@
-//! Global licences: granted licences of no shop and no order (`shop_id IS NULL`). The old
-//! backend allowed them, and the import keeps them; they are reached only through these
-//! functions, which never see a shop's licence.
+//! Global licences: granted licences of no shop and no order, in `shop.global_licenses` (a
+//! reference table on Citus, where `shop.licenses` is distributed by shop). The old backend
+//! allowed them, and the import keeps them; they are reached only through these functions, which
+//! never see a shop's licence. They come back as [`License`] with `shop_id` and `order_id`
+//! `None`. Until the contract step of migration 0115, releases that keep global licences in
+//! `shop.licenses` (`shop_id IS NULL`) see the same rows: triggers mirror the two tables.
 
 use sqlx::{PgConnection, PgExecutor};
 use uuid::Uuid;
@@ -15,7 +18,7 @@ use crate::{Error, Result};
 pub static LIST_GLOBAL: Spec = Spec {
     unit: "licenses",
     select: "l.id, l.shop_id, l.name, l.is_recurring, l.start_date, l.end_date, l.improviser_user, l.seats, l.order_id, l.created_at, l.modified_at",
-    from: "(SELECT id, shop_id, name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at FROM shop.licenses WHERE shop_id IS NULL) l",
+    from: "(SELECT id, NULL::uuid AS shop_id, name, is_recurring, start_date, end_date, improviser_user, seats, NULL::uuid AS order_id, created_at, modified_at FROM shop.global_licenses) l",
     shop_column: None,
     id: "l.id",
     columns: COLUMNS,
@@ -40,10 +43,10 @@ pub async fn create_global(exec: impl PgExecutor<'_>, new: &LicenseFields) -> Re
     no_order(new)?;
     Ok(sqlx::query_as!(
         License,
-        r#"INSERT INTO shop.licenses (name, is_recurring, start_date, end_date, improviser_user,
-               seats)
+        r#"INSERT INTO shop.global_licenses (name, is_recurring, start_date, end_date,
+               improviser_user, seats)
            VALUES ($1, $2, coalesce($3, now()), $4, $5, $6)
-           RETURNING id, shop_id AS "shop_id: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at"#,
+           RETURNING id, NULL::uuid AS "shop_id?: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, NULL::uuid AS "order_id?", created_at, modified_at"#,
         new.name,
         new.is_recurring,
         new.start_date,
@@ -60,8 +63,8 @@ pub async fn create_global(exec: impl PgExecutor<'_>, new: &LicenseFields) -> Re
 pub async fn get_global(exec: impl PgExecutor<'_>, id: Uuid) -> Result<License> {
     sqlx::query_as!(
         License,
-        r#"SELECT id, shop_id AS "shop_id: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at
-           FROM shop.licenses WHERE id = $1 AND shop_id IS NULL"#,
+        r#"SELECT id, NULL::uuid AS "shop_id?: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, NULL::uuid AS "order_id?", created_at, modified_at
+           FROM shop.global_licenses WHERE id = $1"#,
         id
     )
     .fetch_optional(exec)
@@ -80,11 +83,11 @@ pub async fn update_global(
     no_order(new)?;
     sqlx::query_as!(
         License,
-        r#"UPDATE shop.licenses SET name = $2, is_recurring = $3,
+        r#"UPDATE shop.global_licenses SET name = $2, is_recurring = $3,
                start_date = coalesce($4, start_date), end_date = $5, improviser_user = $6,
                seats = $7
-           WHERE id = $1 AND shop_id IS NULL
-           RETURNING id, shop_id AS "shop_id: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at"#,
+           WHERE id = $1
+           RETURNING id, NULL::uuid AS "shop_id?: ShopId", name, is_recurring, start_date, end_date, improviser_user, seats, NULL::uuid AS "order_id?", created_at, modified_at"#,
         id,
         new.name,
         new.is_recurring,
@@ -101,12 +104,9 @@ pub async fn update_global(
 /// Deletes a global licence; a shop's licence is [`Error::NotFound`].
 #[tracing::instrument(target = "shared_db::shop::licenses", skip_all, fields(%id))]
 pub async fn delete_global(exec: impl PgExecutor<'_>, id: Uuid) -> Result<()> {
-    let done = sqlx::query!(
-        "DELETE FROM shop.licenses WHERE id = $1 AND shop_id IS NULL",
-        id
-    )
-    .execute(exec)
-    .await?;
+    let done = sqlx::query!("DELETE FROM shop.global_licenses WHERE id = $1", id)
+        .execute(exec)
+        .await?;
     one_row(done.rows_affected())
 }
 
