@@ -49,7 +49,10 @@ queue "$plain_url" plain
 queue "$citus_url" citus
 
 # The claim of plans::claim_next, then the finish (state completed) of the plan claimed.
+# The run token is a bind parameter in the library (a uuid made by the client): here one made
+# from a random number, since Citus refuses a volatile gen_random_uuid() in a distributed UPDATE.
 cat > "$work/global.sql" <<'SQL'
+\set token random(1, 9223372036854775807)
 WITH next AS (
     SELECT id, timestamp_created AS queued_at FROM plans
     WHERE state = 'pending' AND stop_requested IS NOT TRUE
@@ -58,7 +61,7 @@ WITH next AS (
 claimed AS (
     UPDATE plans p
        SET state = 'processing', progress_message = 'Picked up by server',
-           progress_percentage = 0.0, run_attempt = gen_random_uuid(),
+           progress_percentage = 0.0, run_attempt = lpad(to_hex(:token::bigint), 32, '0')::uuid,
            last_progress_at = now() AT TIME ZONE 'utc'
     FROM next WHERE p.id = next.id
     RETURNING p.id, p.user_id, next.queued_at),
@@ -82,6 +85,7 @@ SQL
 # tables, which Citus does not let one statement write beside a distributed table).
 cat > "$work/user.sql" <<'SQL'
 \set u random(0, 15)
+\set token random(1, 9223372036854775807)
 WITH next AS (
     SELECT user_id, id FROM plans_by_user
     WHERE user_id = 'user-' || :u::text AND state = 'pending' AND stop_requested IS NOT TRUE
@@ -89,7 +93,7 @@ WITH next AS (
     FOR UPDATE SKIP LOCKED)
 UPDATE plans_by_user p
    SET state = 'processing', progress_message = 'Picked up by server',
-       progress_percentage = 0.0, run_attempt = gen_random_uuid(),
+       progress_percentage = 0.0, run_attempt = lpad(to_hex(:token::bigint), 32, '0')::uuid,
        last_progress_at = now() AT TIME ZONE 'utc'
 FROM next WHERE p.user_id = 'user-' || :u::text AND p.id = next.id
 RETURNING p.id \gset
