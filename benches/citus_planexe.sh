@@ -81,22 +81,35 @@ SELECT id FROM claimed \gset
 UPDATE plans SET state = 'completed', progress_percentage = 100.0 WHERE id = :id;
 SQL
 
-# The routed claim: one user's oldest plan (pick and claim; the heartbeat and event go to local
-# tables, which Citus does not let one statement write beside a distributed table).
+# The routed claim: the same four steps on one user's oldest plan, then the finish.
 cat > "$work/user.sql" <<'SQL'
 \set u random(0, 15)
 \set token random(1, 9223372036854775807)
 WITH next AS (
-    SELECT user_id, id FROM plans_by_user
+    SELECT user_id, id, timestamp_created AS queued_at FROM plans_by_user
     WHERE user_id = 'user-' || :u::text AND state = 'pending' AND stop_requested IS NOT TRUE
     ORDER BY timestamp_created LIMIT 1
-    FOR UPDATE SKIP LOCKED)
-UPDATE plans_by_user p
-   SET state = 'processing', progress_message = 'Picked up by server',
-       progress_percentage = 0.0, run_attempt = lpad(to_hex(:token::bigint), 32, '0')::uuid,
-       last_progress_at = now() AT TIME ZONE 'utc'
-FROM next WHERE p.user_id = 'user-' || :u::text AND p.id = next.id
-RETURNING p.id \gset
+    FOR UPDATE SKIP LOCKED),
+claimed AS (
+    UPDATE plans_by_user p
+       SET state = 'processing', progress_message = 'Picked up by server',
+           progress_percentage = 0.0, run_attempt = lpad(to_hex(:token::bigint), 32, '0')::uuid,
+           last_progress_at = now() AT TIME ZONE 'utc'
+    FROM next WHERE p.user_id = 'user-' || :u::text AND p.id = next.id
+    RETURNING p.id, p.user_id, next.queued_at),
+beat AS (
+    INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
+    SELECT 'bench-' || :client_id::text, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', claimed.id::text
+    FROM claimed
+    ON CONFLICT (id) DO UPDATE
+       SET last_heartbeat_at = EXCLUDED.last_heartbeat_at,
+           current_task_id = EXCLUDED.current_task_id),
+event AS (
+    INSERT INTO events ("timestamp", event_type, message, context)
+    SELECT now() AT TIME ZONE 'utc', 'TASK_PROCESSING', 'Pending -> Processing',
+           json_build_object('task_id', claimed.id::text, 'user_id', claimed.user_id)
+    FROM claimed)
+SELECT id FROM claimed \gset
 UPDATE plans_by_user SET state = 'completed', progress_percentage = 100.0
 WHERE user_id = 'user-' || :u::text AND id = :id;
 SQL
