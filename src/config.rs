@@ -15,12 +15,13 @@
 //! | `SHARED_DB_MIGRATION_LOCK_TIMEOUT_MS` | `5000` | `lock_timeout` of each migration attempt; a migration that waits longer for a lock is rolled back and tried again with backoff (see [`crate::schema::migrate`]) |
 //! | `SHARED_DB_SCHEMA_STRICT` | `false` | `true`: a database migrated by a newer release is `diverged` (not ready) instead of `ahead` (ready); see [`crate::schema`] |
 //! | `SHARED_DB_SQLITE_BUSY_TIMEOUT_MS` | `5000` | SQLite backend: how long a connection waits for the write lock (`busy_timeout`) |
-//! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0` for PgBouncer in transaction mode) |
+//! | `SHARED_DB_STATEMENT_CACHE_CAPACITY` | `100` | prepared statements cached per connection (`0`: none; each statement is then prepared unnamed) |
+//! | `SHARED_DB_TRANSACTION_POOLER` | `false` | `true` when `DATABASE_URL` goes through a transaction-mode pooler (PgBouncer ≥ 1.21 with `max_prepared_statements`, which carries sqlx's named statements); session state such as `LISTEN` then stays off it (see [`Config::behind_transaction_pooler`]). Keep the statement cache on there: with sqlx 0.9.1 a cache of `0` sends unnamed statements across two protocol syncs, between which the pooler may switch server connections |
 //! | `SHARED_DB_TEST_BEFORE_ACQUIRE` | `true` | ping a pooled connection that sat idle before handing it out (a broken one is replaced) |
 //! | `SHARED_DB_PING_IDLE_AFTER_SECS` | `10` | how long a connection must have sat idle to be pinged (`0` = ping on every acquire) |
 //! | `DATABASE_REPLICA_URL` | unset | a read-only replica; opens the second pool behind [`crate::Database::replica`] |
 //! | `SHARED_DB_MIGRATION_URL` | `DATABASE_URL` | direct (not pooled) URL for migrations, when `DATABASE_URL` goes through PgBouncer |
-//! | `SHARED_DB_LISTEN_URL` | see meaning | direct (not pooled) URL for the plan queue's `LISTEN` wake-ups ([`crate::planexe::plans::wakeup`]). Unset: workers listen through `DATABASE_URL`, unless `SHARED_DB_STATEMENT_CACHE_CAPACITY` is `0` (the transaction-pooler setting), where they poll only: a `LISTEN` through PgBouncer in transaction mode would stay on a server connection that other clients then share, and their statements would fail on the notifications |
+//! | `SHARED_DB_LISTEN_URL` | see meaning | direct (not pooled) URL for the plan queue's `LISTEN` wake-ups ([`crate::planexe::plans::wakeup`]). Unset: workers listen through `DATABASE_URL`, unless it goes through a transaction pooler ([`Config::behind_transaction_pooler`]), where they poll only: a `LISTEN` through PgBouncer in transaction mode would stay on a server connection that other clients then share, and their statements would fail on the notifications |
 //! | `SHARED_DB_FAILOVER_CHECK_MS` | `1000` | multi-host URLs: how often the chosen server's role is checked |
 //!
 //! `DATABASE_URL` may name several hosts, in either of libpq's forms, with
@@ -82,8 +83,12 @@ pub struct Config {
     /// SQLite backend (`shared-db-sqlite`): how long a connection waits for another one's write
     /// lock before failing with `SQLITE_BUSY` (its `busy_timeout`).
     pub sqlite_busy_timeout: Duration,
-    /// Prepared statements cached per connection; 0 disables caching (PgBouncer transaction mode).
+    /// Prepared statements cached per connection; 0 disables caching (each statement is then
+    /// prepared unnamed, which a transaction-mode pooler cannot carry across sqlx 0.9.1's two
+    /// protocol syncs: keep it on behind one).
     pub statement_cache_capacity: usize,
+    /// `DATABASE_URL` goes through a transaction-mode pooler (`SHARED_DB_TRANSACTION_POOLER`).
+    pub transaction_pooler: bool,
     /// Ping connections that sat idle for [`Config::ping_idle_after`] or more before handing
     /// them out.
     pub test_before_acquire: bool,
@@ -124,6 +129,7 @@ impl fmt::Debug for Config {
             .field("schema_compatibility", &self.schema_compatibility)
             .field("sqlite_busy_timeout", &self.sqlite_busy_timeout)
             .field("statement_cache_capacity", &self.statement_cache_capacity)
+            .field("transaction_pooler", &self.transaction_pooler)
             .field("test_before_acquire", &self.test_before_acquire)
             .field("ping_idle_after", &self.ping_idle_after)
             .field("replica_url", &self.replica_url)
@@ -151,6 +157,7 @@ impl Default for Config {
             schema_compatibility: crate::schema::Compatibility::Window,
             sqlite_busy_timeout: Duration::from_secs(5),
             statement_cache_capacity: 100,
+            transaction_pooler: false,
             test_before_acquire: true,
             ping_idle_after: PING_WHEN_IDLE_FOR,
             replica_url: None,
@@ -238,6 +245,10 @@ impl Config {
                 .map_or(Ok(d.statement_cache_capacity), |v| {
                     parse("SHARED_DB_STATEMENT_CACHE_CAPACITY", &v)
                 })?,
+            transaction_pooler: get("SHARED_DB_TRANSACTION_POOLER")
+                .map_or(Ok(d.transaction_pooler), |v| {
+                    parse("SHARED_DB_TRANSACTION_POOLER", &v)
+                })?,
             test_before_acquire: get("SHARED_DB_TEST_BEFORE_ACQUIRE")
                 .map_or(Ok(d.test_before_acquire), |v| {
                     parse("SHARED_DB_TEST_BEFORE_ACQUIRE", &v)
@@ -254,11 +265,11 @@ impl Config {
     }
 
     /// True when `database_url` is configured for a transaction-mode pooler (PgBouncer's
-    /// `pool_mode = transaction`): the statement cache is off
-    /// (`SHARED_DB_STATEMENT_CACHE_CAPACITY=0`), which that mode requires. Session state such
+    /// `pool_mode = transaction`): [`Config::transaction_pooler`], or a statement cache of `0`
+    /// (what such a setup used before PgBouncer carried named statements). Session state such
     /// as `LISTEN` must not go through such a pool.
     pub fn behind_transaction_pooler(&self) -> bool {
-        self.statement_cache_capacity == 0
+        self.transaction_pooler || self.statement_cache_capacity == 0
     }
 
     /// The URL, or the [`Error::Config`] that says `DATABASE_URL` is missing.
@@ -518,6 +529,21 @@ mod tests {
         assert_eq!(c.database_url, None);
         assert_eq!(c.connect_timeout, Duration::from_secs(10));
         assert_eq!(c.statement_cache_capacity, 100);
+        assert!(!c.behind_transaction_pooler());
+    }
+
+    #[test]
+    fn a_transaction_pooler_is_declared_with_the_statement_cache_kept() {
+        let c = Config::from_lookup(|k| {
+            (k == "SHARED_DB_TRANSACTION_POOLER").then(|| "true".to_owned())
+        })
+        .unwrap();
+        assert!(c.transaction_pooler && c.behind_transaction_pooler());
+        assert_eq!(c.statement_cache_capacity, 100);
+        let bad = Config::from_lookup(|k| {
+            (k == "SHARED_DB_TRANSACTION_POOLER").then(|| "yes please".to_owned())
+        });
+        assert!(matches!(bad, Err(Error::Config(m)) if m.contains("SHARED_DB_TRANSACTION_POOLER")));
     }
 
     #[test]
@@ -532,6 +558,7 @@ mod tests {
         .unwrap();
         assert_eq!(c.statement_cache_capacity, 0);
         assert!(c.behind_transaction_pooler());
+        assert!(!c.transaction_pooler);
         assert_eq!(c.listen_url, None);
         assert_eq!(c.idle_timeout, None);
         assert_eq!(c.max_connections, 42);

@@ -2,7 +2,7 @@
 //!
 //! Enabled by the `testing` feature. The server is `SHARED_DB_TEST_URL`, else `DATABASE_URL`,
 //! else the embedded cluster (started on first use). The `SHARED_DB_*` pool knobs apply (e.g.
-//! `SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). When the URL goes through a transaction-mode
+//! `SHARED_DB_TRANSACTION_POOLER=true`). When the URL goes through a transaction-mode
 //! pooler, set `SHARED_DB_MIGRATION_URL` to the server itself: databases are then created,
 //! migrated and dropped there, and only the tests' pools go through the pooler. The first test in a run migrates a
 //! template database named after the migrations' checksums; every test then gets

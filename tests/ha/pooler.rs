@@ -69,7 +69,7 @@ async fn migrate_through_a_transaction_pooler_is_refused_and_a_direct_url_is_use
     let empty = TestDatabase::empty().await?;
     let bouncer = PgBouncer::start()?;
     let mut config = Config::new(PgBouncer::url(&bouncer.pooled, empty.name()));
-    config.statement_cache_capacity = 0;
+    config.transaction_pooler = true;
     let db = Database::connect(&config).await?;
 
     let err = db.migrate().await.unwrap_err();

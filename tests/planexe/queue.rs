@@ -578,7 +578,7 @@ impl shared_db::worker::Pipeline for OneStep {
 }
 
 /// CI runs this module through PgBouncer in transaction mode too, with the configuration a
-/// service uses there (`SHARED_DB_STATEMENT_CACHE_CAPACITY=0`). A worker that listened through
+/// service uses there (`SHARED_DB_TRANSACTION_POOLER=true`). A worker that listened through
 /// that pooler would leave its `LISTEN` on a server connection that the other clients' statements
 /// then run on, and they would fail on its notifications.
 #[tokio::test]

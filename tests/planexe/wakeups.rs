@@ -292,12 +292,12 @@ async fn connect_with(db: &TestDatabase, config: Config) -> anyhow::Result<share
 #[tokio::test]
 async fn behind_a_transaction_pooler_a_worker_polls_instead_of_listening() -> anyhow::Result<()> {
     let db = TestDatabase::new().await?;
-    // The statement cache off is the transaction-pooler setting: a LISTEN through that pool
-    // would stay on a server connection other clients then share.
+    // Declared behind a transaction pooler: a LISTEN through that pool would stay on a server
+    // connection other clients then share.
     let pooled = connect_with(
         &db,
         Config {
-            statement_cache_capacity: 0,
+            transaction_pooler: true,
             ..Config::default()
         },
     )
@@ -327,7 +327,7 @@ async fn a_listen_url_gives_a_pooled_worker_its_wake_ups_back() -> anyhow::Resul
     let pooled = connect_with(
         &db,
         Config {
-            statement_cache_capacity: 0,
+            transaction_pooler: true,
             listen_url: Some(db.url().into()),
             ..Config::default()
         },
