@@ -6,6 +6,7 @@
 
 mod cluster;
 mod distribute;
+mod import;
 mod migrate;
 mod planexe;
 mod routing;

@@ -52,7 +52,7 @@ const CROSS_SHOP: &[(&str, &str, &str)] = &[
     (
         "INSERT INTO shop.licenses (id, shop_id, name, is_recurring, start_date, end_date, improviser_user, seats, order_id, created_at, modified_at) SELECT l.id, $11::u",
         "Refused(\"error returned from database: correlated subqueries are not supported when the FROM clause contains a set returning func\")",
-        "importer's licence batch (UNNEST + NOT EXISTS): refused by Citus; the importer targets one server",
+        "importer's licence batch (UNNEST + NOT EXISTS): refused on distributed tables; the import runs on the coordinator before distribution (citus::import)",
     ),
     (
         "INSERT INTO shop.order_counters (shop_id, last_customer_order_id) SELECT $1, max(customer_order_id) FROM shop.orders WHERE shop_id = $1 HAVING max(customer_orde",
