@@ -63,22 +63,9 @@ pub async fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let shop_id = shop_admin::run(&db, &run_id, &mut checks).await?;
     closing::run(&db, &plan_ids, shop_id, &mut checks).await?;
 
-    println!();
-    println!(
-        "demo finished in {:.1} s: {} check(s) passed, {} failed",
-        started.elapsed().as_secs_f64(),
-        checks.passed,
-        checks.failed.len()
-    );
+    let elapsed = started.elapsed();
     db.close().await;
-    if checks.failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for f in &checks.failed {
-            println!("FAILED: {f}");
-        }
-        Ok(ExitCode::from(1))
-    }
+    Ok(checks.finish(elapsed))
 }
 
 /// The database this run uses, and how to describe it.
@@ -138,6 +125,24 @@ impl Checks {
             println!("  ✘ {what}");
             self.failed.push(what);
         }
+    }
+
+    /// The closing summary, every failed check again, and the exit code: 1 if any failed.
+    pub(crate) fn finish(self, elapsed: std::time::Duration) -> ExitCode {
+        println!();
+        println!(
+            "demo finished in {:.1} s: {} check(s) passed, {} failed",
+            elapsed.as_secs_f64(),
+            self.passed,
+            self.failed.len()
+        );
+        if self.failed.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+        for f in &self.failed {
+            println!("FAILED: {f}");
+        }
+        ExitCode::from(1)
     }
 }
 

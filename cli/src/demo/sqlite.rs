@@ -58,22 +58,9 @@ pub(super) async fn run(
     workers_section(&db, &plan_ids, &mut checks).await?;
     closing(&db, user, &plan_ids, &raw, &secret, &mut checks).await?;
 
-    println!();
-    println!(
-        "demo finished in {:.1} s: {} check(s) passed, {} failed",
-        started.elapsed().as_secs_f64(),
-        checks.passed,
-        checks.failed.len()
-    );
+    let elapsed = started.elapsed();
     db.close().await;
-    if checks.failed.is_empty() {
-        Ok(ExitCode::SUCCESS)
-    } else {
-        for f in &checks.failed {
-            println!("FAILED: {f}");
-        }
-        Ok(ExitCode::from(1))
-    }
+    Ok(checks.finish(elapsed))
 }
 
 async fn frontend(
