@@ -13,6 +13,18 @@ use shared_db::shop::{Lang, ListParams, ProductId, ShopId, licenses, products};
 use sqlx::Connection;
 use uuid::Uuid;
 
+/// Rows of the imported tables, by table name (global licences first).
+async fn counts(conn: &mut sqlx::PgConnection) -> anyhow::Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as(
+        "SELECT 'products', count(*) FROM shop.products UNION ALL
+         SELECT 'orders', count(*) FROM shop.orders UNION ALL
+         SELECT 'licenses', count(*) FROM shop.licenses WHERE shop_id IS NOT NULL UNION ALL
+         SELECT 'global_licenses', count(*) FROM shop.global_licenses ORDER BY 1",
+    )
+    .fetch_all(conn)
+    .await?)
+}
+
 #[tokio::test]
 async fn an_old_backend_imported_on_the_coordinator_is_distributed_with_every_row()
 -> anyhow::Result<()> {
@@ -32,14 +44,7 @@ async fn an_old_backend_imported_on_the_coordinator_is_distributed_with_every_ro
 
     let mut source = sqlx::PgConnection::connect_with(&options).await?;
     let report = import::run(&mut source, &mut conn, &Options::default()).await?;
-    let imported_before: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT 'products', count(*) FROM shop.products UNION ALL
-         SELECT 'orders', count(*) FROM shop.orders UNION ALL
-         SELECT 'licenses', count(*) FROM shop.licenses WHERE shop_id IS NOT NULL UNION ALL
-         SELECT 'global_licenses', count(*) FROM shop.global_licenses ORDER BY 1",
-    )
-    .fetch_all(&mut conn)
-    .await?;
+    let imported_before = counts(&mut conn).await?;
     assert!(
         imported_before.iter().all(|(_, n)| *n > 0),
         "{imported_before:?}"
@@ -47,14 +52,7 @@ async fn an_old_backend_imported_on_the_coordinator_is_distributed_with_every_ro
 
     distribute(&mut conn).await?;
     // Every row went to the shards: the same counts, now read through the coordinator.
-    let imported_after: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT 'products', count(*) FROM shop.products UNION ALL
-         SELECT 'orders', count(*) FROM shop.orders UNION ALL
-         SELECT 'licenses', count(*) FROM shop.licenses WHERE shop_id IS NOT NULL UNION ALL
-         SELECT 'global_licenses', count(*) FROM shop.global_licenses ORDER BY 1",
-    )
-    .fetch_all(&mut conn)
-    .await?;
+    let imported_after = counts(&mut conn).await?;
     assert_eq!(imported_after, imported_before, "{report:?}");
     let on_coordinator: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM pg_dist_partition WHERE logicalrelid = 'shop.products'::regclass",
