@@ -111,8 +111,10 @@ pub trait Backend: Clone + Send + Sync + 'static {
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: the library itself.
 
+/// The library on a fresh database of the embedded cluster (`.0.pool()`, `.0.db()` for stories that
+/// need more than [`Backend`]).
 #[derive(Clone)]
-pub struct Postgres(Arc<shared_db::testing::TestDatabase>);
+pub struct Postgres(pub Arc<shared_db::testing::TestDatabase>);
 
 impl Postgres {
     pub async fn fresh() -> Self {
