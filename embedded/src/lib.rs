@@ -132,8 +132,12 @@ impl Running {
                 .execute(&mut conn)
                 .await
             {
-                // duplicate_database: another process won the race, which is fine
-                Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+                // Another process won the race, which is fine. It shows as duplicate_database,
+                // or, when both got past the catalog check together, as a unique violation of
+                // the catalog's name index.
+                Err(sqlx::Error::Database(e))
+                    if e.code().as_deref() == Some("42P04")
+                        || e.constraint() == Some("pg_database_datname_index") => {}
                 other => {
                     other?;
                 }

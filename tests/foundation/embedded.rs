@@ -54,3 +54,41 @@ async fn a_cluster_is_created_started_reused_and_stopped() {
 
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[tokio::test]
+async fn processes_asking_for_one_database_at_once_all_get_it() {
+    // Several benchmark or test processes starting together ask for the same database. Two
+    // CREATE DATABASE of one name can collide in the catalog's unique index instead of reporting
+    // "already exists": both outcomes mean the database is there.
+    let running = Cluster::default_location()
+        .unwrap()
+        .ensure_running()
+        .await
+        .unwrap();
+    for round in 0..5 {
+        let name = format!("shared_db_race_{}_{round}", uuid::Uuid::new_v4().simple());
+        let askers: Vec<_> = (0..8)
+            .map(|_| {
+                let (running, name) = (running.clone(), name.clone());
+                tokio::spawn(async move { running.ensure_database(&name).await })
+            })
+            .collect();
+        for asker in askers {
+            asker
+                .await
+                .unwrap()
+                .expect("the database, whoever created it");
+        }
+        let mut conn = PgConnection::connect_with(&running.connect_options(&name))
+            .await
+            .expect("it exists");
+        conn.close().await.unwrap();
+        let mut admin = PgConnection::connect_with(&running.connect_options("postgres"))
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE \"{name}\"")))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+    }
+}
