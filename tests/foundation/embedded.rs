@@ -79,7 +79,7 @@ async fn processes_asking_for_one_database_at_once_all_get_it() {
                 .unwrap()
                 .expect("the database, whoever created it");
         }
-        let mut conn = PgConnection::connect_with(&running.connect_options(&name))
+        let conn = PgConnection::connect_with(&running.connect_options(&name))
             .await
             .expect("it exists");
         conn.close().await.unwrap();
