@@ -9,7 +9,9 @@
 //!
 //! Knobs: `OVERHEAD_CLIENTS` (default 4), `OVERHEAD_SECS` per round (default 3),
 //! `OVERHEAD_BLOCKS` (default 3; each block is 4 rounds), `OVERHEAD_PLANS` (default 5000),
-//! `OVERHEAD_LEAN=1` (the bridge without its per-poll busy/idle timing, thread and
+//! `OVERHEAD_READS` (a cap on each client's reads per round: with a long `OVERHEAD_SECS` and
+//! `OVERHEAD_WARMUP_SECS`, every run does the same reads, for instruction counts under
+//! callgrind), `OVERHEAD_LEAN=1` (the bridge without its per-poll busy/idle timing, thread and
 //! source-location attributes), `OVERHEAD_SAMPLE` (the fraction of traces kept, default 1: every
 //! span exported).
 //! `DATABASE_URL` selects the server (the embedded cluster when unset). "On" exports every
@@ -220,7 +222,9 @@ async fn main() -> anyhow::Result<()> {
         if lean { "lean" } else { "defaults" }
     );
     ON.store(false, Ordering::Relaxed);
-    let _ = round(&db, &ids, clients, 1).await; // warm-up: connections, statement cache, buffers
+    // warm-up: connections, statement cache, buffers (under callgrind, OVERHEAD_WARMUP_SECS=1000
+    // with OVERHEAD_READS makes it as long in every run, so whole-process counts compare)
+    let _ = round(&db, &ids, clients, knob("OVERHEAD_WARMUP_SECS", 1)).await;
 
     let (mut off, mut on, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let (mut cpu_off, mut cpu_on) = (Vec::new(), Vec::new());

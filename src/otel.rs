@@ -40,7 +40,13 @@
 //! path, still correct).
 //!
 //! Parents: a repository span is the child of the nearest enclosing span this layer or the
-//! bridge knows (a request span), else of the current OpenTelemetry context. Events inside a
+//! bridge knows (a request span), else of the current OpenTelemetry context.
+//!
+//! Sampling follows the trace, as the SDK's default sampler (`ParentBased`) does: under a parent
+//! that was sampled the span is started with its attributes; under a parent that was not, no
+//! OpenTelemetry span is started at all (a query of a dropped request costs a lookup, not a span);
+//! a repository span without a parent is a root, which the service's sampler decides on, and only
+//! a root it keeps gets its attributes made. Events inside a
 //! repository span (sqlx's statement logs) are not turned into span events. The server
 //! attributes are the process's primary's (see [`crate::semconv`]).
 //!
@@ -51,11 +57,11 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, OnceLock, RwLock};
-use std::time::SystemTime;
 
 use opentelemetry::trace::{
-    Span as _, SpanBuilder, SpanKind, Status, TraceContextExt as _, Tracer,
+    Span as _, SpanBuilder, SpanContext, SpanKind, Status, TraceContextExt as _, Tracer,
 };
 use opentelemetry::{Context, KeyValue};
 use tracing::dispatcher::WeakDispatch;
@@ -101,8 +107,42 @@ impl<T> fmt::Debug for ConventionLayer<T> {
     }
 }
 
-/// The OpenTelemetry span of a repository span this layer exports (in the span's extensions).
-struct Exported(Context);
+/// What this layer keeps for a repository span (in the span's extensions).
+enum Exported {
+    /// The span this layer started, ended when the `tracing` span closes.
+    Own(Context),
+    /// Under a parent that was not sampled: the parent's context, which children inherit.
+    Inherited(Context),
+    /// A root the sampler dropped: its span context alone (no context to allocate, nothing to
+    /// end), from which a child learns that the trace is not sampled.
+    Dropped(SpanContext),
+}
+
+impl Exported {
+    /// The context a child span starts under.
+    fn parent_of_child(&self) -> Context {
+        match self {
+            Exported::Own(cx) | Exported::Inherited(cx) => cx.clone(),
+            Exported::Dropped(sc) => Context::current().with_remote_span_context(sc.clone()),
+        }
+    }
+
+    /// The span this layer started, if it started one.
+    fn own(&self) -> Option<&Context> {
+        match self {
+            Exported::Own(cx) => Some(cx),
+            Exported::Inherited(_) | Exported::Dropped(_) => None,
+        }
+    }
+}
+
+/// A repository span's attributes: its call site's conventions, then its own fields.
+fn attributes(site: &Site, attrs: &Attributes<'_>) -> Vec<KeyValue> {
+    let mut list = Vec::with_capacity(site.attributes.len() + attrs.metadata().fields().len());
+    list.extend(site.attributes.iter().cloned());
+    attrs.record(&mut FieldList(&mut list));
+    list
+}
 
 impl<S, T> tracing_subscriber::Layer<S> for ConventionLayer<T>
 where
@@ -129,43 +169,53 @@ where
         let Some(span_ref) = ctx.span(id) else { return };
         let parent = match span_ref.parent() {
             Some(parent) => match parent.extensions().get::<Exported>() {
-                Some(Exported(cx)) => cx.clone(),
+                Some(exported) => exported.parent_of_child(),
                 None => bridge_of(&parent.id()).unwrap_or_else(Context::current),
             },
             None => Context::current(),
         };
-        let attributes = || {
-            let mut list =
-                Vec::with_capacity(site.attributes.len() + attrs.metadata().fields().len());
-            list.extend(site.attributes.iter().cloned());
-            attrs.record(&mut FieldList(&mut list));
-            list
-        };
-        let builder = SpanBuilder::from_name(site.name)
-            .with_kind(SpanKind::Client)
-            .with_start_time(SystemTime::now());
-        // The sampler decides when the span is built. Under a parent that was not sampled the
-        // span is most likely dropped too, so its attributes are added only if it records;
-        // otherwise they go in with the builder, whole (cheaper than one by one).
-        let parent_sampled = parent.span().span_context().is_sampled();
-        let span = if parent_sampled || !parent.has_active_span() {
-            self.tracer
-                .build_with_context(builder.with_attributes(attributes()), &parent)
-        } else {
+        let exported = if !parent.has_active_span() {
+            // A root: the sampler decides here. Most roots are dropped under a ratio sampler, so
+            // the attributes are made only for a span that records.
+            // The builder carries an empty list sized for them, which a kept span's data takes
+            // over, so adding them one by one does not regrow it.
+            let room = site.attributes.len() + attrs.metadata().fields().len();
+            let builder = SpanBuilder::from_name(site.name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(Vec::with_capacity(room));
             let mut span = self.tracer.build_with_context(builder, &parent);
             if span.is_recording() {
-                span.set_attributes(attributes());
+                span.set_attributes(site.attributes.iter().cloned());
+                let mut fields = Vec::with_capacity(attrs.metadata().fields().len());
+                attrs.record(&mut FieldList(&mut fields));
+                span.set_attributes(fields);
+                Exported::Own(parent.with_span(span))
+            } else {
+                Exported::Dropped(span.span_context().clone())
             }
-            span
+        } else if parent.span().span_context().is_sampled() {
+            // Under a sampled parent (a request span) the span is kept: its attributes go in
+            // with the builder, whole.
+            let builder = SpanBuilder::from_name(site.name)
+                .with_kind(SpanKind::Client)
+                .with_attributes(attributes(&site, attrs));
+            Exported::Own(parent.with_span(self.tracer.build_with_context(builder, &parent)))
+        } else {
+            // Under a parent that was not sampled no span is started at all (parent-based
+            // sampling drops it anyway): the span keeps its parent's context, which its children
+            // inherit and which is not ended when it closes.
+            Exported::Inherited(parent)
         };
-        span_ref
-            .extensions_mut()
-            .insert(Exported(parent.with_span(span)));
+        span_ref.extensions_mut().insert(exported);
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: LayerContext<'_, S>) {
         let Some(span_ref) = ctx.span(id) else { return };
-        if let Some(Exported(cx)) = span_ref.extensions().get::<Exported>() {
+        if let Some(cx) = span_ref
+            .extensions()
+            .get::<Exported>()
+            .and_then(Exported::own)
+        {
             let span = cx.span();
             if span.is_recording() {
                 let mut fields = Vec::new();
@@ -179,8 +229,8 @@ where
         let Some(span_ref) = ctx.span(&id) else {
             return;
         };
-        if let Some(Exported(cx)) = span_ref.extensions_mut().remove::<Exported>() {
-            cx.span().end_with_timestamp(SystemTime::now());
+        if let Some(Exported::Own(cx)) = span_ref.extensions_mut().remove::<Exported>() {
+            cx.span().end();
         }
     }
 }
@@ -232,7 +282,7 @@ struct Site {
 
 /// The [`Site`] of a repository span's call site; `None` for other spans.
 fn site(meta: &'static Metadata<'static>) -> Option<Arc<Site>> {
-    type Cache = RwLock<HashMap<usize, Arc<Site>>>;
+    type Cache = RwLock<HashMap<usize, Arc<Site>, BuildHasherDefault<AddressHasher>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     if !semconv::is_repository(meta.target()) {
         return None;
@@ -281,6 +331,26 @@ fn site(meta: &'static Metadata<'static>) -> Option<Arc<Site>> {
     Some(site)
 }
 
+/// Hashes a call site's metadata address: addresses are distinct already, and SipHash (the
+/// default) would cost more than the rest of the lookup on every span.
+#[derive(Default)]
+struct AddressHasher(u64);
+
+impl Hasher for AddressHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_usize(&mut self, address: usize) {
+        // metadata is at least 8-byte aligned: spread the bits that vary over the whole word
+        self.0 = (address as u64 >> 3).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Whether two server records are the same one (the primary changes on failover).
 fn same_server(a: &Option<Arc<semconv::Server>>, b: &Option<Arc<semconv::Server>>) -> bool {
     match (a, b) {
@@ -318,5 +388,8 @@ fn exported_context(id: &Id, dispatch: &Dispatch) -> Option<Context> {
     let registry = dispatch.downcast_ref::<tracing_subscriber::Registry>()?;
     let span = registry.span(id)?;
     let extensions = span.extensions();
-    extensions.get::<Exported>().map(|Exported(cx)| cx.clone())
+    extensions
+        .get::<Exported>()
+        .and_then(Exported::own)
+        .cloned()
 }

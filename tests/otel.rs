@@ -232,3 +232,115 @@ async fn without_the_filter_the_bridge_exports_the_span_and_the_conventions_stil
     );
     Ok(())
 }
+
+/// Samples every span but those named in `drop`, whatever their parent decided: a sampler that
+/// would keep a query of a dropped request, so the story can tell whether the library follows
+/// the request's decision.
+#[derive(Debug, Clone)]
+struct DropByName(&'static [&'static str]);
+
+impl opentelemetry_sdk::trace::ShouldSample for DropByName {
+    fn should_sample(
+        &self,
+        parent: Option<&opentelemetry::Context>,
+        _trace_id: opentelemetry::trace::TraceId,
+        name: &str,
+        _kind: &SpanKind,
+        _attributes: &[KeyValue],
+        _links: &[opentelemetry::trace::Link],
+    ) -> opentelemetry_sdk::trace::SamplingResult {
+        use opentelemetry::trace::TraceContextExt as _;
+        opentelemetry_sdk::trace::SamplingResult {
+            decision: if self.0.contains(&name) {
+                opentelemetry_sdk::trace::SamplingDecision::Drop
+            } else {
+                opentelemetry_sdk::trace::SamplingDecision::RecordAndSample
+            },
+            attributes: Vec::new(),
+            trace_state: parent
+                .map(|cx| cx.span().span_context().trace_state().clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_query_follows_its_requests_sampling_and_a_kept_root_query_has_every_attribute()
+-> anyhow::Result<()> {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(DropByName(&["GET /dropped", "count_pending plans"]))
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let tracer = provider.tracer("shared-db-test");
+    let _subscriber = tracing_subscriber::registry()
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer.clone())
+                .with_filter(shared_db::otel::not_repository()),
+        )
+        .with(shared_db::otel::layer(tracer))
+        .set_default();
+    let test_db = TestDatabase::new().await?;
+    let db = &shared_db::Database::connect(&shared_db::Config::new(test_db.url())).await?;
+
+    // A request the sampler dropped: its queries run, fail or not, and are not exported,
+    // although the sampler would keep them on their own.
+    let queued = async {
+        let queued = plans::enqueue(
+            db.pool(),
+            &NewPlan {
+                prompt: "in a dropped request",
+                ..Default::default()
+            },
+        )
+        .await?;
+        let missing = plans::get(db.pool(), uuid::Uuid::new_v4()).await;
+        assert!(matches!(missing, Err(shared_db::Error::NotFound)));
+        // a worker that lost its run: a failure, recorded on no span
+        let stale = plans::Attempt {
+            plan_id: queued.id,
+            token: uuid::Uuid::new_v4(),
+        };
+        let refused = plans::finish_completed(db.pool(), stale, None).await;
+        assert!(refused.is_err(), "{refused:?}");
+        anyhow::Ok(queued)
+    }
+    .instrument(tracing::info_span!("GET /dropped"))
+    .await?;
+    // Queries without a request: roots, each sampled on its own.
+    plans::status(db.pool(), queued.id).await?; // kept
+    plans::count_pending(db.pool()).await?; // dropped by the sampler
+    // A repository span inside a dropped root one (one repository function calling another):
+    // the inner one is dropped with its trace, although the sampler would keep it on its own.
+    plans::status(db.pool(), queued.id)
+        .instrument(tracing::info_span!(target: "shared_db::planexe::plans", "count_pending"))
+        .await?;
+
+    provider.force_flush()?;
+    let spans = exporter.get_finished_spans()?;
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_ref()).collect();
+    assert_eq!(names, ["status plans"], "only the kept root: {spans:#?}");
+    let status = attributes(&spans[0]);
+    for key in [
+        "db.system.name",
+        "db.namespace",
+        "db.operation.name",
+        "db.collection.name",
+        "db.query.summary",
+        "server.address",
+        "server.port",
+    ] {
+        assert!(
+            status.contains_key(key),
+            "{key} on a sampled root: {status:?}"
+        );
+    }
+    assert_eq!(
+        status.get("id").map(Value::as_str),
+        Some(queued.id.to_string().into()),
+        "the span's own fields too: {status:?}"
+    );
+    Ok(())
+}
