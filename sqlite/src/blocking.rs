@@ -24,6 +24,9 @@
 //! }
 //! ```
 //!
+//! Where the URL alone decides the backend, [`AnyBlockingDatabase`] connects to either and
+//! answers the lifecycle calls for both.
+//!
 //! Do not call it from inside an async runtime (Tokio refuses to block a runtime thread); use
 //! the async API there.
 
@@ -95,5 +98,71 @@ impl BlockingDatabase {
     /// [`Database::health`], blocking.
     pub fn health(&self) -> Health {
         self.runtime.block_on(self.db.health())
+    }
+}
+
+/// Either backend's blocking facade, chosen by the URL: a `sqlite:` URL opens
+/// [`BlockingDatabase`] on that file, any other [`shared_db::blocking::BlockingDatabase`]. What a
+/// synchronous service holds when the deployment's `DATABASE_URL` decides the backend: its
+/// start-up and probes (`migrate`, `sync`, `status`, `health`) are the same code on both.
+///
+/// Repository calls go through the backend's own facade ([`AnyBlockingDatabase::Postgres`],
+/// [`AnyBlockingDatabase::Sqlite`]): each backend's functions take their own executor.
+#[derive(Debug)]
+pub enum AnyBlockingDatabase {
+    /// The library on a PostgreSQL server.
+    Postgres(shared_db::blocking::BlockingDatabase),
+    /// This crate on a SQLite file.
+    Sqlite(BlockingDatabase),
+}
+
+impl AnyBlockingDatabase {
+    /// Connects to `config.database_url` with the backend its scheme names
+    /// ([`crate::connect::is_sqlite_url`]); [`shared_db::Error::Config`] without a URL.
+    pub fn connect(config: &Config) -> Result<Self> {
+        let url = config.require_url()?;
+        if crate::connect::is_sqlite_url(url.expose()) {
+            BlockingDatabase::connect(config).map(AnyBlockingDatabase::Sqlite)
+        } else {
+            shared_db::blocking::BlockingDatabase::connect(config)
+                .map(AnyBlockingDatabase::Postgres)
+        }
+    }
+
+    /// [`Config::from_env`] followed by [`AnyBlockingDatabase::connect`].
+    pub fn from_env() -> Result<Self> {
+        Self::connect(&Config::from_env()?)
+    }
+
+    /// Applies pending migrations of the backend's own set.
+    pub fn migrate(&self) -> Result<()> {
+        match self {
+            AnyBlockingDatabase::Postgres(db) => db.migrate(),
+            AnyBlockingDatabase::Sqlite(db) => db.migrate(),
+        }
+    }
+
+    /// Applies pending migrations and says what was done.
+    pub fn sync(&self) -> Result<SyncOutcome> {
+        match self {
+            AnyBlockingDatabase::Postgres(db) => db.sync(),
+            AnyBlockingDatabase::Sqlite(db) => db.sync(),
+        }
+    }
+
+    /// Where the database stands (same states and exit codes on both backends).
+    pub fn status(&self) -> SchemaStatus {
+        match self {
+            AnyBlockingDatabase::Postgres(db) => db.status(),
+            AnyBlockingDatabase::Sqlite(db) => db.status(),
+        }
+    }
+
+    /// Readiness answer.
+    pub fn health(&self) -> Health {
+        match self {
+            AnyBlockingDatabase::Postgres(db) => db.health(),
+            AnyBlockingDatabase::Sqlite(db) => db.health(),
+        }
     }
 }

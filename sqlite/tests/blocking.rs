@@ -8,7 +8,7 @@ use shared_db::planexe::PlanState;
 use shared_db::planexe::plans::NewPlan;
 use shared_db::schema::{SchemaStatus, SyncOutcome};
 use shared_db::{Config, Error};
-use shared_db_sqlite::blocking::BlockingDatabase;
+use shared_db_sqlite::blocking::{AnyBlockingDatabase, BlockingDatabase};
 use shared_db_sqlite::planexe::{events, plans};
 
 /// A path under the target directory where no file exists yet.
@@ -134,4 +134,50 @@ fn urls_the_sqlite_facade_cannot_serve_are_refused_as_configuration_errors() {
             "{url}: {refused:?}"
         );
     }
+}
+
+/// A synchronous service's start-up, written once: connect to what `DATABASE_URL` names,
+/// migrate, and be ready.
+fn start(url: &str) -> AnyBlockingDatabase {
+    let db = AnyBlockingDatabase::connect(&Config::new(url)).expect("connect");
+    db.migrate().expect("migrate");
+    assert!(matches!(db.status(), SchemaStatus::UpToDate { .. }));
+    assert!(db.health().is_ready());
+    db
+}
+
+#[test]
+fn a_synchronous_service_swaps_backends_by_changing_the_url() {
+    let path = missing_file("swap");
+    let on_sqlite = start(&format!("sqlite://{}", path.display()));
+    assert!(matches!(on_sqlite, AnyBlockingDatabase::Sqlite(_)));
+    assert!(path.exists());
+
+    // The same start-up on a PostgreSQL database of the test server.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let test_db = rt
+        .block_on(shared_db::testing::TestDatabase::new())
+        .expect("test database");
+    let on_postgres = start(test_db.url());
+    assert!(matches!(on_postgres, AnyBlockingDatabase::Postgres(_)));
+
+    // Repository calls go through the backend's own facade.
+    let AnyBlockingDatabase::Sqlite(db) = &on_sqlite else {
+        unreachable!()
+    };
+    db.run(async |conn| plans::enqueue(conn, &plan("after the swap")).await)
+        .expect("enqueue on SQLite");
+    let AnyBlockingDatabase::Postgres(db) = &on_postgres else {
+        unreachable!()
+    };
+    db.run(async |pool| shared_db::planexe::plans::enqueue(pool, &plan("after the swap")).await)
+        .expect("enqueue on PostgreSQL");
+
+    assert!(matches!(
+        AnyBlockingDatabase::connect(&Config::default()),
+        Err(Error::Config(_))
+    ));
 }

@@ -531,3 +531,45 @@ impl OtherWriterBackend for Sqlite {
         .unwrap();
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// SQLite only: text that PostgreSQL's column types would refuse at the write, so only a SQLite
+// file can hold it.
+
+/// JSON text that does not parse (possible past this release's `json_valid` CHECK, e.g. a
+/// newer release that dropped it) reads as absent, like SQL NULL; every text form of a time the
+/// SQLite writers use (no fraction, ISO `T` with `Z`) reads as that instant. Neither fails a read
+/// or the claim.
+#[tokio::test]
+async fn on_sqlite_unparseable_json_reads_as_absent_and_each_written_time_form_reads() {
+    let b = Sqlite::fresh().await;
+    let id = Uuid::new_v4();
+    b.insert_plan(&ForeignPlan {
+        id,
+        state: Some("pending".into()),
+        prompt: Some("odd text".into()),
+        timestamp_created: Some("2026-01-02 03:04:05".into()),
+        last_progress_at: Some("2026-01-02T03:04:05.5Z".into()),
+        parameters: Some("{not json".into()),
+        run_activity_overview_json: Some("[1, 2".into()),
+        ..Default::default()
+    })
+    .await;
+    let at = NaiveDate::from_ymd_opt(2026, 1, 2)
+        .unwrap()
+        .and_hms_opt(3, 4, 5)
+        .unwrap()
+        .and_utc();
+
+    let plan = b.plan(id).await.expect("reads");
+    assert_eq!(plan.parameters, None);
+    assert_eq!(plan.run_activity_overview_json, None);
+    assert_eq!(plan.timestamp_created, Some(at));
+    assert_eq!(
+        plan.last_progress_at,
+        Some(at + chrono::Duration::milliseconds(500))
+    );
+    let claimed = b.claim("w").await.unwrap().expect("claimed like any plan");
+    assert_eq!(claimed.plan.id, id);
+    assert_eq!(claimed.plan.parameters, None);
+}
