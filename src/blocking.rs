@@ -35,9 +35,9 @@ use crate::schema::{Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Database, Error, Pool, Result};
 
 /// The runtime a blocking facade owns: two worker threads named `shared-db-blocking`, with I/O
-/// and timers. Two threads, so the pool's background tasks (idle reaping, connection opening)
-/// keep running while the calling thread waits in `block_on`. [`Error::Internal`] when the
-/// runtime cannot start (no threads left, say).
+/// and timers. The calling thread runs each call (`block_on`); the pool's background tasks
+/// (reaping idle connections, say) run on the workers, between calls too. [`Error::Internal`]
+/// when the runtime cannot start.
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
