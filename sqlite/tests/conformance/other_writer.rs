@@ -236,14 +236,17 @@ async fn events_another_service_wrote_list_with_unknown_kinds_and_repaired_text<
 
 async fn money_another_service_wrote_keeps_balance_and_ledger_exact<B: OtherWriterBackend>(b: B) {
     let user = Uuid::new_v4();
-    b.insert_user(user, 12.5).await;
+    b.insert_user(user, 12.500000001).await;
     let plan = Uuid::new_v4();
     b.insert_ledger_row(user, 20.0, None, None).await;
     b.insert_ledger_row(user, -7.5, Some(plan.to_string()), Some(NEWEST))
         .await;
+    // The smallest credit (SQLite prints that double in exponent form: 1.0e-09).
+    b.insert_ledger_row(user, 0.000000001, None, Some(OLDEST))
+        .await;
 
-    assert_eq!(b.balance(user).await.unwrap(), d("12.5"));
-    assert_eq!(b.ledger(user).await.unwrap(), (2, d("12.5")));
+    assert_eq!(b.balance(user).await.unwrap(), d("12.500000001"));
+    assert_eq!(b.ledger(user).await.unwrap(), (3, d("12.500000001")));
 
     // The library's own writes carry on from those rows.
     let charged = b
@@ -255,10 +258,10 @@ async fn money_another_service_wrote_keeps_balance_and_ledger_exact<B: OtherWrit
         })
         .await
         .unwrap();
-    assert_eq!(charged.new_balance, d("10"));
+    assert_eq!(charged.new_balance, d("10.000000001"));
     b.grant(user, d("0.1"), None).await.unwrap();
-    assert_eq!(b.balance(user).await.unwrap(), d("10.1"));
-    assert_eq!(b.ledger(user).await.unwrap(), (4, d("10.1")));
+    assert_eq!(b.balance(user).await.unwrap(), d("10.100000001"));
+    assert_eq!(b.ledger(user).await.unwrap(), (5, d("10.100000001")));
 }
 
 async fn api_keys_another_service_issued_authenticate<B: OtherWriterBackend>(b: B) {
