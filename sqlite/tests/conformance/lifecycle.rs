@@ -16,6 +16,7 @@ use std::time::Duration;
 use shared_db::Result;
 use shared_db::schema::{Compatibility, Health, MigrationInfo, SchemaStatus, SyncOutcome};
 use shared_db::testing::TestDatabase;
+use shared_db_sqlite::blocking::AnyBlockingDatabase;
 use sqlx::migrate::Migrator;
 
 use crate::backend::{Backend, Postgres, Sqlite, fresh_file};
@@ -81,6 +82,8 @@ pub trait LifecycleBackend: Backend {
     ) -> impl Future<Output = ()> + Send;
     /// The migration ledger: (version, success) of every row, in version order.
     fn migration_ledger(&self) -> impl Future<Output = Vec<(i64, bool)>> + Send;
+    /// The `DATABASE_URL` of this story's database, for another process.
+    fn url(&self) -> String;
     /// [`Lifecycle::health`] of a handle on a migrated database, first while it is reachable,
     /// then after it went out of reach with the handle still open: on PostgreSQL the server
     /// stops answering (the TCP proxy in front of it goes away), on SQLite the file's
@@ -112,6 +115,7 @@ conformance!(
     a_database_a_newer_release_migrated_is_ahead_and_this_binary_still_serves_on_it,
     a_database_an_older_release_migrated_is_behind_until_sync_brings_it_up_to_date,
     concurrent_migrators_apply_each_migration_once,
+    migrator_processes_started_together_apply_each_migration_once,
     a_database_out_of_reach_is_not_ready_and_says_there_is_no_information,
 );
 
@@ -299,6 +303,102 @@ async fn concurrent_migrators_apply_each_migration_once<B: LifecycleBackend>(b: 
     assert!(matches!(db.status().await, SchemaStatus::UpToDate { .. }));
 }
 
+/// The environment of [`migrator_process`]: the database's URL, and a file whose appearance
+/// is the signal to start.
+const MIGRATE_URL: &str = "SHARED_DB_CONFORMANCE_MIGRATE_URL";
+const MIGRATE_GO: &str = "SHARED_DB_CONFORMANCE_MIGRATE_GO";
+
+async fn migrator_processes_started_together_apply_each_migration_once<B: LifecycleBackend>(b: B) {
+    // Four replicas as OS processes (this test binary, running `migrator_process`), started
+    // at one signal, each syncing at start-up through the URL alone.
+    let new = b.never_migrated().await;
+    static N: AtomicU64 = AtomicU64::new(0);
+    let go = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "migrate-go-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_file(&go);
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--ignored",
+                    "--exact",
+                    "lifecycle::migrator_process",
+                    "--nocapture",
+                ])
+                .env(MIGRATE_URL, new.url())
+                .env(MIGRATE_GO, &go)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::fs::write(&go, b"go").unwrap();
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    let _ = std::fs::remove_file(&go);
+
+    let mut outcomes = Vec::new();
+    for (n, out) in outputs.iter().enumerate() {
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "migrator process {n} failed:\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let outcome = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("OUTCOME "))
+            .unwrap_or_else(|| panic!("process {n} said no outcome:\n{stdout}"));
+        outcomes.push(outcome.to_owned());
+    }
+    let known = b.known();
+    let created = serde_json::to_string(&SyncOutcome::Created {
+        applied: known.clone(),
+    })
+    .unwrap();
+    let nothing = serde_json::to_string(&SyncOutcome::AlreadyUpToDate).unwrap();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == created).count(),
+        1,
+        "one process applied everything: {outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == nothing).count(),
+        3,
+        "the others found nothing left: {outcomes:?}"
+    );
+    assert_eq!(
+        new.migration_ledger().await,
+        known.iter().map(|&v| (v, true)).collect::<Vec<_>>()
+    );
+}
+
+/// One replica of the story above (run by it, never on its own): waits for the signal, syncs
+/// the database `DATABASE_URL`-style through [`AnyBlockingDatabase`] (the URL picks the
+/// backend), and prints the outcome.
+#[test]
+#[ignore = "a child process of migrator_processes_started_together_apply_each_migration_once"]
+fn migrator_process() {
+    let url = std::env::var(MIGRATE_URL).expect("run by the story, which names the database");
+    let go = PathBuf::from(std::env::var_os(MIGRATE_GO).expect("and the start signal"));
+    let db = AnyBlockingDatabase::connect(&shared_db::Config::new(url)).expect("connect");
+    while !go.exists() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let outcome = db.sync().expect("sync");
+    println!("OUTCOME {}", serde_json::to_string(&outcome).unwrap());
+}
+
 async fn a_database_out_of_reach_is_not_ready_and_says_there_is_no_information<
     B: LifecycleBackend,
 >(
@@ -352,6 +452,9 @@ impl LifecycleBackend for Postgres {
             .fetch_all(self.0.pool())
             .await
             .unwrap()
+    }
+    fn url(&self) -> String {
+        self.0.url().to_owned()
     }
     async fn health_before_and_after_losing_it(&self) -> (Health, Health) {
         use shared_db::testing::proxy::FaultProxy;
@@ -417,6 +520,9 @@ impl LifecycleBackend for Sqlite {
             .fetch_all(self.db.pool())
             .await
             .unwrap()
+    }
+    fn url(&self) -> String {
+        format!("sqlite://{}", self.db.file().display())
     }
     async fn health_before_and_after_losing_it(&self) -> (Health, Health) {
         static N: AtomicU64 = AtomicU64::new(0);
