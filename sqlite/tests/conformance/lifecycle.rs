@@ -470,8 +470,15 @@ impl LifecycleBackend for Postgres {
         let db = shared_db::Database::from_pool(pool);
         let before = db.health().await;
         drop(proxy); // stops listening and closes every proxied connection
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let after = db.health().await;
+        // The proxy's tasks end on their next poll; until then a probe may still get through.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let after = loop {
+            let health = db.health().await;
+            if !health.connected || std::time::Instant::now() > deadline {
+                break health;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
         (before, after)
     }
 }
@@ -547,7 +554,11 @@ impl LifecycleBackend for Sqlite {
         let db = shared_db_sqlite::Database::connect(&config).await.unwrap();
         db.migrate().await.unwrap();
         let before = db.health().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The pool's reaper closes the connection once it is past its lifetime.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while db.pool().size() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         assert_eq!(db.pool().size(), 0, "the pool let its connection go");
         std::fs::remove_dir_all(&dir).unwrap();
         let after = db.health().await;
