@@ -25,11 +25,27 @@
 //!
 //! Do not call it from inside an async runtime (Tokio refuses to block a runtime thread); use
 //! the async API there.
+//!
+//! The SQLite backend's facade (`shared_db_sqlite::blocking`, same methods) owns the same
+//! runtime, built by [`runtime`].
 
 use sqlx::PgConnection;
 
 use crate::schema::{Health, SchemaStatus, SyncOutcome};
 use crate::{Config, Database, Error, Pool, Result};
+
+/// The runtime a blocking facade owns: two worker threads named `shared-db-blocking`, with I/O
+/// and timers. The calling thread runs each call (`block_on`); the pool's background tasks
+/// (reaping idle connections, say) run on the workers, between calls too. [`Error::Internal`]
+/// when the runtime cannot start.
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("shared-db-blocking")
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))
+}
 
 /// A [`Database`] with blocking methods.
 #[derive(Debug)]
@@ -42,12 +58,7 @@ impl BlockingDatabase {
     /// Connects with `config` (see [`Database::connect`]); [`Error::Internal`] when the runtime
     /// cannot start.
     pub fn connect(config: &Config) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("shared-db-blocking")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start a runtime: {e}")))?;
+        let runtime = runtime()?;
         let db = runtime.block_on(Database::connect(config))?;
         Ok(BlockingDatabase { runtime, db })
     }

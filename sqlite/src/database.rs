@@ -9,7 +9,7 @@ use shared_db::schema::{Compatibility, Health, SchemaStatus, SyncOutcome};
 use shared_db::{Config, Result};
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Sqlite, SqliteConnection, Transaction};
 
 use crate::error::from_sqlx;
 use crate::{MIGRATOR, connect, schema};
@@ -86,6 +86,18 @@ impl Database {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(from_sqlx)
+    }
+
+    /// Runs `f` in a write transaction on a pooled connection (`BEGIN IMMEDIATE`), committed
+    /// on `Ok`, rolled back on `Err`; see [`crate::tx::transaction`]. The counterpart of
+    /// [`shared_db::Database::transaction`].
+    pub async fn transaction<T, E, F>(&self, f: F) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&mut SqliteConnection) -> Result<T, E>,
+        E: From<shared_db::Error>,
+    {
+        let mut conn = self.acquire().await?;
+        crate::tx::transaction(&mut conn, f).await
     }
 
     /// Applies pending migrations (see [`Database::sync`]).

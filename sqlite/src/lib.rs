@@ -25,6 +25,8 @@
 //! (`sqlite/migrations`, offline data in `sqlite/.sqlx`, `SQLITE_DATABASE_URL` while writing
 //! them), as the PostgreSQL crate's are against its own.
 
+#[cfg(feature = "blocking")]
+pub mod blocking;
 pub mod connect;
 mod database;
 pub mod error;

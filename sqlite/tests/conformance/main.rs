@@ -5,6 +5,8 @@
 
 #[macro_use]
 mod backend;
+mod lifecycle;
+mod other_writer;
 
 use std::collections::HashSet;
 use std::time::Duration;
