@@ -497,8 +497,8 @@ async fn a_nonce_is_accepted_once_even_by_concurrent_consumers<B: TelemetryBacke
         .into_iter()
         .map(|n| n.nonce_key)
         .collect();
-    assert_eq!(first, [fresh.clone(), python_key.clone()]);
-    assert_eq!(second, [key.clone()]);
+    assert_eq!(first, [fresh.as_str(), python_key.as_str()]);
+    assert_eq!(second, [key.as_str()]);
     let all = b
         .recent_nonces(PageRequest {
             limit: 1_000_000,
