@@ -159,5 +159,8 @@ async fn consumer_process() {
         if used.is_new {
             println!("ACCEPTED {key}");
         }
+        // A form is submitted now and then, not in a tight loop: the processes stay side by side
+        // however the machine schedules them.
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
