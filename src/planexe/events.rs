@@ -56,6 +56,18 @@ pub async fn append(
     .normalized())
 }
 
+/// The context stored with an event of `attempt`'s run (JSON text, NULs stripped): the caller's
+/// object (anything else is dropped) with `task_id` set to the run's plan, hyphenated, so the
+/// event is listed with its plan. One rule for both backends.
+pub fn run_context(attempt: Attempt, context: Option<&Value>) -> String {
+    let mut ctx = match context {
+        Some(Value::Object(map)) => map.clone(),
+        _ => serde_json::Map::new(),
+    };
+    ctx.insert("task_id".into(), Value::String(attempt.plan_id.to_string()));
+    super::json_string(&Value::Object(ctx))
+}
+
 /// Append an event of a worker's run: written only while `attempt` owns its plan, with
 /// `task_id` = the plan in its context. A run that was taken (stop + retry, resume, the reaper, a
 /// Python service's re-queue) records nothing: [`Error::Superseded`]. The plan row is held
@@ -69,12 +81,6 @@ pub async fn append_for_run(
     context: Option<&Value>,
 ) -> Result<Event> {
     let message = super::clean_text(message, usize::MAX);
-    let mut ctx = match context {
-        Some(Value::Object(map)) => map.clone(),
-        _ => serde_json::Map::new(),
-    };
-    ctx.insert("task_id".into(), Value::String(attempt.plan_id.to_string()));
-    let ctx = Value::Object(ctx);
     sqlx::query_as!(
         Event,
         r#"WITH run AS (
@@ -85,7 +91,7 @@ pub async fn append_for_run(
            RETURNING id, "timestamp", event_type, message, context"#,
         event_type as EventType,
         message,
-        json_text(Some(&ctx)),
+        run_context(attempt, context),
         attempt.plan_id,
         attempt.token,
     )

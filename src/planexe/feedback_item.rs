@@ -55,14 +55,48 @@ pub struct NewFeedback<'a> {
     pub plan_current_step: Option<&'a str>,
 }
 
+/// The text columns of a [`NewFeedback`] as stored, after the input rules of [`record`] (one home
+/// for both backends): category and message required, content cut to its column and
+/// NUL-stripped, the plan id hyphenated, the plan state as its label.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanFeedback {
+    /// `category` (≤32 characters).
+    pub category: String,
+    /// `message`.
+    pub message: String,
+    /// `plan_id`, hyphenated.
+    pub plan_id: Option<String>,
+    /// `user_id` (≤36 characters).
+    pub user_id: Option<String>,
+    /// `plan_state`: the label, ≤16 characters.
+    pub plan_state: Option<String>,
+    /// `plan_current_step` (≤128 characters).
+    pub plan_current_step: Option<String>,
+}
+
+impl NewFeedback<'_> {
+    /// The feedback after the input rules: [`Error::InvalidInput`] without a category or message.
+    pub fn clean(&self) -> Result<CleanFeedback> {
+        if self.category.is_empty() || self.message.is_empty() {
+            return Err(Error::invalid_input(
+                "feedback category and message are required",
+            ));
+        }
+        Ok(CleanFeedback {
+            category: clean_text(self.category, 32),
+            message: clean_text(self.message, usize::MAX),
+            plan_id: self.plan_id.map(|p| p.to_string()),
+            user_id: clean_opt(self.user_id, 36),
+            plan_state: self.plan_state.as_ref().map(|s| clean_text(s.as_str(), 16)),
+            plan_current_step: clean_opt(self.plan_current_step, 128),
+        })
+    }
+}
+
 /// Record feedback. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<FeedbackItem> {
-    if f.category.is_empty() || f.message.is_empty() {
-        return Err(Error::invalid_input(
-            "feedback category and message are required",
-        ));
-    }
+    let c = f.clean()?;
     Ok(sqlx::query_as!(
         FeedbackItem,
         r#"INSERT INTO feedback_item (id, received_at, category, message, plan_id, rating,
@@ -71,14 +105,14 @@ pub async fn record(ex: impl PgExecutor<'_>, f: &NewFeedback<'_>) -> Result<Feed
            RETURNING id, received_at, category, message, plan_id, rating, user_id,
                      plan_progress_pct, plan_state, plan_current_step"#,
         Uuid::new_v4().to_string(),
-        clean_text(f.category, 32),
-        clean_text(f.message, usize::MAX),
-        f.plan_id.map(|p| p.to_string()),
+        c.category,
+        c.message,
+        c.plan_id,
         f.rating,
-        clean_opt(f.user_id, 36),
+        c.user_id,
         f.plan_progress_pct,
-        f.plan_state.as_ref().map(|s| clean_text(s.as_str(), 16)),
-        clean_opt(f.plan_current_step, 128),
+        c.plan_state,
+        c.plan_current_step,
     )
     .fetch_one(ex)
     .await?)

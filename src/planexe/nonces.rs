@@ -37,6 +37,16 @@ pub struct NonceUse {
     pub is_new: bool,
 }
 
+/// The input rule of a nonce key to consume, on every backend: 1..=255 characters and no NUL (a
+/// key is an identifier, so it is refused rather than cut or cleaned); [`Error::InvalidInput`]
+/// otherwise.
+pub fn check_key(nonce_key: &str) -> Result<()> {
+    if nonce_key.is_empty() || nonce_key.chars().count() > 255 || nonce_key.contains('\0') {
+        return Err(Error::invalid_input("nonce key must be 1..=255 characters"));
+    }
+    Ok(())
+}
+
 /// Consume a nonce: the first use inserts it, later uses bump `request_count` and `last_accessed_at`
 /// and replace the context. One statement (`INSERT … ON CONFLICT (nonce_key) DO UPDATE`), one round
 /// trip; concurrent uses of the same key serialise on the unique index, so exactly one sees `is_new`.
@@ -46,9 +56,7 @@ pub async fn consume(
     nonce_key: &str,
     context: Option<&Value>,
 ) -> Result<NonceUse> {
-    if nonce_key.is_empty() || nonce_key.chars().count() > 255 || nonce_key.contains('\0') {
-        return Err(Error::invalid_input("nonce key must be 1..=255 characters"));
-    }
+    check_key(nonce_key)?;
     let row = sqlx::query!(
         r#"INSERT INTO nonces (nonce_key, created_at, last_accessed_at, request_count, context)
            VALUES ($1, now() AT TIME ZONE 'utc', now() AT TIME ZONE 'utc', 1, $2::text::json)

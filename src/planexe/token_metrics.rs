@@ -85,23 +85,67 @@ pub struct NewTokenMetric<'a> {
     pub attempt: Option<Attempt>,
 }
 
+/// The text columns of a [`NewTokenMetric`] as stored, after the input rules of [`record`] (one
+/// home for both backends): the model required, content cut to its column (255 characters) and
+/// NUL-stripped, ids hyphenated, the usage block as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanTokenMetric {
+    /// The plan recorded: the run's plan when an attempt is given, else `plan_id`.
+    pub plan_id: Option<Uuid>,
+    /// `llm_model`.
+    pub llm_model: String,
+    /// `task_id`: [`CleanTokenMetric::plan_id`] hyphenated.
+    pub task_id: Option<String>,
+    /// `user_id`.
+    pub user_id: Option<String>,
+    /// `api_key_id`, hyphenated.
+    pub api_key_id: Option<String>,
+    /// `upstream_provider`.
+    pub upstream_provider: Option<String>,
+    /// `upstream_model`.
+    pub upstream_model: Option<String>,
+    /// `error_message`.
+    pub error_message: Option<String>,
+    /// `raw_usage_data` as JSON text (`None` = SQL NULL).
+    pub raw_usage_data: Option<String>,
+}
+
+impl NewTokenMetric<'_> {
+    /// The metric after the input rules: [`Error::InvalidInput`] without a model, or with a
+    /// `plan_id` that is not the plan of its `attempt`.
+    pub fn clean(&self) -> Result<CleanTokenMetric> {
+        if self.llm_model.is_empty() {
+            return Err(Error::invalid_input("llm_model is required"));
+        }
+        let plan_id = match (self.attempt, self.plan_id) {
+            (Some(run), Some(plan)) if plan != run.plan_id => {
+                return Err(Error::invalid_input(
+                    "token metric plan id is not the plan of its run attempt",
+                ));
+            }
+            (Some(run), _) => Some(run.plan_id),
+            (None, plan) => plan,
+        };
+        Ok(CleanTokenMetric {
+            plan_id,
+            llm_model: clean_text(self.llm_model, 255),
+            task_id: plan_id.map(|p| p.to_string()),
+            user_id: clean_opt(self.user_id, 255),
+            api_key_id: self.api_key_id.map(|k| k.to_string()),
+            upstream_provider: clean_opt(self.upstream_provider, 255),
+            upstream_model: clean_opt(self.upstream_model, 255),
+            error_message: self.error_message.map(|e| clean_text(e, usize::MAX)),
+            raw_usage_data: json_text(self.raw_usage_data),
+        })
+    }
+}
+
 /// Record one LLM call. With [`NewTokenMetric::attempt`], only while that run owns its plan (the
 /// plan row held `FOR SHARE` meanwhile), else [`Error::Superseded`] and nothing is written; a
 /// `plan_id` that is not the run's plan is [`Error::InvalidInput`]. One round trip.
 #[tracing::instrument(skip_all)]
 pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<TokenMetric> {
-    if m.llm_model.is_empty() {
-        return Err(Error::invalid_input("llm_model is required"));
-    }
-    let plan_id = match (m.attempt, m.plan_id) {
-        (Some(run), Some(plan)) if plan != run.plan_id => {
-            return Err(Error::invalid_input(
-                "token metric plan id is not the plan of its run attempt",
-            ));
-        }
-        (Some(run), _) => Some(run.plan_id),
-        (None, plan) => plan,
-    };
+    let c = m.clean()?;
     let row = sqlx::query_as!(
         TokenMetric,
         r#"WITH run AS (
@@ -117,20 +161,20 @@ pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<T
            RETURNING id, "timestamp", llm_model, task_id, user_id, api_key_id, upstream_provider,
                      upstream_model, input_tokens, output_tokens, thinking_tokens, cost_usd,
                      duration_seconds, success, error_message, raw_usage_data"#,
-        clean_text(m.llm_model, 255),
-        plan_id.map(|p| p.to_string()),
-        clean_opt(m.user_id, 255),
-        m.api_key_id.map(|k| k.to_string()),
-        clean_opt(m.upstream_provider, 255),
-        clean_opt(m.upstream_model, 255),
+        c.llm_model,
+        c.task_id,
+        c.user_id,
+        c.api_key_id,
+        c.upstream_provider,
+        c.upstream_model,
         m.input_tokens,
         m.output_tokens,
         m.thinking_tokens,
         m.cost_usd,
         m.duration_seconds,
         m.success,
-        m.error_message.map(|e| clean_text(e, usize::MAX)),
-        json_text(m.raw_usage_data),
+        c.error_message,
+        c.raw_usage_data,
         m.attempt.map(|a| a.token),
     )
     .fetch_optional(ex)
@@ -138,7 +182,7 @@ pub async fn record(ex: impl PgExecutor<'_>, m: &NewTokenMetric<'_>) -> Result<T
     match row {
         Some(row) => Ok(row.normalized()),
         None => Err(Error::Superseded {
-            plan_id: plan_id.unwrap_or_default(),
+            plan_id: c.plan_id.unwrap_or_default(),
         }),
     }
 }

@@ -30,7 +30,10 @@ use uuid::Uuid;
 
 pub mod credit_history;
 pub mod events;
+pub mod feedback_item;
+pub mod nonces;
 pub mod plans;
+pub mod token_metrics;
 pub mod user_account;
 pub mod user_api_key;
 pub mod workers;
@@ -54,6 +57,20 @@ pub(crate) fn uuid(text: &str) -> Result<Uuid> {
 pub fn time_text(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%d %H:%M:%S%.6f").to_string()
 }
+
+/// The time `age` before now, as [`time_text`] (the earliest time for an age beyond chrono's
+/// range, so a huge threshold matches nothing rather than panicking).
+pub(crate) fn ago(age: std::time::Duration) -> String {
+    let at = chrono::Duration::from_std(age)
+        .ok()
+        .and_then(|age| Utc::now().checked_sub_signed(age))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    time_text(at)
+}
+
+/// Above every stored time: the upper bound of a keyset's first page (PostgreSQL's
+/// `'infinity'::timestamp`), in the text form of [`time_text`].
+pub(crate) const END_OF_TIME: &str = "9999-12-31 23:59:59.999999";
 
 /// A credit amount as written: `amount` rounded to 9 places, refused with
 /// [`Error::InvalidInput`] naming `field` beyond ±[`MAX_CREDITS`].

@@ -5,16 +5,16 @@
 //! [`KeyOptions::store_plaintext`] asks for the Python default.
 
 use chrono::{DateTime, Utc};
-use shared_db::planexe::clean_opt;
 use shared_db::planexe::user_api_key::{
     ApiKeySecret, Authenticated, IssuedKey, KeyOptions, LAST_USED_GRANULARITY_SECS,
     MAX_ACTIVE_KEYS, RawApiKey, UserApiKey,
 };
+use shared_db::planexe::{Keyset, MAX_PAGE_ROWS, clean_opt};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{credits, hex, time_text, uuid};
+use super::{END_OF_TIME, credits, hex, time_text, uuid};
 use crate::error::from_sqlx;
 use crate::tx::transaction;
 
@@ -202,4 +202,120 @@ pub async fn revoke(conn: &mut SqliteConnection, user_id: Uuid, key_id: Uuid) ->
         return Err(Error::NotFound);
     }
     Ok(())
+}
+
+/// A user's keys (active and revoked), newest first (keys without a time last, ties by id
+/// descending), by keyset, as [`shared_db::planexe::user_api_key::list_for_user`]: at most
+/// `page.limit` (clamped to 1..=[`MAX_PAGE_ROWS`]) after `page.after`. Served by
+/// `ix_user_api_key_user_id_created_at_desc`.
+pub async fn list_for_user(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    page: Keyset<Uuid>,
+) -> Result<Vec<UserApiKey>> {
+    let after = page.after.as_ref();
+    let at = after.and_then(|c| c.at).map(time_text);
+    let id = after.map(|c| hex(c.id));
+    // The previous page ended among the keys without a time: only those are left.
+    let past_dated = after.is_some_and(|c| c.at.is_none());
+    let rows = sqlx::query_as!(
+        KeyRow,
+        r#"SELECT id AS "id!", user_id AS "user_id!", key_hash AS "key_hash!",
+                  key_prefix AS "key_prefix!", label AS "label?",
+                  key_plaintext AS "key_plaintext?",
+                  created_at AS "created_at?: DateTime<Utc>",
+                  last_used_at AS "last_used_at?: DateTime<Utc>",
+                  revoked_at AS "revoked_at?: DateTime<Utc>"
+           FROM user_api_key
+           WHERE user_id = ?1
+             AND (-- keys with a time from the cursor on, then every key without one
+                  (NOT ?5 AND (created_at IS NULL
+                               OR (created_at <= coalesce(?2, ?6)
+                                   AND (created_at < coalesce(?2, ?6) OR id < ?3))))
+                  -- past the dated keys: the undated ones after the cursor
+                  OR (?5 AND created_at IS NULL AND id < ?3))
+           ORDER BY created_at IS NULL, created_at DESC, id DESC
+           LIMIT ?4"#,
+        hex(user_id),
+        at,
+        id,
+        page.limit.clamp(1, MAX_PAGE_ROWS),
+        past_dated,
+        END_OF_TIME,
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(from_sqlx)?;
+    rows.into_iter().map(KeyRow::into_key).collect()
+}
+
+/// Rename a key of `user_id` (label cut to 128 characters; `None` clears it).
+/// [`Error::NotFound`] if the user has no such key. One statement.
+pub async fn rename(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    key_id: Uuid,
+    label: Option<&str>,
+) -> Result<UserApiKey> {
+    sqlx::query_as!(
+        KeyRow,
+        r#"UPDATE user_api_key SET label = ?3 WHERE id = ?1 AND user_id = ?2
+           RETURNING id AS "id!", user_id AS "user_id!", key_hash AS "key_hash!",
+                     key_prefix AS "key_prefix!", label AS "label?",
+                     key_plaintext AS "key_plaintext?",
+                     created_at AS "created_at?: DateTime<Utc>",
+                     last_used_at AS "last_used_at?: DateTime<Utc>",
+                     revoked_at AS "revoked_at?: DateTime<Utc>""#,
+        hex(key_id),
+        hex(user_id),
+        clean_opt(label, 128),
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(from_sqlx)?
+    .ok_or(Error::NotFound)?
+    .into_key()
+}
+
+/// Reset an active key of `user_id`, as [`shared_db::planexe::user_api_key::reset`]: a new raw
+/// key (returned once, in [`IssuedKey::raw`]), hash, prefix (and plaintext only if asked for) on
+/// the same row, `last_used_at` cleared; the old key stops authenticating with this statement's
+/// commit. [`Error::NotFound`] if the user has no such active key. One statement.
+pub async fn reset(
+    conn: &mut SqliteConnection,
+    secret: &ApiKeySecret,
+    user_id: Uuid,
+    key_id: Uuid,
+    options: KeyOptions,
+) -> Result<IssuedKey> {
+    let raw = RawApiKey::generate()?;
+    let row = sqlx::query_as!(
+        KeyRow,
+        r#"UPDATE user_api_key SET key_hash = ?3, key_prefix = ?4, key_plaintext = ?5,
+                                  last_used_at = NULL
+           WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL
+           RETURNING id AS "id!", user_id AS "user_id!", key_hash AS "key_hash!",
+                     key_prefix AS "key_prefix!", label AS "label?",
+                     key_plaintext AS "key_plaintext?",
+                     created_at AS "created_at?: DateTime<Utc>",
+                     last_used_at AS "last_used_at?: DateTime<Utc>",
+                     revoked_at AS "revoked_at?: DateTime<Utc>""#,
+        hex(key_id),
+        hex(user_id),
+        raw.hash(secret),
+        raw.prefix(),
+        options.store_plaintext.then(|| raw.expose().to_owned()),
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(|e| match from_sqlx(e) {
+        // The one unique column set here is key_hash (`user_api_key_key_hash_key`).
+        Error::Conflict { .. } => Error::invalid_input("API key hash collision; try again"),
+        other => other,
+    })?
+    .ok_or(Error::NotFound)?;
+    Ok(IssuedKey {
+        key: row.into_key()?,
+        raw,
+    })
 }

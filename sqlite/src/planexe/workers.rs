@@ -1,13 +1,15 @@
 //! `workers` on SQLite: heartbeats, with [`shared_db::planexe::workers::Worker`] rows.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use shared_db::planexe::ident;
 use shared_db::planexe::plans::Attempt;
 use shared_db::planexe::workers::Worker;
+use shared_db::planexe::{MAX_PAGE_ROWS, ident};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 
-use super::hex;
+use super::{ago, hex};
 use crate::error::from_sqlx;
 use crate::tx::transaction;
 
@@ -58,4 +60,44 @@ pub async fn heartbeat(
         .map_err(from_sqlx)
     })
     .await
+}
+
+/// Workers, most recent heartbeat first (ties by id): at most `limit` (clamped to
+/// 1..=[`MAX_PAGE_ROWS`]). Served by `ix_workers_last_heartbeat_at`. No cursor: heartbeats move
+/// the order on every beat; [`list_stale`] answers "who is not alive".
+pub async fn list(conn: &mut SqliteConnection, limit: i64) -> Result<Vec<Worker>> {
+    sqlx::query_as!(
+        Worker,
+        r#"SELECT id AS "id!", started_at AS "started_at!: DateTime<Utc>",
+                  last_heartbeat_at AS "last_heartbeat_at!: DateTime<Utc>",
+                  current_task_id AS "current_task_id?"
+           FROM workers ORDER BY last_heartbeat_at DESC, id LIMIT ?1"#,
+        limit.clamp(1, MAX_PAGE_ROWS),
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(from_sqlx)
+}
+
+/// Workers whose last heartbeat is older than `threshold`, longest silent first (ties by id): at
+/// most `limit` (clamped to 1..=[`MAX_PAGE_ROWS`]). Served by `ix_workers_last_heartbeat_at`.
+pub async fn list_stale(
+    conn: &mut SqliteConnection,
+    threshold: Duration,
+    limit: i64,
+) -> Result<Vec<Worker>> {
+    let cutoff = ago(threshold);
+    sqlx::query_as!(
+        Worker,
+        r#"SELECT id AS "id!", started_at AS "started_at!: DateTime<Utc>",
+                  last_heartbeat_at AS "last_heartbeat_at!: DateTime<Utc>",
+                  current_task_id AS "current_task_id?"
+           FROM workers WHERE last_heartbeat_at < ?1
+           ORDER BY last_heartbeat_at, id LIMIT ?2"#,
+        cutoff,
+        limit.clamp(1, MAX_PAGE_ROWS),
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(from_sqlx)
 }

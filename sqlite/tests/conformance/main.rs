@@ -7,6 +7,7 @@
 mod backend;
 mod lifecycle;
 mod other_writer;
+mod telemetry;
 
 use std::collections::HashSet;
 use std::time::Duration;
