@@ -74,6 +74,19 @@ pub trait OtherWriterBackend: Backend {
         last_used_at: Option<&str>,
         revoked_at: Option<&str>,
     ) -> impl Future<Output = ()> + Send;
+    /// A ledger row whose owner id was bound as the string `owner` (any spelling of a uuid).
+    fn insert_ledger_row_owned_by(
+        &self,
+        owner: &str,
+        delta: f64,
+    ) -> impl Future<Output = ()> + Send;
+    /// An API key whose owner id was bound as the string `owner`.
+    fn insert_key_owned_by(
+        &self,
+        id: Uuid,
+        owner: &str,
+        raw: &RawApiKey,
+    ) -> impl Future<Output = ()> + Send;
 }
 
 const OLDEST: &str = "0001-01-01 00:00:00.000000";
@@ -104,6 +117,7 @@ conformance!(
     events_another_service_wrote_list_with_unknown_kinds_and_repaired_text,
     money_another_service_wrote_keeps_balance_and_ledger_exact,
     api_keys_another_service_issued_authenticate,
+    owner_ids_spelled_another_way_still_belong_to_their_owner,
 );
 
 async fn a_plan_another_service_wrote_reads_with_the_documented_fallbacks<B: OtherWriterBackend>(
@@ -305,6 +319,45 @@ async fn api_keys_another_service_issued_authenticate<B: OtherWriterBackend>(b: 
     assert_eq!(b.authenticate(&orphan).await.unwrap(), None);
 }
 
+/// A writer that binds owner ids as strings (hyphenated, in capitals) still writes the owner's
+/// rows: PostgreSQL's uuid type reads every spelling as one value, and SQLite rewrites them to
+/// its one spelling as they are written (migration 0003). Before that, such a ledger row was left
+/// out of the owner's sum and such a key never authenticated on SQLite.
+async fn owner_ids_spelled_another_way_still_belong_to_their_owner<B: OtherWriterBackend>(b: B) {
+    let user = Uuid::new_v4();
+    b.insert_user(user, 6.0).await;
+    let hyphenated = user.hyphenated().to_string();
+    b.insert_ledger_row_owned_by(&hyphenated, 2.0).await;
+    b.insert_ledger_row_owned_by(&user.simple().to_string().to_uppercase(), 3.0)
+        .await;
+    b.insert_ledger_row_owned_by(&hyphenated.to_uppercase(), 1.0)
+        .await;
+    assert_eq!(b.ledger(user).await.unwrap(), (3, d("6")));
+
+    let raw = RawApiKey::generate().unwrap();
+    let key = Uuid::new_v4();
+    b.insert_key_owned_by(key, &hyphenated, &raw).await;
+    let auth = b
+        .authenticate(&raw)
+        .await
+        .unwrap()
+        .expect("the key of its owner");
+    assert_eq!((auth.user_id, auth.api_key_id), (user, key));
+
+    // The library's own writes carry on from those rows.
+    let charged = b
+        .charge(&ChargeArgs {
+            user,
+            amount: d("6"),
+            key: Some("spelled".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(charged.new_balance, Decimal::ZERO);
+    assert_eq!(b.ledger(user).await.unwrap(), (4, Decimal::ZERO));
+}
+
 // ---------------------------------------------------------------------------------------------
 // PostgreSQL: uuid columns, the enum types, json, numeric, timestamp.
 
@@ -411,6 +464,31 @@ impl OtherWriterBackend for Postgres {
         .bind(&raw.expose()[..10])
         .bind(last_used_at)
         .bind(revoked_at)
+        .execute(self.0.pool())
+        .await
+        .unwrap();
+    }
+    async fn insert_ledger_row_owned_by(&self, owner: &str, delta: f64) {
+        sqlx::query(
+            "INSERT INTO credit_history (id, user_id, delta, reason, source)
+             VALUES ($1, $2::uuid, $3::float8::numeric, 'python', 'web')",
+        )
+        .bind(Uuid::new_v4())
+        .bind(owner)
+        .bind(delta)
+        .execute(self.0.pool())
+        .await
+        .unwrap();
+    }
+    async fn insert_key_owned_by(&self, id: Uuid, owner: &str, raw: &RawApiKey) {
+        sqlx::query(
+            "INSERT INTO user_api_key (id, user_id, key_hash, key_prefix)
+             VALUES ($1, $2::uuid, $3, $4)",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(raw.hash(&secret()))
+        .bind(&raw.expose()[..10])
         .execute(self.0.pool())
         .await
         .unwrap();
@@ -529,6 +607,31 @@ impl OtherWriterBackend for Sqlite {
         .bind(raw.expose()[..10].to_owned())
         .bind(last_used_at.map(str::to_owned))
         .bind(revoked_at.map(str::to_owned))
+        .execute(self.db.pool())
+        .await
+        .unwrap();
+    }
+    async fn insert_ledger_row_owned_by(&self, owner: &str, delta: f64) {
+        sqlx::query(
+            "INSERT INTO credit_history (id, user_id, delta, reason, source)
+             VALUES (?1, ?2, ?3, 'python', 'web')",
+        )
+        .bind(hex(Uuid::new_v4()))
+        .bind(owner.to_owned())
+        .bind(delta)
+        .execute(self.db.pool())
+        .await
+        .unwrap();
+    }
+    async fn insert_key_owned_by(&self, id: Uuid, owner: &str, raw: &RawApiKey) {
+        sqlx::query(
+            "INSERT INTO user_api_key (id, user_id, key_hash, key_prefix)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .bind(hex(id))
+        .bind(owner.to_owned())
+        .bind(raw.hash(&secret()))
+        .bind(raw.expose()[..10].to_owned())
         .execute(self.db.pool())
         .await
         .unwrap();
