@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod backend;
+mod plans;
 
 use std::collections::HashSet;
 use std::time::Duration;

@@ -78,15 +78,7 @@ pub(crate) struct PlanRow {
 
 impl PlanRow {
     pub(crate) fn into_plan(self) -> Result<Plan> {
-        let pct = self
-            .progress_percentage
-            .map(|p| {
-                p.parse::<Decimal>()
-                    .or_else(|_| Decimal::from_scientific(&p))
-                    .map(|d| d.round_dp(2))
-                    .map_err(|e| Error::internal(format!("stored progress {p:?}: {e}")))
-            })
-            .transpose()?;
+        let pct = percentage(self.progress_percentage)?;
         Ok(Plan {
             id: uuid(&self.id)?,
             timestamp_created: self.timestamp_created,
@@ -141,4 +133,24 @@ pub(crate) async fn ownership(
         });
     }
     Ok((row.state, row.stop_requested))
+}
+
+/// A stored progress percentage, read as `CAST(progress_percentage AS TEXT)`, with two places.
+pub(crate) fn percentage(text: Option<String>) -> Result<Option<Decimal>> {
+    text.map(|p| {
+        p.parse::<Decimal>()
+            .or_else(|_| Decimal::from_scientific(&p))
+            .map(|d| d.round_dp(2))
+            .map_err(|e| Error::internal(format!("stored progress {p:?}: {e}")))
+    })
+    .transpose()
+}
+
+/// The refused transition, as on PostgreSQL: `from` is the stored label (`NULL` if the column is
+/// NULL), `to` the target of the refused action.
+pub(crate) fn transition(from: Option<String>, to: &str) -> Error {
+    Error::InvalidTransition {
+        from: from.unwrap_or_else(|| "NULL".to_owned()),
+        to: to.to_owned(),
+    }
 }

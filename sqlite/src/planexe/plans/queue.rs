@@ -1,11 +1,21 @@
-//! Queue and claim: [`enqueue`], [`claim_next`], [`count_pending`] and the reaper
-//! [`requeue_stale`].
+//! Queue and claim: [`enqueue`], [`find_duplicate`], [`claim_next`], [`claim_next_batch`],
+//! [`count_pending`] and the reaper [`requeue_stale`].
+//!
+//! **Writes to other tables**, in the same transaction:
+//!
+//! | function | `events` | `workers` | `credit_history` |
+//! | --- | --- | --- | --- |
+//! | [`enqueue`] | `TASK_PENDING` | | |
+//! | [`claim_next`], [`claim_next_batch`] | `TASK_PROCESSING` per plan | heartbeat, `current_task_id` = (first) plan | |
+//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled ([`settle_open_usage`]) |
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared_db::planexe::plans::{Attempt, Claimed, Enqueued, NewPlan, Reaped, event_context};
+use shared_db::planexe::plans::{
+    Attempt, Claimed, Enqueued, MAX_CLAIM_BATCH, NewPlan, Reaped, event_context,
+};
 use shared_db::planexe::{clean_opt, clean_text, ident, ident_opt, json_text};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
@@ -13,6 +23,7 @@ use uuid::Uuid;
 
 use super::PlanRow;
 use crate::error::from_sqlx;
+use crate::planexe::credit_history::settle_open_usage;
 use crate::planexe::{hex, time_text, uuid};
 use crate::tx::transaction;
 
@@ -72,21 +83,94 @@ pub async fn enqueue(conn: &mut SqliteConnection, new: &NewPlan<'_>) -> Result<E
     .await
 }
 
+/// Duplicate-submission lookup, as [`shared_db::planexe::plans::find_duplicate`]: the newest plan
+/// of `user_id` with the same prompt and `parameters.model_profile` (compared as text, like
+/// PostgreSQL's `->>`; `None` matches a plan without one), still pending or processing, created
+/// within `window` of now. Parameters that are not valid JSON (another writer's) have no
+/// profile, they never fail the lookup.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all, fields(%user_id))]
+pub async fn find_duplicate(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    prompt: &str,
+    model_profile: Option<&str>,
+    window: Duration,
+) -> Result<Option<Uuid>> {
+    let user_id = ident("plan user id", user_id, 256)?;
+    let model_profile = model_profile.map(|m| clean_text(m, usize::MAX));
+    let prompt = clean_text(prompt, usize::MAX);
+    let since = ago(window);
+    let id = sqlx::query_scalar!(
+        r#"SELECT id AS "id!" FROM plans
+           WHERE user_id = ?1 AND prompt = ?2
+             AND state IN ('pending', 'processing')
+             AND timestamp_created >= ?3
+             AND CASE WHEN json_valid(parameters)
+                      THEN CAST(parameters ->> '$.model_profile' AS TEXT) END IS ?4
+           ORDER BY timestamp_created DESC, rowid DESC
+           LIMIT 1"#,
+        user_id,
+        prompt,
+        since,
+        model_profile,
+    )
+    .fetch_optional(conn)
+    .await
+    .map_err(from_sqlx)?;
+    id.as_deref().map(uuid).transpose()
+}
+
 /// Claim the oldest pending plan without a stop request for `worker_id`: it becomes
 /// `processing` ("Picked up by server", 0 %, the stall clock `last_progress_at` starts now) with
 /// a fresh [`Attempt`], the worker's heartbeat row names it, and `TASK_PROCESSING` is appended,
-/// in one `BEGIN IMMEDIATE` transaction (see the [module docs](self) for why no two workers get
+/// in one `BEGIN IMMEDIATE` transaction (see the [module docs](super) for why no two workers get
 /// the same plan). `None` when the queue is empty. FIFO by `timestamp_created`, then by insertion
 /// order.
 #[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all, fields(%worker_id))]
 pub async fn claim_next(conn: &mut SqliteConnection, worker_id: &str) -> Result<Option<Claimed>> {
+    let worker_id = worker(worker_id)?;
+    let mut claimed = transaction(conn, async |tx| claim_in(tx, &worker_id, 1).await).await?;
+    Ok(claimed.pop())
+}
+
+/// Claim up to `n` of the oldest pending plans without a stop request at once, as
+/// [`shared_db::planexe::plans::claim_next_batch`]: each plan is marked `processing` like
+/// [`claim_next`] does and stamped with its **own** [`Attempt`] (each run is owned, finished,
+/// billed and reaped on its own), with one `TASK_PROCESSING` event per plan; the worker's row
+/// gets the heartbeat and the first plan as `current_task_id`. One `BEGIN IMMEDIATE`
+/// transaction, so two workers never share a plan. Plans in queue order; fewer than `n`
+/// (possibly none) when the queue holds fewer. [`Error::BatchSize`] when `n` is outside
+/// 1..=[`MAX_CLAIM_BATCH`].
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all, fields(%worker_id, n))]
+pub async fn claim_next_batch(
+    conn: &mut SqliteConnection,
+    worker_id: &str,
+    n: usize,
+) -> Result<Vec<Claimed>> {
+    if !(1..=MAX_CLAIM_BATCH).contains(&n) {
+        return Err(Error::BatchSize {
+            requested: n,
+            max: MAX_CLAIM_BATCH,
+        });
+    }
+    let worker_id = worker(worker_id)?;
+    transaction(conn, async |tx| claim_in(tx, &worker_id, n).await).await
+}
+
+/// A worker id as the claim takes it: at most 255 characters, not empty.
+fn worker(worker_id: &str) -> Result<String> {
     let worker_id = ident("worker id", worker_id, 255)?;
     if worker_id.is_empty() {
         return Err(Error::invalid_input("worker id must not be empty"));
     }
-    let token = Uuid::new_v4();
-    let token_hex = hex(token);
-    transaction(conn, async |tx| {
+    Ok(worker_id)
+}
+
+/// The claim, inside the caller's write transaction: up to `n` plans, oldest first.
+async fn claim_in(tx: &mut SqliteConnection, worker_id: &str, n: usize) -> Result<Vec<Claimed>> {
+    let mut claimed = Vec::new();
+    while claimed.len() < n {
+        let token = hex_token();
         // The oldest claimable plan, marked processing, in one statement under the write lock.
         let row = sqlx::query_as!(
             PlanRow,
@@ -118,28 +202,14 @@ pub async fn claim_next(conn: &mut SqliteConnection, worker_id: &str) -> Result<
                          generated_report_html IS NOT NULL AS "has_generated_report_html!: bool",
                          run_zip_snapshot IS NOT NULL AS "has_run_zip_snapshot!: bool",
                          run_track_activity_jsonl IS NOT NULL AS "has_run_track_activity_jsonl!: bool""#,
-            token_hex,
+            token.1,
         )
         .fetch_optional(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else { break };
         let plan = row.into_plan()?;
         let plan_id = plan.id.to_string();
-        // The worker's heartbeat names its plan.
-        sqlx::query!(
-            r#"INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
-               VALUES (?1, strftime('%Y-%m-%d %H:%M:%f000', 'now'),
-                       strftime('%Y-%m-%d %H:%M:%f000', 'now'), ?2)
-               ON CONFLICT (id) DO UPDATE
-                  SET last_heartbeat_at = excluded.last_heartbeat_at,
-                      current_task_id = excluded.current_task_id"#,
-            worker_id,
-            plan_id,
-        )
-        .execute(&mut *tx)
-        .await
-        .map_err(from_sqlx)?;
         let waited = plan
             .timestamp_created
             .map(|t| (Utc::now() - t).num_microseconds().unwrap_or(0) as f64 / 1e6);
@@ -159,15 +229,49 @@ pub async fn claim_next(conn: &mut SqliteConnection, worker_id: &str) -> Result<
         .execute(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-        Ok(Some(Claimed {
+        claimed.push(Claimed {
             attempt: Attempt {
                 plan_id: plan.id,
-                token,
+                token: token.0,
             },
             plan,
-        }))
-    })
-    .await
+        });
+    }
+    // The worker's heartbeat names its (first) plan.
+    if let Some(first) = claimed.first() {
+        let plan_id = first.plan.id.to_string();
+        sqlx::query!(
+            r#"INSERT INTO workers (id, started_at, last_heartbeat_at, current_task_id)
+               VALUES (?1, strftime('%Y-%m-%d %H:%M:%f000', 'now'),
+                       strftime('%Y-%m-%d %H:%M:%f000', 'now'), ?2)
+               ON CONFLICT (id) DO UPDATE
+                  SET last_heartbeat_at = excluded.last_heartbeat_at,
+                      current_task_id = excluded.current_task_id"#,
+            worker_id,
+            plan_id,
+        )
+        .execute(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+    }
+    Ok(claimed)
+}
+
+/// The time `d` before now as the `DATETIME` columns hold it (the beginning of time for a
+/// duration longer than the calendar).
+fn ago(d: Duration) -> String {
+    let back = chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    time_text(
+        Utc::now()
+            .checked_sub_signed(back)
+            .unwrap_or(DateTime::<Utc>::MIN_UTC),
+    )
+}
+
+/// A fresh run token and its stored text.
+fn hex_token() -> (Uuid, String) {
+    let token = Uuid::new_v4();
+    (token, hex(token))
 }
 
 /// Queue depth: pending plans without a stop request (what [`claim_next`] hands out).
@@ -191,9 +295,7 @@ pub async fn requeue_stale(
     threshold: Duration,
     max_requeues: u32,
 ) -> Result<Reaped> {
-    let cutoff = time_text(
-        Utc::now() - chrono::Duration::from_std(threshold).unwrap_or(chrono::Duration::MAX),
-    );
+    let cutoff = ago(threshold);
     let max = i64::from(max_requeues);
     transaction(conn, async |tx| {
         // Running plans no live worker names, stalled since before the cutoff.
@@ -228,16 +330,8 @@ pub async fn requeue_stale(
                 .execute(&mut *tx)
                 .await
                 .map_err(from_sqlx)?;
-                // The one settle rule (PostgreSQL planexe_settle_plan_usage).
-                sqlx::query!(
-                    r#"UPDATE credit_history SET source = 'usage_billing_settled'
-                       WHERE external_id = ?1
-                         AND source IN ('usage_billing_progress', 'usage_billing')"#,
-                    text,
-                )
-                .execute(&mut *tx)
-                .await
-                .map_err(from_sqlx)?;
+                // The attempt's usage rows, closed by the one settle rule.
+                settle_open_usage(tx, id).await?;
                 let ctx = json!({ "task_id": text, "reaped": true }).to_string();
                 sqlx::query!(
                     r#"INSERT INTO events ("timestamp", event_type, message, context)
