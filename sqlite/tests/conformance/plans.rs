@@ -116,6 +116,9 @@ pub trait PlansBackend: Backend {
     fn bill_progress(&self, usage: PlanUsage) -> impl Future<Output = Result<Decimal>> + Send;
     fn bill_final(&self, usage: PlanUsage) -> impl Future<Output = Result<FinalBilling>> + Send;
     fn settle(&self, id: Uuid) -> impl Future<Output = Result<u64>> + Send;
+    /// A plan as another writer may leave it: only id, owner and prompt; state, creation time,
+    /// stop flag and the rest NULL.
+    fn insert_foreign_plan(&self, user: &str) -> impl Future<Output = Uuid> + Send;
 }
 
 use shared_db::planexe as pg;
@@ -207,6 +210,19 @@ impl PlansBackend for Postgres {
     }
     async fn settle(&self, id: Uuid) -> Result<u64> {
         pg::credit_history::settle_plan_usage(self.0.pool(), id).await
+    }
+    async fn insert_foreign_plan(&self, user: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        // A runtime query: this crate's query macros check against the SQLite schema.
+        sqlx::query(
+            "INSERT INTO plans (id, user_id, prompt) VALUES ($1, $2, 'left by another writer')",
+        )
+        .bind(id)
+        .bind(user)
+        .execute(self.0.pool())
+        .await
+        .unwrap();
+        id
     }
 }
 
@@ -317,6 +333,18 @@ impl PlansBackend for Sqlite {
         let mut c = self.db.acquire().await?;
         lite::credit_history::settle_plan_usage(&mut c, id).await
     }
+    async fn insert_foreign_plan(&self, user: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO plans (id, user_id, prompt) VALUES (?1, ?2, 'left by another writer')",
+        )
+        .bind(lite::hex(id))
+        .bind(user)
+        .execute(self.db.pool())
+        .await
+        .unwrap();
+        id
+    }
 }
 
 conformance!(
@@ -327,6 +355,7 @@ conformance!(
     keyset_pages_cover_every_plan_once_while_plans_are_inserted,
     artifacts_round_trip_byte_exact_and_stay_deferred,
     usage_billing_charges_each_attempt_once_and_balance_equals_the_ledger,
+    rows_another_writer_left_are_read_listed_last_and_refused_by_name,
 );
 
 fn d(s: &str) -> Decimal {
@@ -751,6 +780,29 @@ async fn a_recent_twin_is_found_as_a_duplicate<B: PlansBackend>(b: B) {
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
 }
 
+/// Every keyset page of `user`'s plans, `limit` a page, `pause` between pages; a list that never
+/// ends (a row that comes back) fails instead of hanging.
+async fn every_page<B: PlansBackend>(
+    b: &B,
+    user: &str,
+    limit: i64,
+    pause: Duration,
+) -> Vec<PlanListItem> {
+    let mut seen = Vec::new();
+    let mut page = Keyset::first(limit);
+    for _ in 0..1000 {
+        let rows = b.list_keyset(user, page.clone()).await.unwrap();
+        assert!(rows.len() as i64 <= limit);
+        let Some(last) = rows.last() else {
+            return seen;
+        };
+        page = Keyset::after(limit, last.cursor());
+        seen.extend(rows);
+        tokio::time::sleep(pause).await;
+    }
+    panic!("the pages never end: {} rows so far", seen.len());
+}
+
 async fn keyset_pages_cover_every_plan_once_while_plans_are_inserted<B: PlansBackend>(b: B) {
     let long_prompt = "é".repeat(300);
     let mut before = HashSet::new();
@@ -780,16 +832,7 @@ async fn keyset_pages_cover_every_plan_once_while_plans_are_inserted<B: PlansBac
             added
         })
     };
-    let mut seen = Vec::new();
-    let mut page = Keyset::first(7);
-    loop {
-        let rows = b.list_keyset("pager", page.clone()).await.unwrap();
-        assert!(rows.len() <= 7);
-        let Some(last) = rows.last() else { break };
-        page = Keyset::after(7, last.cursor());
-        seen.extend(rows);
-        tokio::time::sleep(Duration::from_millis(3)).await;
-    }
+    let seen = every_page(&b, "pager", 7, Duration::from_millis(3)).await;
     let added = writer.await.unwrap();
 
     let ids: Vec<Uuid> = seen.iter().map(|r| r.id).collect();
@@ -824,17 +867,11 @@ async fn keyset_pages_cover_every_plan_once_while_plans_are_inserted<B: PlansBac
         .await
         .unwrap();
     assert_eq!(all.len(), 75);
-    let fresh_pages: Vec<Uuid> = {
-        let mut out = Vec::new();
-        let mut page = Keyset::first(200);
-        loop {
-            let rows = b.list_keyset("pager", page.clone()).await.unwrap();
-            let Some(last) = rows.last() else { break };
-            page = Keyset::after(200, last.cursor());
-            out.extend(rows.iter().map(|r| r.id));
-        }
-        out
-    };
+    let fresh_pages: Vec<Uuid> = every_page(&b, "pager", 200, Duration::ZERO)
+        .await
+        .iter()
+        .map(|r| r.id)
+        .collect();
     assert_eq!(
         all.iter().map(|r| r.id).collect::<Vec<_>>(),
         fresh_pages,
@@ -1082,4 +1119,72 @@ async fn usage_billing_charges_each_attempt_once_and_balance_equals_the_ledger<B
     assert!(matches!(err, Error::InvalidInput(_)), "{err:?}");
     let err = b.settle(Uuid::new_v4()).await.unwrap_err();
     assert!(matches!(err, Error::NotFound), "{err:?}");
+}
+
+async fn rows_another_writer_left_are_read_listed_last_and_refused_by_name<B: PlansBackend>(b: B) {
+    let mut queued = Vec::new();
+    for i in 0..3 {
+        queued.push(
+            b.enqueue(&format!("queued {i}"), Some("mixed"))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut foreign = Vec::new();
+    for _ in 0..4 {
+        foreign.push(b.insert_foreign_plan("mixed").await);
+    }
+
+    // NULL columns read as absent, never as an error.
+    let status = b.status_of(foreign[0]).await.unwrap();
+    assert_eq!(status.state, None);
+    assert!(!status.stop_requested);
+    assert_eq!(status.timestamp_created, None);
+    assert_eq!(status.progress_percentage, None);
+    let plan = b.plan(foreign[0]).await.unwrap();
+    assert_eq!((plan.state, plan.parameters), (None, None));
+
+    // Lists: the dated plans newest first, then the undated ones by id descending; pages of two
+    // cross from one part to the other without losing or repeating a row.
+    let pages = every_page(&b, "mixed", 2, Duration::ZERO).await;
+    let ids: Vec<Uuid> = pages.iter().map(|r| r.id).collect();
+    let mut dated = Vec::new();
+    for id in &queued {
+        let at = b.status_of(*id).await.unwrap().timestamp_created;
+        dated.push((at.expect("queued plans are dated"), *id));
+    }
+    dated.sort_unstable_by(|a, z| z.cmp(a));
+    let mut undated = foreign.clone();
+    undated.sort_unstable_by(|a, z| z.cmp(a));
+    let expected: Vec<Uuid> = dated.iter().map(|(_, id)| *id).chain(undated).collect();
+    assert_eq!(ids, expected);
+    let listed = b
+        .list(
+            "mixed",
+            PageRequest {
+                limit: 50,
+                offset: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(listed.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
+
+    // Such a plan is never claimed, and every transition refuses it by its (NULL) state.
+    assert_eq!(b.count_pending().await.unwrap(), 3);
+    for _ in 0..3 {
+        b.claim("w").await.unwrap().unwrap();
+    }
+    assert!(b.claim("w").await.unwrap().is_none());
+    let f = foreign[1];
+    refused(b.stop(f).await.unwrap_err(), "NULL", "stopped");
+    refused(b.retry(f).await.unwrap_err(), "NULL", "pending (retry)");
+    refused(b.resume(f).await.unwrap_err(), "NULL", "pending (resume)");
+    assert_eq!(b.settle(f).await.unwrap(), 0);
+    assert_eq!(
+        b.find_duplicate("mixed", "left by another writer", None)
+            .await
+            .unwrap(),
+        None
+    );
 }
