@@ -14,7 +14,7 @@
 //! `uq_credit_history_usage_billing_final`) at its end; each row carries a key naming the attempt,
 //! so a worker that repeats a report after an unknown outcome is answered the first outcome and
 //! billed nothing. Retry, resume and the reaper close the attempt's rows by the one settle rule,
-//! [`settle_open_usage`], so the next attempt is billed afresh.
+//! `settle_open_usage`, so the next attempt is billed afresh.
 
 use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{

@@ -11,7 +11,7 @@
 //! | --- | --- | --- | --- |
 //! | [`finish_completed`], [`finish_completed_batch`] | `TASK_COMPLETED` per plan completed | `current_task_id` cleared | |
 //! | [`finish_failed`], [`finish_stopped`] | `TASK_FAILED` | `current_task_id` cleared | |
-//! | [`retry`], [`resume`] | `TASK_PENDING` | | open usage rows settled ([`settle_open_usage`]) |
+//! | [`retry`], [`resume`] | `TASK_PENDING` | | open usage rows settled (`credit_history::settle_open_usage`) |
 
 use rust_decimal::Decimal;
 use serde_json::{Map, Value, json};

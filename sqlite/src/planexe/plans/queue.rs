@@ -7,7 +7,7 @@
 //! | --- | --- | --- | --- |
 //! | [`enqueue`] | `TASK_PENDING` | | |
 //! | [`claim_next`], [`claim_next_batch`] | `TASK_PROCESSING` per plan | heartbeat, `current_task_id` = (first) plan | |
-//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled ([`settle_open_usage`]) |
+//! | [`requeue_stale`] | `TASK_PENDING` or `TASK_FAILED` (`reaped`) | `current_task_id` cleared | re-queued: open usage rows settled (`credit_history::settle_open_usage`) |
 
 use std::time::Duration;
 
