@@ -276,6 +276,7 @@ pub(crate) async fn settle_open_usage(conn: &mut SqliteConnection, plan_id: Uuid
 /// other means (a Python service's retry). Refused with [`Error::InvalidTransition`] (`from` =
 /// `processing`) while the plan is processing: its live attempt would otherwise bill its whole
 /// cost again. [`Error::NotFound`] without the plan. Returns the rows settled. One transaction.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
 pub async fn settle_plan_usage(conn: &mut SqliteConnection, plan_id: Uuid) -> Result<u64> {
     transaction(conn, async |tx| {
         let state = sqlx::query!(
@@ -357,6 +358,7 @@ async fn progress_billed(conn: &mut SqliteConnection, plan: &str) -> Result<Deci
 /// same report answers the first amount and charges nothing. [`Error::Superseded`], nothing
 /// billed, when the attempt no longer owns the plan. One `BEGIN IMMEDIATE` transaction, so
 /// concurrent billing of the user (in any process) is serialised and never double-counts.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
 pub async fn bill_usage_progress(
     conn: &mut SqliteConnection,
     usage: &PlanUsage,
@@ -404,6 +406,7 @@ pub async fn bill_usage_progress(
 /// [`Error::IdempotencyKeyReused`] (`cost`, `succeeded`). An open final row written by someone
 /// else (a Python worker) answers [`FinalBilling::AlreadyBilled`]. [`Error::Superseded`],
 /// nothing billed, when the attempt no longer owns the plan. One `BEGIN IMMEDIATE` transaction.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
 pub async fn bill_usage_final(
     conn: &mut SqliteConnection,
     usage: &PlanUsage,

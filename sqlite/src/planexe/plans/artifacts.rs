@@ -60,6 +60,7 @@ pub async fn fetch_report_html(conn: &mut SqliteConnection, id: Uuid) -> Result<
 /// (each cleared when `None`), the overview (SQL NULL when `None`) and
 /// `run_artifact_layout_version = 2`, in one statement. [`Error::Superseded`], nothing written,
 /// when `attempt` no longer owns the run; [`Error::NotFound`] without the plan.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn store_artifacts(
     conn: &mut SqliteConnection,
     attempt: Attempt,
@@ -106,6 +107,7 @@ pub async fn store_artifacts(
 /// There is no chunked store on SQLite: PostgreSQL's `store_zip_snapshot_chunked` builds the
 /// value in a server-side large object, and SQLite's SQL has no positional write into a BLOB
 /// (`||` makes TEXT), so the zip goes in one bound value, as the Python services write it.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn store_zip_snapshot(
     conn: &mut SqliteConnection,
     attempt: Attempt,
@@ -132,6 +134,7 @@ pub async fn store_zip_snapshot(
 
 /// The run zip snapshot, byte for byte (`None` if there is none). [`Error::NotFound`] without the
 /// plan.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn fetch_zip_snapshot(conn: &mut SqliteConnection, id: Uuid) -> Result<Option<Vec<u8>>> {
     sqlx::query_scalar!(
         r#"SELECT run_zip_snapshot AS "zip?: Vec<u8>" FROM plans WHERE id = ?1"#,
@@ -148,6 +151,7 @@ pub async fn fetch_zip_snapshot(conn: &mut SqliteConnection, id: Uuid) -> Result
 /// [`shared_db::planexe::plans::fetch_zip_snapshot_chunked`]. The slices are read in one read
 /// transaction (a deferred `BEGIN`: one WAL snapshot, writers not blocked), so they always belong
 /// to one snapshot. `None` if there is none; [`Error::NotFound`] without the plan.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn fetch_zip_snapshot_chunked(
     conn: &mut SqliteConnection,
     id: Uuid,
@@ -187,6 +191,7 @@ pub async fn fetch_zip_snapshot_chunked(
 }
 
 /// The activity log (`None` if there is none). [`Error::NotFound`] without the plan.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn fetch_track_activity_jsonl(
     conn: &mut SqliteConnection,
     id: Uuid,

@@ -177,6 +177,7 @@ async fn release(tx: &mut SqliteConnection, plan_id: Uuid) -> Result<()> {
 /// untouched and reported. One [`FinishOutcome`] per run, in the order given, all in one
 /// transaction. [`Error::BatchSize`] when `runs` is empty or longer than [`MAX_FINISH_BATCH`];
 /// [`Error::InvalidInput`] when a plan appears twice; nothing is written in either case.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn finish_completed_batch(
     conn: &mut SqliteConnection,
     runs: &[Completion<'_>],
@@ -218,6 +219,7 @@ pub async fn finish_completed_batch(
 /// appended and the worker released, in one transaction. Refused with
 /// [`Error::InvalidTransition`] unless processing or stopped; [`Error::Superseded`], nothing
 /// written, when `attempt` no longer owns the run.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn finish_failed(
     conn: &mut SqliteConnection,
     attempt: Attempt,
@@ -281,6 +283,7 @@ pub async fn finish_failed(
 /// state `stopped`, `TASK_FAILED` ("Processing -> Stopped") appended, the worker released, in one
 /// transaction. Refused with [`Error::InvalidTransition`] unless processing or stopped;
 /// [`Error::Superseded`], nothing written, when `attempt` no longer owns the run.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn finish_stopped(
     conn: &mut SqliteConnection,
     attempt: Attempt,
@@ -336,6 +339,7 @@ async fn state_of(tx: &mut SqliteConnection, id: Uuid) -> Result<Option<String>>
 /// becomes `stopped` ("Stop requested by user.", `stop_requested`, its time now); a stopped one
 /// answers [`StopOutcome::AlreadyStopped`]; any other state is refused with
 /// [`Error::InvalidTransition`]. One transaction.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn request_stop(conn: &mut SqliteConnection, id: Uuid) -> Result<StopOutcome> {
     transaction(conn, async |tx| {
         let done = sqlx::query!(
@@ -386,6 +390,7 @@ async fn requeued(tx: &mut SqliteConnection, id: Uuid, message: &str, key: &str)
 /// do), the attempt and the reaper's count cleared; the previous attempt's usage rows settled and
 /// `TASK_PENDING` appended, in one transaction. Refused with [`Error::InvalidTransition`]
 /// (`to` = `pending (retry)`) unless failed or stopped.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn retry(conn: &mut SqliteConnection, id: Uuid) -> Result<Requeued> {
     transaction(conn, async |tx| {
         let from = state_of(tx, id).await?;
@@ -431,6 +436,7 @@ pub async fn retry(conn: &mut SqliteConnection, id: Uuid) -> Result<Requeued> {
 /// transaction. Refused with [`Error::InvalidTransition`] (`to` = `pending (resume)`) unless
 /// failed or stopped; [`Error::InvalidInput`] when `parameters.pipeline_version` is not
 /// [`PIPELINE_VERSION`] (compared as text, as PostgreSQL's `->>` does: `2` and `"2"` pass).
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn resume(conn: &mut SqliteConnection, id: Uuid) -> Result<Requeued> {
     transaction(conn, async |tx| {
         let row = sqlx::query!(
@@ -462,7 +468,11 @@ pub async fn resume(conn: &mut SqliteConnection, id: Uuid) -> Result<Requeued> {
             )));
         }
         let count = match params.get("resume_count") {
-            Some(Value::Number(n)) => n.as_f64().map_or(0, |f| f.floor() as i64),
+            // floor(), as PostgreSQL takes a fractional count; integers exactly.
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .or_else(|| n.as_f64().map(|f| f.floor() as i64))
+                .unwrap_or(0),
             _ => 0,
         };
         params.insert("resume".to_owned(), json!(true));

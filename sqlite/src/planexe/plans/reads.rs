@@ -53,6 +53,7 @@ pub async fn get(conn: &mut SqliteConnection, id: Uuid) -> Result<Plan> {
 
 /// Status by id, as [`shared_db::planexe::plans::status`]: the light columns only.
 /// [`Error::NotFound`] if there is no such plan.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn status(conn: &mut SqliteConnection, id: Uuid) -> Result<PlanStatus> {
     let r = sqlx::query!(
         r#"SELECT id AS "id!", state AS "state?",
@@ -118,6 +119,7 @@ impl ListRow {
 /// the first [`PROMPT_PREVIEW_CHARS`] characters of the prompt, as
 /// [`shared_db::planexe::plans::list_by_user`]: `page.limit` (clamped to 1..=200) plans after
 /// skipping `page.offset`. Served in this order by `idx_plans_user_id_timestamp_created`.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn list_by_user(
     conn: &mut SqliteConnection,
     user_id: &str,
@@ -154,6 +156,7 @@ pub async fn list_by_user(
 /// range of `idx_plans_user_id_timestamp_created` read from the cursor, so a deep page costs
 /// what the first one costs, and plans queued while a client pages sort before its cursor: no
 /// page shifts, no plan is listed twice.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::plans", skip_all)]
 pub async fn list_by_user_keyset(
     conn: &mut SqliteConnection,
     user_id: &str,
