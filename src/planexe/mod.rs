@@ -312,10 +312,13 @@ impl Default for PageRequest {
 }
 
 impl PageRequest {
-    pub(crate) fn limit(&self) -> i64 {
+    /// The rows to return: `limit` clamped to 1..=[`MAX_PAGE_ROWS`] (the one bound of every
+    /// backend's lists).
+    pub fn limit(&self) -> i64 {
         self.limit.clamp(1, MAX_PAGE_ROWS)
     }
-    pub(crate) fn offset(&self) -> i64 {
+    /// The rows to skip: `offset`, not below zero.
+    pub fn offset(&self) -> i64 {
         self.offset.max(0)
     }
 }
@@ -373,12 +376,14 @@ impl<I> Keyset<I> {
         }
     }
 
-    pub(crate) fn limit(&self) -> i64 {
+    /// The rows to return: `limit` clamped to 1..=[`MAX_PAGE_ROWS`] (the one bound of every
+    /// backend's lists).
+    pub fn limit(&self) -> i64 {
         self.limit.clamp(1, MAX_PAGE_ROWS)
     }
 
     /// The cursor's time as bound (`NULL` on the first page or after a row without a time).
-    pub(crate) fn at(&self) -> Option<chrono::NaiveDateTime> {
+    pub fn at(&self) -> Option<chrono::NaiveDateTime> {
         self.after
             .as_ref()
             .and_then(|c| c.at)
@@ -386,12 +391,12 @@ impl<I> Keyset<I> {
     }
 
     /// The cursor's id (`NULL` on the first page).
-    pub(crate) fn id(&self) -> Option<&I> {
+    pub fn id(&self) -> Option<&I> {
         self.after.as_ref().map(|c| &c.id)
     }
 
     /// Whether the previous page ended among the rows without a time (so no dated row is left).
-    pub(crate) fn past_dated(&self) -> bool {
+    pub fn past_dated(&self) -> bool {
         matches!(&self.after, Some(Cursor { at: None, .. }))
     }
 }

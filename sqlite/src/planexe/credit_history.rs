@@ -7,12 +7,21 @@
 //! ledger row and the balance write all happen under the write lock, so concurrent charges (in
 //! any process on the file) see each other's results and cannot overdraw or apply a key twice.
 //! The arithmetic is done on exact [`Decimal`]s in Rust (see [`super`] for why not in SQL).
+//!
+//! Usage billing is per plan *attempt*, as on PostgreSQL: incremental rows
+//! (`usage_billing_progress`, [`bill_usage_progress`]) during the run, one final row
+//! (`usage_billing`, [`bill_usage_final`], unique per plan among open rows:
+//! `uq_credit_history_usage_billing_final`) at its end; each row carries a key naming the attempt,
+//! so a worker that repeats a report after an unknown outcome is answered the first outcome and
+//! billed nothing. Retry, resume and the reaper close the attempt's rows by the one settle rule,
+//! `settle_open_usage`, so the next attempt is billed afresh.
 
 use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{
-    BalanceChange, Charge, Prior, Request, SOURCE_ADMIN, caller_key, replay,
+    BalanceChange, Charge, FinalBilling, PlanUsage, Prior, Request, SOURCE_ADMIN,
+    SOURCE_USAGE_FINAL, SOURCE_USAGE_PROGRESS, caller_key, replay,
 };
-use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt};
+use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
@@ -240,4 +249,218 @@ pub async fn ledger_sum(conn: &mut SqliteConnection, user_id: Uuid) -> Result<(i
         sum += credits(d)?;
     }
     Ok((deltas.len() as i64, sum))
+}
+
+/// **The settle rule** on SQLite (PostgreSQL's `planexe_settle_plan_usage`): the plan's open
+/// usage rows (`usage_billing_progress` and `usage_billing`, whose `external_id` is the plan's
+/// hyphenated id) become `usage_billing_settled`, closing the attempt so that the next one is
+/// billed afresh. Run inside the write transaction of whatever ends the attempt (retry, resume,
+/// the reaper, [`settle_plan_usage`]); the one home of the rule on this backend. Returns the
+/// rows settled.
+pub(crate) async fn settle_open_usage(conn: &mut SqliteConnection, plan_id: Uuid) -> Result<u64> {
+    let plan = plan_id.to_string();
+    Ok(sqlx::query!(
+        r#"UPDATE credit_history SET source = 'usage_billing_settled'
+           WHERE external_id = ?1
+             AND source IN ('usage_billing_progress', 'usage_billing')"#,
+        plan,
+    )
+    .execute(conn)
+    .await
+    .map_err(from_sqlx)?
+    .rows_affected())
+}
+
+/// Settle a plan's open usage rows, as
+/// [`shared_db::planexe::credit_history::settle_plan_usage`], for callers that re-queue a plan by
+/// other means (a Python service's retry). Refused with [`Error::InvalidTransition`] (`from` =
+/// `processing`) while the plan is processing: its live attempt would otherwise bill its whole
+/// cost again. [`Error::NotFound`] without the plan. Returns the rows settled. One transaction.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
+pub async fn settle_plan_usage(conn: &mut SqliteConnection, plan_id: Uuid) -> Result<u64> {
+    transaction(conn, async |tx| {
+        let state = sqlx::query!(
+            r#"SELECT state AS "state?" FROM plans WHERE id = ?1"#,
+            hex(plan_id),
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(from_sqlx)?
+        .ok_or(Error::NotFound)?
+        .state;
+        if state.as_deref() == Some("processing") {
+            return Err(Error::InvalidTransition {
+                from: "processing".to_owned(),
+                to: "settled (usage billing)".to_owned(),
+            });
+        }
+        settle_open_usage(tx, plan_id).await
+    })
+    .await
+}
+
+/// A usage cost as billed: rounded to 9 places, within 0..=[`MAX_CREDITS`] (the SQLite range).
+fn usage_cost(cost: Decimal) -> Result<Decimal> {
+    let cost = round_credits(cost);
+    if cost < Decimal::ZERO || cost > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "usage cost must be within 0..={MAX_CREDITS} on SQLite"
+        )));
+    }
+    Ok(cost)
+}
+
+/// Inside the billing transaction: the payer's balance ([`Error::NotFound`] without the user or
+/// the plan), and [`Error::Superseded`] when the attempt no longer owns the plan. The write lock
+/// is held from `BEGIN`, so no retry, resume or reaper can take the run while it is billed.
+async fn balance_of_run(conn: &mut SqliteConnection, usage: &PlanUsage) -> Result<Decimal> {
+    let balance = balance_of(&mut *conn, usage.user_id).await?;
+    let owned = sqlx::query_scalar!(
+        r#"SELECT run_attempt IS ?2 AS "owned!: bool" FROM plans WHERE id = ?1"#,
+        hex(usage.attempt.plan_id),
+        Some(hex(usage.attempt.token)),
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(from_sqlx)?
+    .ok_or(Error::NotFound)?;
+    if !owned {
+        return Err(Error::Superseded {
+            plan_id: usage.attempt.plan_id,
+        });
+    }
+    Ok(balance)
+}
+
+/// What the attempt's open progress rows took from the balance (positive).
+async fn progress_billed(conn: &mut SqliteConnection, plan: &str) -> Result<Decimal> {
+    let deltas = sqlx::query_scalar!(
+        r#"SELECT CAST(delta AS TEXT) AS "d!: String" FROM credit_history
+           WHERE source = 'usage_billing_progress' AND external_id = ?1"#,
+        plan,
+    )
+    .fetch_all(conn)
+    .await
+    .map_err(from_sqlx)?;
+    let mut taken = Decimal::ZERO;
+    for d in &deltas {
+        taken -= credits(d)?;
+    }
+    Ok(taken)
+}
+
+/// Incremental usage billing after a pipeline step, as
+/// [`shared_db::planexe::credit_history::bill_usage_progress`]: charges `cost − already charged
+/// for this attempt` if positive (row `usage_billing_progress` / `plan_usage_in_progress`; the
+/// balance may go negative). Returns the amount charged now (zero if nothing was due).
+///
+/// Safe to repeat: the row carries the key `usage_progress:<attempt>:<cost>`, so a repeat of the
+/// same report answers the first amount and charges nothing. [`Error::Superseded`], nothing
+/// billed, when the attempt no longer owns the plan. One `BEGIN IMMEDIATE` transaction, so
+/// concurrent billing of the user (in any process) is serialised and never double-counts.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
+pub async fn bill_usage_progress(
+    conn: &mut SqliteConnection,
+    usage: &PlanUsage,
+) -> Result<Decimal> {
+    let cost = usage_cost(usage.cost)?;
+    let key = format!("usage_progress:{}:{cost}", usage.attempt.token);
+    let plan = usage.attempt.plan_id.to_string();
+    let api_key_id = usage.api_key_id.map(|k| k.to_string());
+    transaction(conn, async |tx| {
+        let balance = balance_of_run(&mut *tx, usage).await?;
+        if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
+            return Ok(-prior.delta);
+        }
+        let due = round_credits(cost - progress_billed(&mut *tx, &plan).await?);
+        if due <= Decimal::ZERO {
+            return Ok(Decimal::ZERO);
+        }
+        append(
+            tx,
+            &Entry {
+                user_id: usage.user_id,
+                delta: -due,
+                new_balance: balance - due,
+                reason: "plan_usage_in_progress",
+                source: SOURCE_USAGE_PROGRESS,
+                external_id: Some(&plan),
+                api_key_id: api_key_id.as_deref(),
+                key: Some(&key),
+            },
+        )
+        .await?;
+        Ok(due)
+    })
+    .await
+}
+
+/// Final usage billing of a plan attempt, as
+/// [`shared_db::planexe::credit_history::bill_usage_final`]: charges `cost − incremental charges
+/// of this attempt` (not below zero) in a `usage_billing` row (`plan_created_with_usage_cost` or
+/// `plan_failed_usage_cost`), always writing the row (zero delta if nothing is due) so that it
+/// guards the attempt.
+///
+/// Safe to repeat: the row carries the key `usage_final:<attempt>`, so a repeat of the same report
+/// returns the first [`FinalBilling::Charged`]; a repeat with another cost or outcome is
+/// [`Error::IdempotencyKeyReused`] (`cost`, `succeeded`). An open final row written by someone
+/// else (a Python worker) answers [`FinalBilling::AlreadyBilled`]. [`Error::Superseded`],
+/// nothing billed, when the attempt no longer owns the plan. One `BEGIN IMMEDIATE` transaction.
+#[tracing::instrument(target = "shared_db_sqlite::planexe::credit_history", skip_all)]
+pub async fn bill_usage_final(
+    conn: &mut SqliteConnection,
+    usage: &PlanUsage,
+) -> Result<FinalBilling> {
+    let cost = usage_cost(usage.cost)?;
+    let key = format!("usage_final:{}", usage.attempt.token);
+    let reason = if usage.succeeded {
+        "plan_created_with_usage_cost"
+    } else {
+        "plan_failed_usage_cost"
+    };
+    let plan = usage.attempt.plan_id.to_string();
+    let api_key_id = usage.api_key_id.map(|k| k.to_string());
+    transaction(conn, async |tx| {
+        let balance = balance_of_run(&mut *tx, usage).await?;
+        let due = round_credits(cost - progress_billed(&mut *tx, &plan).await?).max(Decimal::ZERO);
+        if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
+            // A repeat: the same report answers the first outcome (replay contract).
+            if prior.reason != reason {
+                return Err(Error::idempotency_key_reused("succeeded"));
+            }
+            if prior.delta != -due {
+                return Err(Error::idempotency_key_reused("cost"));
+            }
+            return Ok(FinalBilling::Charged {
+                charged: -prior.delta,
+            });
+        }
+        let billed = sqlx::query_scalar!(
+            r#"SELECT count(*) AS "n!: i64" FROM credit_history
+               WHERE external_id = ?1 AND source = 'usage_billing'"#,
+            plan,
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(from_sqlx)?;
+        if billed > 0 {
+            return Ok(FinalBilling::AlreadyBilled);
+        }
+        append(
+            tx,
+            &Entry {
+                user_id: usage.user_id,
+                delta: -due,
+                new_balance: balance - due,
+                reason,
+                source: SOURCE_USAGE_FINAL,
+                external_id: Some(&plan),
+                api_key_id: api_key_id.as_deref(),
+                key: Some(&key),
+            },
+        )
+        .await?;
+        Ok(FinalBilling::Charged { charged: due })
+    })
+    .await
 }

@@ -8,6 +8,7 @@ mod backend;
 mod lifecycle;
 mod other_writer;
 mod telemetry;
+mod plans;
 
 use std::collections::HashSet;
 use std::time::Duration;
