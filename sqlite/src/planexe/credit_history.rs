@@ -241,3 +241,41 @@ pub async fn ledger_sum(conn: &mut SqliteConnection, user_id: Uuid) -> Result<(i
     }
     Ok((deltas.len() as i64, sum))
 }
+
+/// Credit `amount` (positive, already checked by the caller) to the user inside the caller's
+/// transaction, with a reason and source of the caller's: the ledger row (with the balance after
+/// it) and the balance move, written as [`grant`] writes them. Used by
+/// [`super::payment_record::apply`] for a purchase (`credits_purchased`, source the provider,
+/// external id the provider's payment id). [`Error::NotFound`] without the user;
+/// [`Error::InvalidInput`] when the balance would go above [`MAX_CREDITS`] (the SQLite range).
+/// Call it in [`transaction`], so the balance it reads is the newest.
+pub(crate) async fn credit_in_transaction(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    amount: Decimal,
+    reason: &str,
+    source: &str,
+    external_id: Option<&str>,
+) -> Result<BalanceChange> {
+    let balance = balance_of(&mut *conn, user_id).await?;
+    let new_balance = balance + amount;
+    if new_balance > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "the credit would take the balance above {MAX_CREDITS} (the SQLite range)"
+        )));
+    }
+    append(
+        conn,
+        &Entry {
+            user_id,
+            delta: amount,
+            new_balance,
+            reason,
+            source,
+            external_id,
+            api_key_id: None,
+            key: None,
+        },
+    )
+    .await
+}

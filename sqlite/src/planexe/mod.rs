@@ -30,9 +30,11 @@ use uuid::Uuid;
 
 pub mod credit_history;
 pub mod events;
+pub mod payment_record;
 pub mod plans;
 pub mod user_account;
 pub mod user_api_key;
+pub mod user_provider;
 pub mod workers;
 
 /// The largest credit magnitude stored on SQLite: 999 999.999999999, the 15 significant digits

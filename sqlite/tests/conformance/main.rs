@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod backend;
+mod accounts;
 
 use std::collections::HashSet;
 use std::time::Duration;
