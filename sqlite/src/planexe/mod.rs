@@ -70,11 +70,18 @@ pub fn credits_text(field: &'static str, amount: Decimal) -> Result<String> {
 }
 
 /// A stored credit amount, read as `CAST(col AS TEXT)` (SQLite prints a double with 15
-/// significant digits, in exponent form for small ones), as the exact 9-place decimal written.
+/// significant digits, in exponent form for small ones), as the exact 9-place decimal written,
+/// with 9 decimal places as PostgreSQL's `numeric(18,9)` gives it back (`15.500000000`), so an
+/// amount prints and serialises the same on both backends, and a replayed outcome the same as
+/// the first.
 pub fn credits(text: &str) -> Result<Decimal> {
     text.parse::<Decimal>()
         .or_else(|_| Decimal::from_scientific(text))
-        .map(shared_db::planexe::round_credits)
+        .map(|amount| {
+            let mut amount = shared_db::planexe::round_credits(amount);
+            amount.rescale(9);
+            amount
+        })
         .map_err(|e| Error::internal(format!("stored credit amount {text:?}: {e}")))
 }
 
@@ -113,5 +120,8 @@ mod tests {
             assert_eq!(credits(&printed).unwrap(), amount, "{text}");
         }
         assert!(credits_text("x", MAX_CREDITS + Decimal::new(1, 9)).is_err());
+        // Nine places, as numeric(18,9) reads on PostgreSQL.
+        assert_eq!(credits("15.5").unwrap().to_string(), "15.500000000");
+        assert_eq!(credits("1.0e-09").unwrap().to_string(), "0.000000001");
     }
 }
