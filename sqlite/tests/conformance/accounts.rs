@@ -494,6 +494,11 @@ async fn a_replayed_payment_credits_once_and_answers_the_first_outcome<B: Accoun
         panic!("{first:?}")
     };
     assert_eq!(new_balance, d("15.5"));
+    assert_eq!(
+        new_balance.to_string(),
+        "15.500000000",
+        "nine places, as numeric(18,9) gives it"
+    );
 
     // The webhook delivered again, later: the first outcome, nothing credited.
     assert_eq!(b.apply(&pay).await.unwrap(), first);
@@ -574,7 +579,7 @@ async fn concurrent_deliveries_of_payments_credit_each_once<B: AccountsBackend>(
         .flat_map(|p| (0..3).map(move |_| p))
         .map(|p| {
             let b = b.clone();
-            let pay = PaymentArgs::stripe(user, &format!("cs_live_{p}"), "1.111111111");
+            let pay = PaymentArgs::stripe(user, &format!("cs_live_{p}"), "1.000000005");
             tokio::spawn(async move { (p, b.apply(&pay).await.unwrap()) })
         })
         .collect();
@@ -586,8 +591,12 @@ async fn concurrent_deliveries_of_payments_credit_each_once<B: AccountsBackend>(
     let mut balances = Vec::new();
     for (p, answers) in &outcomes {
         assert_eq!(answers.len(), 3);
+        // Equal, and serialised alike (a replay reads the balance back from the row).
+        let json = |a: &PaymentOutcome| serde_json::to_string(a).unwrap();
         assert!(
-            answers.iter().all(|a| a == &answers[0]),
+            answers
+                .iter()
+                .all(|a| a == &answers[0] && json(a) == json(&answers[0])),
             "payment {p}: {answers:?}"
         );
         let PaymentOutcome::Applied { new_balance, .. } = answers[0] else {
@@ -599,11 +608,11 @@ async fn concurrent_deliveries_of_payments_credit_each_once<B: AccountsBackend>(
     // 1..=8 times the credits, exactly.
     balances.sort();
     let expected: Vec<_> = (1..=8)
-        .map(|k| Decimal::from(k) * d("1.111111111"))
+        .map(|k| Decimal::from(k) * d("1.000000005"))
         .collect();
     assert_eq!(balances, expected);
-    assert_eq!(b.balance(user).await.unwrap(), d("8.888888888"));
-    assert_eq!(b.ledger(user).await.unwrap(), (8, d("8.888888888")));
+    assert_eq!(b.balance(user).await.unwrap(), d("8.00000004"));
+    assert_eq!(b.ledger(user).await.unwrap(), (8, d("8.00000004")));
     let listed = b.payments(user, Keyset::first(50)).await.unwrap();
     assert_eq!(listed.len(), 8, "one payment row each");
 }
