@@ -127,8 +127,12 @@ pub trait AccountsBackend: Backend {
     /// a link without its user.
     fn delete_user_row(&self, id: Uuid) -> impl Future<Output = ()> + Send;
     /// Records a completed payment the way the Python frontend does (its own row, no ledger
-    /// outcome to replay); returns the row's id.
-    fn record_payment_as_python(&self, p: &PaymentArgs) -> impl Future<Output = Uuid> + Send;
+    /// outcome to replay), with a `created_at` or (`dated` false) without one; returns its id.
+    fn record_payment_as_python(
+        &self,
+        p: &PaymentArgs,
+        dated: bool,
+    ) -> impl Future<Output = Uuid> + Send;
 }
 
 use shared_db::planexe as pg;
@@ -173,12 +177,13 @@ impl AccountsBackend for Postgres {
             .await
             .unwrap();
     }
-    async fn record_payment_as_python(&self, p: &PaymentArgs) -> Uuid {
+    async fn record_payment_as_python(&self, p: &PaymentArgs, dated: bool) -> Uuid {
         let id = Uuid::new_v4();
         sqlx::query(
             "INSERT INTO payment_record (id, user_id, provider, provider_payment_id, credits,
                                          amount, currency, status, raw_payload, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', NULL, now() AT TIME ZONE 'utc')",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'completed', NULL,
+                     CASE WHEN $8 THEN now() AT TIME ZONE 'utc' END)",
         )
         .bind(id)
         .bind(p.user)
@@ -187,6 +192,7 @@ impl AccountsBackend for Postgres {
         .bind(p.credits)
         .bind(p.amount)
         .bind(&p.currency)
+        .bind(dated)
         .execute(self.0.pool())
         .await
         .unwrap();
@@ -244,7 +250,7 @@ impl AccountsBackend for Sqlite {
             .await
             .unwrap();
     }
-    async fn record_payment_as_python(&self, p: &PaymentArgs) -> Uuid {
+    async fn record_payment_as_python(&self, p: &PaymentArgs, dated: bool) -> Uuid {
         let id = Uuid::new_v4();
         // SQLAlchemy binds the Numeric as a float.
         let credits: f64 = p.credits.to_string().parse().unwrap();
@@ -252,7 +258,7 @@ impl AccountsBackend for Sqlite {
             "INSERT INTO payment_record (id, user_id, provider, provider_payment_id, credits,
                                          amount, currency, status, raw_payload, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'completed', NULL,
-                     strftime('%Y-%m-%d %H:%M:%f000', 'now'))",
+                     CASE WHEN ?8 THEN strftime('%Y-%m-%d %H:%M:%f000', 'now') END)",
         )
         .bind(lite::hex(id))
         .bind(lite::hex(p.user))
@@ -261,6 +267,7 @@ impl AccountsBackend for Sqlite {
         .bind(credits)
         .bind(p.amount)
         .bind(&p.currency)
+        .bind(dated)
         .execute(self.db.pool())
         .await
         .unwrap();
@@ -625,7 +632,7 @@ async fn a_payment_python_recorded_is_a_duplicate_and_credits_nothing<B: Account
         amount: 250,
         ..PaymentArgs::stripe(user, "tg_charge_77", "2.5")
     };
-    let recorded = b.record_payment_as_python(&pay).await;
+    let recorded = b.record_payment_as_python(&pay, true).await;
     assert_eq!(
         b.apply(&pay).await.unwrap(),
         PaymentOutcome::Duplicate {
@@ -652,22 +659,37 @@ async fn payments_are_listed_newest_first_in_bounded_pages<B: AccountsBackend>(b
     b.apply(&PaymentArgs::stripe(other, "cs_other", "1"))
         .await
         .unwrap();
+    // Two rows another writer left without a time: listed last, by id descending.
+    let mut undated = Vec::new();
+    for i in 0..2 {
+        let pay = PaymentArgs::stripe(user, &format!("py_undated_{i}"), "1");
+        undated.push((b.record_payment_as_python(&pay, false).await, pay.id));
+    }
+    undated.sort();
+    let (newer_id, older_id) = (undated[1].1.clone(), undated[0].1.clone());
 
     let mut seen = Vec::new();
     let mut page = Keyset::first(2);
-    loop {
+    // At most as many pages as it takes (a page that repeats rows would never end).
+    for _ in 0..5 {
         let rows = b.payments(user, page.clone()).await.unwrap();
         assert!(rows.len() <= 2, "a page holds at most its limit");
         let Some(last) = rows.last() else { break };
         page = Keyset::after(2, last.cursor());
         seen.extend(rows.iter().map(|r| r.provider_payment_id.clone()));
     }
-    assert_eq!(seen, ["cs_4", "cs_3", "cs_2", "cs_1", "cs_0"]);
+    // Pages of two: the last dated row and the first undated one share a page, and the next
+    // page starts after an undated row.
+    assert_eq!(
+        seen,
+        ["cs_4", "cs_3", "cs_2", "cs_1", "cs_0", &newer_id, &older_id]
+    );
     let all = b
         .payments(user, Keyset::first(MAX_PAGE_ROWS * 10))
         .await
         .unwrap();
-    assert_eq!(all.len(), 5, "a too-large limit is clamped, not refused");
+    assert_eq!(all.len(), 7, "a too-large limit is clamped, not refused");
+    assert_eq!(all[6].created_at, None);
     assert_eq!(b.payments(user, Keyset::first(0)).await.unwrap().len(), 1);
     assert!(
         b.payments(Uuid::new_v4(), Keyset::default())
