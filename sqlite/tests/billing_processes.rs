@@ -127,10 +127,11 @@ async fn four_processes_repeating_every_usage_report_bill_each_attempt_once() {
             Some(first) => assert_eq!(&mine, first, "process {n} heard other answers"),
         }
     }
-    // Each step charged what was new, the final bill the rest: 1 each, once.
+    // Each step charged what was new, the final bill the rest: 1 each, once, with the nine
+    // places PostgreSQL answers.
     for line in answers.unwrap() {
         assert!(
-            line.ends_with(" 1") || line.ends_with(" Charged { charged: 1 }"),
+            line.ends_with(" 1.000000000") || line.ends_with(" Charged { charged: 1.000000000 }"),
             "{line}"
         );
     }

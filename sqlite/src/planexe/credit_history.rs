@@ -21,12 +21,12 @@ use shared_db::planexe::credit_history::{
     BalanceChange, Charge, FinalBilling, PlanUsage, Prior, Request, SOURCE_ADMIN,
     SOURCE_USAGE_FINAL, SOURCE_USAGE_PROGRESS, caller_key, replay,
 };
-use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt, round_credits};
+use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
 
-use super::{MAX_CREDITS, credits, credits_opt, credits_text, hex, uuid};
+use super::{MAX_CREDITS, credits, credits_opt, credits_text, hex, nine_places, uuid};
 use crate::error::from_sqlx;
 use crate::tx::transaction;
 
@@ -301,7 +301,7 @@ pub async fn settle_plan_usage(conn: &mut SqliteConnection, plan_id: Uuid) -> Re
 
 /// A usage cost as billed: rounded to 9 places, within 0..=[`MAX_CREDITS`] (the SQLite range).
 fn usage_cost(cost: Decimal) -> Result<Decimal> {
-    let cost = round_credits(cost);
+    let cost = shared_db::planexe::round_credits(cost);
     if cost < Decimal::ZERO || cost > MAX_CREDITS {
         return Err(Error::invalid_input(format!(
             "usage cost must be within 0..={MAX_CREDITS} on SQLite"
@@ -372,7 +372,7 @@ pub async fn bill_usage_progress(
         if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
             return Ok(-prior.delta);
         }
-        let due = round_credits(cost - progress_billed(&mut *tx, &plan).await?);
+        let due = nine_places(cost - progress_billed(&mut *tx, &plan).await?);
         if due <= Decimal::ZERO {
             return Ok(Decimal::ZERO);
         }
@@ -422,7 +422,7 @@ pub async fn bill_usage_final(
     let api_key_id = usage.api_key_id.map(|k| k.to_string());
     transaction(conn, async |tx| {
         let balance = balance_of_run(&mut *tx, usage).await?;
-        let due = round_credits(cost - progress_billed(&mut *tx, &plan).await?).max(Decimal::ZERO);
+        let due = nine_places(cost - progress_billed(&mut *tx, &plan).await?).max(Decimal::ZERO);
         if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
             // A repeat: the same report answers the first outcome (replay contract).
             if prior.reason != reason {
@@ -462,5 +462,43 @@ pub async fn bill_usage_final(
         .await?;
         Ok(FinalBilling::Charged { charged: due })
     })
+    .await
+}
+
+/// Credit `amount` (positive, already checked by the caller) to the user inside the caller's
+/// transaction, with a reason and source of the caller's: the ledger row (with the balance after
+/// it) and the balance move, written as [`grant`] writes them. Used by
+/// [`super::payment_record::apply`] for a purchase (`credits_purchased`, source the provider,
+/// external id the provider's payment id). [`Error::NotFound`] without the user;
+/// [`Error::InvalidInput`] when the balance would go above [`MAX_CREDITS`] (the SQLite range).
+/// Call it in [`transaction`], so the balance it reads is the newest.
+pub(crate) async fn credit_in_transaction(
+    conn: &mut SqliteConnection,
+    user_id: Uuid,
+    amount: Decimal,
+    reason: &str,
+    source: &str,
+    external_id: Option<&str>,
+) -> Result<BalanceChange> {
+    let balance = balance_of(&mut *conn, user_id).await?;
+    let new_balance = balance + amount;
+    if new_balance > MAX_CREDITS {
+        return Err(Error::invalid_input(format!(
+            "the credit would take the balance above {MAX_CREDITS} (the SQLite range)"
+        )));
+    }
+    append(
+        conn,
+        &Entry {
+            user_id,
+            delta: amount,
+            new_balance,
+            reason,
+            source,
+            external_id,
+            api_key_id: None,
+            key: None,
+        },
+    )
     .await
 }

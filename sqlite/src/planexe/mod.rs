@@ -32,10 +32,12 @@ pub mod credit_history;
 pub mod events;
 pub mod feedback_item;
 pub mod nonces;
+pub mod payment_record;
 pub mod plans;
 pub mod token_metrics;
 pub mod user_account;
 pub mod user_api_key;
+pub mod user_provider;
 pub mod workers;
 
 /// The largest credit magnitude stored on SQLite: 999 999.999999999, the 15 significant digits
@@ -85,12 +87,24 @@ pub fn credits_text(field: &'static str, amount: Decimal) -> Result<String> {
 }
 
 /// A stored credit amount, read as `CAST(col AS TEXT)` (SQLite prints a double with 15
-/// significant digits, in exponent form for small ones), as the exact 9-place decimal written.
+/// significant digits, in exponent form for small ones), as the exact 9-place decimal written,
+/// with 9 decimal places as PostgreSQL's `numeric(18,9)` gives it back (`15.500000000`), so an
+/// amount prints and serialises the same on both backends, and a replayed outcome the same as
+/// the first.
 pub fn credits(text: &str) -> Result<Decimal> {
     text.parse::<Decimal>()
         .or_else(|_| Decimal::from_scientific(text))
-        .map(shared_db::planexe::round_credits)
+        .map(nine_places)
         .map_err(|e| Error::internal(format!("stored credit amount {text:?}: {e}")))
+}
+
+/// `amount` rounded to 9 places and written with all 9 (`1` → `1.000000000`), as
+/// PostgreSQL's `numeric(18,9)` answers it: the one form of every credit amount this backend
+/// reads or answers, so a first answer and its replay serialise alike.
+pub(crate) fn nine_places(amount: Decimal) -> Decimal {
+    let mut amount = shared_db::planexe::round_credits(amount);
+    amount.rescale(9);
+    amount
 }
 
 /// [`credits`] of a nullable column.
@@ -128,5 +142,8 @@ mod tests {
             assert_eq!(credits(&printed).unwrap(), amount, "{text}");
         }
         assert!(credits_text("x", MAX_CREDITS + Decimal::new(1, 9)).is_err());
+        // Nine places, as numeric(18,9) reads on PostgreSQL.
+        assert_eq!(credits("15.5").unwrap().to_string(), "15.500000000");
+        assert_eq!(credits("1.0e-09").unwrap().to_string(), "0.000000001");
     }
 }

@@ -5,10 +5,11 @@
 
 #[macro_use]
 mod backend;
+mod accounts;
 mod lifecycle;
 mod other_writer;
-mod telemetry;
 mod plans;
+mod telemetry;
 
 use std::collections::HashSet;
 use std::time::Duration;
