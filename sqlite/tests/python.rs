@@ -8,13 +8,15 @@
 //! The Python packages come from `.ci/python-sqlite` (pinned, in a virtualenv under
 //! `target/tools`; `.ci/run` installs it, and this test does when it is missing).
 
+mod python_side;
+
 use std::collections::HashSet;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use python_side::{fresh_file, python};
 use rust_decimal::Decimal;
 use shared_db::Config;
 use shared_db::planexe::PlanState;
@@ -26,38 +28,6 @@ use uuid::Uuid;
 
 const EACH: usize = 150;
 
-fn python() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/python-sqlite");
-    let out = Command::new(script)
-        .output()
-        .expect("run .ci/python-sqlite");
-    assert!(
-        out.status.success(),
-        ".ci/python-sqlite failed (python3 with venv is in system-packages.txt): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-python");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("shared-{}.db", std::process::id()));
-    for suffix in [
-        "",
-        "-wal",
-        "-shm",
-        ".migrate-lock",
-        ".rust-done",
-        ".python-ready",
-    ] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -65,7 +35,7 @@ fn d(s: &str) -> Decimal {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn python_and_rust_write_one_file_at_once_and_read_each_others_rows_exactly() {
     let python = python();
-    let path = fresh_file();
+    let path = fresh_file("shared");
     let db = Database::connect(&Config {
         max_connections: 4,
         sqlite_busy_timeout: Duration::from_secs(30),

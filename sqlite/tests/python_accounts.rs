@@ -8,7 +8,9 @@
 //!
 //! The Python packages come from `.ci/python-sqlite`, as for `python.rs`.
 
-use std::path::PathBuf;
+mod python_side;
+
+use python_side::{fresh_file, python};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -22,38 +24,6 @@ use shared_db_sqlite::planexe::{credit_history, payment_record, user_account, us
 
 const EACH: usize = 60;
 
-fn python() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/python-sqlite");
-    let out = Command::new(script)
-        .output()
-        .expect("run .ci/python-sqlite");
-    assert!(
-        out.status.success(),
-        ".ci/python-sqlite failed (python3 with venv is in system-packages.txt): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-python");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("accounts-{}.db", std::process::id()));
-    for suffix in [
-        "",
-        "-wal",
-        "-shm",
-        ".migrate-lock",
-        ".rust-done",
-        ".python-ready",
-    ] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 fn d(s: &str) -> Decimal {
     s.parse().unwrap()
 }
@@ -61,7 +31,7 @@ fn d(s: &str) -> Decimal {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn python_and_rust_sign_in_and_buy_on_one_file_and_read_each_others_accounts() {
     let python = python();
-    let path = fresh_file();
+    let path = fresh_file("accounts");
     let db = Database::connect(&Config {
         max_connections: 4,
         sqlite_busy_timeout: Duration::from_secs(30),

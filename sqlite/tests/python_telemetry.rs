@@ -6,11 +6,13 @@
 //! The Python packages come from `.ci/python-sqlite` (pinned, in a virtualenv under
 //! `target/tools`; `.ci/run` installs it, and this test does when it is missing).
 
-use std::path::PathBuf;
+mod python_side;
+
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
+use python_side::{fresh_file, python};
 use serde_json::{Value, json};
 use shared_db::Config;
 use shared_db::planexe::EventType;
@@ -25,19 +27,6 @@ use shared_db_sqlite::planexe::{
 use uuid::Uuid;
 
 const SECRET: &str = "python-telemetry-secret";
-
-fn python() -> PathBuf {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../.ci/python-sqlite");
-    let out = Command::new(script)
-        .output()
-        .expect("run .ci/python-sqlite");
-    assert!(
-        out.status.success(),
-        ".ci/python-sqlite failed (python3 with venv is in system-packages.txt): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
-}
 
 /// Run the Python side with `args`; its one JSON line.
 fn run_python(file: &std::path::Path, args: &[&str]) -> Value {
@@ -59,21 +48,9 @@ fn run_python(file: &std::path::Path, args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-python");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("telemetry-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm", ".migrate-lock"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_and_rust_read_each_others_telemetry_rows_exactly() {
-    let path = fresh_file();
+    let path = fresh_file("telemetry");
     let db = Database::connect(&Config {
         sqlite_busy_timeout: Duration::from_secs(30),
         ..Config::new(format!("sqlite://{}", path.display()))
