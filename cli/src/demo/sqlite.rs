@@ -1,5 +1,5 @@
 //! The planexe sections of the demo on a SQLite file (`DATABASE_URL=sqlite://demo.db`): the
-//! frontend sells credits and issues an API key, the API server authenticates it and charges per
+//! frontend signs Ada in, applies her payment once and issues an API key, the API server authenticates it and charges per
 //! plan with idempotency keys, workers claim and complete the queue while one of them is lost and
 //! reaped, and the closing invariants are checked. The shop stays PostgreSQL-only (README).
 //! Like the PostgreSQL demo, it runs no SQL of its own.
@@ -9,14 +9,18 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use rust_decimal::Decimal;
+use serde_json::json;
 use shared_db::planexe::credit_history::Charge;
+use shared_db::planexe::payment_record::{NewPayment, PaymentOutcome};
 use shared_db::planexe::plans::{Attempt, NewPlan, Progress, ProgressAck};
+use shared_db::planexe::user_account::OAuthProfile;
 use shared_db::planexe::user_api_key::{ApiKeySecret, KeyOptions, RawApiKey};
 use shared_db::planexe::{EventType, PlanState};
 use shared_db::{Config, Error};
 use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{
-    credit_history, events, plans, user_account, user_api_key, workers,
+    credit_history, events, payment_record, plans, user_account, user_api_key, user_provider,
+    workers,
 };
 use uuid::Uuid;
 
@@ -70,34 +74,64 @@ async fn frontend(
     checks: &mut Checks,
 ) -> anyhow::Result<(Uuid, RawApiKey)> {
     heading("frontend (web app)");
-    let mut conn = db.acquire().await?;
     let email = format!("ada+{run_id}@example.com");
-    let user = user_account::create(&mut conn, Some(&email)).await?;
-    println!("Ada signs up: user {user}");
-    let key = format!("stripe-checkout-{run_id}");
-    let bought = credit_history::grant(
-        &mut conn,
-        user,
-        Decimal::from(10),
-        Some("credits_purchased"),
-        Some(&key),
-    )
-    .await?;
-    let retried = credit_history::grant(
-        &mut conn,
-        user,
-        Decimal::from(10),
-        Some("credits_purchased"),
-        Some(&key),
-    )
-    .await?;
+    let provider_user_id = format!("google-{run_id}");
+    let raw_profile = json!({ "sub": provider_user_id, "email": email });
+    let profile = OAuthProfile {
+        provider: "google",
+        provider_user_id: &provider_user_id,
+        email: Some(&email),
+        name: Some("Ada Lovelace"),
+        given_name: Some("Ada"),
+        raw_profile: Some(&raw_profile),
+        ..Default::default()
+    };
+    let mut conn = db.acquire().await?;
+    let first = user_account::sign_in(&mut conn, &profile).await?;
+    let second = user_account::sign_in(&mut conn, &profile).await?;
     println!(
-        "Ada buys 10 credits; the payment webhook is delivered twice: balance {}",
-        retried.new_balance
+        "Ada signs in with Google twice: user {} (created: {}, then {})",
+        first.user.id, first.created, second.created
     );
+    let links = user_provider::list_for_user(&mut conn, first.user.id).await?;
     checks.check(
-        bought.entry_id == retried.entry_id && retried.new_balance == Decimal::from(10),
-        "the repeated webhook replays the first grant (one ledger row)",
+        first.created && !second.created && first.user.id == second.user.id && links.len() == 1,
+        format!(
+            "one account, {} provider link(s) after two sign-ins",
+            links.len()
+        ),
+    );
+    let user = first.user.id;
+    drop(conn);
+
+    // The payment provider delivers the same webhook twice, concurrently, on two connections:
+    // the second waits for the first's write lock and finds its payment.
+    let payment_id = format!("pi_demo_{run_id}");
+    let payload = json!({ "id": payment_id, "amount": 1000, "currency": "usd" });
+    let payment = NewPayment {
+        user_id: user,
+        provider: "stripe",
+        provider_payment_id: &payment_id,
+        credits: Decimal::from(10),
+        amount: 1000,
+        currency: "usd",
+        raw_payload: Some(&payload),
+    };
+    let (mut conn_a, mut conn_b) = (db.acquire().await?, db.acquire().await?);
+    let (a, b) = tokio::join!(
+        payment_record::apply(&mut conn_a, &payment),
+        payment_record::apply(&mut conn_b, &payment)
+    );
+    drop((conn_a, conn_b));
+    let outcomes = [a?, b?];
+    let mut conn = db.acquire().await?;
+    let balance = user_account::balance(&mut conn, user).await?;
+    println!("Ada buys 10 credits; the payment webhook is delivered twice: balance {balance}");
+    checks.check(
+        outcomes[0] == outcomes[1]
+            && matches!(outcomes[0], PaymentOutcome::Applied { .. })
+            && balance == Decimal::from(10),
+        "both deliveries answer the one outcome; credited once",
     );
     let raw = RawApiKey::generate()?;
     let issued = user_api_key::create(
