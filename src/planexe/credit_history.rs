@@ -120,6 +120,17 @@ pub struct Prior {
     pub balance_after: Option<Decimal>,
 }
 
+/// What a usage debit of `delta` (never positive) charged: `-delta`, with a zero debit answered
+/// as `0`, not `-0` (a negated `Decimal` zero keeps its sign and prints `-0.000000000`), so a
+/// first answer and its replay print and serialise alike. Shared with the SQLite backend.
+pub fn charged_by(delta: Decimal) -> Decimal {
+    let mut charged = -delta;
+    if charged.is_zero() {
+        charged.set_sign_positive(true);
+    }
+    charged
+}
+
 /// The replay rule of the module docs for a charge or grant whose key names `prior`: the first
 /// outcome when the request is the same, else [`Error::IdempotencyKeyReused`] naming the first
 /// field that differs.
@@ -574,10 +585,14 @@ pub async fn bill_usage_final(conn: &mut PgConnection, usage: &PlanUsage) -> Res
             if row.expected_delta != Some(prior) {
                 return Err(Error::idempotency_key_reused("cost"));
             }
-            return Ok(FinalBilling::Charged { charged: -prior });
+            return Ok(FinalBilling::Charged {
+                charged: charged_by(prior),
+            });
         }
         Ok(match row.delta {
-            Some(d) => FinalBilling::Charged { charged: -d },
+            Some(d) => FinalBilling::Charged {
+                charged: charged_by(d),
+            },
             None => FinalBilling::AlreadyBilled,
         })
     })

@@ -19,7 +19,7 @@
 use rust_decimal::Decimal;
 use shared_db::planexe::credit_history::{
     BalanceChange, Charge, FinalBilling, PlanUsage, Prior, Request, SOURCE_ADMIN,
-    SOURCE_USAGE_FINAL, SOURCE_USAGE_PROGRESS, caller_key, replay,
+    SOURCE_USAGE_FINAL, SOURCE_USAGE_PROGRESS, caller_key, charged_by, replay,
 };
 use shared_db::planexe::{clean_opt, clean_text, credit_amount, ident, ident_opt};
 use shared_db::{Error, Result};
@@ -370,7 +370,7 @@ pub async fn bill_usage_progress(
     transaction(conn, async |tx| {
         let balance = balance_of_run(&mut *tx, usage).await?;
         if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
-            return Ok(-prior.delta);
+            return Ok(charged_by(prior.delta));
         }
         let due = nine_places(cost - progress_billed(&mut *tx, &plan).await?);
         if due <= Decimal::ZERO {
@@ -422,7 +422,7 @@ pub async fn bill_usage_final(
     let api_key_id = usage.api_key_id.map(|k| k.to_string());
     transaction(conn, async |tx| {
         let balance = balance_of_run(&mut *tx, usage).await?;
-        let due = nine_places(cost - progress_billed(&mut *tx, &plan).await?).max(Decimal::ZERO);
+        let due = nine_places((cost - progress_billed(&mut *tx, &plan).await?).max(Decimal::ZERO));
         if let Some(prior) = prior_by_key(&mut *tx, &key).await? {
             // A repeat: the same report answers the first outcome (replay contract).
             if prior.reason != reason {
@@ -432,7 +432,7 @@ pub async fn bill_usage_final(
                 return Err(Error::idempotency_key_reused("cost"));
             }
             return Ok(FinalBilling::Charged {
-                charged: -prior.delta,
+                charged: charged_by(prior.delta),
             });
         }
         let billed = sqlx::query_scalar!(

@@ -167,7 +167,9 @@ pub async fn apply(
         .execute(&mut *tx)
         .await
         .map_err(from_sqlx)?;
-        // The purchase event; credits as a JSON number, as PostgreSQL's json_build_object writes.
+        // The purchase event; credits as a JSON number of the same value as PostgreSQL's
+        // json_build_object writes (which keeps numeric's nine places: `10.000000000` there,
+        // `10` here; a JSON reader gets the same number, Python an int here and a float there).
         let amount: serde_json::Number = credits_text("payment credits", credits)?
             .parse()
             .map_err(|e| Error::internal(format!("credits as JSON: {e}")))?;

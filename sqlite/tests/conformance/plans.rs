@@ -1088,13 +1088,18 @@ async fn usage_billing_charges_each_attempt_once_and_balance_equals_the_ledger<B
         d("1.5"),
         "a new attempt, a new charge"
     );
+    let first = b.bill_final(usage(user, run2, "1", false)).await.unwrap();
     assert_eq!(
-        b.bill_final(usage(user, run2, "1", false)).await.unwrap(),
+        first,
         FinalBilling::Charged {
             charged: Decimal::ZERO
         },
         "never below zero"
     );
+    // Its repeat answers the first outcome, written alike (a negated zero would print `-0`).
+    let again = b.bill_final(usage(user, run2, "1", false)).await.unwrap();
+    assert_eq!(format!("{again:?}"), format!("{first:?}"));
+    assert!(!format!("{again:?}").contains('-'), "{again:?}");
     b.complete(run2).await.unwrap();
     assert_eq!(b.settle(plan).await.unwrap(), 2);
     assert_eq!(b.settle(plan).await.unwrap(), 0, "settled once");
