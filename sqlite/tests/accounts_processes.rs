@@ -8,16 +8,16 @@
 //! The processes are this test binary itself, run with `--ignored --exact account_process` and
 //! the file named in the environment.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::{beside, fresh_file, open, wait_for};
 use rust_decimal::Decimal;
-use shared_db::Config;
 use shared_db::planexe::payment_record::{NewPayment, PaymentOutcome};
 use shared_db::planexe::user_account::OAuthProfile;
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{credit_history, payment_record, user_account, user_provider};
 use uuid::Uuid;
 
@@ -29,31 +29,9 @@ const PAYMENTS: usize = 200;
 /// Credits per payment: nine decimal places, so any loss of exactness shows in the sum.
 const CREDITS: Decimal = Decimal::from_parts(1_234_567_891, 0, 0, false, 9);
 
-async fn open(path: &std::path::Path, connections: u32) -> Database {
-    Database::connect(&Config {
-        max_connections: connections,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap()
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-processes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("accounts-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm", ".migrate-lock", ".go"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_make_one_user_per_identity_and_credit_each_payment_once() {
-    let path = fresh_file();
+    let path = fresh_file("accounts");
     let db = open(&path, 2).await;
     db.migrate().await.unwrap();
     let mut conn = db.acquire().await.unwrap();
@@ -62,8 +40,7 @@ async fn four_processes_make_one_user_per_identity_and_credit_each_payment_once(
         .unwrap();
     drop(conn);
 
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
+    let go = beside(&path, ".go");
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
@@ -161,13 +138,7 @@ async fn four_processes_make_one_user_per_identity_and_credit_each_payment_once(
 async fn account_process() {
     let path = PathBuf::from(std::env::var(FILE).expect("run by the parent story"));
     let payer: Uuid = std::env::var(USER).unwrap().parse().unwrap();
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
-    let started = Instant::now();
-    while !std::path::Path::new(&go).exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(&beside(&path, ".go")).await;
     let db = open(&path, 2).await;
     let mut conn = db.acquire().await.unwrap();
     let me = std::process::id();

@@ -7,15 +7,15 @@
 //! The billing processes are this test binary itself, run with `--ignored --exact
 //! billing_process` and the file named in the environment.
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::{beside, fresh_file, open, wait_for};
 use rust_decimal::Decimal;
-use shared_db::Config;
 use shared_db::planexe::credit_history::{FinalBilling, PlanUsage};
 use shared_db::planexe::plans::{Attempt, NewPlan};
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{credit_history, plans, user_account};
 use uuid::Uuid;
 
@@ -27,28 +27,6 @@ const ATTEMPTS: usize = 30;
 /// The cumulative cost each process reports after each step, then the final cost.
 const STEPS: [i64; 3] = [1, 2, 3];
 const FINAL: i64 = 4;
-
-async fn open(path: &std::path::Path) -> Database {
-    Database::connect(&Config {
-        max_connections: 2,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap()
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-billing-processes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("billing-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm", ".migrate-lock", ".go", ".runs"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
 
 fn usage(user: Uuid, attempt: Attempt, cost: i64, succeeded: bool) -> PlanUsage {
     PlanUsage {
@@ -62,8 +40,8 @@ fn usage(user: Uuid, attempt: Attempt, cost: i64, succeeded: bool) -> PlanUsage 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_repeating_every_usage_report_bill_each_attempt_once() {
-    let path = fresh_file();
-    let db = open(&path).await;
+    let path = fresh_file("billing");
+    let db = open(&path, 2).await;
     db.migrate().await.unwrap();
     let mut conn = db.acquire().await.unwrap();
     let user = user_account::create(&mut conn, None).await.unwrap();
@@ -89,8 +67,7 @@ async fn four_processes_repeating_every_usage_report_bill_each_attempt_once() {
     std::fs::write(&runs, serde_json::to_vec(&attempts).unwrap()).unwrap();
 
     // Four billing processes, started together.
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
+    let go = beside(&path, ".go");
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
@@ -157,14 +134,8 @@ async fn billing_process() {
     let user: Uuid = std::env::var(USER).unwrap().parse().unwrap();
     let attempts: Vec<Attempt> =
         serde_json::from_slice(&std::fs::read(std::env::var(RUNS).unwrap()).unwrap()).unwrap();
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
-    let started = Instant::now();
-    while !std::path::Path::new(&go).exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let db = open(&path).await;
+    wait_for(&beside(&path, ".go")).await;
+    let db = open(&path, 2).await;
     let mut conn = db.acquire().await.unwrap();
     for attempt in attempts {
         for cost in STEPS {

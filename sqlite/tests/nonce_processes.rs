@@ -6,14 +6,15 @@
 //! The consumer processes are this test binary itself, run with `--ignored --exact
 //! consumer_process` and the file named in the environment.
 
+mod common;
+
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{beside, fresh_file, open, wait_for};
 use serde_json::json;
-use shared_db::Config;
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::nonces;
 
 const FILE: &str = "SHARED_DB_SQLITE_NONCE_FILE";
@@ -21,53 +22,14 @@ const CHILD: &str = "SHARED_DB_SQLITE_NONCE_CHILD";
 const PROCESSES: usize = 4;
 const NONCES: usize = 120;
 
-async fn open(path: &std::path::Path, connections: u32) -> Database {
-    Database::connect(&Config {
-        max_connections: connections,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap()
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-processes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("nonces-{}.db", std::process::id()));
-    for suffix in [
-        "",
-        "-wal",
-        "-shm",
-        ".migrate-lock",
-        ".go",
-        ".ready0",
-        ".ready1",
-        ".ready2",
-        ".ready3",
-    ] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 /// The keys every process submits: one form each, as the frontend names them.
 fn key(i: usize) -> String {
     format!("CREATE_00000000-0000-4000-8000-{i:012}")
 }
 
-/// `path` with `suffix` appended (the start signals beside the file).
-fn beside(path: &std::path::Path, suffix: &str) -> PathBuf {
-    let mut p = path.to_path_buf().into_os_string();
-    p.push(suffix);
-    PathBuf::from(p)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_accept_each_nonce_once() {
-    let path = fresh_file();
+    let path = fresh_file("nonces");
     let db = open(&path, 2).await;
     db.migrate().await.unwrap();
 
@@ -144,11 +106,7 @@ async fn consumer_process() {
     let db = open(&path, 2).await;
     let mut conn = db.acquire().await.unwrap();
     std::fs::write(beside(&path, &format!(".ready{n}")), b"ready").unwrap();
-    let started = Instant::now();
-    while !beside(&path, ".go").exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never started");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
+    wait_for(&beside(&path, ".go")).await;
     let offset = (n % 2) * NONCES / 2;
     let context = json!({ "user_agent": format!("process-{}", std::process::id()) });
     for i in 0..NONCES {

@@ -7,16 +7,16 @@
 //! The worker processes are this test binary itself, run with `--ignored --exact
 //! worker_process` and the file named in the environment.
 
+mod common;
+
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
 
+use common::{beside, fresh_file, open, wait_for};
 use rust_decimal::Decimal;
-use shared_db::Config;
 use shared_db::planexe::credit_history::Charge;
 use shared_db::planexe::plans::NewPlan;
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{credit_history, plans, user_account};
 use uuid::Uuid;
 
@@ -25,31 +25,9 @@ const USER: &str = "SHARED_DB_SQLITE_STORY_USER";
 const PROCESSES: usize = 4;
 const PLANS: usize = 240;
 
-async fn open(path: &std::path::Path, connections: u32) -> Database {
-    Database::connect(&Config {
-        max_connections: connections,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap()
-}
-
-fn fresh_file() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("sqlite-processes");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("queue-{}.db", std::process::id()));
-    for suffix in ["", "-wal", "-shm", ".migrate-lock", ".go"] {
-        let mut p = path.clone().into_os_string();
-        p.push(suffix);
-        let _ = std::fs::remove_file(p);
-    }
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_claim_each_plan_once_and_charge_each_key_once() {
-    let path = fresh_file();
+    let path = fresh_file("queue");
     let db = open(&path, 2).await;
     db.migrate().await.unwrap();
     let mut conn = db.acquire().await.unwrap();
@@ -68,8 +46,7 @@ async fn four_processes_claim_each_plan_once_and_charge_each_key_once() {
     drop(conn);
 
     // Four worker processes, started together.
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
+    let go = beside(&path, ".go");
     let children: Vec<_> = (0..PROCESSES)
         .map(|_| {
             Command::new(std::env::current_exe().unwrap())
@@ -135,13 +112,7 @@ async fn four_processes_claim_each_plan_once_and_charge_each_key_once() {
 async fn worker_process() {
     let path = PathBuf::from(std::env::var(FILE).expect("run by the parent story"));
     let user: Uuid = std::env::var(USER).unwrap().parse().unwrap();
-    let mut go = path.clone().into_os_string();
-    go.push(".go");
-    let started = Instant::now();
-    while !std::path::Path::new(&go).exists() {
-        assert!(started.elapsed() < Duration::from_secs(60), "never started");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_for(&beside(&path, ".go")).await;
     let db = open(&path, 2).await;
     let worker = format!("process-{}", std::process::id());
     let mut conn = db.acquire().await.unwrap();

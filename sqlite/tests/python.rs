@@ -8,7 +8,7 @@
 //! The Python packages come from `.ci/python-sqlite` (pinned, in a virtualenv under
 //! `target/tools`; `.ci/run` installs it, and this test does when it is missing).
 
-mod python_side;
+mod common;
 
 use std::collections::HashSet;
 use std::process::{Command, Stdio};
@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use python_side::{fresh_file, python};
+use common::{fresh_file, python};
 use rust_decimal::Decimal;
 use shared_db::Config;
 use shared_db::planexe::PlanState;

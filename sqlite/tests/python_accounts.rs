@@ -8,9 +8,9 @@
 //!
 //! The Python packages come from `.ci/python-sqlite`, as for `python.rs`.
 
-mod python_side;
+mod common;
 
-use python_side::{fresh_file, python};
+use common::{fresh_file, python};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 

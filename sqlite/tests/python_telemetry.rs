@@ -6,13 +6,13 @@
 //! The Python packages come from `.ci/python-sqlite` (pinned, in a virtualenv under
 //! `target/tools`; `.ci/run` installs it, and this test does when it is missing).
 
-mod python_side;
+mod common;
 
 use std::process::Command;
 use std::time::Duration;
 
 use chrono::Utc;
-use python_side::{fresh_file, python};
+use common::{fresh_file, python};
 use serde_json::{Value, json};
 use shared_db::Config;
 use shared_db::planexe::EventType;
