@@ -55,6 +55,46 @@ pub struct NewPayment<'a> {
     pub raw_payload: Option<&'a Value>,
 }
 
+/// A [`NewPayment`] after the input rules of [`apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CleanPayment {
+    /// Credits bought, rounded to 9 places; positive.
+    pub credits: Decimal,
+    /// The provider, NUL bytes removed; 1..=32 characters.
+    pub provider: String,
+    /// The provider's payment id, NUL bytes removed; 1..=256 characters.
+    pub provider_payment_id: String,
+    /// The currency, NUL bytes removed; at most 16 characters.
+    pub currency: String,
+}
+
+impl NewPayment<'_> {
+    /// The payment after the input rules (the one home of them; the SQLite backend applies them
+    /// too): [`Error::InvalidInput`] for credits that are not positive or do not fit
+    /// `numeric(18,9)`, an empty or overlong provider or payment id, an overlong currency, or a
+    /// negative amount paid.
+    pub fn clean(&self) -> Result<CleanPayment> {
+        let credits = credit_amount("payment credits", self.credits)?;
+        let provider = ident("payment provider", self.provider, 32)?;
+        let provider_payment_id = ident("provider payment id", self.provider_payment_id, 256)?;
+        let currency = ident("payment currency", self.currency, 16)?;
+        if provider.is_empty() || provider_payment_id.is_empty() {
+            return Err(Error::invalid_input(
+                "provider and provider payment id are required",
+            ));
+        }
+        if self.amount < 0 {
+            return Err(Error::invalid_input("payment amount must not be negative"));
+        }
+        Ok(CleanPayment {
+            credits,
+            provider,
+            provider_payment_id,
+            currency,
+        })
+    }
+}
+
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum PaymentOutcome {
@@ -94,18 +134,12 @@ pub enum PaymentOutcome {
 /// (nothing is written). One round trip for a new payment, two for a repeat.
 #[tracing::instrument(skip_all)]
 pub async fn apply(conn: &mut PgConnection, payment: &NewPayment<'_>) -> Result<PaymentOutcome> {
-    let credits = credit_amount("payment credits", payment.credits)?;
-    let provider = ident("payment provider", payment.provider, 32)?;
-    let provider_payment_id = ident("provider payment id", payment.provider_payment_id, 256)?;
-    let currency = ident("payment currency", payment.currency, 16)?;
-    if provider.is_empty() || provider_payment_id.is_empty() {
-        return Err(Error::invalid_input(
-            "provider and provider payment id are required",
-        ));
-    }
-    if payment.amount < 0 {
-        return Err(Error::invalid_input("payment amount must not be negative"));
-    }
+    let CleanPayment {
+        credits,
+        provider,
+        provider_payment_id,
+        currency,
+    } = payment.clean()?;
     let row = sqlx::query!(
         r#"WITH usr AS (
                -- the user, if the credits keep the balance in range

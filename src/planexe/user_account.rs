@@ -216,6 +216,22 @@ pub async fn sign_in(ex: impl PgExecutor<'_>, profile: &OAuthProfile<'_>) -> Res
 /// The longest key [`claim_free_plan`] accepts, in characters (refused when longer, never cut).
 pub const MAX_FREE_PLAN_CLAIM_KEY_CHARS: usize = 128;
 
+/// A free-plan claim key after its input rule (shared with the SQLite backend): NUL bytes
+/// removed, then 1..=[`MAX_FREE_PLAN_CLAIM_KEY_CHARS`] characters, else [`Error::InvalidInput`].
+pub fn free_plan_claim_key(claim_key: &str) -> Result<String> {
+    let claim_key = ident(
+        "free plan claim key",
+        claim_key,
+        MAX_FREE_PLAN_CLAIM_KEY_CHARS,
+    )?;
+    if claim_key.is_empty() {
+        return Err(Error::invalid_input(
+            "free plan claim key must not be empty",
+        ));
+    }
+    Ok(claim_key)
+}
+
 /// Use the user's free first plan on behalf of the request `claim_key` (the caller's request or
 /// plan id, 1..=[`MAX_FREE_PLAN_CLAIM_KEY_CHARS`] characters): sets `free_plan_used` and records
 /// the key if the plan was not used yet. `true` when this request used it, `false` when another
@@ -233,16 +249,7 @@ pub async fn claim_free_plan(
     user_id: Uuid,
     claim_key: &str,
 ) -> Result<bool> {
-    let claim_key = ident(
-        "free plan claim key",
-        claim_key,
-        MAX_FREE_PLAN_CLAIM_KEY_CHARS,
-    )?;
-    if claim_key.is_empty() {
-        return Err(Error::invalid_input(
-            "free plan claim key must not be empty",
-        ));
-    }
+    let claim_key = free_plan_claim_key(claim_key)?;
     let row = sqlx::query!(
         r#"WITH cur AS (
                -- the newest row version: a claim in flight is waited for

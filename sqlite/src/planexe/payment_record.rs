@@ -15,8 +15,8 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared_db::planexe::payment_record::{NewPayment, PaymentOutcome, PaymentRecord};
-use shared_db::planexe::{EventType, Keyset, MAX_PAGE_ROWS, credit_amount, ident, json_text};
+use shared_db::planexe::payment_record::{CleanPayment, NewPayment, PaymentOutcome, PaymentRecord};
+use shared_db::planexe::{EventType, Keyset, MAX_PAGE_ROWS, ident, json_text};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
 use uuid::Uuid;
@@ -82,19 +82,13 @@ pub async fn apply(
     conn: &mut SqliteConnection,
     payment: &NewPayment<'_>,
 ) -> Result<PaymentOutcome> {
-    let credits = credit_amount("payment credits", payment.credits)?;
+    let CleanPayment {
+        credits,
+        provider,
+        provider_payment_id,
+        currency,
+    } = payment.clean()?;
     credits_text("payment credits", credits)?;
-    let provider = ident("payment provider", payment.provider, 32)?;
-    let provider_payment_id = ident("provider payment id", payment.provider_payment_id, 256)?;
-    let currency = ident("payment currency", payment.currency, 16)?;
-    if provider.is_empty() || provider_payment_id.is_empty() {
-        return Err(Error::invalid_input(
-            "provider and provider payment id are required",
-        ));
-    }
-    if payment.amount < 0 {
-        return Err(Error::invalid_input("payment amount must not be negative"));
-    }
     let raw_payload = json_text(payment.raw_payload);
     transaction(conn, async |tx| {
         // A payment already recorded (under the write lock: also one that committed while this

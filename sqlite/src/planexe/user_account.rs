@@ -11,9 +11,7 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use shared_db::planexe::user_account::{
-    MAX_FREE_PLAN_CLAIM_KEY_CHARS, OAuthProfile, SignIn, UserAccount,
-};
+use shared_db::planexe::user_account::{OAuthProfile, SignIn, UserAccount, free_plan_claim_key};
 use shared_db::planexe::{clean_opt, ident, json_text};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
@@ -270,23 +268,14 @@ pub async fn sign_in(conn: &mut SqliteConnection, profile: &OAuthProfile<'_>) ->
 /// did. Concurrent claims with different keys, in any process on the file: exactly one gets
 /// `true` (one `BEGIN IMMEDIATE` transaction reads and sets the flag under the write lock).
 /// [`Error::InvalidInput`] for an empty key or one longer than
-/// [`MAX_FREE_PLAN_CLAIM_KEY_CHARS`]; [`Error::NotFound`] without the user.
+/// [`MAX_FREE_PLAN_CLAIM_KEY_CHARS`](shared_db::planexe::user_account::MAX_FREE_PLAN_CLAIM_KEY_CHARS); [`Error::NotFound`] without the user.
 #[tracing::instrument(target = "shared_db_sqlite::planexe::user_account", skip_all, fields(%user_id))]
 pub async fn claim_free_plan(
     conn: &mut SqliteConnection,
     user_id: Uuid,
     claim_key: &str,
 ) -> Result<bool> {
-    let claim_key = ident(
-        "free plan claim key",
-        claim_key,
-        MAX_FREE_PLAN_CLAIM_KEY_CHARS,
-    )?;
-    if claim_key.is_empty() {
-        return Err(Error::invalid_input(
-            "free plan claim key must not be empty",
-        ));
-    }
+    let claim_key = free_plan_claim_key(claim_key)?;
     let user = hex(user_id);
     transaction(conn, async |tx| {
         let current = sqlx::query!(
