@@ -95,6 +95,31 @@ impl NewPayment<'_> {
     }
 }
 
+/// The replay rule of [`apply`] (shared with the SQLite backend): `Ok` when the payment its
+/// provider payment id already names, `(user, credits, amount, currency)`, is this one
+/// (`credits` and `currency` as cleaned), else [`Error::IdempotencyKeyReused`] naming the
+/// first field that differs.
+pub fn same_payment(
+    payment: &NewPayment<'_>,
+    credits: &Decimal,
+    currency: &str,
+    prior: (Uuid, Decimal, i32, &str),
+) -> Result<()> {
+    let (user_id, prior_credits, amount, prior_currency) = prior;
+    let differs = if user_id != payment.user_id {
+        "user"
+    } else if prior_credits != *credits {
+        "credits"
+    } else if amount != payment.amount {
+        "amount"
+    } else if prior_currency != currency {
+        "currency"
+    } else {
+        return Ok(());
+    };
+    Err(Error::idempotency_key_reused(differs))
+}
+
 /// What [`apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub enum PaymentOutcome {
@@ -218,20 +243,12 @@ pub async fn apply(conn: &mut PgConnection, payment: &NewPayment<'_>) -> Result<
             ))
         });
     };
-    let differs = if prior.user_id != payment.user_id {
-        Some("user")
-    } else if prior.credits != credits {
-        Some("credits")
-    } else if prior.amount != payment.amount {
-        Some("amount")
-    } else if prior.currency != currency {
-        Some("currency")
-    } else {
-        None
-    };
-    if let Some(field) = differs {
-        return Err(Error::idempotency_key_reused(field));
-    }
+    same_payment(
+        payment,
+        &credits,
+        &currency,
+        (prior.user_id, prior.credits, prior.amount, &prior.currency),
+    )?;
     Ok(match prior.balance_after {
         Some(new_balance) => PaymentOutcome::Applied {
             payment_id: prior.id,

@@ -15,7 +15,9 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use shared_db::planexe::payment_record::{CleanPayment, NewPayment, PaymentOutcome, PaymentRecord};
+use shared_db::planexe::payment_record::{
+    CleanPayment, NewPayment, PaymentOutcome, PaymentRecord, same_payment,
+};
 use shared_db::planexe::{EventType, Keyset, MAX_PAGE_ROWS, ident, json_text};
 use shared_db::{Error, Result};
 use sqlx::SqliteConnection;
@@ -109,20 +111,17 @@ pub async fn apply(
         .await
         .map_err(from_sqlx)?;
         if let Some(prior) = prior {
-            let differs = if uuid(&prior.user_id)? != payment.user_id {
-                Some("user")
-            } else if super::credits(&prior.credits)? != credits {
-                Some("credits")
-            } else if prior.amount != payment.amount {
-                Some("amount")
-            } else if prior.currency != currency {
-                Some("currency")
-            } else {
-                None
-            };
-            if let Some(field) = differs {
-                return Err(Error::idempotency_key_reused(field));
-            }
+            same_payment(
+                payment,
+                &credits,
+                &currency,
+                (
+                    uuid(&prior.user_id)?,
+                    super::credits(&prior.credits)?,
+                    prior.amount,
+                    &prior.currency,
+                ),
+            )?;
             let payment_id = uuid(&prior.id)?;
             return Ok(match credits_opt(prior.balance_after.as_deref())? {
                 Some(new_balance) => PaymentOutcome::Applied {
