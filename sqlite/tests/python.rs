@@ -16,13 +16,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{fresh_file, python};
+use common::{fresh_file, open, python};
 use rust_decimal::Decimal;
-use shared_db::Config;
 use shared_db::planexe::PlanState;
 use shared_db::planexe::credit_history::Charge;
 use shared_db::planexe::plans::NewPlan;
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{credit_history, plans, user_account};
 use uuid::Uuid;
 
@@ -36,13 +34,7 @@ fn d(s: &str) -> Decimal {
 async fn python_and_rust_write_one_file_at_once_and_read_each_others_rows_exactly() {
     let python = python();
     let path = fresh_file("shared");
-    let db = Database::connect(&Config {
-        max_connections: 4,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap();
+    let db = open(&path, 4).await;
     db.migrate().await.unwrap();
     let user = {
         let mut conn = db.acquire().await.unwrap();

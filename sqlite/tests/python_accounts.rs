@@ -10,16 +10,14 @@
 
 mod common;
 
-use common::{fresh_file, python};
+use common::{fresh_file, open, python};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use rust_decimal::Decimal;
 use serde_json::json;
-use shared_db::Config;
 use shared_db::planexe::payment_record::{NewPayment, PaymentOutcome};
 use shared_db::planexe::user_account::OAuthProfile;
-use shared_db_sqlite::Database;
 use shared_db_sqlite::planexe::{credit_history, payment_record, user_account, user_provider};
 
 const EACH: usize = 60;
@@ -32,13 +30,7 @@ fn d(s: &str) -> Decimal {
 async fn python_and_rust_sign_in_and_buy_on_one_file_and_read_each_others_accounts() {
     let python = python();
     let path = fresh_file("accounts");
-    let db = Database::connect(&Config {
-        max_connections: 4,
-        sqlite_busy_timeout: Duration::from_secs(30),
-        ..Config::new(format!("sqlite://{}", path.display()))
-    })
-    .await
-    .unwrap();
+    let db = open(&path, 4).await;
     db.migrate().await.unwrap();
     let payer = {
         let mut conn = db.acquire().await.unwrap();
